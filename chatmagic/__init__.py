@@ -1,0 +1,42 @@
+"""chatmagic: chat models in Jupyter.
+
+``%load_ext chatmagic`` registers ``%%chat`` and ``%chat``; nothing heavier than
+IPython is imported until the first chat. See ``%%chat?`` for the manual.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import ChatMagicError
+
+__version__ = "0.1.0"
+__all__ = ["ChatMagicError", "__version__", "load_ipython_extension", "unload_ipython_extension"]
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+
+def load_ipython_extension(ipython: InteractiveShell) -> None:
+    from ._extension import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: InteractiveShell) -> None:
+    from ._extension import unload
+
+    unload(ipython)
+
+
+def __getattr__(name: str) -> Any:
+    # public names that pull in heavier modules are imported on first access
+    if name in ("ChatSession", "Conversation", "Turn", "TurnOptions"):
+        from . import session
+
+        return getattr(session, name)
+    if name == "ChatPanel":
+        from .panel import ChatPanel
+
+        return ChatPanel
+    raise AttributeError(f"module 'chatmagic' has no attribute {name!r}")

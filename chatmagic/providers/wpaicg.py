@@ -1,0 +1,216 @@
+"""Family A: the "AI Power" WordPress plugin (``wpaicg``), form POST to admin-ajax.php.
+
+The chat page carries a nonce and a post id; the message goes as a form to
+``/wp-admin/admin-ajax.php``; the answer is one JSON object or a stream of OpenAI-style
+``data:`` chunks (a stream may also end with a plain JSON object). Tokens are kept
+across turns (WordPress nonces live 12-24 h) and fetched again once when refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from ..errors import ProtocolError, ServiceError
+from ._family import NonceRefused, content_type, fail_on_status, fields, parse_json, with_token_retry
+from ._http import BROWSER_HEADERS, AiohttpTransport, Transport, status_error
+from .base import Provider, format_prompt
+
+ACTION = "wpaicg_chat_shortcode_message"
+CONSENT_REFUSAL = "Du musst das Kästchen anklicken!"
+SECURITY_CHECK = "Security check"
+
+
+class Tokens:
+    __slots__ = ("nonce", "post_id", "fallback")
+
+    def __init__(self, nonce: str, post_id: str, fallback: bool = False) -> None:
+        self.nonce = nonce
+        self.post_id = post_id
+        self.fallback = fallback
+
+
+def first_match(patterns: tuple[re.Pattern[str], ...], html: str) -> str | None:
+    for pattern in patterns:
+        m = pattern.search(html)
+        if m:
+            return m.group(1)
+    return None
+
+
+class WpaicgProvider(Provider):
+    """A site running AI Power. Subclasses give constants and token patterns."""
+
+    api_path = "/wp-admin/admin-ajax.php"
+    #: the page whose HTML carries the tokens, and the referer sent with it
+    page_path: ClassVar[str] = "/"
+    referer_path: ClassVar[str] = "/"
+    nonce_patterns: ClassVar[tuple[re.Pattern[str], ...]] = (
+        re.compile(r"""data-nonce\s*=\s*["']([^"']+)["']"""),
+    )
+    post_id_patterns: ClassVar[tuple[re.Pattern[str], ...]] = (
+        re.compile(r"""data-post-id\s*=\s*["']([^"']+)["']"""),
+    )
+    #: used when the page has no tokens (ChatGptEs); None means missing tokens are an error
+    fallback_tokens: ClassVar[tuple[str, str] | None] = None
+    transport_class: ClassVar[type[Transport]] = AiohttpTransport
+    #: fields beyond the six every site requires
+    send_identity: ClassVar[bool] = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._tokens: Tokens | None = None
+        self._client_id = secrets.token_hex(5)
+        self._http = self.transport_class(
+            self.label,
+            proxy=self.proxy,
+            timeout=self.timeout,
+            headers={**BROWSER_HEADERS, "origin": self.site},
+            cookies=self.options.get("cookies"),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- what a site may change ----------------------------------------------------
+
+    def prompt(self, messages: list[dict[str, str]]) -> str:
+        return format_prompt(messages)
+
+    def history(self, messages: list[dict[str, str]]) -> str | None:
+        """``wpaicg_chat_history``: earlier turns as ``Human:``/``AI:`` strings."""
+        names = {"user": "Human", "assistant": "AI", "system": "System"}
+        return json.dumps([f"{names[m['role']]}: {m['content']}" for m in messages[:-1]])
+
+    # -- protocol ------------------------------------------------------------------
+
+    async def tokens(self, fresh: bool = False) -> Tokens:
+        if self._tokens is not None and not fresh:
+            return self._tokens
+        headers = {"referer": self.endpoint(self.referer_path), "accept": "text/html,*/*"}
+        async with self._http.request("GET", self.endpoint(self.page_path), headers=headers) as page:
+            html = (await page.read()).decode("utf-8", "replace")
+            if page.status >= 400:
+                raise status_error(self.label, page.status, page.headers, html)
+        nonce = first_match(self.nonce_patterns, html)
+        post_id = first_match(self.post_id_patterns, html)
+        if nonce and post_id:
+            self._tokens = Tokens(nonce, post_id)
+        elif self.fallback_tokens is not None:
+            self._tokens = Tokens(nonce or self.fallback_tokens[0], post_id or self.fallback_tokens[1], True)
+        else:
+            missing = " and ".join(n for n, v in (("nonce", nonce), ("post id", post_id)) if not v)
+            raise ProtocolError(
+                self.label,
+                f"the chat page has no {missing}: the site has changed or is not an AI Power "
+                "chat. Check --base-url, or use another provider.",
+            )
+        return self._tokens
+
+    def form(self, messages: list[dict[str, str]], tokens: Tokens) -> dict[str, str]:
+        form = {
+            "_wpnonce": tokens.nonce,
+            "post_id": tokens.post_id,
+            "url": self.site,
+            "action": ACTION,
+            "message": self.prompt(messages),
+            "bot_id": "0",
+        }
+        if self.send_identity:
+            form["chatbot_identity"] = "shortcode"
+            form["wpaicg_chat_client_id"] = self._client_id
+            history = self.history(messages)
+            if history is not None:
+                form["wpaicg_chat_history"] = history
+        return form
+
+    def _stream(self, messages: list[dict[str, str]], model: str) -> AsyncIterator[str]:
+        hint = (
+            "The page carried no token and the built-in fallback was refused; the site has "
+            "changed. Use another provider."
+            if self.fallback_tokens
+            else "Try again later, or use another provider."
+        )
+        return with_token_retry(self.label, lambda fresh: self._send(messages, fresh), hint)
+
+    async def _send(self, messages: list[dict[str, str]], fresh: bool) -> AsyncIterator[str]:
+        tokens = await self.tokens(fresh)
+        headers = {
+            "referer": self.endpoint(self.referer_path),
+            "accept": "application/json, text/event-stream, */*",
+            "x-requested-with": "XMLHttpRequest",
+        }
+        async with self._http.request(
+            "POST", self.endpoint(self.api_path), headers=headers, data=self.form(messages, tokens)
+        ) as answer:
+            await fail_on_status(self.label, answer, _is_refusal_status)
+            ctype = content_type(answer)
+            if ctype == "text/event-stream":
+                async for chunk in self._read_stream(answer):
+                    yield chunk
+            else:
+                text = (await answer.read()).decode("utf-8", "replace")
+                yield self._reply(parse_json(self.label, text, "the chat's JSON answer", ctype))
+
+    async def _read_stream(self, answer: Any) -> AsyncIterator[str]:
+        leftover: list[str] = []
+        async for field in fields(answer):
+            if not field.is_data:
+                leftover.append(field.data)
+                continue
+            if field.data == "[DONE]":
+                return
+            obj = parse_json(self.label, field.data, "a stream chunk", "")
+            if isinstance(obj, dict) and "choices" not in obj and "status" in obj:
+                # a plain answer object inside the stream (errors come this way)
+                yield self._reply(obj)
+                return
+            yield self._delta(obj)
+        if leftover:
+            yield self._reply(parse_json(self.label, "\n".join(leftover), "the chat's JSON answer", ""))
+
+    def _delta(self, obj: Any) -> str:
+        try:
+            content = obj["choices"][0]["delta"].get("content")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise ProtocolError(
+                self.label,
+                "a stream chunk lacks choices[0].delta: the site's protocol has changed. "
+                "Try another provider.",
+            ) from None
+        return content if isinstance(content, str) else ""
+
+    def _reply(self, obj: Any) -> str:
+        if not isinstance(obj, dict):
+            raise ProtocolError(self.label, "the answer is not a JSON object. Try another provider.")
+        if obj.get("status") == "error" or ("data" not in obj and obj.get("msg")):
+            msg = str(obj.get("msg") or "unknown error")
+            if msg == SECURITY_CHECK:
+                raise NonceRefused(msg)
+            raise ServiceError(
+                self.label,
+                f"the site reported an error: {msg!r}. Try again later, or use another provider.",
+            )
+        data = obj.get("data")
+        if not isinstance(data, str):
+            raise ProtocolError(
+                self.label,
+                "the answer has no 'data' text: the site's protocol has changed. "
+                "Try another provider.",
+            )
+        if data.strip() == CONSENT_REFUSAL:
+            raise ServiceError(
+                self.label,
+                f"the site refused with its consent check ({CONSENT_REFUSAL!r}: 'you must tick "
+                "the box'). It wants a browser; use another provider.",
+            )
+        return data
+
+
+def _is_refusal_status(status: int, body: str) -> bool:
+    # WordPress' own nonce check in admin-ajax answers 403 with body "-1"
+    return status == 403 and body.strip() == "-1"
+

@@ -1,0 +1,435 @@
+"""Conversations and turns: the one session core under ``%%chat`` and the panel.
+
+Nothing here imports IPython or ipywidgets. A :class:`ChatSession` holds named
+:class:`Conversation` objects and the provider instances (with their connections and
+tokens), and streams a :class:`Turn` on the background loop of :mod:`chatmagic.runner`.
+
+History rules:
+
+- A completed reply joins the history together with its user message.
+- A failed turn adds nothing (its partial text stays on the turn, for display).
+- A stopped turn (Stop, Ctrl-C) that had received text joins the history marked
+  ``stopped=True``; its partial text is what later turns send as that assistant
+  message. A turn stopped before any text adds nothing.
+- A turn with a ``key`` (the notebook cell id, a panel's own id) that the
+  conversation already holds replaces that exchange in place, and is sent with only
+  the messages before it: re-running a cell redoes its exchange instead of adding a
+  duplicate, and later exchanges are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ChatMagicError, ConfigurationError, TurnStopped
+from .runner import Runner, get_runner
+
+DEFAULT_CONVERSATION = "default"
+DEFAULT_PROVIDER = "chatgptt"
+
+Listener = Callable[[str, "Conversation", "Turn | None"], None]
+
+
+@dataclass
+class Message:
+    role: str
+    content: str
+    stopped: bool = False
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass
+class Exchange:
+    """A user message and the reply it got, with where the reply came from."""
+
+    user: Message
+    assistant: Message
+    provider: str
+    model: str
+    key: str | None = None
+    first_text_s: float | None = None
+    total_s: float | None = None
+    finished_at: float = field(default_factory=time.time)
+
+    @property
+    def stopped(self) -> bool:
+        return self.assistant.stopped
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "provider": self.provider,
+            "model": self.model,
+            "user": self.user.content,
+            "assistant": self.assistant.content,
+            "stopped": self.stopped,
+            "first_text_s": self.first_text_s,
+            "total_s": self.total_s,
+            "finished_at": self.finished_at,
+        }
+
+
+@dataclass
+class TurnOptions:
+    """Per-turn settings; ``None`` falls back to the conversation, then the session."""
+
+    provider: str | None = None
+    model: str | None = None
+    system: str | None = None
+    proxy: str | None = None
+    base_url: str | None = None
+    timeout: float | None = None
+
+
+class Conversation:
+    """A named history of exchanges with its provider, model and system prompt."""
+
+    def __init__(self, name: str, *, provider: str | None = None, model: str | None = None,
+                 system: str | None = None) -> None:
+        self.name = name
+        self.provider = provider
+        self.model = model
+        self.system = system
+        self.exchanges: list[Exchange] = []
+        self.lock = threading.RLock()
+        self.active: Turn | None = None
+        self._listeners: list[Listener] = []
+
+    # -- reading -------------------------------------------------------------------
+
+    def messages(self, *, before_key: str | None = None) -> list[dict[str, str]]:
+        """System prompt and history as provider messages (up to ``before_key``'s exchange)."""
+        with self.lock:
+            out: list[dict[str, str]] = []
+            if self.system:
+                out.append({"role": "system", "content": self.system})
+            for ex in self.exchanges:
+                if before_key is not None and ex.key == before_key:
+                    break
+                out += [ex.user.as_dict(), ex.assistant.as_dict()]
+            return out
+
+    def history(self) -> list[Message]:
+        with self.lock:
+            return [m for ex in self.exchanges for m in (ex.user, ex.assistant)]
+
+    def __len__(self) -> int:
+        return len(self.exchanges)
+
+    def __repr__(self) -> str:
+        return f"<Conversation {self.name!r}: {len(self)} exchanges, provider={self.provider!r}>"
+
+    # -- changing ------------------------------------------------------------------
+
+    def reset(self) -> None:
+        with self.lock:
+            self.exchanges.clear()
+        self._emit("reset", None)
+
+    def record(self, exchange: Exchange) -> None:
+        """Add an exchange, or replace the one with the same key in place."""
+        with self.lock:
+            if exchange.key is not None:
+                for i, ex in enumerate(self.exchanges):
+                    if ex.key == exchange.key:
+                        self.exchanges[i] = exchange
+                        break
+                else:
+                    self.exchanges.append(exchange)
+            else:
+                self.exchanges.append(exchange)
+        self._emit("recorded", None)
+
+    # -- listeners (panels) --------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        with self.lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self.lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _emit(self, kind: str, turn: Turn | None) -> None:
+        with self.lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(kind, self, turn)
+            except Exception:  # noqa: BLE001 - a broken panel must not break a turn
+                pass
+
+
+class Turn:
+    """One reply being streamed. Thread-safe to read from any thread.
+
+    ``state`` goes ``pending`` → ``streaming`` → ``done`` | ``stopped`` | ``failed``.
+    """
+
+    def __init__(self, session: ChatSession, conversation: Conversation, prompt: str,
+                 options: TurnOptions, key: str | None) -> None:
+        self.session = session
+        self.conversation = conversation
+        self.prompt = prompt
+        self.key = key
+        self.provider = options.provider or conversation.provider or session.default_provider
+        self.model = options.model or conversation.model or session.default_model_for(self.provider)
+        self.options = options
+        self.state = "pending"
+        self.error: ChatMagicError | None = None
+        self.started = time.monotonic()
+        self.first_text_at: float | None = None
+        self.finished_at: float | None = None
+        self._pieces: list[str] = []
+        self._text_cache = ""
+        self._cond = threading.Condition()
+        self.version = 0
+        self.messages: list[dict[str, str]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.future: concurrent.futures.Future[None] | None = None
+
+    # -- reading -------------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        with self._cond:
+            if len(self._pieces) > 1:
+                self._pieces[:] = ["".join(self._pieces)]
+            return self._pieces[0] if self._pieces else ""
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("done", "stopped", "failed")
+
+    @property
+    def first_text_s(self) -> float | None:
+        return None if self.first_text_at is None else self.first_text_at - self.started
+
+    @property
+    def total_s(self) -> float | None:
+        end = self.finished_at if self.finished_at is not None else time.monotonic()
+        return end - self.started
+
+    def wait_change(self, version: int, timeout: float | None = None) -> int:
+        """Block until new text arrived after ``version`` or the turn ended."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.version != version or self.done, timeout)
+            return self.version
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.done, timeout)
+
+    def result(self, timeout: float | None = None) -> str:
+        """Wait for the reply and return its text; raise its error if it failed."""
+        if not self.wait(timeout):
+            raise TimeoutError("the reply is still streaming")
+        if self.error is not None:
+            raise self.error
+        return self.text
+
+    # -- control -------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop the reply now: cancels the task, which closes the HTTP stream."""
+        task = self._task
+        if task is not None:
+            self.session.runner.call_soon(task.cancel)
+        elif not self.done:
+            self._stop_requested = True
+
+    _stop_requested = False
+
+    async def _run(self) -> None:
+        self._task = asyncio.current_task()
+        conv = self.conversation
+        try:
+            if self._stop_requested:
+                raise asyncio.CancelledError
+            provider = await self.session._provider_for(self)
+            self._set_state("streaming")
+            async for chunk in provider.stream(self.messages, self.model or None):
+                with self._cond:
+                    if self.first_text_at is None:
+                        self.first_text_at = time.monotonic()
+                    self._pieces.append(chunk)
+                    self.version += 1
+                    self._cond.notify_all()
+                conv._emit("update", self)
+        except asyncio.CancelledError:
+            self._finish("stopped", TurnStopped("Stopped by the user.", partial=self.text))
+        except ChatMagicError as exc:
+            partial = getattr(exc, "partial", "")
+            if partial and not self._pieces:
+                self._pieces.append(partial)
+            self._finish("failed", exc)
+        except Exception as exc:  # noqa: BLE001 - keep the kernel usable, say what happened
+            wrapped = ChatMagicError(
+                f"{self.provider}: unexpected {type(exc).__name__}: {exc}. "
+                "Please report this; the conversation is unchanged."
+            )
+            wrapped.__cause__ = exc
+            self._finish("failed", wrapped)
+        else:
+            self._finish("done", None)
+
+    def _set_state(self, state: str) -> None:
+        with self._cond:
+            self.state = state
+            self._cond.notify_all()
+
+    def _finish(self, state: str, error: ChatMagicError | None) -> None:
+        conv = self.conversation
+        text = self.text
+        if state == "done" or (state == "stopped" and text):
+            conv.record(
+                Exchange(
+                    user=Message("user", self.prompt),
+                    assistant=Message("assistant", text, stopped=state == "stopped"),
+                    provider=self.provider,
+                    model=self.model,
+                    key=self.key,
+                    first_text_s=self.first_text_s,
+                    total_s=time.monotonic() - self.started,
+                )
+            )
+        with self._cond:
+            self.finished_at = time.monotonic()
+            self.error = error
+            self.state = state
+            self._cond.notify_all()
+        with conv.lock:
+            if conv.active is self:
+                conv.active = None
+        conv._emit("end", self)
+
+
+class ChatSession:
+    """Named conversations, defaults, and live provider instances."""
+
+    def __init__(self, runner: Runner | None = None) -> None:
+        self.runner = runner or get_runner()
+        self.conversations: dict[str, Conversation] = {}
+        self.default_provider = DEFAULT_PROVIDER
+        self.default_model: str | None = None
+        self.default_system: str | None = None
+        self.default_timeout: float | None = 120.0
+        self.default_proxy: str | None = None
+        #: provider name -> base URL (mirrors, self-hosted sites, the local stand-in)
+        self.base_urls: dict[str, str] = {}
+        self._lock = threading.RLock()
+        self._providers: dict[tuple[Any, ...], Any] = {}
+
+    def default_model_for(self, provider: str) -> str:
+        if self.default_model and provider == self.default_provider:
+            return self.default_model
+        return ""
+
+    # -- conversations -------------------------------------------------------------
+
+    def conversation(self, name: str = DEFAULT_CONVERSATION) -> Conversation:
+        with self._lock:
+            conv = self.conversations.get(name)
+            if conv is None:
+                conv = self.conversations[name] = Conversation(name, system=self.default_system)
+            return conv
+
+    def new_conversation(self, name: str = DEFAULT_CONVERSATION) -> Conversation:
+        """Start ``name`` afresh (keeping listeners, so open panels follow it)."""
+        conv = self.conversation(name)
+        conv.reset()
+        conv.system = self.default_system
+        return conv
+
+    def __iter__(self) -> Iterator[Conversation]:
+        with self._lock:
+            return iter(list(self.conversations.values()))
+
+    # -- turns ---------------------------------------------------------------------
+
+    def prepare(self, prompt: str, *, conversation: str = DEFAULT_CONVERSATION,
+                options: TurnOptions | None = None, key: str | None = None) -> Turn:
+        """Check everything that can be checked before sending; returns an unstarted turn."""
+        from .providers import get_provider
+
+        if not prompt.strip():
+            raise ConfigurationError("The message is empty: write it in the cell body (or the box).")
+        options = options or TurnOptions()
+        conv = self.conversation(conversation)
+        turn = Turn(self, conv, prompt, options, key)
+        cls = get_provider(turn.provider)
+        turn.provider = cls.name
+        turn.model = cls.get_model(turn.model or None)
+        system = options.system if options.system is not None else conv.system
+        history = conv.messages(before_key=key)
+        if conv.system and history and history[0]["role"] == "system":
+            history = history[1:]
+        turn.messages = ([{"role": "system", "content": system}] if system else []) + history + [
+            {"role": "user", "content": prompt}
+        ]
+        return turn
+
+    def start(self, turn: Turn) -> Turn:
+        with turn.conversation.lock:
+            turn.conversation.active = turn
+        turn.conversation._emit("start", turn)
+        turn.future = self.runner.submit(turn._run())
+        return turn
+
+    def send(self, prompt: str, *, conversation: str = DEFAULT_CONVERSATION,
+             options: TurnOptions | None = None, key: str | None = None) -> Turn:
+        """Prepare and start a turn; returns at once (``turn.result()`` waits)."""
+        return self.start(self.prepare(prompt, conversation=conversation, options=options, key=key))
+
+    async def _provider_for(self, turn: Turn) -> Any:
+        from .providers import get_provider
+
+        cls = get_provider(turn.provider)
+        o = turn.options
+        base_url = o.base_url or self.base_urls.get(cls.name)
+        proxy = o.proxy if o.proxy is not None else self.default_proxy
+        timeout = o.timeout if o.timeout is not None else self.default_timeout
+        key = (cls, base_url, proxy, timeout)
+        with self._lock:
+            provider = self._providers.get(key)
+            if provider is None:
+                provider = self._providers[key] = cls(base_url=base_url, proxy=proxy, timeout=timeout)
+        return provider
+
+    def close(self) -> None:
+        """Close every provider's connections (on the loop they were made on)."""
+        with self._lock:
+            providers = list(self._providers.values())
+            self._providers.clear()
+        if not providers:
+            return
+
+        async def close_all() -> None:
+            await asyncio.gather(*(p.aclose() for p in providers), return_exceptions=True)
+
+        try:
+            self.runner.run(close_all(), timeout=10)
+        except Exception:  # noqa: BLE001 - closing is best effort at shutdown
+            pass
+
+    def __enter__(self) -> ChatSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def new_key() -> str:
+    return uuid.uuid4().hex
