@@ -193,7 +193,8 @@ class Turn:
         self.first_text_at: float | None = None
         self.finished_at: float | None = None
         self._pieces: list[str] = []
-        self._text_cache = ""
+        #: characters received so far (cheap to read, unlike ``text``)
+        self.size = 0
         self._cond = threading.Condition()
         self.version = 0
         self.messages: list[dict[str, str]] = []
@@ -265,6 +266,7 @@ class Turn:
                     if self.first_text_at is None:
                         self.first_text_at = time.monotonic()
                     self._pieces.append(chunk)
+                    self.size += len(chunk)
                     self.version += 1
                     self._cond.notify_all()
                 conv._emit("update", self)
@@ -274,6 +276,7 @@ class Turn:
             partial = getattr(exc, "partial", "")
             if partial and not self._pieces:
                 self._pieces.append(partial)
+                self.size = len(partial)
             self._finish("failed", exc)
         except Exception as exc:  # noqa: BLE001 - keep the kernel usable, say what happened
             wrapped = ChatMagicError(

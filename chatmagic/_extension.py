@@ -1,0 +1,50 @@
+"""Loading and unloading the IPython extension."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_NAMES = ("chat", "chatmagic")
+
+
+def load(ip: Any) -> None:
+    from .magics import ChatMagics
+
+    unload(ip)  # a second %load_ext, or a reload, starts clean
+    magics = ChatMagics(shell=ip)
+    manager = ip.magics_manager
+    taken = manager.magics["cell"].get("chat")
+    ours = taken is not None and getattr(getattr(taken, "__self__", None), "__class__", None).__name__ == "ChatMagics"
+    if taken is not None and not ours:
+        print(
+            "chatmagic: another extension already provides %%chat; "
+            "chatmagic's is available as %%chatmagic and %chatmagic."
+        )
+        manager.register_function(magics.chat, "cell", "chatmagic")
+        manager.register_function(magics.chat_line, "line", "chatmagic")
+    else:
+        ip.register_magics(magics)
+        manager.register_function(magics.chat, "cell", "chatmagic")
+        manager.register_function(magics.chat_line, "line", "chatmagic")
+    ip.configurables.append(magics)
+    ip.events.register("pre_run_cell", magics.pre_run_cell)
+    ip._chatmagic_magics = magics
+
+
+def unload(ip: Any) -> None:
+    magics = getattr(ip, "_chatmagic_magics", None)
+    if magics is None:
+        return
+    del ip._chatmagic_magics
+    for kind in ("cell", "line"):
+        table = ip.magics_manager.magics[kind]
+        for name in _NAMES:
+            fn = table.get(name)
+            if getattr(fn, "__self__", None) is magics:
+                del table[name]
+    if magics in ip.configurables:
+        ip.configurables.remove(magics)
+    try:
+        ip.events.unregister("pre_run_cell", magics.pre_run_cell)
+    except ValueError:
+        pass

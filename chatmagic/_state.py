@@ -1,0 +1,53 @@
+"""Process-wide state: the one ChatSession that the magics and panels share.
+
+It lives here, not on the magics object, so ``%reload_ext chatmagic`` keeps the
+conversations.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .session import ChatSession
+
+_lock = threading.Lock()
+_session: ChatSession | None = None
+_sandbox: Any = None
+
+
+def get_session() -> ChatSession:
+    global _session
+    with _lock:
+        if _session is None:
+            _session = ChatSession()
+        return _session
+
+
+def start_sandbox(session: ChatSession) -> str:
+    """Start the local stand-in (once) and point every built-in provider at it."""
+    global _sandbox
+    from .providers import _BUILTIN
+    from .sandbox import Sandbox
+
+    with _lock:
+        if _sandbox is None:
+            _sandbox = Sandbox().start_in_thread()
+        sandbox = _sandbox
+    for name in _BUILTIN:
+        session.base_urls[name] = sandbox.base_url(name)
+    session.close()  # providers made for the real sites are dropped
+    return str(sandbox.url)
+
+
+def stop_sandbox(session: ChatSession) -> None:
+    global _sandbox
+    from .providers import _BUILTIN
+
+    with _lock:
+        sandbox, _sandbox = _sandbox, None
+    for name in _BUILTIN:
+        session.base_urls.pop(name, None)
+    session.close()
+    if sandbox is not None:
+        sandbox.stop()
