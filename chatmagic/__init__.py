@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 from .errors import ChatMagicError
 
 __version__ = "0.1.0"
-__all__ = ["ChatMagicError", "__version__", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = [
+    "ChatMagicError",
+    "__version__",
+    "get_session",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -27,6 +33,13 @@ def unload_ipython_extension(ipython: InteractiveShell) -> None:
     from ._extension import unload
 
     unload(ipython)
+
+
+def get_session() -> Any:
+    """The kernel's shared :class:`chatmagic.session.ChatSession` (cells and panels use it)."""
+    from ._state import get_session as _get
+
+    return _get()
 
 
 def __getattr__(name: str) -> Any:

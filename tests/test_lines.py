@@ -1,0 +1,58 @@
+"""Line framing: every way a line can be cut across network reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatmagic.providers._lines import LineDecoder, event_fields
+
+
+def frame(*reads: bytes) -> list[str]:
+    d = LineDecoder()
+    out: list[str] = []
+    for r in reads:
+        out += d.feed(r)
+    return out + d.close()
+
+
+@pytest.mark.parametrize("sep", [b"\n", b"\r\n", b"\r"])
+def test_each_line_ending(sep: bytes) -> None:
+    assert frame(b"a" + sep + b"b" + sep + sep + b"c") == ["a", "b", "", "c"]
+
+
+def test_crlf_cut_between_reads_is_one_line_end() -> None:
+    assert frame(b"data: 1\r", b"\ndata: 2\r", b"\n") == ["data: 1", "data: 2"]
+
+
+def test_every_cut_point_gives_the_same_lines() -> None:
+    raw = "data: Привет ✓\r\n\r\ndata: мир\nx\r".encode()
+    whole = frame(raw)
+    for i in range(len(raw)):
+        assert frame(raw[:i], raw[i:]) == whole
+    assert frame(*[raw[i : i + 1] for i in range(len(raw))]) == whole
+
+
+def test_utf8_character_cut_across_reads() -> None:
+    raw = "é✓".encode()
+    assert frame(raw[:1], raw[1:3], raw[3:]) == ["é✓"]
+
+
+def test_unicode_line_separators_are_data() -> None:
+    assert frame("a\u2028b\u2029c\x85d\n".encode()) == ["a\u2028b\u2029c\x85d"]
+
+
+def test_bom_dropped_once_at_start() -> None:
+    bom = "\ufeff".encode()
+    assert frame(bom[:2], bom[2:] + b"x\n" + bom + b"y") == ["x", "\ufeffy"]
+
+
+def test_very_long_line() -> None:
+    long = b"x" * (1 << 20)
+    reads = [long[i : i + 65536] for i in range(0, len(long), 65536)]
+    assert frame(b"data: ", *reads, b"\n") == ["data: " + "x" * (1 << 20)]
+
+
+def test_event_fields() -> None:
+    lines = ["data: {}", "data:no-space", ": comment", "", "event: x", "id: 3", "plain text"]
+    got = [(f.data, f.is_data) for f in event_fields(lines)]
+    assert got == [("{}", True), ("no-space", True), ("plain text", False)]

@@ -1,0 +1,315 @@
+"""%%chat and %chat in a real IPython shell, against the local stand-in."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from IPython.testing.globalipapp import start_ipython
+from IPython.utils.capture import CapturedIO, capture_output
+
+from chatmagic._state import get_session
+from chatmagic.errors import ChatMagicError, TurnStopped
+from chatmagic.sandbox import ForwardProxy, Sandbox, SandboxSettings
+
+from .conftest import SITES
+
+
+@pytest.fixture(scope="module")
+def ip(sandbox_thread: Sandbox) -> Iterator[Any]:
+    shell = start_ipython()
+    shell.run_line_magic("load_ext", "chatmagic")
+    urls = {site: sandbox_thread.base_url(site) for site in SITES}
+    shell.run_line_magic("config", f"ChatMagics.base_urls = {urls!r}")
+    yield shell
+    shell.run_line_magic("unload_ext", "chatmagic")
+    get_session().close()
+
+
+@pytest.fixture(autouse=True)
+def fresh(ip: Any, sandbox_thread: Sandbox) -> Iterator[None]:
+    session = get_session()
+    session.conversations.clear()
+    ip.run_line_magic("config", "ChatMagics.default_provider = 'chatgptt'")
+    ip.run_line_magic("config", "ChatMagics.default_model = ''")
+    sandbox_thread.clear()
+    yield
+
+
+def run(ip: Any, source: str, cell_id: str | None = None) -> tuple[Any, CapturedIO]:
+    with capture_output() as io:
+        result = ip.run_cell(source, cell_id=cell_id)
+    return result, io
+
+
+def final_output(io: CapturedIO) -> dict[str, str]:
+    """What the cell finally shows: the last bundle published for the reply's display."""
+    return io.outputs[-1].data
+
+
+def reply(ip: Any, source: str, cell_id: str | None = None) -> str:
+    result, io = run(ip, source, cell_id)
+    assert result.error_in_exec is None, io.stdout
+    return final_output(io)["text/plain"]
+
+
+# -- loading ---------------------------------------------------------------------------
+
+
+def test_loading_imports_no_network_library() -> None:
+    code = (
+        "import sys, time\n"
+        "from IPython.testing.globalipapp import start_ipython\n"
+        "ip = start_ipython()\n"
+        "ip.run_line_magic('load_ext', 'chatmagic')\n"
+        "heavy = [m for m in ('aiohttp', 'curl_cffi', 'chatmagic.providers.chatgptt', 'markdown_it')"
+        " if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("[]"), out.stdout + out.stderr
+
+
+def test_manual_has_examples(ip: Any) -> None:
+    doc = ip.find_cell_magic("chat").__doc__
+    assert "Examples" in doc and "In [2]: %%chat --provider chatgptt" in doc
+    assert "--conversation" in doc and "--base-url" in doc
+
+
+def test_reload_keeps_conversations(ip: Any) -> None:
+    reply(ip, "%%chat\nremember me")
+    ip.run_line_magic("reload_ext", "chatmagic")
+    assert "Earlier messages: 2." in reply(ip, "%%chat\nstill there?")
+
+
+def test_another_chat_magic_keeps_ours_as_chatmagic(ip: Any) -> None:
+    ip.run_line_magic("unload_ext", "chatmagic")
+    ip.register_magic_function(lambda line, cell: "theirs", "cell", "chat")
+    try:
+        with capture_output() as io:
+            ip.run_line_magic("load_ext", "chatmagic")
+        assert "already provides %%chat" in io.stdout
+        assert ip.run_cell_magic("chat", "", "x") == "theirs"
+        assert "You said: ours" in reply(ip, "%%chatmagic\nours")
+    finally:
+        ip.run_line_magic("unload_ext", "chatmagic")
+        del ip.magics_manager.magics["cell"]["chat"]
+        ip.run_line_magic("load_ext", "chatmagic")
+
+
+# -- conversations ---------------------------------------------------------------------
+
+
+def test_reply_streams_into_one_display_and_history_continues(ip: Any) -> None:
+    result, io = run(ip, "%%chat\nExplain this traceback in two sentences.")
+    assert result.error_in_exec is None
+    first, *updates = io.outputs
+    assert not first.update and all(o.update for o in updates)
+    display_id = first.transient["display_id"]
+    assert all(o.transient["display_id"] == display_id for o in updates)
+    final = final_output(io)
+    assert final["text/plain"].startswith(
+        "[chatgptt] You said: Explain this traceback in two sentences.\n\nEarlier messages: 0."
+    )
+    assert "chatgptt · gpt-4o · first text" in final["text/plain"]
+    assert "<p>[chatgptt] You said:" in final["text/html"]
+    assert "Earlier messages: 2." in reply(ip, "%%chat\nNow as a haiku.")
+    conv = get_session().conversation()
+    assert [m.role for m in conv.history()] == ["user", "assistant"] * 2
+
+
+def test_named_conversations_and_new(ip: Any) -> None:
+    reply(ip, "%%chat -c a\none")
+    reply(ip, "%%chat -c b\nother")
+    assert "Earlier messages: 2." in reply(ip, "%%chat -c a\ntwo")
+    assert "Earlier messages: 0." in reply(ip, "%%chat -c a --new\nafresh")
+    assert len(get_session().conversation("a")) == 1
+    assert len(get_session().conversation("b")) == 1
+
+
+def test_rerunning_a_cell_replaces_its_exchange(ip: Any) -> None:
+    reply(ip, "%%chat\nfirst", cell_id="cell-1")
+    reply(ip, "%%chat\nsecond", cell_id="cell-2")
+    # re-run cell-1 with new text: replaced in place, sent with only what came before it
+    assert "Earlier messages: 0." in reply(ip, "%%chat\nfirst, edited", cell_id="cell-1")
+    conv = get_session().conversation()
+    assert [ex.user.content for ex in conv.exchanges] == ["first, edited", "second"]
+
+
+def test_without_cell_id_rerunning_the_last_cell_replaces_it(ip: Any) -> None:
+    reply(ip, "%%chat\nsame")
+    reply(ip, "%%chat\nsame")
+    assert len(get_session().conversation()) == 1
+    reply(ip, "%%chat\ndifferent")
+    reply(ip, "%%chat\nsame")
+    assert [ex.user.content for ex in get_session().conversation().exchanges] == ["same", "different", "same"]
+
+
+# -- options ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_provider_option(ip: Any, site: str) -> None:
+    assert reply(ip, f"%%chat -p {site}\nhi").startswith(f"[{site}] You said: hi")
+    # the provider stays with the conversation
+    assert reply(ip, "%%chat\nagain").startswith(f"[{site}] You said: again")
+
+
+def test_model_option_and_unknown_model(ip: Any) -> None:
+    assert "chatgptt · gpt-4o-mini" in reply(ip, "%%chat -m gpt-4o-mini\nhi")
+    result, io = run(ip, "%%chat -m gpt-9\nhi")
+    assert isinstance(result.error_in_exec, ChatMagicError)
+    assert "ChatGptt has no model 'gpt-9'" in io.stdout
+    assert "Traceback" not in io.stdout and "File " not in io.stdout
+
+
+def test_system_option_is_sent_and_kept(ip: Any, sandbox_thread: Sandbox) -> None:
+    reply(ip, '%%chat -s "Answer in French."\nhello')
+    reply(ip, "%%chat\nmore")
+    posted = [r for r in sandbox_thread.requests if r.method == "POST"]
+    assert posted[0].form["message"] == "System: Answer in French.\nUser: hello\nAssistant:"
+    assert posted[1].form["message"].startswith("System: Answer in French.\nUser: hello\n")
+
+
+def test_base_url_option(ip: Any, sandbox_thread: Sandbox) -> None:
+    url = f"{sandbox_thread.url}/_fault/cloudflare/chatgptt"
+    result, io = run(ip, f"%%chat --base-url {url}\nhi")
+    assert "bot check (Cloudflare" in io.stdout
+
+
+def test_proxy_option(ip: Any) -> None:
+    proxy = ForwardProxy().start_in_thread()
+    try:
+        assert "via proxy" in reply(ip, f"%%chat --proxy {proxy.url}\nvia proxy")
+        assert proxy.requests
+    finally:
+        proxy.stop()
+
+
+def test_timeout_option(ip: Any) -> None:
+    result, io = run(ip, "%%chat -p opchatgpts --timeout 0.5\n[[fault:stall]]one two three")
+    assert "Opchatgpts: the site stopped sending for 0.5 s" in io.stdout
+    assert len(get_session().conversation()) == 0
+
+
+@pytest.mark.parametrize("fmt", ["text", "code"])
+def test_format_option(ip: Any, fmt: str) -> None:
+    _, io = run(ip, f"%%chat -f {fmt}\n[[reply]]```python\nprint('<b>')\n```")
+    html = final_output(io)["text/html"]
+    assert '<pre class="chatmagic-text">' in html and "&lt;b&gt;" in html
+    assert ("```" in html) is (fmt == "text")
+
+
+def test_config_defaults(ip: Any) -> None:
+    ip.run_line_magic("config", "ChatMagics.default_provider = 'opchatgpts'")
+    assert reply(ip, "%%chat\nhi").startswith("[opchatgpts]")
+
+
+def test_bad_arguments_get_a_usage_message(ip: Any) -> None:
+    result, io = run(ip, "%%chat --nope\nhi")
+    assert "UsageError" in io.stdout + io.stderr and "unrecognized arguments: --nope" in io.stdout + io.stderr
+    result, io = run(ip, "%%chat --timeout -1\nhi")
+    assert "--timeout must be a positive number" in io.stdout + io.stderr
+    result, io = run(ip, "%%chat\n   ")
+    assert "The message is empty" in io.stdout
+    result, io = run(ip, "%%chat -p nosuch\nhi")
+    assert "No provider named 'nosuch'. Known providers:" in io.stdout
+
+
+# -- errors ----------------------------------------------------------------------------
+
+ERRORS = [
+    ("http500", "HTTP 500"),
+    ("cloudflare", "bot check"),
+    ("service_error", "Missing API Setting"),
+    ("broken_line", "not"),
+    ("wrong_content_type", "web page"),
+    ("missing_field", ""),
+    ("empty", "empty"),
+    ("drop", "connection was lost"),
+]
+
+
+@pytest.mark.parametrize("site", SITES)
+@pytest.mark.parametrize(("fault", "text"), ERRORS, ids=[e[0] for e in ERRORS])
+def test_provider_errors_are_one_line(ip: Any, site: str, fault: str, text: str) -> None:
+    result, io = run(ip, f"%%chat -p {site}\n[[fault:{fault}]] one two three four")
+    assert isinstance(result.error_in_exec, ChatMagicError)
+    lines = [line for line in io.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, io.stdout
+    assert text in lines[0]
+    assert len(get_session().conversation()) == 0  # a failed turn adds nothing
+
+
+def test_interrupt_stops_at_once_and_keeps_the_partial_text(ip: Any, sandbox_thread: Sandbox) -> None:
+    timer = threading.Timer(0.6, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    result, io = run(ip, "%%chat -p opchatgpts\n[[words:400]][[delay:0.05]]")
+    timer.cancel()
+    assert isinstance(result.error_in_exec, TurnStopped)
+    final = final_output(io)["text/plain"]
+    assert final.startswith("w1 w2 ") and "⏹ stopped" in final
+    assert "w400" not in final
+    (ex,) = get_session().conversation().exchanges
+    assert ex.stopped and ex.assistant.content.startswith("w1 w2")
+    # the next cell continues a consistent conversation
+    assert "Earlier messages: 2." in reply(ip, "%%chat\nand now?")
+
+
+# -- display ---------------------------------------------------------------------------
+
+
+def test_model_html_never_runs(ip: Any) -> None:
+    evil = (
+        "[[reply]]Hi <script>alert(1)</script> <img src=x onerror=alert(2)> "
+        "[click](javascript:alert(3)) ![pic](http://example.invalid/p.png) "
+        "<iframe src='http://example.invalid'></iframe> **bold**"
+    )
+    html = final_output(run(ip, f"%%chat\n{evil}")[1])["text/html"]
+    lowered = html.lower()
+    for bad in ("<script", "<img", "onerror=", "javascript:", "<iframe"):
+        assert bad not in lowered
+    assert "<strong>bold</strong>" in html
+    assert "&lt;script&gt;" in html  # shown as text, not run
+
+
+def test_long_reply_is_paced(ip: Any) -> None:
+    result, io = run(ip, "%%chat -p chatgpt4online\n[[words:3000]]")
+    final = final_output(io)["text/plain"]
+    assert "w3000" in final
+    updates = [o for o in io.outputs if o.update]
+    sent = sum(len(o.data["text/html"]) + len(o.data["text/plain"]) for o in io.outputs)
+    final_size = len(io.outputs[-1].data["text/html"]) + len(final)
+    assert len(updates) < 60
+    assert sent < 12 * final_size
+
+
+# -- %chat -----------------------------------------------------------------------------
+
+
+def test_line_commands(ip: Any) -> None:
+    with capture_output() as io:
+        ip.run_line_magic("chat", "providers")
+    assert "chatgptfree" in io.outputs[0].data["text/plain"]
+    reply(ip, "%%chat -c notes\nhello")
+    with capture_output() as io:
+        ip.run_line_magic("chat", "conversations")
+        ip.run_line_magic("chat", "history notes")
+    assert "notes" in io.outputs[0].data["text/plain"]
+    assert "user: hello" in io.outputs[1].data["text/plain"]
+    with capture_output() as io:
+        ip.run_line_magic("chat", "reset notes")
+    assert len(get_session().conversation("notes")) == 0
+    with capture_output() as io:
+        ip.run_line_magic("chat", "use chatgptfree gpt-4o-mini")
+    assert "[chatgptfree]" in reply(ip, "%%chat\nhi")
+    result, io = run(ip, "%chat frobnicate")
+    assert "has no command 'frobnicate'" in io.stdout + io.stderr
+    result, io = run(ip, "%chat use nosuch")
+    assert "No provider named" in io.stdout + io.stderr
