@@ -1,0 +1,54 @@
+"""The local stand-in of the five chat sites: an ``aiohttp.web`` app on 127.0.0.1.
+
+One port, a path prefix per site; a provider's ``base_url`` is
+``http://127.0.0.1:PORT/<site>`` (``Sandbox.base_url(site)``)::
+
+    from chatmagic.sandbox import Sandbox
+    async with Sandbox(port=0) as sb:
+        sb.base_url("chatgptt")          # 'http://127.0.0.1:PORT/chatgptt'
+    sb = Sandbox().start_in_thread()     # for synchronous code; sb.stop() later
+
+Family A (AI Power): chatgptt, chatgptes, chatgptfree. Family B (AI Engine):
+chatgpt4online, opchatgpts. See docs/sandbox.md for the full reference.
+
+Deterministic replies
+---------------------
+The server parses the conversation it received (the ``Role: content`` prompt
+format ending in ``Assistant:``; Opchatgpts' ``messages`` list) and answers::
+
+    [<site>] You said: <last user message>\\n\\nEarlier messages: <N>.
+
+where N counts the messages before the last user message (for Opchatgpts
+``len(messages) - 1``). Streams send the reply split into words with their
+trailing whitespace. Directives in the last user message (removed from the echo):
+
+- ``[[words:N]]``: the reply is ``w1 w2 ... wN `` (N pieces);
+- ``[[reply]]text``: the reply is exactly ``text`` (everything after the directive);
+- ``[[fault:a,b]]``: inject faults; ``[[delay:SECONDS]]``: pause between pieces.
+
+Faults
+------
+Chosen by the ``X-Sandbox-Fault`` header, ``?fault=``, a ``/_fault/<a,b>/<site>/``
+path prefix, the directive, or ``Sandbox.inject(site, *faults, times=1)``. Names
+and meanings: ``chatmagic.sandbox.FAULTS``.
+"""
+
+from __future__ import annotations
+
+from ._app import make_app
+from ._faults import FAULTS
+from ._proxy import ForwardProxy
+from ._reply import reply_text
+from ._server import Sandbox
+from ._state import SITES, RecordedRequest, SandboxSettings
+
+__all__ = [
+    "FAULTS",
+    "SITES",
+    "ForwardProxy",
+    "RecordedRequest",
+    "Sandbox",
+    "SandboxSettings",
+    "make_app",
+    "reply_text",
+]

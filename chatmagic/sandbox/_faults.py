@@ -1,0 +1,50 @@
+"""Fault names: every failure a client of the five sites may meet."""
+
+from __future__ import annotations
+
+__all__ = ["FAULTS", "PAGE_FAULTS", "UnknownFault", "parse_faults"]
+
+FAULTS: dict[str, str] = {
+    "http500": "HTTP 500 with a small HTML body",
+    "http429": "HTTP 429 with Retry-After: 1 and a JSON body",
+    "http503": "HTTP 503 with a small HTML body",
+    "cloudflare": "HTTP 403 Cloudflare 'Just a moment...' challenge page (page fetches too)",
+    "bad_token": "the nonce check fails for this request",
+    "no_tokens": "the chat page (or start_session) carries no tokens",
+    "service_error": "the plugin reports 'Missing API Setting'",
+    "consent": "success whose reply is the consent-box refusal 'Du musst das Kästchen anklicken!'",
+    "broken_line": "a 'data: {not json' line mid-stream; truncated JSON for JSON answers",
+    "wrong_content_type": "200 text/html maintenance page instead of the answer",
+    "missing_field": "an answer or event lacking its required field",
+    "drop": "part of the reply, then the connection is aborted",
+    "stall": "the first piece, then silence for stall_seconds, then the connection closes",
+    "slow_first_byte": "wait slow_seconds before the response headers",
+    "slow_stream": "wait slow_chunk_seconds between pieces",
+    "empty": "an empty reply",
+    "long_line": "the reply carries one 200 KiB piece (a single line over 128 KiB)",
+    "crlf": "CRLF line endings in streams",
+    "cr": "bare CR line endings in streams",
+    "tiny_writes": "the body goes out in 3-byte writes (cutting lines and UTF-8 characters)",
+    "no_end": "the stream ends with a plain JSON object instead of its end marker",
+}
+
+# Faults that also hit page loads and start_session; the rest only hit chat requests.
+PAGE_FAULTS = frozenset({"cloudflare", "http500", "http429", "http503", "slow_first_byte", "no_tokens"})
+
+
+class UnknownFault(ValueError):
+    """A fault name the stand-in does not know."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        valid = ", ".join(sorted(FAULTS))
+        super().__init__(f"Unknown sandbox fault(s): {', '.join(names)}. Valid names: {valid}.")
+
+
+def parse_faults(*specs: str | None) -> set[str]:
+    """Comma-separated fault lists → a set of names; raises UnknownFault."""
+    names = {n.strip() for spec in specs if spec for n in spec.split(",") if n.strip()}
+    unknown = sorted(names - FAULTS.keys())
+    if unknown:
+        raise UnknownFault(unknown)
+    return names

@@ -1,0 +1,79 @@
+"""Sandbox: the stand-in served on 127.0.0.1, in the running loop or on its own thread."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ._app import make_app
+from ._faults import parse_faults
+from ._loop import ThreadedServer
+from ._state import SITES, RecordedRequest, SandboxSettings, State
+
+__all__ = ["Sandbox"]
+
+
+class Sandbox(ThreadedServer):
+    """The five sites on one port; ``base_url(site)`` is what a provider is given.
+
+    ``async with Sandbox(port=0) as sb`` serves in the running loop;
+    ``Sandbox().start_in_thread()`` serves from a daemon thread (then ``stop()``).
+    """
+
+    def __init__(self, settings: SandboxSettings | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.settings = settings or SandboxSettings()
+        self.host = host
+        self.port = port
+        self.state = State(settings=self.settings)
+        self.app = make_app(state=self.state)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def base_url(self, site: str) -> str:
+        if site not in SITES:
+            raise ValueError(f"No such site {site!r}. Sites: {', '.join(SITES)}.")
+        return f"{self.url}/{site}"
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return SITES
+
+    async def start(self) -> Sandbox:
+        # A short shutdown timeout: a stalled answer must not hold up stop() for 30 s.
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        await site.start()
+        self._runner = runner
+        server = site._server  # the bound socket tells the port picked for port=0
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def aclose(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    # --- control, safe from any thread ---
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far (a copy)."""
+        return self.state.snapshot()
+
+    def clear(self) -> None:
+        self.state.clear()
+
+    def expire_tokens(self, site: str | None = None) -> None:
+        """Invalidate every nonce issued so far (for one site or all)."""
+        self.state.expire_tokens(site)
+
+    def inject(self, site: str, *faults: str, times: int = 1) -> None:
+        """Apply ``faults`` to the next ``times`` chat requests to ``site``."""
+        if site not in SITES:
+            raise ValueError(f"No such site {site!r}. Sites: {', '.join(SITES)}.")
+        parse_faults(",".join(faults))
+        self.state.inject(site, tuple(faults), times)

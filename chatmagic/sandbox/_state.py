@@ -1,0 +1,122 @@
+"""Settings and the mutable server state (tokens, injected faults, recorded requests).
+
+The state is touched from the server's loop and from test code on other threads
+(``Sandbox.start_in_thread``), so every access goes through one lock.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["SITES", "FAMILY_A", "FAMILY_B", "POST_IDS", "RecordedRequest", "SandboxSettings", "State"]
+
+FAMILY_A = ("chatgptt", "chatgptes", "chatgptfree")
+FAMILY_B = ("chatgpt4online", "opchatgpts")
+SITES = FAMILY_A + FAMILY_B
+
+# Distinct per site, so a client that mixes up its tokens is caught.
+POST_IDS = {"chatgptt": "2", "chatgptes": "106", "chatgptfree": "123"}
+
+
+@dataclass
+class SandboxSettings:
+    token_ttl: float = 3600.0
+    """Seconds an issued nonce stays valid (WordPress: 12 to 24 hours)."""
+    stream_sites: frozenset[str] | set[str] = frozenset({"chatgptfree"})
+    """Family A sites that answer as an event stream instead of one JSON object."""
+    stall_seconds: float = 30.0
+    slow_seconds: float = 1.0
+    slow_chunk_seconds: float = 0.2
+    tiny_write_size: int = 3
+    tiny_write_pause: float = 0.002
+    """Pause after each tiny write so they reach the client as separate reads."""
+
+
+@dataclass
+class RecordedRequest:
+    site: str | None
+    method: str
+    path: str
+    headers: dict[str, str]
+    query: dict[str, str]
+    form: dict[str, str] | None = None
+    json: Any = None
+    via_proxy: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "site": self.site,
+            "method": self.method,
+            "path": self.path,
+            "headers": self.headers,
+            "query": self.query,
+            "form": self.form,
+            "json": self.json,
+            "via_proxy": self.via_proxy,
+        }
+
+
+@dataclass
+class _Injection:
+    faults: tuple[str, ...]
+    remaining: int
+
+
+@dataclass
+class State:
+    settings: SandboxSettings = field(default_factory=SandboxSettings)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    tokens: dict[str, dict[str, float]] = field(default_factory=dict)
+    injections: dict[str, list[_Injection]] = field(default_factory=dict)
+    requests: list[RecordedRequest] = field(default_factory=list)
+
+    def issue_token(self, site: str) -> str:
+        nonce = secrets.token_hex(5)
+        with self.lock:
+            self.tokens.setdefault(site, {})[nonce] = time.monotonic() + self.settings.token_ttl
+        return nonce
+
+    def token_valid(self, site: str, nonce: str | None) -> bool:
+        if not nonce:
+            return False
+        with self.lock:
+            expiry = self.tokens.get(site, {}).get(nonce)
+        return expiry is not None and time.monotonic() < expiry
+
+    def expire_tokens(self, site: str | None = None) -> None:
+        with self.lock:
+            if site is None:
+                self.tokens.clear()
+            else:
+                self.tokens.pop(site, None)
+
+    def inject(self, site: str, faults: tuple[str, ...], times: int) -> None:
+        with self.lock:
+            self.injections.setdefault(site, []).append(_Injection(faults, times))
+
+    def take_injected(self, site: str) -> set[str]:
+        """Faults for this chat request; each injection counts one use down."""
+        with self.lock:
+            active = self.injections.get(site, [])
+            found: set[str] = set()
+            for inj in active:
+                found.update(inj.faults)
+                inj.remaining -= 1
+            self.injections[site] = [i for i in active if i.remaining > 0]
+        return found
+
+    def record(self, rec: RecordedRequest) -> None:
+        with self.lock:
+            self.requests.append(rec)
+
+    def snapshot(self) -> list[RecordedRequest]:
+        with self.lock:
+            return list(self.requests)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.requests.clear()
