@@ -119,6 +119,9 @@ class ChatPanel(widgets.VBox):
         self._closed = False
         #: widget messages sent for message widgets (value changes), for measurements
         self.message_updates = 0
+        #: names of the threads that ran the button and box callbacks (the last few): shows
+        #: whether the kernel runs widget messages on a subshell
+        self.callback_threads: list[str] = []
 
         rows = _provider_rows()
         names = [r["name"] for r in rows]
@@ -170,9 +173,9 @@ class ChatPanel(widgets.VBox):
         self.add_class("chatmagic-panel")
 
         self.provider_dropdown.observe(self._on_provider, names="value")
-        self.send_button.on_click(lambda _b: self._on_send())
-        self.stop_button.on_click(lambda _b: self.stop())
-        self.new_button.on_click(lambda _b: self.new_chat())
+        self.send_button.on_click(lambda _b: self._callback(self.send))
+        self.stop_button.on_click(lambda _b: self._callback(self.stop))
+        self.new_button.on_click(lambda _b: self._callback(self.new_chat))
         # Enter in a Text widget arrives as a custom "submit" message; Text.on_submit is
         # deprecated in ipywidgets 8 (and would warn), the message itself is not
         self.text.on_msg(self._on_text_msg)
@@ -306,12 +309,14 @@ class ChatPanel(widgets.VBox):
 
     # -- callbacks (any thread; they return at once) -----------------------------------
 
-    def _on_send(self) -> None:
-        self.send()
+    def _callback(self, action: Callable[[], object]) -> None:
+        with self._lock:
+            self.callback_threads = [*self.callback_threads[-9:], threading.current_thread().name]
+        action()
 
     def _on_text_msg(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
         if content.get("event") == "submit":
-            self.send()
+            self._callback(self.send)
 
     def _on_provider(self, change: dict[str, Any]) -> None:
         try:

@@ -1,0 +1,235 @@
+"""The chat panel in a real JupyterLab, driven by headless Chromium.
+
+Set up with ``.ci/browser-setup.sh``. The notebook starts the local stand-in in its
+kernel (``%chat sandbox``), so nothing leaves 127.0.0.1. Screenshots of the panel go to
+``test-artifacts/browser/``; what the kernel did with the widget messages (which thread
+ran the Stop click, and whether it ran while another cell was busy) goes to
+``test-artifacts/browser/observations.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+LAUNCH_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def _missing() -> str | None:
+    if not os.path.exists(CHROMIUM):
+        return f"{CHROMIUM} is missing (apt-get install -y chromium, or run .ci/browser-setup.sh)"
+    try:
+        import jupyterlab  # noqa: F401
+    except ImportError:
+        return "jupyterlab is not installed in this venv (run .ci/browser-setup.sh)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed in this venv (run .ci/browser-setup.sh)"
+    return None
+
+
+if (_reason := _missing()) is not None:
+    pytest.skip(_reason, allow_module_level=True)
+
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+
+#: the notebook's cells, run one by one with Shift+Enter
+CELLS = [
+    "%load_ext chatmagic\n%chat sandbox",
+    "%chat panel",
+    "1+1",
+    "import time; time.sleep(4); 'slept'",
+    (
+        "import threading\n"
+        "from chatmagic._state import get_session\n"
+        "panel = next(o for o in Out.values() if type(o).__name__ == 'ChatPanel')\n"
+        "conv = get_session().conversation()\n"
+        "print('HISTORY', [(m.role, m.content[:60], m.stopped) for m in conv.history()])\n"
+        "print('THREADS', sorted(set(panel.callback_threads)), threading.main_thread().name)"
+    ),
+]
+
+
+def _notebook() -> dict[str, Any]:
+    return {
+        "cells": [
+            {"cell_type": "code", "execution_count": None, "id": f"cell{i}", "metadata": {},
+             "outputs": [], "source": src}
+            for i, src in enumerate(CELLS)
+        ],
+        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                    "name": "python3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """JupyterLab on 127.0.0.1 serving a directory with the test notebook; yields its URL."""
+    root = tmp_path_factory.mktemp("lab")
+    (root / "panel.ipynb").write_text(json.dumps(_notebook()))
+    port, token = _free_port(), secrets.token_hex(16)
+    env = dict(os.environ)
+    # the kernel imports chatmagic from this checkout; Jupyter's state stays in the temp dir
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["JUPYTER_RUNTIME_DIR"] = str(root / ".runtime")
+    env["JUPYTERLAB_WORKSPACES_DIR"] = str(root / ".workspaces")
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(root / ".settings")
+    log = open(root / "lab.log", "wb")  # noqa: SIM115 - closed in the finally below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", "--allow-root", f"--ServerApp.root_dir={root}",
+         "--ServerApp.port_retries=0", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
+         "jupyterlab.NeverCheckForUpdate"],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    raise RuntimeError("JupyterLab did not start:\n" + (root / "lab.log").read_text()[-3000:])
+                time.sleep(0.3)
+        yield f"{base}/lab/tree/panel.ipynb?token={token}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+        shutil.copy(root / "lab.log", ARTIFACTS / "lab.log") if ARTIFACTS.exists() else None
+
+
+@pytest.fixture(scope="module")
+def page(lab: str) -> Iterator[Page]:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1280, "height": 1000})
+            pg.set_default_timeout(30_000)
+            pg.goto(lab)
+            pg.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=60_000)
+            _wait_idle(pg, 60_000)
+            yield pg
+        finally:
+            browser.close()
+
+
+def _wait_idle(page: Page, timeout: float = 30_000) -> None:
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout)
+
+
+def _cell(page: Page, i: int) -> Any:
+    return page.locator(".jp-Notebook .jp-Cell").nth(i)
+
+
+def _run_cell(page: Page, i: int) -> None:
+    """Select cell ``i`` and run it (Shift+Enter), without waiting for it to finish."""
+    _cell(page, i).locator(".cm-content").click()
+    page.keyboard.press("Escape")  # command mode: Shift+Enter runs the selected cell
+    page.keyboard.press("Shift+Enter")
+
+
+def _output_text(page: Page, i: int) -> str:
+    return str(_cell(page, i).locator(".jp-OutputArea").inner_text())
+
+
+def test_panel_in_jupyterlab(page: Page) -> None:
+    observations: dict[str, Any] = {}
+
+    _run_cell(page, 0)
+    expect(_cell(page, 0).locator(".jp-OutputArea")).to_contain_text("Local stand-in", timeout=60_000)
+    _run_cell(page, 1)
+    panel = page.locator(".chatmagic-panel")
+    expect(panel).to_be_visible(timeout=30_000)
+    _wait_idle(page)
+
+    # a streaming site, chosen in the provider dropdown; the model dropdown follows
+    panel.locator("select").first.select_option("opchatgpts")
+    expect(panel.locator("select").nth(1)).not_to_have_value("", timeout=10_000)
+    box = panel.locator("input[type='text']")
+
+    # Enter sends; the reply streams in
+    box.fill("Hello from the browser [[words:40]][[delay:0.02]]")
+    box.press("Enter")
+    expect(panel.locator(".chatmagic-user").last).to_contain_text("Hello from the browser")
+    assistant = panel.locator(".chatmagic-assistant").last
+    expect(panel.locator(".chatmagic-status")).to_contain_text("first text", timeout=30_000)
+    expect(box).to_have_value("")
+    assert len(assistant.inner_text().split()) >= 40
+    panel.screenshot(path=str(ARTIFACTS / "panel-reply.png"))
+
+    # a slow reply: the kernel stays free (another cell runs) while it streams
+    box.fill("Take your time [[words:300]][[delay:0.1]]")
+    box.press("Enter")
+    expect(panel.locator(".chatmagic-assistant").last).to_contain_text("streaming…", timeout=15_000)
+    send = panel.locator("button", has_text="Send")
+    expect(send).to_be_disabled()
+    started = time.monotonic()
+    _run_cell(page, 2)
+    expect(_cell(page, 2).locator(".jp-OutputArea-output")).to_have_text("2", timeout=15_000)
+    observations["other_cell_s"] = round(time.monotonic() - started, 2)
+    expect(panel.locator(".chatmagic-assistant").last).to_contain_text("streaming…")
+    page.screenshot(path=str(ARTIFACTS / "panel-streaming-and-cell.png"))
+
+    # Stop while a cell keeps the main shell busy: whether the click is handled now or
+    # only after the cell depends on subshells (ipykernel >= 7 with JupyterLab >= 4.4)
+    _run_cell(page, 3)
+    page.wait_for_timeout(500)
+    clicked = time.monotonic()
+    panel.locator("button", has_text="Stop").click()
+    expect(panel.locator(".chatmagic-status")).to_contain_text("stopped", timeout=15_000)
+    observations["stop_shown_s"] = round(time.monotonic() - clicked, 2)
+    expect(_cell(page, 3).locator(".jp-OutputArea")).to_contain_text("slept", timeout=15_000)
+    observations["sleep_cell_done_s"] = round(time.monotonic() - clicked, 2)
+    observations["stop_honoured_during_busy_cell"] = observations["stop_shown_s"] < observations["sleep_cell_done_s"] - 0.5
+    expect(send).to_be_enabled()
+    expect(panel.locator(".chatmagic-assistant").last).to_contain_text("⏹ stopped")
+    _wait_idle(page)
+    panel.screenshot(path=str(ARTIFACTS / "panel-stopped.png"))
+
+    # the kernel's view: the history, and which threads ran the panel's callbacks
+    _run_cell(page, 4)
+    expect(_cell(page, 4).locator(".jp-OutputArea")).to_contain_text("THREADS", timeout=15_000)
+    report = _output_text(page, 4)
+    observations["kernel_report"] = report
+    (ARTIFACTS / "observations.json").write_text(json.dumps(observations, indent=2))
+    print(json.dumps(observations, indent=2))
+    assert "Hello from the browser" in report
+    assert "Take your time" in report and "True)" in report  # the stopped exchange is kept
