@@ -75,6 +75,10 @@ class ForwardProxy(ThreadedServer):
             await self._handle(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
             pass
+        except asyncio.CancelledError:
+            # Our own aclose() cancelled it; ending normally keeps asyncio's
+            # start_server callback from logging the cancellation as an error.
+            writer.transport.abort()
         finally:
             self._tasks.discard(task)  # type: ignore[arg-type]
             writer.close()
