@@ -209,10 +209,8 @@ async def test_token_refused_twice_is_reported(sandbox: Sandbox, site: str) -> N
 
 
 async def test_chatgptes_falls_back_when_the_page_has_no_tokens(sandbox: Sandbox) -> None:
+    cls = get_provider("chatgptes")
     with pytest.raises(TokenRefusedError, match="fallback was refused"):
-        await ask(sandbox, "chatgptes", user("[[fault:no_tokens]]hi"))
-    with pytest.raises(TokenRefusedError):
-        cls = get_provider("chatgptes")
         async with cls(base_url=f"{sandbox.url}/_fault/no_tokens/chatgptes") as p:
             [c async for c in p.stream(user("hi"))]
     posted = chat_requests(sandbox, "chatgptes")
@@ -234,9 +232,9 @@ FAULTS: list[tuple[str, type[ProviderError], str]] = [
     ("http503", HTTPStatusError, "HTTP 503"),
     ("cloudflare", BotCheckError, "bot check \\(Cloudflare"),
     ("service_error", ServiceError, "Missing API Setting"),
-    ("broken_line", ProtocolError, ""),
+    ("broken_line", ProtocolError, "protocol|broken JSON"),
     ("wrong_content_type", ProtocolError, "web page"),
-    ("missing_field", ProtocolError, ""),
+    ("missing_field", ProtocolError, "protocol"),
     ("empty", EmptyReplyError, "empty"),
 ]
 
@@ -259,7 +257,7 @@ async def test_http429_carries_retry_after(sandbox: Sandbox, site: str) -> None:
     assert info.value.status == 429 and info.value.retry_after == 1
 
 
-@pytest.mark.parametrize("site", FAMILY_A)
+@pytest.mark.parametrize("site", ("chatgptt", "chatgptes"))
 async def test_consent_refusal(sandbox: Sandbox, site: str) -> None:
     with pytest.raises(ServiceError, match="consent"):
         await ask(sandbox, site, user("[[fault:consent]]hi"))

@@ -13,6 +13,7 @@ long healthy stream.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -74,6 +75,10 @@ class ProxySpec:
         user = unquote(parts.username) if parts.username else None
         password = unquote(parts.password) if parts.password else None
         return cls(bare, user, password)
+
+    def basic_auth(self) -> str:
+        raw = f"{self.username or ''}:{self.password or ''}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
 
     def with_credentials(self) -> str:
         if self.username is None:
@@ -188,9 +193,13 @@ class AiohttpTransport(Transport):
         if self._proxy:
             kwargs["proxy"] = self._proxy.url
             if self._proxy.username is not None:
-                kwargs["proxy_auth"] = aiohttp.BasicAuth(
-                    self._proxy.username, self._proxy.password or ""
-                )
+                # credentials go in a header, never in the URL aiohttp puts in its errors
+                # (aiohttp's BasicAuth is deprecated): for https the CONNECT carries them,
+                # for plain http the request itself, which aiohttp sends to the proxy
+                auth = self._proxy.basic_auth()
+                kwargs["proxy_headers"] = {"Proxy-Authorization": auth}
+                if url.startswith("http://"):
+                    kwargs["headers"]["Proxy-Authorization"] = auth
         try:
             resp = await session.request(method, url, **kwargs)
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
@@ -340,14 +349,23 @@ class _CurlAnswer:
         from curl_cffi.requests import exceptions as cx
 
         started = False
+        reads = self._resp.aiter_content()
         try:
-            async for chunk in self._resp.aiter_content():
+            while True:
+                # curl's low-speed limit averages over several seconds, so a burst
+                # followed by silence is not caught in time: bound each read here
+                try:
+                    chunk = await asyncio.wait_for(reads.__anext__(), self._t.timeout)
+                except StopAsyncIteration:
+                    return
                 started = True
                 yield chunk
-        except cx.Timeout as exc:
+        except (cx.Timeout, asyncio.TimeoutError) as exc:
             raise self._t._timeout_error(exc, started=started) from exc
         except cx.RequestException as exc:
             raise self._t._interrupted(exc) from exc
+        finally:
+            await reads.aclose()
 
     async def read(self) -> bytes:
         return b"".join([c async for c in self.chunks()])
@@ -378,6 +396,12 @@ def status_error(provider: str, status: int, headers: Mapping[str, str], body: s
             f"the site's bot check (Cloudflare, HTTP {status}) answered instead of the chat. "
             "Try --proxy, or another provider: %chat providers",
             status=status,
+        )
+    if status == 407:
+        return ProviderConnectionError(
+            provider,
+            "the proxy asked for credentials or refused them (HTTP 407). "
+            "Check the user and password in --proxy.",
         )
     hint = {
         404: "The address may be wrong: check --base-url.",
