@@ -51,9 +51,10 @@ class ChatMagics(Magics):
     format = Unicode("markdown", help="Default display format: markdown, text or code.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
-        super().__init__(shell=shell, **kwargs)
+        # set before the traits: loading %config values fires the observer below
         self.session = get_session()
         self._cell_id: str | None = None
+        super().__init__(shell=shell, **kwargs)
         self._sync_session()
 
     # -- configuration -------------------------------------------------------------
@@ -137,8 +138,9 @@ class ChatMagics(Magics):
 
         See ``%chat help`` for the line commands (providers, history, reset, panel, ...).
         """
-        args = magic_arguments.parse_argstring(self.chat, line)
-        self._chat(args, cell)
+        args = _parse(self.chat, line)
+        # the cell's trailing newline and blank lines around it are not part of the message
+        self._chat(args, cell.strip("\n").rstrip())
 
     def _chat(self, args: Any, cell: str) -> None:
         session = self.session
@@ -340,6 +342,15 @@ class ChatMagics(Magics):
             raise UsageError("Usage: %chat sandbox [start|stop]")
         url = start_sandbox(self.session)
         print(f"Local stand-in of the five sites at {url}; every provider now talks to it.")
+
+
+def _parse(magic: Any, line: str) -> Any:
+    """Parse magic arguments with shell quoting (``-s "two words"`` loses its quotes)."""
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"{exc} in: {line}") from None
+    return magic.parser.parse_args(argv)
 
 
 def _show_table(head: list[str], rows: list[list[str]]) -> None:

@@ -45,7 +45,7 @@ def _markdown() -> Any:
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
     md.enable(["table", "strikethrough"])
 
-    def image(tokens: Any, idx: int, options: Any, env: Any) -> str:
+    def image(renderer: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
         # an <img> would fetch its address as soon as it is shown: show a link instead
         token = tokens[idx]
         src = md.normalizeLinkText(token.attrGet("src") or "")
@@ -96,7 +96,10 @@ def body_html(text: str, fmt: str) -> str:
         return text_html(text)
     if fmt == "code":
         return code_html(text)
-    return markdown_html(text)
+    try:
+        return markdown_html(text)
+    except Exception:  # noqa: BLE001 - a renderer bug must never hide the reply
+        return text_html(text)
 
 
 _STYLE = (
