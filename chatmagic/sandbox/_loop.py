@@ -43,7 +43,14 @@ class ThreadedServer:
             asyncio.set_event_loop(loop)
             loop.call_soon(ready.set)
             loop.run_forever()
-            # Let cancelled tasks and async generators finish before closing.
+            # As asyncio.run does: cancel what is left (handlers of connections
+            # still open) and let it finish, or closing the loop reports
+            # "Task was destroyed but it is pending".
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
