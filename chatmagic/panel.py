@@ -143,13 +143,16 @@ class ChatPanel(widgets.VBox):
         )
         self.new_button = widgets.Button(description="New chat", icon="plus",
                                          tooltip="Forget this conversation's history")
-        self.transcript = widgets.VBox(
-            # column-reverse keeps the view scrolled to the newest message as it grows,
-            # without any JavaScript; children are therefore kept newest first
+        self.transcript = widgets.VBox(layout=widgets.Layout(width="100%", flex="0 0 auto"))
+        # a scroller whose only child is the transcript, laid out column-reverse: the view
+        # then stays on the newest message as the reply grows, without any JavaScript, and
+        # the messages keep their natural order in the page (for screen readers and tests)
+        self._scroller = widgets.Box(
+            [self.transcript],
             layout=widgets.Layout(max_height=height, overflow="auto", flex_flow="column-reverse",
                                   width="100%", padding="2px 4px"),
         )
-        self.transcript.add_class("chatmagic-transcript")
+        self._scroller.add_class("chatmagic-transcript")
         self.text = widgets.Text(placeholder="Message — Enter sends", continuous_update=True,
                                  layout=widgets.Layout(flex="1 1 auto", width="auto"))
         self.send_button = widgets.Button(description="Send", button_style="primary", icon="paper-plane",
@@ -164,7 +167,7 @@ class ChatPanel(widgets.VBox):
                 self._style,
                 widgets.HBox([self.provider_dropdown, self.model_dropdown, self.new_button],
                              layout=widgets.Layout(flex_flow="row wrap", width="100%")),
-                self.transcript,
+                self._scroller,
                 widgets.HBox([self.text, self.send_button, self.stop_button], layout=widgets.Layout(width="100%")),
                 self.status,
             ],
@@ -173,6 +176,7 @@ class ChatPanel(widgets.VBox):
         self.add_class("chatmagic-panel")
 
         self.provider_dropdown.observe(self._on_provider, names="value")
+        self.model_dropdown.observe(self._on_model, names="value")
         self.send_button.on_click(lambda _b: self._callback(self.send))
         self.stop_button.on_click(lambda _b: self._callback(self.stop))
         self.new_button.on_click(lambda _b: self._callback(self.new_chat))
@@ -286,7 +290,7 @@ class ChatPanel(widgets.VBox):
     def messages(self) -> list[widgets.HTML]:
         """The transcript's message widgets, oldest first."""
         with self._lock:
-            return list(reversed(self.transcript.children))
+            return list(self.transcript.children)
 
     def close(self) -> None:
         """Stop following the conversation and close the widgets (replies keep streaming)."""
@@ -300,7 +304,7 @@ class ChatPanel(widgets.VBox):
                 self._flush = None
             owned = [*self._message_widgets, self.provider_dropdown, self.model_dropdown, self.new_button,
                      self.text, self.send_button, self.stop_button, self.status, self._style]
-            boxes = [c for c in self.children if isinstance(c, widgets.Box) and c is not self.transcript]
+            boxes = [c for c in self.children if isinstance(c, widgets.Box)]
             self._message_widgets.clear()
             self._changed.notify_all()
         for w in [*owned, self.transcript, *boxes]:
@@ -328,6 +332,15 @@ class ChatPanel(widgets.VBox):
             # new options select the first one, which is the provider's default
             self.model_dropdown.options = models
             self.model_dropdown.value = default
+            self._status_if_idle()
+
+    def _on_model(self, _change: dict[str, Any]) -> None:
+        self._status_if_idle()
+
+    def _status_if_idle(self) -> None:
+        with self._lock:
+            if not self._live:
+                self._set_status(self._idle_status())
 
     def _on_event(self, kind: str, _conv: Conversation, turn: Turn | None) -> None:
         """Conversation listener: note what changed and let the loop draw it."""
@@ -336,12 +349,24 @@ class ChatPanel(widgets.VBox):
                 return
             if kind == "start" and turn is not None:
                 self._adopt(turn)
+                if turn is not self.turn:
+                    self._follow(turn)
                 self.send_button.disabled = True
                 self.stop_button.disabled = False
                 self._set_status(f"{turn.provider} · {turn.model} · waiting…")
             if kind != "update":
                 self._structure_dirty = True
             self._request_draw()
+
+    def _follow(self, turn: Turn) -> None:
+        """A cell (or another panel) chose a provider and model: show them here too."""
+        try:
+            if self.provider_dropdown.value != turn.provider:
+                self.provider_dropdown.value = turn.provider
+            if turn.model in self.model_dropdown.options:
+                self.model_dropdown.value = turn.model
+        except Exception:  # noqa: BLE001 - a provider this panel does not list: keep the choice
+            pass
 
     def _adopt(self, turn: Turn) -> None:
         if turn not in self._pacers:
@@ -429,7 +454,7 @@ class ChatPanel(widgets.VBox):
             w.value = value
         self._live_widgets = {turn: ws[i] for turn, i in live_slots}
         if resized:
-            self.transcript.children = tuple(reversed(ws))
+            self.transcript.children = tuple(ws)
         for w in extra:
             w.close()
 
@@ -442,6 +467,8 @@ class ChatPanel(widgets.VBox):
         if pacer.due(size):
             w.value = self._streaming_html(turn)
             pacer.sent(size)
+            # an equal value sends nothing: this costs one message per turn
+            self._set_status(f"{turn.provider} · {turn.model} · streaming…")
         elif size > pacer.sent_size and self._flush is None:
             # the text grew but an update is not due yet: make sure the rest arrives even if
             # no further chunk comes to trigger it (the end of the turn redraws anyway)
@@ -457,7 +484,7 @@ class ChatPanel(widgets.VBox):
         ours = turn is self.turn
         if turn.state == "stopped":
             if turn.text:
-                self._set_status(f"{head} · ⏹ stopped · {timing} · the text so far is kept", warn=True)
+                self._set_status(f"{head} · ■ stopped · {timing} · the text so far is kept", warn=True)
                 return
             note = "Stopped before any text arrived; nothing was added."
         else:
@@ -522,7 +549,7 @@ class ChatPanel(widgets.VBox):
 
 
 def _assistant_html(text: str, head: str, *, stopped: bool = False) -> str:
-    mark = ' <span class="chatmagic-stopped">⏹ stopped</span>' if stopped else ""
+    mark = ' <span class="chatmagic-stopped">■ stopped</span>' if stopped else ""
     return (
         f'<div class="chatmagic-msg chatmagic-assistant"><div class="chatmagic-who">{html.escape(head)}{mark}</div>'
         f"{markdown_html(text) if text else ''}</div>"
