@@ -387,11 +387,10 @@ class ChatPanel(widgets.VBox):
     def _draw_on_loop(self) -> None:
         with self._lock:
             self._scheduled = False
-            if self._closed:
-                return
             requested = self._requested
             try:
-                self._draw()
+                if not self._closed:
+                    self._draw()
             finally:
                 self._applied = max(self._applied, requested)
                 self._changed.notify_all()

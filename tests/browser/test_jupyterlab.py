@@ -240,6 +240,22 @@ def _drive(page: Page) -> None:
     _wait_idle(page)
     panel.screenshot(path=str(ARTIFACTS / "panel-stopped.png"))
 
+    # a reply taller than the transcript: the view stays on its newest lines
+    box.fill("A long one [[words:900]][[delay:0.002]]")
+    box.press("Enter")
+    expect(panel.locator(".chatmagic-assistant").last).to_contain_text("w900", timeout=30_000)
+    expect(send).to_be_enabled()
+    gap = panel.locator(".chatmagic-transcript").evaluate(
+        """el => {
+            const last = el.querySelectorAll('.chatmagic-assistant');
+            const box = el.getBoundingClientRect(), msg = last[last.length - 1].getBoundingClientRect();
+            return {overflows: el.scrollHeight > el.clientHeight + 10, gap: box.bottom - msg.bottom};
+        }"""
+    )
+    observations["long_reply_scroll"] = gap
+    assert gap["overflows"] and 0 <= gap["gap"] < 40, gap
+    panel.screenshot(path=str(ARTIFACTS / "panel-long.png"))
+
     # the kernel's view: the history, and which threads ran the panel's callbacks
     _run_cell(page, 4)
     expect(_cell(page, 4).locator(".jp-OutputArea")).to_contain_text("THREADS", timeout=15_000)
