@@ -9,6 +9,7 @@ says what happened and what to try::
     │   └── UnknownModelError         the provider has no such model
     ├── MissingDependencyError        an optional package (curl_cffi) is not installed
     ├── TurnStopped                   the user stopped a reply (Stop, Ctrl-C); keeps the text so far
+    ├── AllProvidersFailed            every provider of a fallback chain failed (``.failures``)
     └── ProviderError                 the provider failed; ``.provider``, ``.partial``
         ├── ProviderConnectionError   could not connect, or the proxy refused
         ├── ProviderTimeout           no bytes for ``timeout`` seconds
@@ -30,6 +31,7 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "AllProvidersFailed",
     "BotCheckError",
     "ChatMagicError",
     "ConfigurationError",
@@ -102,6 +104,15 @@ class TurnStopped(ChatMagicError):
     def __init__(self, message: str = "Stopped.", *, partial: str = "") -> None:
         super().__init__(message)
         self.partial = partial
+
+
+class AllProvidersFailed(ChatMagicError):
+    """Every provider of a fallback chain failed before any text; ``failures`` says how."""
+
+    def __init__(self, failures: list[tuple[str, ChatMagicError]]) -> None:
+        reasons = "; ".join(f"{name}: {getattr(e, 'detail', e.message)}" for name, e in failures)
+        super().__init__(f"every provider failed. {reasons}")
+        self.failures = failures
 
 
 class ProviderError(ChatMagicError):

@@ -16,7 +16,7 @@ from IPython.core import magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
-from traitlets import Dict, Float, Unicode, observe
+from traitlets import Dict, Float, Int, Unicode, observe
 
 from ._state import get_session
 from .errors import ChatMagicError, TurnStopped
@@ -49,6 +49,9 @@ class ChatMagics(Magics):
         help="Provider name -> base URL replacing the site's address (mirrors, self-hosted sites).",
     ).tag(config=True)
     format = Unicode("markdown", help="Default display format: markdown, text or code.").tag(config=True)
+    retries = Int(2, help="Retries of a provider (rate limit, server error, network) before the next one.").tag(
+        config=True
+    )
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         # set before the traits: loading %config values fires the observer below
@@ -59,7 +62,7 @@ class ChatMagics(Magics):
 
     # -- configuration -------------------------------------------------------------
 
-    @observe("default_provider", "default_model", "system_prompt", "timeout", "proxy", "base_urls")
+    @observe("default_provider", "default_model", "system_prompt", "timeout", "proxy", "base_urls", "retries")
     def _on_config(self, change: Any) -> None:
         self._sync_session()
 
@@ -71,6 +74,7 @@ class ChatMagics(Magics):
         s.default_timeout = self.timeout or None
         s.default_proxy = self.proxy or None
         s.base_urls.update({k.lower(): v for k, v in self.base_urls.items()})
+        s.retries = max(0, self.retries)
 
     def pre_run_cell(self, info: Any) -> None:
         # JupyterLab sends the cell's id with each execution; IPython passes it here
@@ -163,9 +167,10 @@ class ChatMagics(Magics):
         # what a cell chose stays with the conversation for the next cells
         with conv.lock:
             if args.provider:
-                if conv.provider != turn.provider:
+                chain = ",".join(turn.chain)
+                if conv.provider != chain:
                     conv.model = None
-                conv.provider = turn.provider
+                conv.provider = chain
             if args.model:
                 conv.model = turn.model
             if args.system is not None:
@@ -186,9 +191,8 @@ class ChatMagics(Magics):
 
     def _show(self, turn: Turn, fmt: str) -> None:
         """Stream the turn into one display handle, paced (see render.UpdatePacer)."""
-        head = f"{turn.provider} · {turn.model}"
         pacer = UpdatePacer()
-        handle = display(reply_bundle("", fmt, f"{head} · waiting…"), raw=True, display_id=True)
+        handle = display(reply_bundle("", fmt, f"{_head(turn)} · waiting…"), raw=True, display_id=True)
         interrupted = False
         try:
             version = 0
@@ -198,7 +202,7 @@ class ChatMagics(Magics):
                     break
                 size = turn.size
                 if pacer.due(size):
-                    handle.update(reply_bundle(turn.text, fmt, f"{head} · streaming…"), raw=True)
+                    handle.update(reply_bundle(turn.text, fmt, f"{_head(turn)} · streaming…"), raw=True)
                     pacer.sent(size)
                 else:
                     # let chunks pile up until an update can be due
@@ -207,7 +211,7 @@ class ChatMagics(Magics):
             interrupted = True
             turn.stop()
             turn.wait(10)
-        handle.update(self._final_bundle(turn, fmt, head), raw=True)
+        handle.update(self._final_bundle(turn, fmt, _head(turn)), raw=True)
         if turn.state == "failed" and turn.error is not None:
             raise turn.error
         if turn.state == "stopped" and interrupted:
@@ -342,6 +346,15 @@ class ChatMagics(Magics):
             raise UsageError("Usage: %chat sandbox [start|stop]")
         url = start_sandbox(self.session)
         print(f"Local stand-in of the five sites at {url}; every provider now talks to it.")
+
+
+def _head(turn: Turn) -> str:
+    """Who answers: provider and model, and which providers of a chain failed first."""
+    head = f"{turn.provider} · {turn.model}"
+    if turn.failures:
+        failed = ", ".join(f"{name} failed" for name, _ in turn.failures)
+        head += f" (after {failed})" if turn.state != "failed" else ""
+    return head
 
 
 def _parse(magic: Any, line: str) -> Any:

@@ -28,7 +28,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ChatMagicError, ConfigurationError, TurnStopped
+from .errors import (
+    AllProvidersFailed,
+    BotCheckError,
+    ChatMagicError,
+    ConfigurationError,
+    HTTPStatusError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeout,
+    StreamInterrupted,
+    TurnStopped,
+    UnknownModelError,
+)
 from .runner import Runner, get_runner
 
 DEFAULT_CONVERSATION = "default"
@@ -184,8 +196,15 @@ class Turn:
         self.conversation = conversation
         self.prompt = prompt
         self.key = key
-        self.provider = options.provider or conversation.provider or session.default_provider
-        self.model = options.model or conversation.model or session.default_model_for(self.provider)
+        spec = options.provider or conversation.provider or session.default_provider
+        #: providers to try in order (``--provider a,b,c``); ``provider`` is the one answering
+        self.chain = [name.strip().lower() for name in spec.split(",") if name.strip()]
+        self.provider = self.chain[0] if self.chain else ""
+        self.model = options.model or conversation.model or session.default_model_for(spec)
+        #: the model each provider of the chain is asked for
+        self.models: dict[str, str] = {}
+        #: (provider, error) for each provider that failed before this turn's text began
+        self.failures: list[tuple[str, ChatMagicError]] = []
         self.options = options
         self.state = "pending"
         self.error: ChatMagicError | None = None
@@ -255,21 +274,11 @@ class Turn:
 
     async def _run(self) -> None:
         self._task = asyncio.current_task()
-        conv = self.conversation
         try:
             if self._stop_requested:
                 raise asyncio.CancelledError
-            provider = await self.session._provider_for(self)
             self._set_state("streaming")
-            async for chunk in provider.stream(self.messages, self.model or None):
-                with self._cond:
-                    if self.first_text_at is None:
-                        self.first_text_at = time.monotonic()
-                    self._pieces.append(chunk)
-                    self.size += len(chunk)
-                    self.version += 1
-                    self._cond.notify_all()
-                conv._emit("update", self)
+            await self._run_chain()
         except asyncio.CancelledError:
             self._finish("stopped", TurnStopped("Stopped by the user.", partial=self.text))
         except ChatMagicError as exc:
@@ -287,6 +296,49 @@ class Turn:
             self._finish("failed", wrapped)
         else:
             self._finish("done", None)
+
+    async def _run_chain(self) -> None:
+        """Try each provider in order; retry what is worth retrying, with backoff.
+
+        A provider that fails before any text is retried (rate limits, 5xx, timeouts,
+        lost connections: up to ``session.retries`` times, waiting ``Retry-After`` when
+        the site says) and then the next one is tried. A failure after text has
+        streamed is reported as it is: the reply is never silently restarted elsewhere.
+        """
+        for name in self.chain:
+            attempt = 0
+            while True:
+                try:
+                    await self._stream_from(name)
+                    return
+                except ProviderError as exc:
+                    if self.size:
+                        raise
+                    delay = self.session.retry_delay(exc, attempt)
+                    if delay is None:
+                        self.failures.append((name, exc))
+                        break
+                    attempt += 1
+                    await asyncio.sleep(delay)
+        if len(self.failures) == 1:
+            raise self.failures[0][1]
+        raise AllProvidersFailed(self.failures)
+
+    async def _stream_from(self, name: str) -> None:
+        provider = await self.session._provider_for(self, name)
+        with self._cond:
+            self.provider, self.model = name, self.models.get(name, self.model)
+            self.version += 1
+            self._cond.notify_all()
+        async for chunk in provider.stream(self.messages, self.model or None):
+            with self._cond:
+                if self.first_text_at is None:
+                    self.first_text_at = time.monotonic()
+                self._pieces.append(chunk)
+                self.size += len(chunk)
+                self.version += 1
+                self._cond.notify_all()
+            self.conversation._emit("update", self)
 
     def _set_state(self, state: str) -> None:
         with self._cond:
@@ -332,6 +384,11 @@ class ChatSession:
         self.default_proxy: str | None = None
         #: provider name -> base URL (mirrors, self-hosted sites, the local stand-in)
         self.base_urls: dict[str, str] = {}
+        #: retries of a provider before moving on, and the backoff between them
+        self.retries = 2
+        self.backoff = 0.5
+        #: a Retry-After longer than this moves on to the next provider instead
+        self.max_retry_wait = 30.0
         self._lock = threading.RLock()
         self._providers: dict[tuple[Any, ...], Any] = {}
 
@@ -372,9 +429,13 @@ class ChatSession:
         options = options or TurnOptions()
         conv = self.conversation(conversation)
         turn = Turn(self, conv, prompt, options, key)
-        cls = get_provider(turn.provider)
-        turn.provider = cls.name
-        turn.model = cls.get_model(turn.model or None)
+        if not turn.chain:
+            raise ConfigurationError("No provider given: name one with --provider (%chat providers).")
+        classes = [get_provider(name) for name in turn.chain]
+        turn.chain = [cls.name for cls in classes]
+        turn.models = resolve_models(classes, turn.model or None)
+        turn.provider = turn.chain[0]
+        turn.model = turn.models[turn.provider]
         system = options.system if options.system is not None else conv.system
         history = conv.messages(before_key=key)
         if conv.system and history and history[0]["role"] == "system":
@@ -396,10 +457,19 @@ class ChatSession:
         """Prepare and start a turn; returns at once (``turn.result()`` waits)."""
         return self.start(self.prepare(prompt, conversation=conversation, options=options, key=key))
 
-    async def _provider_for(self, turn: Turn) -> Any:
+    def retry_delay(self, exc: ChatMagicError, attempt: int) -> float | None:
+        """Seconds to wait before retrying after ``exc``, or None to move on."""
+        if attempt >= self.retries or not is_retryable(exc):
+            return None
+        wait = getattr(exc, "retry_after", None)
+        if wait is None:
+            wait = self.backoff * (2**attempt)
+        return None if wait > self.max_retry_wait else wait
+
+    async def _provider_for(self, turn: Turn, name: str) -> Any:
         from .providers import get_provider
 
-        cls = get_provider(turn.provider)
+        cls = get_provider(name)
         o = turn.options
         base_url = o.base_url or self.base_urls.get(cls.name)
         proxy = o.proxy if o.proxy is not None else self.default_proxy
@@ -436,3 +506,29 @@ class ChatSession:
 
 def new_key() -> str:
     return uuid.uuid4().hex
+
+
+def is_retryable(exc: ChatMagicError) -> bool:
+    """Failures that another try may not meet: rate limits, server errors, the network."""
+    if isinstance(exc, (ProviderTimeout, ProviderConnectionError, StreamInterrupted)):
+        return True
+    return isinstance(exc, HTTPStatusError) and not isinstance(exc, BotCheckError) and (
+        exc.status == 429 or exc.status >= 500
+    )
+
+
+def resolve_models(classes: list[Any], requested: str | None) -> dict[str, str]:
+    """The model for each provider of a chain.
+
+    One provider: the requested model must be one of its own. A chain: each provider
+    that offers the requested model gets it, the others their default; at least one
+    must offer it.
+    """
+    if len(classes) == 1 or not requested:
+        return {cls.name: cls.get_model(requested) for cls in classes}
+    offered = [cls for cls in classes if requested in cls.models or requested in cls.model_aliases]
+    if not offered:
+        names = ", ".join(cls.name for cls in classes)
+        raise UnknownModelError(f"None of {names} offers the model {requested!r}.")
+    models = {cls.name: cls.get_model(requested if cls in offered else None) for cls in classes}
+    return models

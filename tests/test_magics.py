@@ -8,39 +8,19 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import CapturedIO, capture_output
 
 from chatmagic._state import get_session
 from chatmagic.errors import ChatMagicError, TurnStopped
-from chatmagic.sandbox import ForwardProxy, Sandbox, SandboxSettings
+from chatmagic.sandbox import ForwardProxy, Sandbox
 
 from .conftest import SITES
 
 
-@pytest.fixture(scope="module")
-def ip(sandbox_thread: Sandbox) -> Iterator[Any]:
-    shell = start_ipython()
-    shell.run_line_magic("load_ext", "chatmagic")
-    urls = {site: sandbox_thread.base_url(site) for site in SITES}
-    shell.run_line_magic("config", f"ChatMagics.base_urls = {urls!r}")
-    yield shell
-    shell.run_line_magic("unload_ext", "chatmagic")
-    get_session().close()
-
-
-@pytest.fixture(autouse=True)
-def fresh(ip: Any, sandbox_thread: Sandbox) -> Iterator[None]:
-    session = get_session()
-    session.conversations.clear()
-    ip.run_line_magic("config", "ChatMagics.default_provider = 'chatgptt'")
-    ip.run_line_magic("config", "ChatMagics.default_model = ''")
-    sandbox_thread.clear()
-    yield
+pytestmark = pytest.mark.usefixtures("fresh")
 
 
 def run(ip: Any, source: str, cell_id: str | None = None) -> tuple[Any, CapturedIO]:

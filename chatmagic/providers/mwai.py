@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from ..errors import ProtocolError, ServiceError, StreamInterrupted
-from ._family import NonceRefused, content_type, fail_on_status, fields, parse_json, with_token_retry
+from ._family import content_type, fail_on_status, fields, parse_json, with_token_retry
 from ._http import BROWSER_HEADERS, AiohttpTransport, status_error
 from .base import Provider
 

@@ -118,5 +118,7 @@ class State:
             return list(self.requests)
 
     def clear(self) -> None:
+        """Forget recorded requests and faults still waiting to be injected."""
         with self.lock:
             self.requests.clear()
+            self.injections.clear()
