@@ -27,7 +27,9 @@ with warnings.catch_warnings():
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning:g4f"),
-    pytest.mark.filterwarnings("ignore:Inheritance class .* from ClientSession is discouraged:DeprecationWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:Inheritance class .* from ClientSession is discouraged:DeprecationWarning"
+    ),
 ]
 
 MESSAGES = [{"role": "user", "content": "Hello from g4f"}]
@@ -95,9 +97,11 @@ async def test_chatgpt4online(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch)
 
     # The client hard-codes the real site's start_session address in get_nonce.
     async def get_nonce(headers: dict[str, str]) -> str:
-        async with ClientSession(headers=headers) as session:
-            async with session.post(f"{base}/wp-json/mwai/v1/start_session") as response:
-                return (await response.json())["restNonce"]
+        async with (
+            ClientSession(headers=headers) as session,
+            session.post(f"{base}/wp-json/mwai/v1/start_session") as response,
+        ):
+            return (await response.json())["restNonce"]
 
     monkeypatch.setattr(Chatgpt4Online, "url", base)
     monkeypatch.setattr(Chatgpt4Online, "get_nonce", get_nonce)
@@ -107,7 +111,10 @@ async def test_chatgpt4online(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch)
 
 async def test_opchatgpts(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Opchatgpts, "url", sandbox.base_url("opchatgpts"))
-    messages = [{"role": "user", "content": "First"}, {"role": "assistant", "content": "Ok"},
-                {"role": "user", "content": "Hello from g4f"}]
+    messages = [
+        {"role": "user", "content": "First"},
+        {"role": "assistant", "content": "Ok"},
+        {"role": "user", "content": "Hello from g4f"},
+    ]
     assert await collect(Opchatgpts, messages) == reply_text("opchatgpts", "Hello from g4f", 2)
     assert sandbox.requests[-1].headers["accept"] == "*/*"

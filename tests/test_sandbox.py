@@ -15,7 +15,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from chatmagic.sandbox import FAULTS, ForwardProxy, Sandbox, SandboxSettings, make_app, reply_text
+from chatmagic.sandbox import (
+    FAULTS,
+    ForwardProxy,
+    Sandbox,
+    SandboxSettings,
+    make_app,
+    reply_text,
+)
 from chatmagic.sandbox._reply import CHATGPTES_INSTRUCTION, parse_prompt, split_pieces
 
 AJAX = "/wp-admin/admin-ajax.php"
@@ -40,6 +47,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 # --- helpers: how the sites' clients talk ---
 
+
 async def tokens(http: aiohttp.ClientSession, base: str) -> tuple[str, str]:
     async with http.get(base + "/") as r:
         html = await r.text()
@@ -49,22 +57,44 @@ async def tokens(http: aiohttp.ClientSession, base: str) -> tuple[str, str]:
     return nonce.group(1) or nonce.group(2), post.group(1) or post.group(2)
 
 
-async def ajax(http: aiohttp.ClientSession, sb: Sandbox, site: str, message: str, *,
-               base: str | None = None, drop: tuple[str, ...] = (), headers: dict[str, str] | None = None,
-               **extra: str) -> tuple[int, dict[str, str], str]:
+async def ajax(
+    http: aiohttp.ClientSession,
+    sb: Sandbox,
+    site: str,
+    message: str,
+    *,
+    base: str | None = None,
+    drop: tuple[str, ...] = (),
+    headers: dict[str, str] | None = None,
+    **extra: str,
+) -> tuple[int, dict[str, str], str]:
     base = base or sb.base_url(site)
     nonce, post_id = await tokens(http, base)
-    form = {"_wpnonce": nonce, "post_id": post_id, "url": base, "action": ACTION,
-            "message": message, "bot_id": "0", **extra}
+    form = {
+        "_wpnonce": nonce,
+        "post_id": post_id,
+        "url": base,
+        "action": ACTION,
+        "message": message,
+        "bot_id": "0",
+        **extra,
+    }
     for key in drop:
         form.pop(key)
     async with http.post(base + AJAX, data=form, headers=headers) as r:
         return r.status, dict(r.headers), await r.text()
 
 
-async def submit(http: aiohttp.ClientSession, sb: Sandbox, site: str, message: str, *,
-                 base: str | None = None, body: dict[str, Any] | None = None,
-                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+async def submit(
+    http: aiohttp.ClientSession,
+    sb: Sandbox,
+    site: str,
+    message: str,
+    *,
+    base: str | None = None,
+    body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], str]:
     base = base or sb.base_url(site)
     h = dict(headers or {})
     if site == "chatgpt4online" and "X-WP-Nonce" not in h:
@@ -72,13 +102,20 @@ async def submit(http: aiohttp.ClientSession, sb: Sandbox, site: str, message: s
             h["X-WP-Nonce"] = (await r.json())["restNonce"]
     payload = body if body is not None else {"botId": "default", "newMessage": message, "stream": True}
     if site == "opchatgpts" and body is None:
-        payload.update(chatId="abc123", contextId=28, customId=None, session="N/A",
-                       messages=[{"role": "user", "content": message}])
+        payload.update(
+            chatId="abc123",
+            contextId=28,
+            customId=None,
+            session="N/A",
+            messages=[{"role": "user", "content": message}],
+        )
     async with http.post(base + SUBMIT, json=payload, headers=h) as r:
         return r.status, dict(r.headers), await r.text()
 
 
-async def chat(http: aiohttp.ClientSession, sb: Sandbox, site: str, message: str, **kw: Any) -> tuple[int, dict[str, str], str]:
+async def chat(
+    http: aiohttp.ClientSession, sb: Sandbox, site: str, message: str, **kw: Any
+) -> tuple[int, dict[str, str], str]:
     if site in ("chatgptt", "chatgptes", "chatgptfree"):
         return await ajax(http, sb, site, message, **kw)
     return await submit(http, sb, site, message, **kw)
@@ -124,6 +161,7 @@ SITES = ("chatgptt", "chatgptes", "chatgptfree", "chatgpt4online", "opchatgpts")
 
 # --- pages and tokens ---
 
+
 async def test_family_a_pages_carry_tokens(sb: Sandbox, http: aiohttp.ClientSession) -> None:
     async with http.get(sb.base_url("chatgptt")) as r:
         html = await r.text()
@@ -138,7 +176,9 @@ async def test_family_a_pages_carry_tokens(sb: Sandbox, http: aiohttp.ClientSess
     assert '<input type="hidden" name="post_id" value="106">' in html
     async with http.get(sb.base_url("chatgptfree") + "/") as r:
         assert 'data-post-id="123"' in await r.text()
-    ids = {site: (await tokens(http, sb.base_url(site)))[1] for site in ("chatgptt", "chatgptes", "chatgptfree")}
+    ids = {
+        site: (await tokens(http, sb.base_url(site)))[1] for site in ("chatgptt", "chatgptes", "chatgptfree")
+    }
     assert len(set(ids.values())) == 3
 
 
@@ -147,7 +187,14 @@ async def test_each_page_load_issues_a_fresh_reusable_nonce(sb: Sandbox, http: a
     (n1, pid), (n2, _) = await tokens(http, base), await tokens(http, base)
     assert n1 != n2
     for nonce in (n1, n1, n2):  # WordPress nonces are reusable until they expire
-        form = {"_wpnonce": nonce, "post_id": pid, "url": base, "action": ACTION, "message": "hi", "bot_id": "0"}
+        form = {
+            "_wpnonce": nonce,
+            "post_id": pid,
+            "url": base,
+            "action": ACTION,
+            "message": "hi",
+            "bot_id": "0",
+        }
         async with http.post(base + AJAX, data=form) as r:
             assert (await r.json())["status"] == "success"
 
@@ -172,13 +219,25 @@ async def test_unknown_paths_and_methods(sb: Sandbox, http: aiohttp.ClientSessio
 
 # --- replies ---
 
+
 @pytest.mark.parametrize("site", SITES)
 async def test_reply_per_site(sb: Sandbox, http: aiohttp.ClientSession, site: str) -> None:
     if site == "opchatgpts":
-        body = {"botId": "default", "chatId": "x", "contextId": 28, "customId": None, "session": "N/A",
-                "stream": True, "newMessage": "Three",
-                "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "One"},
-                             {"role": "assistant", "content": "Two"}, {"role": "user", "content": "Three"}]}
+        body = {
+            "botId": "default",
+            "chatId": "x",
+            "contextId": 28,
+            "customId": None,
+            "session": "N/A",
+            "stream": True,
+            "newMessage": "Three",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "One"},
+                {"role": "assistant", "content": "Two"},
+                {"role": "user", "content": "Three"},
+            ],
+        }
         status, headers, text = await submit(http, sb, site, "", body=body)
     else:
         status, headers, text = await chat(http, sb, site, CONVERSATION)
@@ -201,7 +260,9 @@ async def test_single_message_prompt_is_one_user_message(sb: Sandbox, http: aioh
 
 
 @pytest.mark.parametrize("prefix", [CHATGPTES_INSTRUCTION + " ", ""])
-async def test_chatgptes_instruction_is_stripped(sb: Sandbox, http: aiohttp.ClientSession, prefix: str) -> None:
+async def test_chatgptes_instruction_is_stripped(
+    sb: Sandbox, http: aiohttp.ClientSession, prefix: str
+) -> None:
     _, _, text = await chat(http, sb, "chatgptes", prefix + "Hola")
     assert json.loads(text)["data"] == reply_text("chatgptes", "Hola", 0)
 
@@ -211,14 +272,19 @@ async def test_streams_send_word_pieces(sb: Sandbox, http: aiohttp.ClientSession
     _, _, text = await chat(http, sb, "chatgptfree", "a b")
     assert a_pieces(text) == expected and len(expected) > 5
     _, _, text = await chat(http, sb, "chatgpt4online", "a b")
-    assert [e["data"] for e in b_events(text) if e["type"] == "live"] == split_pieces(reply_text("chatgpt4online", "a b", 0))
+    assert [e["data"] for e in b_events(text) if e["type"] == "live"] == split_pieces(
+        reply_text("chatgpt4online", "a b", 0)
+    )
     end = json.loads(b_events(text)[-1]["data"])
     assert set(end) >= {"success", "reply", "chatId"}
 
 
 async def test_stream_sites_setting() -> None:
-    async with Sandbox(settings=SandboxSettings(stream_sites={"chatgptt"})) as sb, aiohttp.ClientSession() as http:
-        status, headers, text = await chat(http, sb, "chatgptt", "hi")
+    async with (
+        Sandbox(settings=SandboxSettings(stream_sites={"chatgptt"})) as sb,
+        aiohttp.ClientSession() as http,
+    ):
+        _status, headers, text = await chat(http, sb, "chatgptt", "hi")
         assert headers["Content-Type"].startswith("text/event-stream")
         assert "".join(a_pieces(text)) == reply_text("chatgptt", "hi", 0)
         _, headers, text = await chat(http, sb, "chatgptfree", "hi")
@@ -237,7 +303,14 @@ async def test_multipart_form_is_accepted(sb: Sandbox, http: aiohttp.ClientSessi
     base = sb.base_url("chatgptt")
     nonce, pid = await tokens(http, base)
     form = aiohttp.FormData()
-    for k, v in {"_wpnonce": nonce, "post_id": pid, "url": base, "action": ACTION, "message": "hi", "bot_id": "0"}.items():
+    for k, v in {
+        "_wpnonce": nonce,
+        "post_id": pid,
+        "url": base,
+        "action": ACTION,
+        "message": "hi",
+        "bot_id": "0",
+    }.items():
         form.add_field(k, v)
     form.add_field("dummy", b"x", filename="x.bin")  # forces multipart
     async with http.post(base + AJAX, data=form) as r:
@@ -245,6 +318,7 @@ async def test_multipart_form_is_accepted(sb: Sandbox, http: aiohttp.ClientSessi
 
 
 # --- directives ---
+
 
 async def test_words_directive(sb: Sandbox, http: aiohttp.ClientSession) -> None:
     _, _, text = await chat(http, sb, "chatgptfree", "[[words:5]]")
@@ -280,6 +354,7 @@ async def test_bad_directives_are_refused(sb: Sandbox, http: aiohttp.ClientSessi
 
 # --- family A refusals ---
 
+
 async def test_family_a_wordpress_refusals(sb: Sandbox, http: aiohttp.ClientSession) -> None:
     assert (await ajax(http, sb, "chatgptt", "hi", drop=("action",)))[::2] == (400, "0")
     assert (await ajax(http, sb, "chatgptt", "hi", action="other"))[::2] == (400, "0")
@@ -297,32 +372,47 @@ async def test_family_a_missing_field(sb: Sandbox, http: aiohttp.ClientSession, 
     assert headers["Content-Type"] == "application/json; charset=UTF-8"
 
 
-@pytest.mark.parametrize("extra", [
-    {"post_id": "106"},  # another site's post id
-    {"bot_id": "1"},
-    {"chatbot_identity": "widget"},
-    {"wpaicg_chat_history": "garbage"},
-    {"wpaicg_chat_history": "[1, 2]"},
-    {"wpaicg_chat_client_id": "x" * 100},
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"post_id": "106"},  # another site's post id
+        {"bot_id": "1"},
+        {"chatbot_identity": "widget"},
+        {"wpaicg_chat_history": "garbage"},
+        {"wpaicg_chat_history": "[1, 2]"},
+        {"wpaicg_chat_client_id": "x" * 100},
+    ],
+)
 async def test_family_a_bad_field(sb: Sandbox, http: aiohttp.ClientSession, extra: dict[str, str]) -> None:
     _, _, text = await ajax(http, sb, "chatgptt", "hi", **extra)
     assert _msg(text) == "Something went wrong"
 
 
-@pytest.mark.parametrize("extra", [
-    {"wpaicg_chat_history": "None"},
-    {"wpaicg_chat_history": '["Human: hi"]'},
-    {"chatbot_identity": "shortcode", "wpaicg_chat_client_id": "0a1b2c3d4e"},
-])
-async def test_family_a_optional_fields_accepted(sb: Sandbox, http: aiohttp.ClientSession, extra: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"wpaicg_chat_history": "None"},
+        {"wpaicg_chat_history": '["Human: hi"]'},
+        {"chatbot_identity": "shortcode", "wpaicg_chat_client_id": "0a1b2c3d4e"},
+    ],
+)
+async def test_family_a_optional_fields_accepted(
+    sb: Sandbox, http: aiohttp.ClientSession, extra: dict[str, str]
+) -> None:
     _, _, text = await ajax(http, sb, "chatgptt", "hi", **extra)
     assert json.loads(text)["status"] == "success"
 
 
 async def test_family_a_bad_nonce(sb: Sandbox, http: aiohttp.ClientSession) -> None:
     base = sb.base_url("chatgptes")
-    form = {"_wpnonce": "8cf9917be2", "post_id": "106", "url": base, "action": ACTION, "message": "hi", "bot_id": "0"}
+    form = {
+        "_wpnonce": "8cf9917be2",
+        "post_id": "106",
+        "url": base,
+        "action": ACTION,
+        "message": "hi",
+        "bot_id": "0",
+    }
     async with http.post(base + AJAX, data=form) as r:
         assert r.status == 200 and await r.json() == {"status": "error", "msg": "Security check"}
     other, _ = await tokens(http, sb.base_url("chatgptt"))  # another site's nonce
@@ -331,6 +421,7 @@ async def test_family_a_bad_nonce(sb: Sandbox, http: aiohttp.ClientSession) -> N
 
 
 # --- family B refusals ---
+
 
 async def test_family_b_nonce_refusals(sb: Sandbox, http: aiohttp.ClientSession) -> None:
     refusal = {"code": "rest_cookie_invalid_nonce", "message": "Cookie check failed", "data": {"status": 403}}
@@ -346,18 +437,26 @@ async def test_family_b_nonce_refusals(sb: Sandbox, http: aiohttp.ClientSession)
         assert r.status == 200 and b_reply(await r.text()) == reply_text("chatgpt4online", "hi", 0)
 
 
-@pytest.mark.parametrize("body,param", [
-    ({"newMessage": "hi", "stream": True}, "botId"),
-    ({"botId": "other", "newMessage": "hi", "stream": True}, "botId"),
-    ({"botId": "default", "stream": True}, "newMessage"),
-    ({"botId": "default", "newMessage": 5, "stream": True}, "newMessage"),
-    ({"botId": "default", "newMessage": "hi", "messages": "nope"}, "messages"),
-])
-async def test_family_b_bad_params(sb: Sandbox, http: aiohttp.ClientSession, body: dict[str, Any], param: str) -> None:
+@pytest.mark.parametrize(
+    "body,param",
+    [
+        ({"newMessage": "hi", "stream": True}, "botId"),
+        ({"botId": "other", "newMessage": "hi", "stream": True}, "botId"),
+        ({"botId": "default", "stream": True}, "newMessage"),
+        ({"botId": "default", "newMessage": 5, "stream": True}, "newMessage"),
+        ({"botId": "default", "newMessage": "hi", "messages": "nope"}, "messages"),
+    ],
+)
+async def test_family_b_bad_params(
+    sb: Sandbox, http: aiohttp.ClientSession, body: dict[str, Any], param: str
+) -> None:
     status, _, text = await submit(http, sb, "opchatgpts", "", body=body)
     assert status == 400
-    assert json.loads(text) == {"code": "rest_invalid_param", "message": f"Invalid parameter(s): {param}",
-                                "data": {"status": 400}}
+    assert json.loads(text) == {
+        "code": "rest_invalid_param",
+        "message": f"Invalid parameter(s): {param}",
+        "data": {"status": 400},
+    }
 
 
 # --- faults ---
@@ -367,7 +466,9 @@ FAMILY_SITES = ("chatgptt", "chatgptfree", "chatgpt4online")
 
 @pytest.mark.parametrize("site", FAMILY_SITES)
 @pytest.mark.parametrize("fault,status", [("http500", 500), ("http503", 503), ("http429", 429)])
-async def test_http_faults(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str, status: int) -> None:
+async def test_http_faults(
+    sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str, status: int
+) -> None:
     got, headers, _ = await chat(http, sb, site, "hi", headers={"X-Sandbox-Fault": fault})
     assert got == status
     if fault == "http429":
@@ -375,7 +476,9 @@ async def test_http_faults(sb: Sandbox, http: aiohttp.ClientSession, site: str, 
 
 
 @pytest.mark.parametrize("site", SITES)
-async def test_cloudflare_on_every_request_via_path_prefix(sb: Sandbox, http: aiohttp.ClientSession, site: str) -> None:
+async def test_cloudflare_on_every_request_via_path_prefix(
+    sb: Sandbox, http: aiohttp.ClientSession, site: str
+) -> None:
     base = f"{sb.url}/_fault/cloudflare/{site}"
     async with http.get(base + "/") as r:
         assert r.status == 403 and r.headers["cf-mitigated"] == "challenge"
@@ -405,7 +508,7 @@ async def test_no_tokens_fault(sb: Sandbox, http: aiohttp.ClientSession) -> None
 
 async def test_service_error_fault(sb: Sandbox, http: aiohttp.ClientSession) -> None:
     for site in ("chatgptt", "chatgptfree"):
-        _, headers, text = await chat(http, sb, site, "[[fault:service_error]]")
+        _, _headers, text = await chat(http, sb, site, "[[fault:service_error]]")
         assert json.loads(text) == {"status": "error", "msg": "Missing API Setting"}
     _, _, text = await chat(http, sb, "chatgpt4online", "[[fault:service_error]]")
     assert b_events(text) == [{"type": "error", "data": "Missing API Setting"}]
@@ -450,13 +553,24 @@ async def test_drop_fault(sb: Sandbox, http: aiohttp.ClientSession, site: str) -
         if site == "chatgpt4online":
             async with http.post(sb.base_url(site) + START) as r:
                 headers = {"X-WP-Nonce": (await r.json())["restNonce"]}
-            url, kw = sb.base_url(site) + SUBMIT, {"json": {"botId": "default", "newMessage": "[[words:20]]", "stream": True}}
+            url, kw = (
+                sb.base_url(site) + SUBMIT,
+                {"json": {"botId": "default", "newMessage": "[[words:20]]", "stream": True}},
+            )
         else:
             nonce, pid = await tokens(http, sb.base_url(site))
             headers = {}
             url = sb.base_url(site) + AJAX
-            kw = {"data": {"_wpnonce": nonce, "post_id": pid, "url": "u", "action": ACTION,
-                           "message": "[[words:20]]", "bot_id": "0"}}
+            kw = {
+                "data": {
+                    "_wpnonce": nonce,
+                    "post_id": pid,
+                    "url": "u",
+                    "action": ACTION,
+                    "message": "[[words:20]]",
+                    "bot_id": "0",
+                }
+            }
         async with http.post(url, headers=headers, **kw) as r:
             async for chunk in r.content.iter_any():
                 received += chunk
@@ -466,11 +580,20 @@ async def test_drop_fault(sb: Sandbox, http: aiohttp.ClientSession, site: str) -
 
 async def test_stall_fault(sb: Sandbox, http: aiohttp.ClientSession) -> None:
     nonce, pid = await tokens(http, sb.base_url("chatgptfree"))
-    form = {"_wpnonce": nonce, "post_id": pid, "url": "u", "action": ACTION, "message": "a b c", "bot_id": "0"}
+    form = {
+        "_wpnonce": nonce,
+        "post_id": pid,
+        "url": "u",
+        "action": ACTION,
+        "message": "a b c",
+        "bot_id": "0",
+    }
     timeout = aiohttp.ClientTimeout(sock_read=0.3)
     first = b""
     with pytest.raises(asyncio.TimeoutError):
-        async with http.post(sb.base_url("chatgptfree") + AJAX + "?fault=stall", data=form, timeout=timeout) as r:
+        async with http.post(
+            sb.base_url("chatgptfree") + AJAX + "?fault=stall", data=form, timeout=timeout
+        ) as r:
             async for chunk in r.content.iter_any():
                 first += chunk
     assert a_pieces(first.decode()) == ["[chatgptfree] "]
@@ -484,7 +607,9 @@ async def test_stall_fault(sb: Sandbox, http: aiohttp.ClientSession) -> None:
 
 async def test_slow_faults(sb: Sandbox, http: aiohttp.ClientSession) -> None:
     t0 = time.monotonic()
-    status, _, _ = await chat(http, sb, "chatgpt4online", "hi", headers={"X-Sandbox-Fault": "slow_first_byte"})
+    status, _, _ = await chat(
+        http, sb, "chatgpt4online", "hi", headers={"X-Sandbox-Fault": "slow_first_byte"}
+    )
     assert status == 200 and time.monotonic() - t0 >= 0.4
     t0 = time.monotonic()
     _, _, text = await chat(http, sb, "chatgptfree", "[[words:8]][[fault:slow_stream]]")
@@ -528,8 +653,17 @@ async def test_tiny_writes_cut_characters(sb: Sandbox, http: aiohttp.ClientSessi
         ctx = http.post(base + SUBMIT, json=body)
     else:
         nonce, pid = await tokens(http, base)
-        ctx = http.post(base + AJAX, data={"_wpnonce": nonce, "post_id": pid, "url": "u", "action": ACTION,
-                                           "message": "[[fault:tiny_writes]][[reply]]" + raw, "bot_id": "0"})
+        ctx = http.post(
+            base + AJAX,
+            data={
+                "_wpnonce": nonce,
+                "post_id": pid,
+                "url": "u",
+                "action": ACTION,
+                "message": "[[fault:tiny_writes]][[reply]]" + raw,
+                "bot_id": "0",
+            },
+        )
     async with ctx as r:
         async for chunk in r.content.iter_any():
             reads.append(chunk)
@@ -563,6 +697,7 @@ async def test_every_fault_has_a_test() -> None:
 
 # --- choosing faults ---
 
+
 async def test_unknown_faults_are_refused(sb: Sandbox, http: aiohttp.ClientSession) -> None:
     async with http.get(sb.base_url("chatgptt") + "/?fault=bogus") as r:
         assert r.status == 400 and "bogus" in await r.text()
@@ -595,6 +730,7 @@ async def test_fault_path_prefix_serves_the_whole_flow(sb: Sandbox, http: aiohtt
 
 # --- tokens expire ---
 
+
 async def test_expire_tokens(sb: Sandbox, http: aiohttp.ClientSession) -> None:
     base = sb.base_url("chatgptt")
     nonce, pid = await tokens(http, base)
@@ -605,7 +741,7 @@ async def test_expire_tokens(sb: Sandbox, http: aiohttp.ClientSession) -> None:
     sb.expire_tokens()
     async with http.post(base + AJAX, data=form) as r:
         assert _msg(await r.text()) == "Security check"
-    status, _, text = await chat(http, sb, "chatgptt", "hi")  # fetched again: fine
+    _status, _, text = await chat(http, sb, "chatgptt", "hi")  # fetched again: fine
     assert json.loads(text)["status"] == "success"
 
 
@@ -624,22 +760,31 @@ async def test_token_ttl() -> None:
 
 # --- recording and control ---
 
+
 async def test_recording(sb: Sandbox, http: aiohttp.ClientSession) -> None:
     await chat(http, sb, "chatgptt", "hi", headers={"X-Custom": "1"})
     await chat(http, sb, "opchatgpts", "yo")
     reqs = sb.requests
-    assert [(r.site, r.method) for r in reqs] == [("chatgptt", "GET"), ("chatgptt", "POST"), ("opchatgpts", "POST")]
+    assert [(r.site, r.method) for r in reqs] == [
+        ("chatgptt", "GET"),
+        ("chatgptt", "POST"),
+        ("opchatgpts", "POST"),
+    ]
     assert reqs[1].form is not None and reqs[1].form["message"] == "hi" and reqs[1].headers["x-custom"] == "1"
     assert reqs[2].json["newMessage"] == "yo" and reqs[2].form is None and not reqs[2].via_proxy
-    sb.clear()
+    sb.inject("chatgptt", "http500")
+    sb.clear()  # forgets pending injections too
     assert sb.requests == []
+    assert (await chat(http, sb, "chatgptt", "hi"))[0] == 200
 
 
 async def test_control_endpoints(sb: Sandbox, http: aiohttp.ClientSession) -> None:
     async with http.get(sb.url + "/_sandbox/health") as r:
         health = await r.json()
     assert health["ok"] is True and "chatgptfree" in health["sites"]
-    async with http.post(sb.url + "/_sandbox/inject", json={"site": "opchatgpts", "faults": ["http500"], "times": 1}) as r:
+    async with http.post(
+        sb.url + "/_sandbox/inject", json={"site": "opchatgpts", "faults": ["http500"], "times": 1}
+    ) as r:
         assert r.status == 200
     assert (await chat(http, sb, "opchatgpts", "hi"))[0] == 500
     base = sb.base_url("chatgptt")
@@ -687,8 +832,9 @@ def test_start_in_thread_from_sync_code() -> None:
 
 
 def test_command_line_server() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "chatmagic.sandbox", "--port", "0"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatmagic.sandbox", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
@@ -711,21 +857,32 @@ def test_command_line_server() -> None:
 
 # --- the forward proxy ---
 
+
 async def test_proxy_with_aiohttp(sb: Sandbox, http: aiohttp.ClientSession) -> None:
     async with ForwardProxy() as proxy:
         base = sb.base_url("chatgptt")
         async with http.get(base + "/", proxy=proxy.url) as r:
             html = await r.text()
         nonce = re.search(r'data-nonce="([^"]+)"', html).group(1)  # type: ignore[union-attr]
-        form = {"_wpnonce": nonce, "post_id": "2", "url": base, "action": ACTION, "message": "via", "bot_id": "0"}
+        form = {
+            "_wpnonce": nonce,
+            "post_id": "2",
+            "url": base,
+            "action": ACTION,
+            "message": "via",
+            "bot_id": "0",
+        }
         async with http.post(base + AJAX, data=form, proxy=proxy.url) as r:
             assert (await r.json())["data"] == reply_text("chatgptt", "via", 0)
         assert [m for m, _ in proxy.requests] == ["GET", "POST"]
         assert proxy.requests[1][1] == base + AJAX
         assert all(r.via_proxy for r in sb.requests)
         # Streaming through the proxy too.
-        async with http.post(sb.base_url("opchatgpts") + SUBMIT, proxy=proxy.url,
-                             json={"botId": "default", "newMessage": "[[words:50]]", "stream": True}) as r:
+        async with http.post(
+            sb.base_url("opchatgpts") + SUBMIT,
+            proxy=proxy.url,
+            json={"botId": "default", "newMessage": "[[words:50]]", "stream": True},
+        ) as r:
             assert b_reply(await r.text()) == "".join(f"w{i} " for i in range(1, 51))
 
 
@@ -772,7 +929,14 @@ async def test_proxy_with_curl_cffi(sb: Sandbox) -> None:
         async with AsyncSession() as s:
             r = await s.get(sb.base_url("chatgptfree") + "/", proxy=authed, impersonate="chrome")
             nonce = re.search(r'data-nonce="([^"]+)"', r.text).group(1)  # type: ignore[union-attr]
-            form = {"_wpnonce": nonce, "post_id": "123", "url": "u", "action": ACTION, "message": "curl", "bot_id": "0"}
+            form = {
+                "_wpnonce": nonce,
+                "post_id": "123",
+                "url": "u",
+                "action": ACTION,
+                "message": "curl",
+                "bot_id": "0",
+            }
             r = await s.post(sb.base_url("chatgptfree") + AJAX, data=form, proxy=authed, impersonate="chrome")
             assert "".join(a_pieces(r.text)) == reply_text("chatgptfree", "curl", 0)
             r = await s.get(sb.url + "/_sandbox/health", proxy=proxy.url)

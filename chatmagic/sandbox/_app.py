@@ -68,20 +68,23 @@ async def _read_body(request: web.Request) -> tuple[dict[str, str] | None, Any]:
     return None, None
 
 
-def _record(state: State, request: web.Request, site: str | None, path: str,
-            form: dict[str, str] | None, body: Any) -> None:
+def _record(
+    state: State, request: web.Request, site: str | None, path: str, form: dict[str, str] | None, body: Any
+) -> None:
     peer = request.transport.get_extra_info("peername") if request.transport else None
     via = "chatmagic-sandbox-proxy" in request.headers.get("Via", "") or came_through_proxy(peer)
-    state.record(RecordedRequest(
-        site=site,
-        method=request.method,
-        path=path,
-        headers={k.lower(): v for k, v in request.headers.items()},
-        query=dict(request.query),
-        form=form,
-        json=body,
-        via_proxy=via,
-    ))
+    state.record(
+        RecordedRequest(
+            site=site,
+            method=request.method,
+            path=path,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            query=dict(request.query),
+            form=form,
+            json=body,
+            via_proxy=via,
+        )
+    )
 
 
 async def _dispatch(request: web.Request) -> web.StreamResponse:
@@ -144,6 +147,7 @@ async def _chat(ctx: Ctx, state: State, payload: Any, d: Directives | None) -> w
 
 
 # --- control endpoints (for a sandbox in another process) ---
+
 
 async def _health(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "sites": list(SITES), "faults": sorted(FAULTS)})

@@ -7,8 +7,23 @@ from typing import Any
 
 from aiohttp import web
 
-from ._reply import Directives, build_reply, parse_directives, parse_prompt, split_last_user, split_pieces
-from ._respond import HTML_TYPE, JSON_TYPE, Ctx, dumps, send_json, send_text, stream_events
+from ._reply import (
+    Directives,
+    build_reply,
+    parse_directives,
+    parse_prompt,
+    split_last_user,
+    split_pieces,
+)
+from ._respond import (
+    HTML_TYPE,
+    JSON_TYPE,
+    Ctx,
+    dumps,
+    send_json,
+    send_text,
+    stream_events,
+)
 from ._state import State
 from ._wpaicg import shape_reply
 
@@ -20,7 +35,7 @@ NONCE_SITES = frozenset({"chatgpt4online"})
 
 def page(ctx: Ctx) -> web.Response:
     html = (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"UTF-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="UTF-8">'
         f"<title>{ctx.site} sandbox</title></head>\n<body>\n"
         '<div class="mwai-chatbot-container" data-params=\'{"botId":"default","contextId":28}\'></div>\n'
         "</body></html>\n"
@@ -84,8 +99,13 @@ async def submit(ctx: Ctx, state: State, body: Any) -> web.StreamResponse:
     stream = bool(body.get("stream"))
     if ctx.has("service_error"):
         if stream:
-            return await stream_events(ctx, [], _live, end_lines=['data: ' + dumps({"type": "error", "data": "Missing API Setting"})],
-                                       bad_event=_BAD)
+            return await stream_events(
+                ctx,
+                [],
+                _live,
+                end_lines=["data: " + dumps({"type": "error", "data": "Missing API Setting"})],
+                bad_event=_BAD,
+            )
         return await send_json(ctx, {"success": False, "message": "Missing API Setting"})
 
     last, earlier = chat_message(ctx.site, body)
@@ -97,11 +117,17 @@ async def submit(ctx: Ctx, state: State, body: Any) -> web.StreamResponse:
         return await send_json(ctx, {"success": True, "reply": reply, "chatId": chat_id})
     if ctx.has("no_end"):
         # The page script reads what is left after the events as one JSON object.
-        return await stream_events(ctx, [], _live, end_lines=[], bad_event=_BAD,
-                                   plain_tail=dumps({"success": True, "reply": reply}))
+        return await stream_events(
+            ctx, [], _live, end_lines=[], bad_event=_BAD, plain_tail=dumps({"success": True, "reply": reply})
+        )
     end = dumps({"success": True, "reply": reply, "chatId": chat_id, "images": None, "usage": None})
-    return await stream_events(ctx, split_pieces(reply), _live,
-                               end_lines=["data: " + dumps({"type": "end", "data": end})], bad_event=_BAD)
+    return await stream_events(
+        ctx,
+        split_pieces(reply),
+        _live,
+        end_lines=["data: " + dumps({"type": "end", "data": end})],
+        bad_event=_BAD,
+    )
 
 
 _BAD = 'data: {"data":"x"}'

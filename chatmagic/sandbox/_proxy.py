@@ -18,7 +18,9 @@ from ._loop import ThreadedServer
 __all__ = ["ForwardProxy", "came_through_proxy"]
 
 _ALLOWED_HOSTS = frozenset({"127.0.0.1", "localhost"})
-_HOP_HEADERS = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "upgrade"})
+_HOP_HEADERS = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "upgrade"}
+)
 VIA = "1.1 chatmagic-sandbox-proxy"
 
 # Local addresses of the proxy's upstream connections, so the sandbox (in the
@@ -37,8 +39,9 @@ def came_through_proxy(peer: object) -> bool:
 class ForwardProxy(ThreadedServer):
     """``async with ForwardProxy() as proxy: ... proxy=proxy.url``; or ``start_in_thread()``."""
 
-    def __init__(self, username: str | None = None, password: str | None = None,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, username: str | None = None, password: str | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.username = username
         self.password = password
         self.host = host
@@ -91,7 +94,9 @@ class ForwardProxy(ThreadedServer):
         if self.username is None:
             return True
         expected = base64.b64encode(f"{self.username}:{self.password or ''}".encode()).decode()
-        return any(k.lower() == "proxy-authorization" and v.strip() == f"Basic {expected}" for k, v in headers)
+        return any(
+            k.lower() == "proxy-authorization" and v.strip() == f"Basic {expected}" for k, v in headers
+        )
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -104,8 +109,12 @@ class ForwardProxy(ThreadedServer):
         headers = [(k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)]
         self.requests.append((method, target))
         if not self._authorized(headers):
-            await _answer(writer, 407, "Proxy Authentication Required",
-                          ['Proxy-Authenticate: Basic realm="chatmagic-sandbox"'])
+            await _answer(
+                writer,
+                407,
+                "Proxy Authentication Required",
+                ['Proxy-Authenticate: Basic realm="chatmagic-sandbox"'],
+            )
             return
         if method == "CONNECT":
             host, _, port = target.rpartition(":")
@@ -146,15 +155,24 @@ class ForwardProxy(ThreadedServer):
                 pass
 
 
-async def _answer(writer: asyncio.StreamWriter, status: int, text: str, extra: list[str] | None = None) -> None:
+async def _answer(
+    writer: asyncio.StreamWriter, status: int, text: str, extra: list[str] | None = None
+) -> None:
     body = text.encode()
-    head = [f"HTTP/1.1 {status} {text.split(':')[0]}", "Content-Type: text/plain; charset=UTF-8",
-            f"Content-Length: {len(body)}", "Connection: close", *(extra or [])]
+    head = [
+        f"HTTP/1.1 {status} {text.split(':')[0]}",
+        "Content-Type: text/plain; charset=UTF-8",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        *(extra or []),
+    ]
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
     await writer.drain()
 
 
-async def _copy_body(reader: asyncio.StreamReader, up: asyncio.StreamWriter, headers: list[tuple[str, str]]) -> None:
+async def _copy_body(
+    reader: asyncio.StreamReader, up: asyncio.StreamWriter, headers: list[tuple[str, str]]
+) -> None:
     lowered = {k.lower(): v for k, v in headers}
     if "chunked" in lowered.get("transfer-encoding", "").lower():
         while True:  # relay chunks verbatim up to the last (zero) chunk and its trailers
@@ -180,7 +198,9 @@ async def _relay_response(up: asyncio.StreamReader, writer: asyncio.StreamWriter
         writer.transport.abort()
         return
     lines = head.decode("latin-1").split("\r\n")
-    kept = [lines[0]] + [ln for ln in lines[1:] if ln and ln.split(":")[0].strip().lower() not in ("connection", "keep-alive")]
+    kept = [lines[0]] + [
+        ln for ln in lines[1:] if ln and ln.split(":")[0].strip().lower() not in ("connection", "keep-alive")
+    ]
     kept.append("Connection: close")
     writer.write(("\r\n".join(kept) + "\r\n\r\n").encode("latin-1"))
     try:
@@ -205,8 +225,12 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         dst.transport.abort()
 
 
-async def _pipe_both(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter) -> None:
+async def _pipe_both(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    up_reader: asyncio.StreamReader,
+    up_writer: asyncio.StreamWriter,
+) -> None:
     sock = up_writer.get_extra_info("sockname")
     with _outgoing_lock:
         _outgoing.add((sock[0], sock[1]))

@@ -149,5 +149,5 @@ def split_pieces(text: str) -> list[str]:
 def strip_instruction(prompt: str) -> str:
     if prompt.startswith(CHATGPTES_INSTRUCTION):
         rest = prompt[len(CHATGPTES_INSTRUCTION) :]
-        return rest[1:] if rest.startswith(" ") else rest
+        return rest.removeprefix(" ")
     return prompt

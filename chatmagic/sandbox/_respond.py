@@ -52,8 +52,12 @@ class Ctx:
         return fault in self.faults
 
 
-def send_text(status: int, text: str, content_type: str = "text/plain; charset=UTF-8",
-              headers: dict[str, str] | None = None) -> web.Response:
+def send_text(
+    status: int,
+    text: str,
+    content_type: str = "text/plain; charset=UTF-8",
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     h = {"Content-Type": content_type, **(headers or {})}
     return web.Response(status=status, body=text.encode(), headers=h)
 
@@ -63,8 +67,9 @@ async def front_door(ctx: Ctx, *, chat: bool) -> web.StreamResponse | None:
     if ctx.has("slow_first_byte"):
         await asyncio.sleep(ctx.settings.slow_seconds)
     if ctx.has("cloudflare"):
-        return send_text(403, CLOUDFLARE_PAGE, HTML_TYPE,
-                         {"cf-mitigated": "challenge", "Server": "cloudflare"})
+        return send_text(
+            403, CLOUDFLARE_PAGE, HTML_TYPE, {"cf-mitigated": "challenge", "Server": "cloudflare"}
+        )
     if ctx.has("http500"):
         return send_text(500, "<html><body><h1>500 Internal Server Error</h1></body></html>", HTML_TYPE)
     if ctx.has("http503"):
@@ -162,8 +167,11 @@ async def stream_events(
         # One whole event per write: the seed-era clients decode each read alone.
         await w.write((line + eol + eol).encode())
 
-    pause = ctx.delay if ctx.delay is not None else (
-        ctx.settings.slow_chunk_seconds if ctx.has("slow_stream") else 0.0)
+    pause = (
+        ctx.delay
+        if ctx.delay is not None
+        else (ctx.settings.slow_chunk_seconds if ctx.has("slow_stream") else 0.0)
+    )
 
     if ctx.has("drop"):
         for piece in pieces[: max(2, len(pieces) // 2)]:
@@ -186,9 +194,8 @@ async def stream_events(
         await event(piece_line(piece))
         if i == 0 and ctx.has("missing_field"):
             await event(bad_event)
-    if not pieces:
-        if ctx.has("missing_field"):
-            await event(bad_event)
+    if not pieces and ctx.has("missing_field"):
+        await event(bad_event)
     if ctx.has("broken_line") and broken_at >= len(pieces):
         await event("data: {not json")
     for line in end_lines:

@@ -19,7 +19,9 @@ class Sandbox(ThreadedServer):
     ``Sandbox().start_in_thread()`` serves from a daemon thread (then ``stop()``).
     """
 
-    def __init__(self, settings: SandboxSettings | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, settings: SandboxSettings | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.settings = settings or SandboxSettings()
         self.host = host
         self.port = port

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SITES", "FAMILY_A", "FAMILY_B", "POST_IDS", "RecordedRequest", "SandboxSettings", "State"]
+__all__ = ["FAMILY_A", "FAMILY_B", "POST_IDS", "SITES", "RecordedRequest", "SandboxSettings", "State"]
 
 FAMILY_A = ("chatgptt", "chatgptes", "chatgptfree")
 FAMILY_B = ("chatgpt4online", "opchatgpts")

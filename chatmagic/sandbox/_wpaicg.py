@@ -8,7 +8,15 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from ._reply import Directives, build_reply, parse_directives, parse_prompt, split_last_user, split_pieces, strip_instruction
+from ._reply import (
+    Directives,
+    build_reply,
+    parse_directives,
+    parse_prompt,
+    split_last_user,
+    split_pieces,
+    strip_instruction,
+)
 from ._respond import HTML_TYPE, Ctx, dumps, send_json, send_text, stream_events
 from ._state import POST_IDS, State
 
@@ -39,21 +47,28 @@ def page(ctx: Ctx, state: State) -> web.Response:
     head = _HEAD.format(lang="es" if site == "chatgptes" else "en", title=f"{site} sandbox", post_id=post_id)
     if site == "chatgptt":
         # Mixed quote styles on purpose: clients must accept either.
-        body = (f'<div class="wpaicg-chat-shortcode" data-nonce="{nonce}" data-post-id=\'{post_id}\' '
-                f'data-bot-id="0" data-url="/chatgptt">' if tokens
-                else '<div class="wpaicg-chat-shortcode" data-bot-id="0">')
+        body = (
+            f'<div class="wpaicg-chat-shortcode" data-nonce="{nonce}" data-post-id=\'{post_id}\' '
+            f'data-bot-id="0" data-url="/chatgptt">'
+            if tokens
+            else '<div class="wpaicg-chat-shortcode" data-bot-id="0">'
+        )
     elif site == "chatgptes":
         body = (
             '<form class="wpaicg-chat-shortcode">\n'
             f'<input type="hidden" name="_wpnonce" value="{nonce}">\n'
             f'<input type="hidden" name="post_id" value="{post_id}">\n'
             "</form>\n"
-            f"<script>var wpaicg_nonce = '{nonce}';\nvar wpaicgParams = {{\"ajax_url\": \"/wp-admin/admin-ajax.php\"}};</script>\n"
-            if tokens else '<form class="wpaicg-chat-shortcode"></form>\n'
+            f'<script>var wpaicg_nonce = \'{nonce}\';\nvar wpaicgParams = {{"ajax_url": "/wp-admin/admin-ajax.php"}};</script>\n'
+            if tokens
+            else '<form class="wpaicg-chat-shortcode"></form>\n'
         )
     else:
-        body = (f'<div class="wpaicg-chat-shortcode" data-nonce="{nonce}" data-post-id="{post_id}" data-bot-id="0">'
-                if tokens else '<div class="wpaicg-chat-shortcode" data-bot-id="0">')
+        body = (
+            f'<div class="wpaicg-chat-shortcode" data-nonce="{nonce}" data-post-id="{post_id}" data-bot-id="0">'
+            if tokens
+            else '<div class="wpaicg-chat-shortcode" data-bot-id="0">'
+        )
     return send_text(200, head + body + "\n" + _TAIL, HTML_TYPE)
 
 
@@ -129,13 +144,15 @@ async def _stream(ctx: Ctx, reply: str) -> web.StreamResponse:
     created = int(time.time())
 
     def chunk(piece: str) -> str:
-        return "data: " + dumps({
-            "id": "chatcmpl-sandbox",
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": "gpt-4o-mini",
-            "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
-        })
+        return "data: " + dumps(
+            {
+                "id": "chatcmpl-sandbox",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": "gpt-4o-mini",
+                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+            }
+        )
 
     bad = "data: " + dumps({"id": "chatcmpl-sandbox", "object": "chat.completion.chunk", "created": created})
     if ctx.has("no_end"):
