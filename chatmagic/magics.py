@@ -16,7 +16,7 @@ from IPython.core import magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
-from traitlets import Dict, Float, Int, Unicode, observe
+from traitlets import Bool, Dict, Float, Int, Unicode, observe
 
 from ._state import get_session
 from .errors import ChatMagicError, TurnStopped
@@ -49,6 +49,12 @@ class ChatMagics(Magics):
         help="Provider name -> base URL replacing the site's address (mirrors, self-hosted sites).",
     ).tag(config=True)
     format = Unicode("markdown", help="Default display format: markdown, text or code.").tag(config=True)
+    interpolate = Bool(False, help="Expand {name} references in every %%chat cell (as --interpolate).").tag(
+        config=True
+    )
+    interpolate_max_chars = Int(
+        2000, help="Longest value put into a message by interpolation; longer ones are shortened."
+    ).tag(config=True)
     retries = Int(2, help="Retries of a provider (rate limit, server error, network) before the next one.").tag(
         config=True
     )
@@ -112,6 +118,18 @@ class ChatMagics(Magics):
     @magic_arguments.argument(
         "-f", "--format", choices=FORMATS, help="Show the reply as markdown (default), text or code."
     )
+    @magic_arguments.argument(
+        "-i", "--interpolate", action="store_true",
+        help="Expand {name}, {obj.attr}, {Out[3]} from your variables; other braces stay as written.",
+    )
+    @magic_arguments.argument(
+        "--no-interpolate", action="store_true",
+        help="Send the cell exactly as written even when interpolation is on by default.",
+    )
+    @magic_arguments.argument(
+        "--dry-run", action="store_true",
+        help="Show the exact messages that would be sent, and send nothing.",
+    )
     @cell_magic
     def chat(self, line: str, cell: str) -> None:
         """Send the cell to a chat model and stream the reply into the cell.
@@ -138,7 +156,10 @@ class ChatMagics(Magics):
 
             In [5]: %chat history review
 
-            In [6]: %config ChatMagics.default_provider = "opchatgpts"
+            In [6]: %config ChatMagics.default_provider = "chatgptes,opchatgpts"  # a fallback chain
+
+            In [7]: %%chat --interpolate --dry-run
+               ...: Summarise {df.shape} rows; keep {"json": "as is"}.
 
         See ``%chat help`` for the line commands (providers, history, reset, panel, ...).
         """
@@ -149,7 +170,9 @@ class ChatMagics(Magics):
     def _chat(self, args: Any, cell: str) -> None:
         session = self.session
         name = args.conversation
-        if args.new:
+        if args.timeout is not None and args.timeout <= 0:
+            raise UsageError("--timeout must be a positive number of seconds.")
+        if args.new and not args.dry_run:
             session.new_conversation(name)
         conv = session.conversation(name)
         options = TurnOptions(
@@ -160,10 +183,19 @@ class ChatMagics(Magics):
             base_url=args.base_url,
             timeout=args.timeout,
         )
-        if args.timeout is not None and args.timeout <= 0:
-            raise UsageError("--timeout must be a positive number of seconds.")
-        key = self._exchange_key(conv, cell)
-        turn = session.prepare(cell, conversation=name, options=options, key=key)
+        text, expansion = cell, None
+        if args.interpolate or (self.interpolate and not args.no_interpolate):
+            from .interpolate import interpolate
+
+            expansion = interpolate(cell, self.shell.user_ns, self.interpolate_max_chars)
+            text = expansion.text
+        key = self._exchange_key(conv, cell, claim=not args.dry_run)
+        turn = session.prepare(text, conversation=name, options=options, key=key)
+        if args.dry_run:
+            if args.new:  # the history would be cleared first
+                turn.messages = [m for m in turn.messages[:1] if m["role"] == "system"] + turn.messages[-1:]
+            _show_dry_run(turn, expansion)
+            return
         # what a cell chose stays with the conversation for the next cells
         with conv.lock:
             if args.provider:
@@ -178,11 +210,13 @@ class ChatMagics(Magics):
         session.start(turn)
         self._show(turn, args.format or self.format)
 
-    def _exchange_key(self, conv: Any, cell: str) -> str:
+    def _exchange_key(self, conv: Any, cell: str, claim: bool = True) -> str:
         """The cell id; without one, the text: a re-run of the last exchange replaces it."""
         if self._cell_id:
             return f"cell:{self._cell_id}"
         key = "text:" + hashlib.sha1(cell.encode()).hexdigest()[:16]
+        if not claim:
+            return key
         with conv.lock:
             for ex in conv.exchanges[:-1]:
                 if ex.key == key:
@@ -346,6 +380,31 @@ class ChatMagics(Magics):
             raise UsageError("Usage: %chat sandbox [start|stop]")
         url = start_sandbox(self.session)
         print(f"Local stand-in of the five sites at {url}; every provider now talks to it.")
+
+
+def _show_dry_run(turn: Turn, expansion: Any) -> None:
+    """The messages exactly as they would be sent, and nothing sent."""
+    chain = " → ".join(f"{p} ({turn.models.get(p, '')})" for p in turn.chain)
+    notes = [f"dry run: nothing was sent. Provider: {chain}."]
+    if expansion is not None:
+        notes.append(
+            f"Interpolated: {', '.join(expansion.replaced) or 'nothing'}"
+            + (f"; shortened: {', '.join(expansion.shortened)}" if expansion.shortened else "")
+            + "."
+        )
+    plain = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in turn.messages)
+    rows = "".join(
+        f"<tr><td><b>{html.escape(m['role'])}</b></td>"
+        f"<td><pre style='white-space:pre-wrap;margin:0'>{html.escape(m['content'])}</pre></td></tr>"
+        for m in turn.messages
+    )
+    display(
+        {
+            "text/html": f"<table>{rows}</table><div class='chatmagic-status'>{html.escape(' '.join(notes))}</div>",
+            "text/plain": plain + "\n\n— " + " ".join(notes),
+        },
+        raw=True,
+    )
 
 
 def _head(turn: Turn) -> str:
