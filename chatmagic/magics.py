@@ -30,6 +30,8 @@ SUBCOMMANDS = {
     "reset [NAME]": "forget a conversation's history",
     "use PROVIDER [MODEL]": "set the default provider (and model)",
     "panel [NAME]": "open the chat panel on a conversation",
+    "restore [NOTEBOOK]": "rebuild the conversations saved in a notebook (after a restart)",
+    "export NAME [PATH]": "write a conversation as Markdown, or JSON when PATH ends in .json",
     "sandbox [start|stop]": "start the local stand-in of the five sites and point the providers at it",
     "help": "this list",
 }
@@ -245,7 +247,13 @@ class ChatMagics(Magics):
             interrupted = True
             turn.stop()
             turn.wait(10)
-        handle.update(self._final_bundle(turn, fmt, _head(turn)), raw=True)
+        metadata: dict[str, Any] = {}
+        if turn.exchange is not None:
+            from .record import exchange_metadata
+
+            # the exchange is saved with the notebook: %chat restore rebuilds it after a restart
+            metadata = exchange_metadata(turn.conversation, turn.exchange)
+        handle.update(self._final_bundle(turn, fmt, _head(turn)), raw=True, metadata=metadata)
         if turn.state == "failed" and turn.error is not None:
             raise turn.error
         if turn.state == "stopped" and interrupted:
@@ -361,6 +369,36 @@ class ChatMagics(Magics):
         self.default_provider = cls.name
         self.default_model = model if len(rest) > 1 else ""
         print(f"Default provider: {cls.name}, model {model}.")
+
+    def _cmd_restore(self, rest: list[str]) -> None:
+        from .record import current_notebook, restore
+
+        path = rest[0] if rest else current_notebook(self.shell.user_ns)
+        if path is None:
+            raise UsageError(
+                "Which notebook? This frontend does not say: %chat restore path/to/notebook.ipynb "
+                "(save the notebook first)."
+            )
+        try:
+            counts = restore(self.session, path)
+        except ChatMagicError as exc:
+            raise UsageError(str(exc)) from None
+        if not counts:
+            print(f"No chatmagic exchanges are saved in {path}: run %%chat cells and save the notebook.")
+            return
+        summary = ", ".join(f"{name}: {n} exchange{'s' if n != 1 else ''}" for name, n in counts.items())
+        print(f"Restored from {path}: {summary}.")
+
+    def _cmd_export(self, rest: list[str]) -> None:
+        from .record import export
+
+        if not rest or len(rest) > 2:
+            raise UsageError("Usage: %chat export NAME [PATH]   (PATH ending in .json writes JSON)")
+        conv = self.session.conversations.get(rest[0])
+        if conv is None or not len(conv):
+            raise UsageError(f"The conversation {rest[0]!r} is empty: nothing to export.")
+        target = export(conv, rest[1] if len(rest) > 1 else f"chat-{conv.name}.md")
+        print(f"Wrote {len(conv)} exchanges of {conv.name!r} to {target}.")
 
     def _cmd_panel(self, rest: list[str]) -> Any:
         from .panel import ChatPanel

@@ -76,6 +76,19 @@ class Exchange:
     def stopped(self) -> bool:
         return self.assistant.stopped
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Exchange:
+        return cls(
+            user=Message("user", str(d["user"])),
+            assistant=Message("assistant", str(d["assistant"]), stopped=bool(d.get("stopped"))),
+            provider=str(d.get("provider", "")),
+            model=str(d.get("model", "")),
+            key=d.get("key"),
+            first_text_s=d.get("first_text_s"),
+            total_s=d.get("total_s"),
+            finished_at=float(d.get("finished_at") or 0.0),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "key": self.key,
@@ -206,6 +219,8 @@ class Turn:
         #: (provider, error) for each provider that failed before this turn's text began
         self.failures: list[tuple[str, ChatMagicError]] = []
         self.options = options
+        #: what joined the history when the turn ended (None: nothing did)
+        self.exchange: Exchange | None = None
         self.state = "pending"
         self.error: ChatMagicError | None = None
         self.started = time.monotonic()
@@ -349,17 +364,16 @@ class Turn:
         conv = self.conversation
         text = self.text
         if state == "done" or (state == "stopped" and text):
-            conv.record(
-                Exchange(
-                    user=Message("user", self.prompt),
-                    assistant=Message("assistant", text, stopped=state == "stopped"),
-                    provider=self.provider,
-                    model=self.model,
-                    key=self.key,
-                    first_text_s=self.first_text_s,
-                    total_s=time.monotonic() - self.started,
-                )
+            self.exchange = Exchange(
+                user=Message("user", self.prompt),
+                assistant=Message("assistant", text, stopped=state == "stopped"),
+                provider=self.provider,
+                model=self.model,
+                key=self.key,
+                first_text_s=self.first_text_s,
+                total_s=time.monotonic() - self.started,
             )
+            conv.record(self.exchange)
         with self._cond:
             self.finished_at = time.monotonic()
             self.error = error

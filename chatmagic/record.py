@@ -1,0 +1,113 @@
+"""History that survives a kernel restart, and exports.
+
+Each exchange a ``%%chat`` cell completes is written into the notebook itself, in the
+metadata of the cell's reply output (``metadata["chatmagic"]``): the conversation's
+name and system prompt, the prompt as sent, the reply, provider, model and timings.
+Saving the notebook saves the conversations; :func:`restore` rebuilds them from the
+saved file, in the order of the notebook's cells.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigurationError
+from .session import ChatSession, Conversation, Exchange
+
+METADATA_KEY = "chatmagic"
+FORMAT_VERSION = 1
+
+
+def exchange_metadata(conversation: Conversation, exchange: Exchange) -> dict[str, Any]:
+    """What goes into the reply output's metadata."""
+    return {
+        METADATA_KEY: {
+            "version": FORMAT_VERSION,
+            "conversation": conversation.name,
+            "system": conversation.system,
+            "chain": conversation.provider,
+            **exchange.to_dict(),
+        }
+    }
+
+
+def notebook_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Every chatmagic record in a saved notebook, in cell order."""
+    try:
+        nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigurationError(f"There is no notebook at {os.fspath(path)!r}.") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"{os.fspath(path)!r} is not a readable notebook ({exc}).") from None
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            record = (output.get("metadata") or {}).get(METADATA_KEY)
+            if isinstance(record, Mapping) and "user" in record and "assistant" in record:
+                yield dict(record)
+
+
+def restore(session: ChatSession, path: str | os.PathLike[str]) -> dict[str, int]:
+    """Rebuild the conversations recorded in a notebook; returns exchanges per conversation.
+
+    A conversation found in the notebook replaces the one of the same name in the
+    session; conversations the notebook does not mention are left alone.
+    """
+    found: dict[str, list[dict[str, Any]]] = {}
+    for record in notebook_records(path):
+        found.setdefault(str(record.get("conversation") or "default"), []).append(record)
+    for name, records in found.items():
+        conv = session.conversation(name)
+        exchanges: list[Exchange] = []
+        for record in records:
+            ex = Exchange.from_dict(record)
+            # a cell run twice before saving keeps only its last exchange
+            exchanges = [e for e in exchanges if ex.key is None or e.key != ex.key] + [ex]
+        with conv.lock:
+            conv.exchanges[:] = exchanges
+            last = records[-1]
+            conv.system = last.get("system") or None
+            conv.provider = last.get("chain") or conv.provider
+        conv._emit("recorded", None)
+    return {name: len(session.conversation(name)) for name in found}
+
+
+def to_markdown(conv: Conversation) -> str:
+    lines = [f"# Conversation: {conv.name}", ""]
+    if conv.system:
+        lines += [f"**System:** {conv.system}", ""]
+    for ex in conv.exchanges:
+        mark = " (stopped)" if ex.stopped else ""
+        lines += ["## User", "", ex.user.content, "", f"## Assistant · {ex.provider} · {ex.model}{mark}", "",
+                  ex.assistant.content, ""]
+    return "\n".join(lines)
+
+
+def to_json(conv: Conversation) -> str:
+    data = {
+        "conversation": conv.name,
+        "system": conv.system,
+        "provider": conv.provider,
+        "exchanges": [ex.to_dict() for ex in conv.exchanges],
+    }
+    return json.dumps(data, ensure_ascii=False, indent=2)
+
+
+def export(conv: Conversation, path: str | os.PathLike[str]) -> Path:
+    """Write a conversation as Markdown, or as JSON when the path ends in ``.json``."""
+    target = Path(path)
+    text = to_json(conv) if target.suffix.lower() == ".json" else to_markdown(conv)
+    target.write_text(text, encoding="utf-8")
+    return target
+
+
+def current_notebook(user_ns: Mapping[str, Any]) -> str | None:
+    """The running notebook's path, where the frontend tells it."""
+    for candidate in (user_ns.get("__vsc_ipynb_file__"), user_ns.get("__session__"),
+                      os.environ.get("JPY_SESSION_NAME")):
+        if isinstance(candidate, str) and candidate.endswith(".ipynb") and Path(candidate).exists():
+            return candidate
+    return None
