@@ -227,12 +227,25 @@ class AiohttpTransport(Transport):
             self._session = None
 
 
-class _AiohttpAnswer:
-    def __init__(self, transport: AiohttpTransport, resp: Any) -> None:
+class _BaseAnswer:
+    """What both libraries' responses look like to the families."""
+
+    def __init__(self, transport: Transport, resp: Any, status: int) -> None:
         self._t = transport
         self._resp = resp
-        self.status: int = resp.status
+        self.status = status
         self.headers = {k.lower(): v for k, v in resp.headers.items()}
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        raise NotImplementedError
+
+    async def read(self) -> bytes:
+        return b"".join([c async for c in self.chunks()])
+
+
+class _AiohttpAnswer(_BaseAnswer):
+    def __init__(self, transport: AiohttpTransport, resp: Any) -> None:
+        super().__init__(transport, resp, resp.status)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         import aiohttp
@@ -246,10 +259,6 @@ class _AiohttpAnswer:
             raise self._t._timeout_error(exc, started=started) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise self._t._interrupted(exc) from exc
-
-    async def read(self) -> bytes:
-        return b"".join([c async for c in self.chunks()])
-
 
 class CurlTransport(Transport):
     """curl_cffi async session impersonating a browser's TLS and HTTP/2 fingerprint."""
@@ -338,12 +347,9 @@ async def _abort_curl(session: Any, resp: Any) -> None:
     await asyncio.wait([task])
 
 
-class _CurlAnswer:
+class _CurlAnswer(_BaseAnswer):
     def __init__(self, transport: CurlTransport, resp: Any) -> None:
-        self._t = transport
-        self._resp = resp
-        self.status: int = resp.status_code
-        self.headers = {k.lower(): v for k, v in resp.headers.items()}
+        super().__init__(transport, resp, resp.status_code)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         from curl_cffi.requests import exceptions as cx
@@ -366,10 +372,6 @@ class _CurlAnswer:
             raise self._t._interrupted(exc) from exc
         finally:
             await reads.aclose()
-
-    async def read(self) -> bytes:
-        return b"".join([c async for c in self.chunks()])
-
 
 def is_bot_check(status: int, headers: Mapping[str, str], body: str) -> bool:
     """Cloudflare's challenge: 403/503, ``cf-mitigated: challenge`` or its page title."""
