@@ -14,8 +14,7 @@ def load(ip: Any) -> None:
     magics = ChatMagics(shell=ip)
     manager = ip.magics_manager
     taken = manager.magics["cell"].get("chat")
-    ours = taken is not None and getattr(getattr(taken, "__self__", None), "__class__", None).__name__ == "ChatMagics"
-    if taken is not None and not ours:
+    if taken is not None and not isinstance(getattr(taken, "__self__", None), ChatMagics):
         print(
             "chatmagic: another extension already provides %%chat; "
             "chatmagic's is available as %%chatmagic and %chatmagic."
@@ -32,7 +31,7 @@ def load(ip: Any) -> None:
 
 
 def unload(ip: Any) -> None:
-    magics = getattr(ip, "_chatmagic_magics", None)
+    magics: Any = getattr(ip, "_chatmagic_magics", None)
     if magics is None:
         return
     del ip._chatmagic_magics

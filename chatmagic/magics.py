@@ -84,6 +84,9 @@ class ChatMagics(Magics):
         s.base_urls.update({k.lower(): v for k, v in self.base_urls.items()})
         s.retries = max(0, self.retries)
 
+    def _user_ns(self) -> dict[str, Any]:
+        return self.shell.user_ns if self.shell is not None else {}
+
     def pre_run_cell(self, info: Any) -> None:
         # JupyterLab sends the cell's id with each execution; IPython passes it here
         self._cell_id = getattr(info, "cell_id", None)
@@ -189,7 +192,7 @@ class ChatMagics(Magics):
         if args.interpolate or (self.interpolate and not args.no_interpolate):
             from .interpolate import interpolate
 
-            expansion = interpolate(cell, self.shell.user_ns, self.interpolate_max_chars)
+            expansion = interpolate(cell, self._user_ns(), self.interpolate_max_chars)
             text = expansion.text
         key = self._exchange_key(conv, cell, claim=not args.dry_run)
         turn = session.prepare(text, conversation=name, options=options, key=key)
@@ -274,7 +277,7 @@ class ChatMagics(Magics):
 
     # -- %chat ---------------------------------------------------------------------
 
-    @line_magic("chat")
+    @line_magic("chat")  # type: ignore[arg-type]
     def chat_line(self, line: str) -> Any:
         """Manage conversations and providers: ``%chat help`` lists the commands."""
         try:
@@ -373,7 +376,7 @@ class ChatMagics(Magics):
     def _cmd_restore(self, rest: list[str]) -> None:
         from .record import current_notebook, restore
 
-        path = rest[0] if rest else current_notebook(self.shell.user_ns)
+        path = rest[0] if rest else current_notebook(self._user_ns())
         if path is None:
             raise UsageError(
                 "Which notebook? This frontend does not say: %chat restore path/to/notebook.ipynb "

@@ -234,7 +234,7 @@ class _BaseAnswer:
         self._t = transport
         self._resp = resp
         self.status = status
-        self.headers = {k.lower(): v for k, v in resp.headers.items()}
+        self.headers: Mapping[str, str] = {k.lower(): v for k, v in resp.headers.items()}
 
     def chunks(self) -> AsyncIterator[bytes]:
         raise NotImplementedError
@@ -281,7 +281,7 @@ class CurlTransport(Transport):
                 cookies=self.cookies,
                 proxy=self._proxy.with_credentials() if self._proxy else None,
                 # with stream=True a number is an idle timeout (connect + low-speed limit)
-                timeout=self.timeout,
+                timeout=self.timeout if self.timeout is not None else 0,  # 0: no limit
                 trust_env=False,
             )
         return self._session

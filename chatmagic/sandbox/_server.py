@@ -51,7 +51,7 @@ class Sandbox(ThreadedServer):
         self._runner = runner
         server = site._server  # the bound socket tells the port picked for port=0
         assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr,attr-defined]
         return self
 
     async def aclose(self) -> None:
