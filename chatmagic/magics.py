@@ -93,7 +93,7 @@ class ChatMagics(Magics):
 
     # -- %%chat --------------------------------------------------------------------
 
-    @magic_arguments.magic_arguments()
+    @magic_arguments.magic_arguments(name="%chat")
     @magic_arguments.argument(
         "-p", "--provider",
         help="Provider to answer, e.g. chatgptt (see %%chat providers). "
