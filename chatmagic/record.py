@@ -108,6 +108,9 @@ def current_notebook(user_ns: Mapping[str, Any]) -> str | None:
     """The running notebook's path, where the frontend tells it."""
     for candidate in (user_ns.get("__vsc_ipynb_file__"), user_ns.get("__session__"),
                       os.environ.get("JPY_SESSION_NAME")):
-        if isinstance(candidate, str) and candidate.endswith(".ipynb") and Path(candidate).exists():
-            return candidate
+        if isinstance(candidate, str) and candidate.endswith(".ipynb"):
+            # absolute, or relative to the server's root while the kernel runs in its folder
+            for path in (Path(candidate), Path(Path(candidate).name)):
+                if path.exists():
+                    return str(path)
     return None
