@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
 
 from chatmagic._state import get_session
@@ -275,19 +274,8 @@ def test_closed_panel_stops_following(make_panel: Callable[..., ChatPanel], sess
 # -- with a real IPython shell and %%chat ---------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ip(sandbox_thread: Sandbox) -> Iterator[Any]:
-    shell = start_ipython()
-    shell.run_line_magic("load_ext", "chatmagic")
-    urls = {site: sandbox_thread.base_url(site) for site in SITES}
-    shell.run_line_magic("config", f"ChatMagics.base_urls = {urls!r}")
-    yield shell
-    shell.run_line_magic("unload_ext", "chatmagic")
-    get_session().close()
-
-
-def test_panel_and_cells_share_the_conversation(ip: Any) -> None:
-    get_session().conversations.clear()
+def test_panel_and_cells_share_the_conversation(ip: Any, fresh: None) -> None:
+    # ip and fresh (tests/conftest.py): the one IPython shell with chatmagic loaded
     with capture_output():
         panel = ip.run_line_magic("chat", "panel paneltalk")
     try:

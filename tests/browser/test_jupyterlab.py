@@ -186,8 +186,17 @@ def test_panel_in_jupyterlab(page: Page) -> None:
 def _drive(page: Page) -> None:
     observations: dict[str, Any] = {}
 
-    _run_cell(page, 0)
-    expect(_cell(page, 0).locator(".jp-OutputArea")).to_contain_text("Local stand-in", timeout=60_000)
+    # the first run can be lost while the fresh kernel's connection settles (the indicator
+    # already says idle): try again rather than fail on the frontend's start-up
+    for attempt in range(3):
+        _run_cell(page, 0)
+        try:
+            expect(_cell(page, 0).locator(".jp-OutputArea")).to_contain_text("Local stand-in", timeout=20_000)
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
+    observations["first_cell_attempts"] = attempt + 1
     _run_cell(page, 1)
     panel = page.locator(".chatmagic-panel")
     expect(panel).to_be_visible(timeout=30_000)
