@@ -33,7 +33,14 @@ import ipywidgets as widgets
 
 from .errors import ChatMagicError
 from .render import UpdatePacer, markdown_html, seconds
-from .session import DEFAULT_CONVERSATION, ChatSession, Conversation, Exchange, Turn, TurnOptions
+from .session import (
+    DEFAULT_CONVERSATION,
+    ChatSession,
+    Conversation,
+    Exchange,
+    Turn,
+    TurnOptions,
+)
 
 __all__ = ["ChatPanel"]
 
@@ -360,13 +367,13 @@ class ChatPanel(widgets.VBox):
 
     def _follow(self, turn: Turn) -> None:
         """A cell (or another panel) chose a provider and model: show them here too."""
-        try:
-            if self.provider_dropdown.value != turn.provider:
-                self.provider_dropdown.value = turn.provider
-            if turn.model in self.model_dropdown.options:
-                self.model_dropdown.value = turn.model
-        except Exception:  # noqa: BLE001 - a provider this panel does not list: keep the choice
-            pass
+        listed = [value for _label, value in self.provider_dropdown.options]
+        if turn.provider not in listed:
+            return  # registered after the panel was made: keep the panel's choice
+        if self.provider_dropdown.value != turn.provider:
+            self.provider_dropdown.value = turn.provider
+        if turn.model in self.model_dropdown.options:
+            self.model_dropdown.value = turn.model
 
     def _adopt(self, turn: Turn) -> None:
         if turn not in self._pacers:

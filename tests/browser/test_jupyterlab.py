@@ -52,7 +52,7 @@ def _missing() -> str | None:
 if (_reason := _missing()) is not None:
     pytest.skip(_reason, allow_module_level=True)
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Page, expect, sync_playwright
 
 #: the notebook's cells, run one by one with Shift+Enter
 CELLS = [
@@ -107,8 +107,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          f"--IdentityProvider.token={token}", "--allow-root", f"--ServerApp.root_dir={root}",
-         "--ServerApp.port_retries=0", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
-         "jupyterlab.NeverCheckForUpdate"],
+         "--ServerApp.port_retries=0", "--LabApp.news_url=",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
@@ -132,7 +132,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.kill()
             proc.wait(5)
         log.close()
-        shutil.copy(root / "lab.log", ARTIFACTS / "lab.log") if ARTIFACTS.exists() else None
+        if ARTIFACTS.exists():
+            shutil.copy(root / "lab.log", ARTIFACTS / "lab.log")
 
 
 @pytest.fixture(scope="module")
