@@ -271,7 +271,7 @@ class ChatMagics(Magics):
         if turn.state == "done":
             return reply_bundle(turn.text, fmt, f"{head} · {timing}")
         if turn.state == "stopped":
-            return reply_bundle(turn.text, fmt, f"{head} · ⏹ stopped · {timing}", status_class="chatmagic-stopped")
+            return reply_bundle(turn.text, fmt, f"{head} · ■ stopped · {timing}", status_class="chatmagic-stopped")
         return reply_bundle(turn.text, fmt, f"{head} · failed (nothing was added to the conversation)",
                             status_class="chatmagic-error")
 

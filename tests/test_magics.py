@@ -235,7 +235,7 @@ def test_interrupt_stops_at_once_and_keeps_the_partial_text(ip: Any, sandbox_thr
     timer.cancel()
     assert isinstance(result.error_in_exec, TurnStopped)
     final = final_output(io)["text/plain"]
-    assert final.startswith("w1 w2 ") and "⏹ stopped" in final
+    assert final.startswith("w1 w2 ") and "■ stopped" in final
     assert "w400" not in final
     (ex,) = get_session().conversation().exchanges
     assert ex.stopped and ex.assistant.content.startswith("w1 w2")
