@@ -68,6 +68,19 @@ CELLS = [
         "print('HISTORY', [(m.role, m.content[:60], m.stopped) for m in conv.history()])\n"
         "print('THREADS', sorted(set(panel.callback_threads)), threading.main_thread().name)"
     ),
+    # 5-8: %%chat cells in the same kernel
+    "%%chat -c cells -p opchatgpts\nCount for me [[words:150]][[delay:0.02]]",
+    (
+        "%%chat -c cells\n[[reply]]| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+        "<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=2</script> "
+        "[link](javascript:window.__pwned=3) **bold**"
+    ),
+    "%%chat -c cells\nA long one [[words:3000]][[delay:0.05]]",
+    (
+        "import chatmagic\n"
+        "c = chatmagic.get_session().conversation('cells')\n"
+        "print('CELLS', len(c), [ex.key.split(':')[0] for ex in c.exchanges], [ex.stopped for ex in c.exchanges])"
+    ),
 ]
 
 
@@ -275,3 +288,59 @@ def _drive(page: Page) -> None:
     print(json.dumps(observations, indent=2))
     assert "Hello from the browser" in report
     assert "Take your time" in report and "True)" in report  # the stopped exchange is kept
+
+
+def test_chat_cells_in_jupyterlab(page: Page) -> None:
+    """%%chat in a real frontend: streaming, safe Markdown, Ctrl-C, re-run by cell id."""
+    try:
+        _drive_cells(page)
+    except BaseException:
+        page.screenshot(path=str(ARTIFACTS / "cells-failure.png"))
+        raise
+
+
+def _drive_cells(page: Page) -> None:
+    _wait_idle(page)
+    # the reply streams into the cell: its text grows while the cell runs
+    _run_cell(page, 5)
+    out = _cell(page, 5).locator(".jp-OutputArea")
+    expect(out).to_contain_text("streaming…", timeout=15_000)
+    seen = [out.inner_text()]
+    page.wait_for_timeout(700)
+    seen.append(out.inner_text())
+    expect(out).to_contain_text("w150", timeout=30_000)
+    expect(out).to_contain_text("first text")
+    assert len(seen[0]) < len(seen[1]), seen
+    _wait_idle(page)
+
+    # Markdown renders; model HTML and javascript: links never run
+    _run_cell(page, 6)
+    out = _cell(page, 6).locator(".jp-OutputArea")
+    expect(out.locator("table")).to_be_visible(timeout=15_000)
+    expect(out.locator("strong")).to_have_text("bold")
+    _wait_idle(page)
+    assert page.evaluate("window.__pwned") is None
+    assert out.locator("img, script, iframe").count() == 0
+    _cell(page, 6).screenshot(path=str(ARTIFACTS / "cell-markdown.png"))
+
+    # interrupting the kernel (I, I) stops the reply at once and keeps its text
+    _run_cell(page, 7)
+    out = _cell(page, 7).locator(".jp-OutputArea")
+    expect(out).to_contain_text("w20 ", timeout=15_000)
+    page.keyboard.press("Escape")
+    page.keyboard.press("i")
+    page.keyboard.press("i")
+    expect(out).to_contain_text("■ stopped", timeout=15_000)
+    expect(out).to_contain_text("TurnStopped")
+    assert "w3000" not in out.inner_text()
+    _wait_idle(page)
+    _cell(page, 7).screenshot(path=str(ARTIFACTS / "cell-stopped.png"))
+
+    # re-running a cell replaces its own exchange (JupyterLab sends the cell id)
+    _run_cell(page, 5)
+    expect(_cell(page, 5).locator(".jp-OutputArea")).to_contain_text("w150", timeout=30_000)
+    _wait_idle(page)
+    _run_cell(page, 8)
+    out = _cell(page, 8).locator(".jp-OutputArea")
+    expect(out).to_contain_text("CELLS", timeout=15_000)
+    assert "CELLS 3 ['cell', 'cell', 'cell'] [False, False, True]" in out.inner_text()
