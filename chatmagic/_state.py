@@ -28,11 +28,12 @@ def start_sandbox(session: ChatSession) -> str:
     """Start the local stand-in (once) and point every built-in provider at it."""
     global _sandbox
     from .providers import _BUILTIN
-    from .sandbox import Sandbox
+    from .sandbox import Sandbox, SandboxSettings
 
     with _lock:
         if _sandbox is None:
-            _sandbox = Sandbox().start_in_thread()
+            # openai_api_key=None: the notebook flow needs no key (the user's environment is left alone)
+            _sandbox = Sandbox(SandboxSettings(openai_api_key=None)).start_in_thread()
         sandbox = _sandbox
     for name in _BUILTIN:
         session.base_urls[name] = sandbox.base_url(name)

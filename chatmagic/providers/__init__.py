@@ -28,6 +28,7 @@ _BUILTIN: dict[str, str] = {
     "chatgpt4online": "chatmagic.providers.chatgpt4online:Chatgpt4Online",
     "chatgptfree": "chatmagic.providers.chatgptfree:ChatgptFree",
     "opchatgpts": "chatmagic.providers.opchatgpts:Opchatgpts",
+    "openai": "chatmagic.providers.openai:OpenAICompatible",
 }
 
 _lock = threading.Lock()

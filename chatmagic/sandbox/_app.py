@@ -9,12 +9,12 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from . import _mwai, _wpaicg
+from . import _mwai, _openai, _wpaicg
 from ._faults import FAULTS, PAGE_FAULTS, UnknownFault, parse_faults
 from ._proxy import came_through_proxy
 from ._reply import Directives
 from ._respond import Ctx, front_door, send_text
-from ._state import FAMILY_A, SITES, RecordedRequest, SandboxSettings, State
+from ._state import FAMILY_A, OPENAI_SITE, SITES, RecordedRequest, SandboxSettings, State
 
 __all__ = ["STATE_KEY", "make_app"]
 
@@ -34,7 +34,7 @@ PAGES: dict[str, tuple[str, ...]] = {
 
 
 def make_app(settings: SandboxSettings | None = None, state: State | None = None) -> web.Application:
-    """The stand-in of the five sites as one application (a path prefix per site)."""
+    """The stand-in of the sites as one application (a path prefix per site)."""
     state = state or State(settings=settings or SandboxSettings())
     app = web.Application()
     app[STATE_KEY] = state
@@ -108,6 +108,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
 
     method = request.method
     ctx = Ctx(request, site, faults, state.settings)
+    if site == OPENAI_SITE:
+        return await _openai.handle(ctx, state, sub)
     is_page = sub in PAGES[site] and method in ("GET", "HEAD")
     is_chat = method == "POST" and sub == (AJAX if site in FAMILY_A else SUBMIT)
     if is_chat:

@@ -1,4 +1,4 @@
-"""Fault names: every failure a client of the five sites may meet."""
+"""Fault names: every failure a client of the sites may meet."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ FAULTS: dict[str, str] = {
     "cloudflare": "HTTP 403 Cloudflare 'Just a moment...' challenge page (page fetches too)",
     "bad_token": "the nonce check fails for this request",
     "no_tokens": "the chat page (or start_session) carries no tokens",
-    "service_error": "the plugin reports 'Missing API Setting'",
+    "service_error": "the plugin reports 'Missing API Setting' (openai: an error object mid-stream)",
     "consent": "success whose reply is the consent-box refusal 'Du musst das Kästchen anklicken!'",
     "broken_line": "a 'data: {not json' line mid-stream; truncated JSON for JSON answers",
     "wrong_content_type": "200 text/html maintenance page instead of the answer",

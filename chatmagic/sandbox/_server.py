@@ -7,13 +7,14 @@ from aiohttp import web
 from ._app import make_app
 from ._faults import parse_faults
 from ._loop import ThreadedServer
-from ._state import SITES, RecordedRequest, SandboxSettings, State
+from ._openai import API_ROOT
+from ._state import OPENAI_SITE, SITES, RecordedRequest, SandboxSettings, State
 
 __all__ = ["Sandbox"]
 
 
 class Sandbox(ThreadedServer):
-    """The five sites on one port; ``base_url(site)`` is what a provider is given.
+    """The sites on one port; ``base_url(site)`` is what a provider is given.
 
     ``async with Sandbox(port=0) as sb`` serves in the running loop;
     ``Sandbox().start_in_thread()`` serves from a daemon thread (then ``stop()``).
@@ -36,6 +37,9 @@ class Sandbox(ThreadedServer):
     def base_url(self, site: str) -> str:
         if site not in SITES:
             raise ValueError(f"No such site {site!r}. Sites: {', '.join(SITES)}.")
+        if site == OPENAI_SITE:
+            # OpenAI clients take the API root, version included (as for Ollama's /v1)
+            return f"{self.url}/{site}{API_ROOT}"
         return f"{self.url}/{site}"
 
     @property

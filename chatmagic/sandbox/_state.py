@@ -12,11 +12,22 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FAMILY_A", "FAMILY_B", "POST_IDS", "SITES", "RecordedRequest", "SandboxSettings", "State"]
+__all__ = [
+    "FAMILY_A",
+    "FAMILY_B",
+    "OPENAI_SITE",
+    "POST_IDS",
+    "SITES",
+    "RecordedRequest",
+    "SandboxSettings",
+    "State",
+]
 
 FAMILY_A = ("chatgptt", "chatgptes", "chatgptfree")
 FAMILY_B = ("chatgpt4online", "opchatgpts")
-SITES = FAMILY_A + FAMILY_B
+#: an OpenAI-compatible chat-completions API (OpenAI, Ollama, llama.cpp, vLLM, ...)
+OPENAI_SITE = "openai"
+SITES = FAMILY_A + FAMILY_B + (OPENAI_SITE,)
 
 # Distinct per site, so a client that mixes up its tokens is caught.
 POST_IDS = {"chatgptt": "2", "chatgptes": "106", "chatgptfree": "123"}
@@ -34,6 +45,10 @@ class SandboxSettings:
     tiny_write_size: int = 3
     tiny_write_pause: float = 0.002
     """Pause after each tiny write so they reach the client as separate reads."""
+    openai_api_key: str | None = "sk-sandbox"
+    """The key the OpenAI-compatible API wants as ``Authorization: Bearer``; None: no key."""
+    openai_models: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o", "llama3.2")
+    """The models the OpenAI-compatible API serves (``GET /openai/v1/models``)."""
 
 
 @dataclass
