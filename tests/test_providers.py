@@ -59,7 +59,7 @@ def chat_requests(sb: Sandbox, site: str) -> list[Any]:
 
 
 def test_registry_is_case_insensitive_and_lists_known_names() -> None:
-    assert provider_names() == sorted(SITES)
+    assert provider_names() == sorted((*SITES, "openai"))
     assert get_provider("ChatGptt").label == "ChatGptt"
     with pytest.raises(UnknownProviderError, match="Known providers: chatgpt4online, chatgptes"):
         get_provider("bard")

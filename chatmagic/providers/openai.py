@@ -20,7 +20,7 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .. import __version__
@@ -35,6 +35,9 @@ from ..errors import (
 from ._family import content_type, fields, parse_json
 from ._http import AiohttpTransport, retry_after, status_error
 from .base import Provider
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
 
 __all__ = ["DEFAULT_KEY_ENV", "OpenAICompatible"]
 
@@ -72,6 +75,9 @@ class OpenAICompatible(Provider):
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
 
     @classmethod
     def get_model(cls, model: str | None) -> str:

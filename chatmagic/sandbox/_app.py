@@ -14,7 +14,14 @@ from ._faults import FAULTS, PAGE_FAULTS, UnknownFault, parse_faults
 from ._proxy import came_through_proxy
 from ._reply import Directives
 from ._respond import Ctx, front_door, send_text
-from ._state import FAMILY_A, OPENAI_SITE, SITES, RecordedRequest, SandboxSettings, State
+from ._state import (
+    FAMILY_A,
+    OPENAI_SITE,
+    SITES,
+    RecordedRequest,
+    SandboxSettings,
+    State,
+)
 
 __all__ = ["STATE_KEY", "make_app"]
 
