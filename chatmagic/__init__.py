@@ -1,7 +1,7 @@
 """chatmagic: chat models in Jupyter.
 
-``%load_ext chatmagic`` registers ``%%chat`` and ``%chat``; nothing heavier than
-IPython is imported until the first chat. See ``%%chat?`` for the manual.
+``%load_ext chatmagic`` registers ``%%chat`` and ``%chat``; no HTTP library, provider
+or renderer is imported until the first chat. See ``%%chat?`` for the manual.
 """
 
 from __future__ import annotations

@@ -7,9 +7,13 @@ links (an image would load a remote address), and pass the result through nh3 wi
 ``http``/``https``/``mailto`` links only. Every bundle also carries ``text/plain``.
 
 :class:`UpdatePacer` decides when a growing reply is worth re-sending: the first text
-at once, then at most ten updates a second, and only once the text has grown by an
-eighth since the last update (or a second has passed). The bytes re-sent are then a
-geometric series: linear in the reply's length, however many chunks it came in.
+at once, then at most ten updates a second, each once the text has grown by an eighth
+since the last update, or when it has waited long enough (one second for short texts,
+longer as the text grows: one second per 16,000 characters, five at most). Updates that
+follow growth form a geometric series, so a fast reply re-sends about nine times its
+length however many chunks it came in (10,000 chunks: a few dozen updates, not 10,000);
+a slow reply also gets the time-driven updates, one per 1-5 seconds of streaming, so the
+reader never watches a stale cell for long.
 """
 
 from __future__ import annotations
@@ -132,6 +136,7 @@ class UpdatePacer:
 
     min_interval: float = 0.1
     max_interval: float = 1.0
+    chars_per_second: float = 16_000.0
     growth: float = 0.125
     sent_size: int = 0
     sent_at: float = field(default=float("-inf"))
@@ -146,7 +151,9 @@ class UpdatePacer:
         elapsed = now - self.sent_at
         if elapsed < self.min_interval:
             return False
-        return size >= self.sent_size * (1 + self.growth) or elapsed >= self.max_interval
+        # a long text waits longer between time-driven re-sends (each re-send is its size)
+        patience = min(self.max_interval * 5, max(self.max_interval, self.sent_size / self.chars_per_second))
+        return size >= self.sent_size * (1 + self.growth) or elapsed >= patience
 
     def sent(self, size: int, now: float | None = None) -> None:
         self.sent_size = size
