@@ -270,7 +270,7 @@ class CurlTransport(Transport):
         if self._session is None:
             try:
                 from curl_cffi.requests import AsyncSession
-            except ImportError as exc:  # pragma: no cover - curl_cffi is a dependency
+            except ImportError as exc:
                 raise MissingDependencyError(
                     f"{self.provider} needs the curl_cffi package to pass the site's bot "
                     "check: pip install curl_cffi"
@@ -296,9 +296,9 @@ class CurlTransport(Transport):
         data: Mapping[str, str] | None = None,
         json_body: Any = None,
     ) -> AsyncIterator[Answer]:
+        session = self._get_session()  # first: says clearly when curl_cffi is missing
         from curl_cffi.requests import exceptions as cx
 
-        session = self._get_session()
         try:
             resp = await session.request(
                 method,
