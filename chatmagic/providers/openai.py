@@ -171,7 +171,9 @@ class OpenAICompatible(Provider):
             if not isinstance(choices, list):
                 raise self._broken("a chunk without 'choices'")
             for choice in choices[:1]:  # usage chunks have none; n > 1 is never asked for
-                delta = choice.get("delta") if isinstance(choice, dict) else None
+                if not isinstance(choice, dict):
+                    raise self._broken("a choice that is not a JSON object")
+                delta = choice.get("delta")
                 piece = delta.get("content") if isinstance(delta, dict) else None
                 if piece is not None and not isinstance(piece, str):
                     raise self._broken("a delta whose content is not text")

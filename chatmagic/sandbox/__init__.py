@@ -1,7 +1,8 @@
-"""The local stand-in of the five chat sites: an ``aiohttp.web`` app on 127.0.0.1.
+"""The local stand-in of the chat sites: an ``aiohttp.web`` app on 127.0.0.1.
 
 One port, a path prefix per site; a provider's ``base_url`` is
-``http://127.0.0.1:PORT/<site>`` (``Sandbox.base_url(site)``)::
+``http://127.0.0.1:PORT/<site>`` (``Sandbox.base_url(site)``; for ``openai`` the API
+root ``http://127.0.0.1:PORT/openai/v1``)::
 
     from chatmagic.sandbox import Sandbox
     async with Sandbox(port=0) as sb:
@@ -9,7 +10,9 @@ One port, a path prefix per site; a provider's ``base_url`` is
     sb = Sandbox().start_in_thread()     # for synchronous code; sb.stop() later
 
 Family A (AI Power): chatgptt, chatgptes, chatgptfree. Family B (AI Engine):
-chatgpt4online, opchatgpts. See docs/sandbox.md for the full reference.
+chatgpt4online, opchatgpts. ``openai``: OpenAI's chat-completions API (wants the key
+``SandboxSettings.openai_api_key``, ``sk-sandbox`` unless set to None). See
+docs/sandbox.md for the full reference.
 
 Deterministic replies
 ---------------------
@@ -18,8 +21,8 @@ format ending in ``Assistant:``; Opchatgpts' ``messages`` list) and answers::
 
     [<site>] You said: <last user message>\\n\\nEarlier messages: <N>.
 
-where N counts the messages before the last user message (for Opchatgpts
-``len(messages) - 1``). Streams send the reply split into words with their
+where N counts the messages before the last user message (for Opchatgpts and
+openai ``len(messages) - 1``). Streams send the reply split into words with their
 trailing whitespace. Directives in the last user message (removed from the echo):
 
 - ``[[words:N]]``: the reply is ``w1 w2 ... wN `` (N pieces);
