@@ -24,6 +24,12 @@ def get_session() -> ChatSession:
         return _session
 
 
+def running_sandbox() -> Any:
+    """The stand-in started by ``%chat sandbox``, or None."""
+    with _lock:
+        return _sandbox
+
+
 def start_sandbox(session: ChatSession) -> str:
     """Start the local stand-in (once) and point every built-in provider at it."""
     global _sandbox

@@ -32,7 +32,8 @@ SUBCOMMANDS = {
     "panel [NAME]": "open the chat panel on a conversation",
     "restore [NOTEBOOK]": "rebuild the conversations saved in a notebook (after a restart)",
     "export NAME [PATH]": "write a conversation as Markdown, or JSON when PATH ends in .json",
-    "sandbox [start|stop]": "start the local stand-in of the five sites and point the providers at it",
+    "sandbox [start|stop]": "start the local stand-in of the chat sites and point the providers at it",
+    "sandbox fault SITE FAULT [N]": "make the stand-in fail the next N requests to SITE (try errors, fallbacks)",
     "help": "this list",
 }
 
@@ -417,10 +418,29 @@ class ChatMagics(Magics):
             stop_sandbox(self.session)
             print("The local stand-in is stopped; providers use their real sites again.")
             return
+        if action == "fault":
+            self._sandbox_fault(rest[1:])
+            return
         if action != "start":
-            raise UsageError("Usage: %chat sandbox [start|stop]")
+            raise UsageError("Usage: %chat sandbox [start|stop|fault SITE FAULT [TIMES]]")
         url = start_sandbox(self.session)
-        print(f"Local stand-in of the five sites at {url}; every provider now talks to it.")
+        print(f"Local stand-in of the chat sites at {url}; every provider now talks to it.")
+
+
+    def _sandbox_fault(self, rest: list[str]) -> None:
+        """Make the stand-in fail the next requests to one site (to try fallbacks, errors)."""
+        from . import _state
+
+        if _state.running_sandbox() is None:
+            raise UsageError("The stand-in is not running: %chat sandbox start")
+        if len(rest) not in (2, 3) or (len(rest) == 3 and not rest[2].isdigit()):
+            raise UsageError("Usage: %chat sandbox fault SITE FAULT[,FAULT] [TIMES]  (see docs/sandbox.md)")
+        times = int(rest[2]) if len(rest) == 3 else 1
+        try:
+            _state.running_sandbox().inject(rest[0], *rest[1].split(","), times=times)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"The stand-in's {rest[0]} will answer the next {times} chat request(s) with: {rest[1]}.")
 
 
 def _show_dry_run(turn: Turn, expansion: Any) -> None:

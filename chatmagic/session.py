@@ -540,7 +540,13 @@ def resolve_models(classes: list[Any], requested: str | None) -> dict[str, str]:
     """
     if len(classes) == 1 or not requested:
         return {cls.name: cls.get_model(requested) for cls in classes}
-    offered = [cls for cls in classes if requested in cls.models or requested in cls.model_aliases]
+    offered = []
+    for cls in classes:
+        try:
+            cls.get_model(requested)
+        except UnknownModelError:
+            continue
+        offered.append(cls)  # providers such as openai pass any name on to their server
     if not offered:
         names = ", ".join(cls.name for cls in classes)
         raise UnknownModelError(f"None of {names} offers the model {requested!r}.")

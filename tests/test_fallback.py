@@ -89,3 +89,8 @@ def test_model_in_a_chain_goes_to_those_that_offer_it(ip: Any) -> None:
     assert "chatgptt · gpt-4 " in reply(ip, "%%chat -p chatgptt,opchatgpts -m gpt-4\nhi")
     result, io = run(ip, "%%chat -p chatgptt,opchatgpts -m llama\nhi")
     assert "None of chatgptt, opchatgpts offers the model 'llama'" in io.stdout
+
+
+def test_a_model_any_server_may_have_goes_to_the_openai_provider(ip: Any) -> None:
+    result, io = run(ip, "%%chat -p openai,chatgptt -m my-local-model --dry-run\nhi")
+    assert "Provider: openai (my-local-model) → chatgptt (gpt-4o)." in final_output(io)["text/plain"]
