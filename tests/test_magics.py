@@ -296,3 +296,21 @@ def test_line_commands(ip: Any) -> None:
     assert "has no command 'frobnicate'" in io.stdout + io.stderr
     result, io = run(ip, "%chat use nosuch")
     assert "No provider named" in io.stdout + io.stderr
+
+
+def test_sandbox_fault_command(ip: Any) -> None:
+    from chatmagic import _state
+
+    result, io = run(ip, "%chat sandbox fault chatgptt http500")
+    assert "The stand-in is not running" in io.stdout + io.stderr
+    saved = dict(get_session().base_urls)
+    try:
+        run(ip, "%chat sandbox")
+        result, io = run(ip, "%chat sandbox fault chatgptes cloudflare 1")
+        assert "will answer the next 1 chat request(s) with: cloudflare" in io.stdout
+        assert "(after chatgptes failed)" in reply(ip, "%%chat -p chatgptes,chatgptt\nhi")
+        result, io = run(ip, "%chat sandbox fault nosite http500")
+        assert "No such site 'nosite'" in io.stdout + io.stderr
+    finally:
+        _state.stop_sandbox(get_session())
+        get_session().base_urls.update(saved)
