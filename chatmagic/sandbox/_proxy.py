@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from ._loop import ThreadedServer
@@ -131,10 +133,7 @@ class ForwardProxy(ThreadedServer):
             await _answer(writer, 403, "Forbidden: this proxy reaches http://127.0.0.1 only")
             return
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", url.port or 80)
-        sock = up_writer.get_extra_info("sockname")
-        with _outgoing_lock:
-            _outgoing.add((sock[0], sock[1]))
-        try:
+        async with _upstream(up_writer):
             path = url.path or "/"
             if url.query:
                 path += "?" + url.query
@@ -145,14 +144,6 @@ class ForwardProxy(ThreadedServer):
             await _copy_body(reader, up_writer, headers)
             await up_writer.drain()
             await _relay_response(up_reader, writer)
-        finally:
-            with _outgoing_lock:
-                _outgoing.discard((sock[0], sock[1]))
-            up_writer.close()
-            try:
-                await up_writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
 
 
 async def _answer(
@@ -231,11 +222,18 @@ async def _pipe_both(
     up_reader: asyncio.StreamReader,
     up_writer: asyncio.StreamWriter,
 ) -> None:
+    async with _upstream(up_writer):
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+
+@asynccontextmanager
+async def _upstream(up_writer: asyncio.StreamWriter) -> AsyncIterator[None]:
+    """While a connection to the target is open, requests from its port came through us."""
     sock = up_writer.get_extra_info("sockname")
     with _outgoing_lock:
         _outgoing.add((sock[0], sock[1]))
     try:
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        yield
     finally:
         with _outgoing_lock:
             _outgoing.discard((sock[0], sock[1]))
