@@ -279,11 +279,12 @@ class Turn:
 
     def stop(self) -> None:
         """Stop the reply now: cancels the task, which closes the HTTP stream."""
+        # flag first, then look for the task: _run sets the task, then reads the flag,
+        # so whichever thread comes second sees what the other did
+        self._stop_requested = True
         task = self._task
         if task is not None:
             self.session.runner.call_soon(task.cancel)
-        elif not self.done:
-            self._stop_requested = True
 
     _stop_requested = False
 
