@@ -22,17 +22,26 @@ METADATA_KEY = "chatmagic"
 FORMAT_VERSION = 1
 
 
-def exchange_metadata(conversation: Conversation, exchange: Exchange) -> dict[str, Any]:
-    """What goes into the reply output's metadata."""
+def exchange_record(conversation: Conversation, exchange: Exchange) -> dict[str, Any]:
+    """One exchange with what its conversation needs to be rebuilt."""
     return {
-        METADATA_KEY: {
-            "version": FORMAT_VERSION,
-            "conversation": conversation.name,
-            "system": conversation.system,
-            "chain": conversation.provider,
-            **exchange.to_dict(),
-        }
+        "version": FORMAT_VERSION,
+        "conversation": conversation.name,
+        "epoch": conversation.epoch,
+        "system": conversation.system,
+        "chain": conversation.provider,
+        **exchange.to_dict(),
     }
+
+
+def exchange_metadata(conversation: Conversation, exchange: Exchange) -> dict[str, Any]:
+    """What goes into a cell's reply output's metadata."""
+    return {METADATA_KEY: exchange_record(conversation, exchange)}
+
+
+def log_metadata(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What goes into the metadata of a panel's log output: the panel's exchanges."""
+    return {METADATA_KEY: {"version": FORMAT_VERSION, "exchanges": records}}
 
 
 def notebook_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
@@ -45,9 +54,13 @@ def notebook_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
         raise ConfigurationError(f"{os.fspath(path)!r} is not a readable notebook ({exc}).") from None
     for cell in nb.get("cells", []):
         for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
-            record = (output.get("metadata") or {}).get(METADATA_KEY)
-            if isinstance(record, Mapping) and "user" in record and "assistant" in record:
-                yield dict(record)
+            saved = (output.get("metadata") or {}).get(METADATA_KEY)
+            if not isinstance(saved, Mapping):
+                continue
+            records = saved.get("exchanges") if "exchanges" in saved else [saved]
+            for record in records if isinstance(records, list) else []:
+                if isinstance(record, Mapping) and "user" in record and "assistant" in record:
+                    yield dict(record)
 
 
 def restore(session: ChatSession, path: str | os.PathLike[str]) -> dict[str, int]:
@@ -60,17 +73,26 @@ def restore(session: ChatSession, path: str | os.PathLike[str]) -> dict[str, int
     for record in notebook_records(path):
         found.setdefault(str(record.get("conversation") or "default"), []).append(record)
     for name, records in found.items():
-        conv = session.conversation(name)
-        exchanges: list[Exchange] = []
+        # outputs from before a --new or New chat belong to a past epoch: keep the newest
+        newest = max(records, key=lambda r: float(r.get("finished_at") or 0.0))
+        records = [r for r in records if r.get("epoch") == newest.get("epoch")]
+        by_key: dict[Any, Exchange] = {}
+        loose: list[Exchange] = []
         for record in records:
             ex = Exchange.from_dict(record)
-            # a cell run twice before saving keeps only its last exchange
-            exchanges = [e for e in exchanges if ex.key is None or e.key != ex.key] + [ex]
+            if ex.key is None:
+                loose.append(ex)
+            else:  # the same exchange saved twice (two panels, a re-run) counts once
+                old = by_key.get(ex.key)
+                if old is None or ex.finished_at >= old.finished_at:
+                    by_key[ex.key] = ex
+        exchanges = sorted([*by_key.values(), *loose], key=lambda e: (e.seq, e.finished_at))
+        conv = session.conversation(name)
         with conv.lock:
             conv.exchanges[:] = exchanges
-            last = records[-1]
-            conv.system = last.get("system") or None
-            conv.provider = last.get("chain") or conv.provider
+            conv.epoch = str(newest.get("epoch") or conv.epoch)
+            conv.system = newest.get("system") or None
+            conv.provider = newest.get("chain") or conv.provider
         conv._emit("recorded", None)
     return {name: len(session.conversation(name)) for name in found}
 

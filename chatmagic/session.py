@@ -71,6 +71,8 @@ class Exchange:
     first_text_s: float | None = None
     total_s: float | None = None
     finished_at: float = field(default_factory=time.time)
+    #: place in the conversation (see Conversation.record)
+    seq: int = 0
 
     @property
     def stopped(self) -> bool:
@@ -87,6 +89,7 @@ class Exchange:
             first_text_s=d.get("first_text_s"),
             total_s=d.get("total_s"),
             finished_at=float(d.get("finished_at") or 0.0),
+            seq=int(d.get("seq") or 0),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,6 +103,7 @@ class Exchange:
             "first_text_s": self.first_text_s,
             "total_s": self.total_s,
             "finished_at": self.finished_at,
+            "seq": self.seq,
         }
 
 
@@ -125,6 +129,8 @@ class Conversation:
         self.model = model
         self.system = system
         self.exchanges: list[Exchange] = []
+        #: changes when the conversation starts afresh: saved records of an older epoch are past
+        self.epoch = new_key()
         self.lock = threading.RLock()
         self.active: Turn | None = None
         self._listeners: list[Listener] = []
@@ -158,19 +164,24 @@ class Conversation:
     def reset(self) -> None:
         with self.lock:
             self.exchanges.clear()
+            self.epoch = new_key()
         self._emit("reset", None)
 
     def record(self, exchange: Exchange) -> None:
-        """Add an exchange, or replace the one with the same key in place."""
+        """Add an exchange, or replace the one with the same key in place.
+
+        Each exchange keeps a sequence number, its place in the conversation (a
+        replacement takes the one it replaces), so that records saved in different
+        outputs of a notebook can be put back in order.
+        """
         with self.lock:
-            if exchange.key is not None:
-                for i, ex in enumerate(self.exchanges):
-                    if ex.key == exchange.key:
-                        self.exchanges[i] = exchange
-                        break
-                else:
-                    self.exchanges.append(exchange)
+            for i, ex in enumerate(self.exchanges):
+                if exchange.key is not None and ex.key == exchange.key:
+                    exchange.seq = ex.seq
+                    self.exchanges[i] = exchange
+                    break
             else:
+                exchange.seq = self.exchanges[-1].seq + 1 if self.exchanges else 0
                 self.exchanges.append(exchange)
         self._emit("recorded", None)
 

@@ -108,3 +108,48 @@ def test_restore_into_the_shell_keeps_other_conversations(ip: Any, tmp_path: Pat
     session = get_session()
     assert [ex.assistant.content for ex in session.conversation().exchanges] == ["reply"]
     assert len(session.conversation("keep")) == 1
+
+
+def _saved(records: list[dict[str, Any]], path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    for record in records:
+        cell = nbformat.v4.new_code_cell("%%chat")
+        cell.outputs = [nbformat.v4.new_output("display_data", data={"text/plain": ""},
+                                               metadata={"chatmagic": record})]
+        nb.cells.append(cell)
+    nbformat.write(nb, path)
+
+
+def _rec(user: str, *, epoch: str, seq: int, at: float, key: str | None = None) -> dict[str, Any]:
+    return {"conversation": "default", "epoch": epoch, "user": user, "assistant": f"re: {user}",
+            "provider": "chatgptt", "model": "gpt-4o", "seq": seq, "finished_at": at, "key": key}
+
+
+def test_restore_keeps_the_newest_epoch_in_conversation_order(ip: Any, tmp_path: Path) -> None:
+    _saved(
+        [
+            _rec("before --new", epoch="old", seq=0, at=1.0, key="a"),
+            _rec("second, saved first in the notebook", epoch="new", seq=1, at=4.0, key="c"),
+            _rec("first", epoch="new", seq=0, at=3.0, key="b"),
+            _rec("first, re-run later", epoch="new", seq=0, at=5.0, key="b"),
+        ],
+        tmp_path / "e.ipynb",
+    )
+    run(ip, f"%chat restore {tmp_path / 'e.ipynb'}")
+    conv = get_session().conversation()
+    assert [ex.user.content for ex in conv.exchanges] == ["first, re-run later", "second, saved first in the notebook"]
+    assert conv.epoch == "new"
+    # the next exchange continues the order
+    reply(ip, "%%chat\nthird")
+    assert [ex.seq for ex in conv.exchanges] == [0, 1, 2]
+
+
+def test_new_starts_a_new_epoch_and_reruns_keep_their_place(ip: Any) -> None:
+    conv = get_session().conversation()
+    reply(ip, "%%chat\none", cell_id="x1")
+    old_epoch = conv.epoch
+    reply(ip, "%%chat --new\ntwo", cell_id="x2")
+    assert conv.epoch != old_epoch
+    reply(ip, "%%chat\nthree", cell_id="x3")
+    reply(ip, "%%chat --new\ntwo again", cell_id="x2")
+    assert [ex.user.content for ex in conv.exchanges] == ["two again"]
