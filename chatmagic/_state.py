@@ -6,6 +6,7 @@ conversations.
 
 from __future__ import annotations
 
+import atexit
 import threading
 from typing import Any
 
@@ -21,6 +22,8 @@ def get_session() -> ChatSession:
     with _lock:
         if _session is None:
             _session = ChatSession()
+            # runs before the runner's own atexit (registered first): close connections cleanly
+            atexit.register(_session.close)
         return _session
 
 
