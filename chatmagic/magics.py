@@ -178,8 +178,6 @@ class ChatMagics(Magics):
         name = args.conversation
         if args.timeout is not None and args.timeout <= 0:
             raise UsageError("--timeout must be a positive number of seconds.")
-        if args.new and not args.dry_run:
-            session.new_conversation(name)
         conv = session.conversation(name)
         options = TurnOptions(
             provider=args.provider,
@@ -196,12 +194,12 @@ class ChatMagics(Magics):
             expansion = interpolate(cell, self._user_ns(), self.interpolate_max_chars)
             text = expansion.text
         key = self._exchange_key(conv, cell, claim=not args.dry_run)
-        turn = session.prepare(text, conversation=name, options=options, key=key)
+        turn = session.prepare(text, conversation=name, options=options, key=key, fresh=args.new)
         if args.dry_run:
-            if args.new:  # the history would be cleared first
-                turn.messages = [m for m in turn.messages[:1] if m["role"] == "system"] + turn.messages[-1:]
             _show_dry_run(turn, expansion)
             return
+        if args.new:  # only now: a cell that cannot be sent does not lose the history
+            session.new_conversation(name)
         # what a cell chose stays with the conversation for the next cells
         with conv.lock:
             if args.provider:

@@ -215,16 +215,15 @@ class Turn:
     """
 
     def __init__(self, session: ChatSession, conversation: Conversation, prompt: str,
-                 options: TurnOptions, key: str | None) -> None:
+                 options: TurnOptions, key: str | None, *, spec: str, model: str) -> None:
         self.session = session
         self.conversation = conversation
         self.prompt = prompt
         self.key = key
-        spec = options.provider or conversation.provider or session.default_provider
         #: providers to try in order (``--provider a,b,c``); ``provider`` is the one answering
         self.chain = [name.strip().lower() for name in spec.split(",") if name.strip()]
         self.provider = self.chain[0] if self.chain else ""
-        self.model = options.model or conversation.model or session.default_model_for(spec)
+        self.model = model
         #: the model each provider of the chain is asked for
         self.models: dict[str, str] = {}
         #: (provider, error) for each provider that failed before this turn's text began
@@ -435,8 +434,10 @@ class ChatSession:
     def new_conversation(self, name: str = DEFAULT_CONVERSATION) -> Conversation:
         """Start ``name`` afresh (keeping listeners, so open panels follow it)."""
         conv = self.conversation(name)
+        with conv.lock:
+            conv.system = self.default_system
+            conv.provider = conv.model = None
         conv.reset()
-        conv.system = self.default_system
         return conv
 
     def __iter__(self) -> Iterator[Conversation]:
@@ -446,15 +447,25 @@ class ChatSession:
     # -- turns ---------------------------------------------------------------------
 
     def prepare(self, prompt: str, *, conversation: str = DEFAULT_CONVERSATION,
-                options: TurnOptions | None = None, key: str | None = None) -> Turn:
-        """Check everything that can be checked before sending; returns an unstarted turn."""
+                options: TurnOptions | None = None, key: str | None = None,
+                fresh: bool = False) -> Turn:
+        """Check everything that can be checked before sending; returns an unstarted turn.
+
+        ``fresh``: the turn is for the conversation started afresh (``--new``): no
+        history, and the session's defaults instead of the conversation's settings. The
+        conversation itself is only reset by :meth:`new_conversation`, once the caller
+        knows the turn can be sent, so a mistyped option loses nothing.
+        """
         from .providers import get_provider
 
         if not prompt.strip():
             raise ConfigurationError("The message is empty: write it in the cell body (or the box).")
         options = options or TurnOptions()
         conv = self.conversation(conversation)
-        turn = Turn(self, conv, prompt, options, key)
+        kept = None if fresh else conv
+        spec = options.provider or (kept and kept.provider) or self.default_provider
+        model = options.model or (kept and kept.model) or self.default_model_for(spec)
+        turn = Turn(self, conv, prompt, options, key, spec=spec, model=model)
         if not turn.chain:
             raise ConfigurationError("No provider given: name one with --provider (%chat providers).")
         classes = [get_provider(name) for name in turn.chain]
@@ -462,10 +473,10 @@ class ChatSession:
         turn.models = resolve_models(classes, turn.model or None)
         turn.provider = turn.chain[0]
         turn.model = turn.models[turn.provider]
-        system = options.system if options.system is not None else conv.system
-        history = conv.messages(before_key=key)
-        if conv.system and history and history[0]["role"] == "system":
-            history = history[1:]
+        system = options.system if options.system is not None else (
+            self.default_system if fresh else conv.system
+        )
+        history = [] if fresh else [m for m in conv.messages(before_key=key) if m["role"] != "system"]
         turn.messages = ([{"role": "system", "content": system}] if system else []) + history + [
             {"role": "user", "content": prompt}
         ]

@@ -314,3 +314,14 @@ def test_sandbox_fault_command(ip: Any) -> None:
     finally:
         _state.stop_sandbox(get_session())
         get_session().base_urls.update(saved)
+
+
+def test_new_with_a_mistake_loses_nothing(ip: Any) -> None:
+    reply(ip, "%%chat -p opchatgpts -s 'Be brief.'\nkeep me")
+    result, io = run(ip, "%%chat --new -p nosuch\nhi")
+    assert "No provider named 'nosuch'" in io.stdout
+    conv = get_session().conversation()
+    assert len(conv) == 1 and conv.system == "Be brief." and conv.provider == "opchatgpts"
+    # a real --new starts from the session's defaults
+    assert reply(ip, "%%chat --new\nfresh").startswith("[chatgptt] You said: fresh\n\nEarlier messages: 0.")
+    assert conv.system is None and len(conv) == 1
