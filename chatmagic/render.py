@@ -34,8 +34,9 @@ _ALLOWED_TAGS = {
 _ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
     "code": {"class"},
+    "pre": {"class"},
     "div": {"class"},
-    "span": {"class"},
+    "span": {"class", "style"},
     "th": {"style"},
     "td": {"style"},
     "ol": {"start"},
@@ -46,7 +47,10 @@ _ALLOWED_ATTRIBUTES = {
 def _markdown() -> Any:
     from markdown_it import MarkdownIt
 
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md = MarkdownIt(
+        "commonmark",
+        {"html": False, "linkify": False, "typographer": False, "highlight": highlight},
+    )
     md.enable(["table", "strikethrough"])
 
     def image(renderer: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
@@ -60,6 +64,31 @@ def _markdown() -> Any:
     return md
 
 
+_HIGHLIGHT_LIMIT = 50_000
+
+
+def highlight(code: str, lang: str, attrs: Any = None) -> str:
+    """Syntax colours for a fenced block, as inline styles (outputs carry no stylesheet).
+
+    Returns "" (markdown-it then escapes the code itself) for an unknown language,
+    a huge block, or no Pygments.
+    """
+    if not lang or len(code) > _HIGHLIGHT_LIMIT:
+        return ""
+    try:
+        from pygments import highlight as pyg_highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import get_lexer_by_name
+        from pygments.util import ClassNotFound
+    except ImportError:
+        return ""
+    try:
+        lexer = get_lexer_by_name(lang.split()[0])
+    except ClassNotFound:
+        return ""
+    return str(pyg_highlight(code, lexer, HtmlFormatter(nowrap=True, noclasses=True)))
+
+
 def sanitize(fragment: str) -> str:
     import nh3
 
@@ -69,7 +98,8 @@ def sanitize(fragment: str) -> str:
         attributes=_ALLOWED_ATTRIBUTES,
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer nofollow",
-        filter_style_properties={"text-align"},
+        # only what syntax colours and table alignment need: no url(), no layout
+        filter_style_properties={"text-align", "color", "font-weight", "font-style"},
     )
 
 
@@ -83,16 +113,24 @@ def text_html(text: str) -> str:
 
 
 def code_html(text: str) -> str:
-    """The reply as code: a lone fenced block is unwrapped, the rest shown verbatim."""
-    return text_html(strip_fence(text))
+    """The reply as code: a lone fenced block is unwrapped (and coloured), the rest verbatim."""
+    code, lang = strip_fence(text)
+    coloured = highlight(code, lang) if lang else ""
+    if coloured:
+        return sanitize(f'<pre class="chatmagic-text"><code>{coloured}</code></pre>')
+    return text_html(code)
 
 
-def strip_fence(text: str) -> str:
+def strip_fence(text: str) -> tuple[str, str]:
+    """``(code, language)`` of a reply that is one fenced block; else ``(text, "")``."""
     stripped = text.strip()
     if stripped.startswith("```") and stripped.endswith("```") and stripped.count("```") == 2:
         body = stripped[3:-3]
-        return body.split("\n", 1)[1] if "\n" in body else body
-    return text
+        if "\n" not in body:
+            return body, ""
+        info, code = body.split("\n", 1)
+        return code, info.strip()
+    return text, ""
 
 
 def body_html(text: str, fmt: str) -> str:

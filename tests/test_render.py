@@ -48,3 +48,21 @@ def test_markdown_keeps_code_and_tables() -> None:
     html = markdown_html("| a |\n|---|\n| 1 |\n\n```py\nx = '<b>'\n```")
     assert "<table>" in html and "<td>1</td>" in html
     assert 'class="language-py"' in html and "&lt;b&gt;" in html
+
+
+def test_code_blocks_get_colours_but_nothing_else() -> None:
+    html = markdown_html("```python\ndef f(): return '<b>'\n```")
+    assert '<span style="color:#008000;font-weight:bold">def</span>' in html
+    assert "&lt;b&gt;" in html
+    assert "url(" not in markdown_html("```css\na { background: url(http://example.invalid/x) }\n```").split("style=")[0]
+    for fragment in (markdown_html("```css\n.x { background: url(http://e.invalid) }\n```"),):
+        assert 'style="background' not in fragment
+
+
+def test_code_format_unwraps_and_colours_a_lone_block() -> None:
+    from chatmagic.render import code_html
+
+    html = code_html("```python\nx = 1\n```")
+    assert html.startswith('<pre class="chatmagic-text"><code>') and "```" not in html
+    assert "<span" in html
+    assert code_html("plain text <i>").endswith("plain text &lt;i&gt;</pre>")
