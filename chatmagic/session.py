@@ -337,7 +337,7 @@ class Turn:
                 try:
                     await self._stream_from(name)
                     return
-                except ProviderError as exc:
+                except (ProviderError, ConfigurationError) as exc:  # e.g. a missing API key
                     if self.size:
                         raise
                     delay = self.session.retry_delay(exc, attempt)
@@ -468,6 +468,11 @@ class ChatSession:
         turn = Turn(self, conv, prompt, options, key, spec=spec, model=model)
         if not turn.chain:
             raise ConfigurationError("No provider given: name one with --provider (%chat providers).")
+        if options.base_url and len(turn.chain) > 1:
+            raise ConfigurationError(
+                "--base-url names one site, and this is a chain of providers: set each one's "
+                "address with %config ChatMagics.base_urls = {'openai': 'http://…/v1', …}."
+            )
         classes = [get_provider(name) for name in turn.chain]
         turn.chain = [cls.name for cls in classes]
         turn.models = resolve_models(classes, turn.model or None)

@@ -94,3 +94,16 @@ def test_model_in_a_chain_goes_to_those_that_offer_it(ip: Any) -> None:
 def test_a_model_any_server_may_have_goes_to_the_openai_provider(ip: Any) -> None:
     result, io = run(ip, "%%chat -p openai,chatgptt -m my-local-model --dry-run\nhi")
     assert "Provider: openai (my-local-model) → chatgptt (gpt-4o)." in final_output(io)["text/plain"]
+
+
+def test_a_provider_that_cannot_start_hands_over_to_the_next(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # no key for OpenAI itself: the provider refuses before any request, the next one answers
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setitem(get_session().base_urls, "openai", "https://api.openai.com/v1")
+    text = reply(ip, "%%chat -p openai,opchatgpts\nhi")
+    assert text.startswith("[opchatgpts] You said: hi") and "(after openai failed)" in text
+
+
+def test_base_url_with_a_chain_is_refused(ip: Any) -> None:
+    result, io = run(ip, "%%chat -p chatgptt,opchatgpts --base-url http://127.0.0.1:9/x\nhi")
+    assert "--base-url names one site, and this is a chain" in io.stdout
