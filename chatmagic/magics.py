@@ -429,13 +429,14 @@ class ChatMagics(Magics):
         """Make the stand-in fail the next requests to one site (to try fallbacks, errors)."""
         from . import _state
 
-        if _state.running_sandbox() is None:
+        sandbox = _state.running_sandbox()
+        if sandbox is None:
             raise UsageError("The stand-in is not running: %chat sandbox start")
         if len(rest) not in (2, 3) or (len(rest) == 3 and not rest[2].isdigit()):
             raise UsageError("Usage: %chat sandbox fault SITE FAULT[,FAULT] [TIMES]  (see docs/sandbox.md)")
         times = int(rest[2]) if len(rest) == 3 else 1
         try:
-            _state.running_sandbox().inject(rest[0], *rest[1].split(","), times=times)
+            sandbox.inject(rest[0], *rest[1].split(","), times=times)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         print(f"The stand-in's {rest[0]} will answer the next {times} chat request(s) with: {rest[1]}.")

@@ -20,7 +20,6 @@ History rules:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import threading
 import time
 import uuid
@@ -243,7 +242,7 @@ class Turn:
         self.version = 0
         self.messages: list[dict[str, str]] = []
         self._task: asyncio.Task[None] | None = None
-        self.future: concurrent.futures.Future[None] | None = None
+        self._stop_requested = False
 
     # -- reading -------------------------------------------------------------------
 
@@ -295,8 +294,6 @@ class Turn:
         task = self._task
         if task is not None:
             self.session.runner.call_soon(task.cancel)
-
-    _stop_requested = False
 
     async def _run(self) -> None:
         self._task = asyncio.current_task()
@@ -491,7 +488,7 @@ class ChatSession:
         with turn.conversation.lock:
             turn.conversation.active = turn
         turn.conversation._emit("start", turn)
-        turn.future = self.runner.submit(turn._run())
+        self.runner.submit(turn._run())
         return turn
 
     def send(self, prompt: str, *, conversation: str = DEFAULT_CONVERSATION,
