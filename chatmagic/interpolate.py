@@ -25,9 +25,7 @@ from typing import Any
 
 DEFAULT_MAX_CHARS = 2000
 
-_REF = re.compile(
-    r"""\{(?P<ref>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[(?:-?\d+|'[^'\\\]]*'|"[^"\\\]]*")\])*)\}"""
-)
+_REF = re.compile(r"""\{(?P<ref>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[(?:-?\d+|'[^'\\\]]*'|"[^"\\\]]*")\])*)\}""")
 _PART = re.compile(r"""\.(?P<attr>[A-Za-z_]\w*)|\[(?P<index>[^\]]+)\]""")
 # regions never touched: fenced code, inline code, display and inline math
 _PROTECTED = re.compile(

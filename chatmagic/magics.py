@@ -43,12 +43,15 @@ class ChatMagics(Magics):
     """Chat with web chat models from cells. Configure with ``%config ChatMagics.<trait>``."""
 
     default_provider = Unicode("chatgptt", help="Provider used when a cell names none.").tag(config=True)
-    default_model = Unicode("", help="Model used with the default provider ('' = its default).").tag(config=True)
+    default_model = Unicode("", help="Model used with the default provider ('' = its default).").tag(
+        config=True
+    )
     system_prompt = Unicode("", help="System prompt of new conversations.").tag(config=True)
     timeout = Float(120.0, help="Seconds to wait for a connection or the next bytes.").tag(config=True)
     proxy = Unicode("", help="Proxy URL for every request, e.g. http://user:pass@host:3128.").tag(config=True)
     base_urls = Dict(
-        key_trait=Unicode(), value_trait=Unicode(),
+        key_trait=Unicode(),
+        value_trait=Unicode(),
         help="Provider name -> base URL replacing the site's address (mirrors, self-hosted sites).",
     ).tag(config=True)
     format = Unicode("markdown", help="Default display format: markdown, text or code.").tag(config=True)
@@ -58,9 +61,9 @@ class ChatMagics(Magics):
     interpolate_max_chars = Int(
         2000, help="Longest value put into a message by interpolation; longer ones are shortened."
     ).tag(config=True)
-    retries = Int(2, help="Retries of a provider (rate limit, server error, network) before the next one.").tag(
-        config=True
-    )
+    retries = Int(
+        2, help="Retries of a provider (rate limit, server error, network) before the next one."
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         # set before the traits: loading %config values fires the observer below
@@ -96,7 +99,8 @@ class ChatMagics(Magics):
 
     @magic_arguments.magic_arguments(name="%chat")
     @magic_arguments.argument(
-        "-p", "--provider",
+        "-p",
+        "--provider",
         help="Provider to answer, e.g. chatgptt (see %%chat providers). "
         "It becomes the conversation's provider for the next cells.",
     )
@@ -107,7 +111,9 @@ class ChatMagics(Magics):
         "-s", "--system", help="System prompt; it stays with the conversation until changed."
     )
     @magic_arguments.argument(
-        "-c", "--conversation", default=DEFAULT_CONVERSATION,
+        "-c",
+        "--conversation",
+        default=DEFAULT_CONVERSATION,
         help="Name of the conversation to continue (default: 'default').",
     )
     @magic_arguments.argument(
@@ -115,7 +121,8 @@ class ChatMagics(Magics):
     )
     @magic_arguments.argument("--proxy", help="Proxy URL for this message, e.g. http://host:3128.")
     @magic_arguments.argument(
-        "--timeout", type=float,
+        "--timeout",
+        type=float,
         help="Seconds to wait for a connection or for the next bytes (not for the whole reply).",
     )
     @magic_arguments.argument(
@@ -125,15 +132,19 @@ class ChatMagics(Magics):
         "-f", "--format", choices=FORMATS, help="Show the reply as markdown (default), text or code."
     )
     @magic_arguments.argument(
-        "-i", "--interpolate", action="store_true",
+        "-i",
+        "--interpolate",
+        action="store_true",
         help="Expand {name}, {obj.attr}, {Out[3]} from your variables; other braces stay as written.",
     )
     @magic_arguments.argument(
-        "--no-interpolate", action="store_true",
+        "--no-interpolate",
+        action="store_true",
         help="Send the cell exactly as written even when interpolation is on by default.",
     )
     @magic_arguments.argument(
-        "--dry-run", action="store_true",
+        "--dry-run",
+        action="store_true",
         help="Show the exact messages that would be sent, and send nothing.",
     )
     @cell_magic
@@ -270,9 +281,15 @@ class ChatMagics(Magics):
         if turn.state == "done":
             return reply_bundle(turn.text, fmt, f"{head} · {timing}")
         if turn.state == "stopped":
-            return reply_bundle(turn.text, fmt, f"{head} · ■ stopped · {timing}", status_class="chatmagic-stopped")
-        return reply_bundle(turn.text, fmt, f"{head} · failed (nothing was added to the conversation)",
-                            status_class="chatmagic-error")
+            return reply_bundle(
+                turn.text, fmt, f"{head} · ■ stopped · {timing}", status_class="chatmagic-stopped"
+            )
+        return reply_bundle(
+            turn.text,
+            fmt,
+            f"{head} · failed (nothing was added to the conversation)",
+            status_class="chatmagic-error",
+        )
 
     # -- %chat ---------------------------------------------------------------------
 
@@ -318,8 +335,13 @@ class ChatMagics(Magics):
     def _cmd_conversations(self, rest: list[str]) -> None:
         head = ["conversation", "exchanges", "provider", "model", "system prompt"]
         table = [
-            [c.name, str(len(c)), c.provider or f"({self.session.default_provider})", c.model or "(default)",
-             (c.system or "")[:40]]
+            [
+                c.name,
+                str(len(c)),
+                c.provider or f"({self.session.default_provider})",
+                c.model or "(default)",
+                (c.system or "")[:40],
+            ]
             for c in self.session
         ]
         if not table:
@@ -424,7 +446,6 @@ class ChatMagics(Magics):
         url = start_sandbox(self.session)
         print(f"Local stand-in of the chat sites at {url}; every provider now talks to it.")
 
-
     def _sandbox_fault(self, rest: list[str]) -> None:
         """Make the stand-in fail the next requests to one site (to try fallbacks, errors)."""
         from . import _state
@@ -486,13 +507,16 @@ def _parse(magic: Any, line: str) -> Any:
 
 
 def _show_table(head: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=False)]
     plain = "\n".join(
-        "  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip() for r in [head, *rows]
+        "  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True)).rstrip() for r in [head, *rows]
     )
-    cells = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in r) + "</tr>" for r in rows
-    )
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in r) + "</tr>" for r in rows)
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    display({"text/html": f"<table><thead><tr>{th}</tr></thead><tbody>{cells}</tbody></table>",
-             "text/plain": plain}, raw=True)
+    display(
+        {
+            "text/html": f"<table><thead><tr>{th}</tr></thead><tbody>{cells}</tbody></table>",
+            "text/plain": plain,
+        },
+        raw=True,
+    )

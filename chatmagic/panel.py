@@ -98,8 +98,14 @@ class ChatPanel(widgets.VBox):
         In [4]: p.send("Hello"); p.wait(30); p.conversation.history()[-1].content
     """
 
-    def __init__(self, conversation: str = DEFAULT_CONVERSATION, session: ChatSession | None = None,
-                 *, height: str = "420px", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        conversation: str = DEFAULT_CONVERSATION,
+        session: ChatSession | None = None,
+        *,
+        height: str = "420px",
+        **kwargs: Any,
+    ) -> None:
         if session is None:
             from ._state import get_session
 
@@ -141,41 +147,64 @@ class ChatPanel(widgets.VBox):
             model = session.default_model
 
         self.provider_dropdown = widgets.Dropdown(
-            options=[(f"{r['label']} ({r['name']})", r["name"]) for r in rows], value=provider,
-            description="Provider", layout=widgets.Layout(width="auto"),
-        )
-        self.model_dropdown = widgets.Dropdown(
-            options=models, value=model or default_model, description="Model",
+            options=[(f"{r['label']} ({r['name']})", r["name"]) for r in rows],
+            value=provider,
+            description="Provider",
             layout=widgets.Layout(width="auto"),
         )
-        self.new_button = widgets.Button(description="New chat", icon="plus",
-                                         tooltip="Forget this conversation's history")
+        self.model_dropdown = widgets.Dropdown(
+            options=models,
+            value=model or default_model,
+            description="Model",
+            layout=widgets.Layout(width="auto"),
+        )
+        self.new_button = widgets.Button(
+            description="New chat", icon="plus", tooltip="Forget this conversation's history"
+        )
         self.transcript = widgets.VBox(layout=widgets.Layout(width="100%", flex="0 0 auto"))
         # a scroller whose only child is the transcript, laid out column-reverse: the view
         # then stays on the newest message as the reply grows, without any JavaScript, and
         # the messages keep their natural order in the page (for screen readers and tests)
         self._scroller = widgets.Box(
             [self.transcript],
-            layout=widgets.Layout(max_height=height, overflow="auto", flex_flow="column-reverse",
-                                  width="100%", padding="2px 4px"),
+            layout=widgets.Layout(
+                max_height=height,
+                overflow="auto",
+                flex_flow="column-reverse",
+                width="100%",
+                padding="2px 4px",
+            ),
         )
         self._scroller.add_class("chatmagic-transcript")
-        self.text = widgets.Text(placeholder="Message — Enter sends", continuous_update=True,
-                                 layout=widgets.Layout(flex="1 1 auto", width="auto"))
-        self.send_button = widgets.Button(description="Send", button_style="primary", icon="paper-plane",
-                                          tooltip="Send the message (Enter)")
-        self.stop_button = widgets.Button(description="Stop", button_style="warning", icon="stop",
-                                          disabled=True, tooltip="Stop the reply now")
+        self.text = widgets.Text(
+            placeholder="Message — Enter sends",
+            continuous_update=True,
+            layout=widgets.Layout(flex="1 1 auto", width="auto"),
+        )
+        self.send_button = widgets.Button(
+            description="Send", button_style="primary", icon="paper-plane", tooltip="Send the message (Enter)"
+        )
+        self.stop_button = widgets.Button(
+            description="Stop",
+            button_style="warning",
+            icon="stop",
+            disabled=True,
+            tooltip="Stop the reply now",
+        )
         self.status = widgets.HTML(value="", layout=widgets.Layout(width="100%"))
         self._style = widgets.HTML(value=_CSS, layout=widgets.Layout(height="0px", margin="0"))
 
         super().__init__(
             children=[
                 self._style,
-                widgets.HBox([self.provider_dropdown, self.model_dropdown, self.new_button],
-                             layout=widgets.Layout(flex_flow="row wrap", width="100%")),
+                widgets.HBox(
+                    [self.provider_dropdown, self.model_dropdown, self.new_button],
+                    layout=widgets.Layout(flex_flow="row wrap", width="100%"),
+                ),
                 self._scroller,
-                widgets.HBox([self.text, self.send_button, self.stop_button], layout=widgets.Layout(width="100%")),
+                widgets.HBox(
+                    [self.text, self.send_button, self.stop_button], layout=widgets.Layout(width="100%")
+                ),
                 self.status,
             ],
             **kwargs,
@@ -220,7 +249,8 @@ class ChatPanel(widgets.VBox):
             provider, model = self.provider_dropdown.value, self.model_dropdown.value
             try:
                 turn = self.session.prepare(
-                    prompt, conversation=self.conversation.name,
+                    prompt,
+                    conversation=self.conversation.name,
                     options=TurnOptions(provider=provider, model=model),
                 )
             except ChatMagicError as exc:
@@ -309,8 +339,17 @@ class ChatPanel(widgets.VBox):
             if self._flush is not None:
                 self._flush.cancel()
                 self._flush = None
-            owned = [*self._message_widgets, self.provider_dropdown, self.model_dropdown, self.new_button,
-                     self.text, self.send_button, self.stop_button, self.status, self._style]
+            owned = [
+                *self._message_widgets,
+                self.provider_dropdown,
+                self.model_dropdown,
+                self.new_button,
+                self.text,
+                self.send_button,
+                self.stop_button,
+                self.status,
+                self._style,
+            ]
             boxes = [c for c in self.children if isinstance(c, widgets.Box)]
             self._message_widgets.clear()
             self._changed.notify_all()
@@ -449,14 +488,14 @@ class ChatPanel(widgets.VBox):
             w = widgets.HTML(layout=widgets.Layout(width="100%"))
             w.observe(self._count_update, names="value")
             ws.append(w)
-        extra = ws[len(items):]
-        del ws[len(items):]
+        extra = ws[len(items) :]
+        del ws[len(items) :]
         for turn, i in live_slots:
             # the slot may be a different widget than before: draw it whatever was sent
             items[i] = self._streaming_html(turn)
             if turn.size:
                 self._pacers[turn].sent(turn.size)
-        for w, value in zip(ws, items):
+        for w, value in zip(ws, items, strict=True):
             w.value = value
         self._live_widgets = {turn: ws[i] for turn, i in live_slots}
         if resized:
@@ -518,26 +557,37 @@ class ChatPanel(widgets.VBox):
 
     def _user_html(self, text: str) -> str:
         # what the user typed is shown as typed (escaped), not as Markdown
-        return self._cached(("user", text), lambda: (
-            '<div class="chatmagic-msg chatmagic-user"><div class="chatmagic-who">You</div>'
-            f'<div class="chatmagic-user-text">{html.escape(text)}</div></div>'
-        ))
+        return self._cached(
+            ("user", text),
+            lambda: (
+                '<div class="chatmagic-msg chatmagic-user"><div class="chatmagic-who">You</div>'
+                f'<div class="chatmagic-user-text">{html.escape(text)}</div></div>'
+            ),
+        )
 
     def _exchange_html(self, ex: Exchange) -> str:
         key = ("assistant", ex.assistant.content, ex.provider, ex.model, ex.stopped, ex.total_s)
-        return self._cached(key, lambda: _assistant_html(
-            ex.assistant.content, f"{ex.provider} · {ex.model}" + (f" · {seconds(ex.total_s)}" if ex.total_s else ""),
-            stopped=ex.stopped,
-        ))
+        return self._cached(
+            key,
+            lambda: _assistant_html(
+                ex.assistant.content,
+                f"{ex.provider} · {ex.model}" + (f" · {seconds(ex.total_s)}" if ex.total_s else ""),
+                stopped=ex.stopped,
+            ),
+        )
 
     def _streaming_html(self, turn: Turn) -> str:
         text = turn.text
-        return _assistant_html(text, f"{turn.provider} · {turn.model} · " + ("streaming…" if text else "waiting…"))
+        return _assistant_html(
+            text, f"{turn.provider} · {turn.model} · " + ("streaming…" if text else "waiting…")
+        )
 
     def _idle_status(self) -> str:
         n = len(self.conversation)
-        return (f"{self.provider_dropdown.value} · {self.model_dropdown.value} · conversation "
-                f"{self.conversation.name!r}, {n} exchange{'s' if n != 1 else ''}")
+        return (
+            f"{self.provider_dropdown.value} · {self.model_dropdown.value} · conversation "
+            f"{self.conversation.name!r}, {n} exchange{'s' if n != 1 else ''}"
+        )
 
     def _set_status(self, text: str, *, error: bool = False, warn: bool = False) -> None:
         cls = "chatmagic-status" + (" chatmagic-error" if error else " chatmagic-stopped" if warn else "")

@@ -103,8 +103,16 @@ def to_markdown(conv: Conversation) -> str:
         lines += [f"**System:** {conv.system}", ""]
     for ex in conv.exchanges:
         mark = " (stopped)" if ex.stopped else ""
-        lines += ["## User", "", ex.user.content, "", f"## Assistant · {ex.provider} · {ex.model}{mark}", "",
-                  ex.assistant.content, ""]
+        lines += [
+            "## User",
+            "",
+            ex.user.content,
+            "",
+            f"## Assistant · {ex.provider} · {ex.model}{mark}",
+            "",
+            ex.assistant.content,
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -128,8 +136,11 @@ def export(conv: Conversation, path: str | os.PathLike[str]) -> Path:
 
 def current_notebook(user_ns: Mapping[str, Any]) -> str | None:
     """The running notebook's path, where the frontend tells it."""
-    for candidate in (user_ns.get("__vsc_ipynb_file__"), user_ns.get("__session__"),
-                      os.environ.get("JPY_SESSION_NAME")):
+    for candidate in (
+        user_ns.get("__vsc_ipynb_file__"),
+        user_ns.get("__session__"),
+        os.environ.get("JPY_SESSION_NAME"),
+    ):
         if isinstance(candidate, str) and candidate.endswith(".ipynb"):
             # absolute, or relative to the server's root while the kernel runs in its folder
             for path in (Path(candidate), Path(Path(candidate).name)):

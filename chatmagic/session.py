@@ -121,8 +121,9 @@ class TurnOptions:
 class Conversation:
     """A named history of exchanges with its provider, model and system prompt."""
 
-    def __init__(self, name: str, *, provider: str | None = None, model: str | None = None,
-                 system: str | None = None) -> None:
+    def __init__(
+        self, name: str, *, provider: str | None = None, model: str | None = None, system: str | None = None
+    ) -> None:
         self.name = name
         self.provider = provider
         self.model = model
@@ -213,8 +214,17 @@ class Turn:
     ``state`` goes ``pending`` → ``streaming`` → ``done`` | ``stopped`` | ``failed``.
     """
 
-    def __init__(self, session: ChatSession, conversation: Conversation, prompt: str,
-                 options: TurnOptions, key: str | None, *, spec: str, model: str) -> None:
+    def __init__(
+        self,
+        session: ChatSession,
+        conversation: Conversation,
+        prompt: str,
+        options: TurnOptions,
+        key: str | None,
+        *,
+        spec: str,
+        model: str,
+    ) -> None:
         self.session = session
         self.conversation = conversation
         self.prompt = prompt
@@ -443,9 +453,15 @@ class ChatSession:
 
     # -- turns ---------------------------------------------------------------------
 
-    def prepare(self, prompt: str, *, conversation: str = DEFAULT_CONVERSATION,
-                options: TurnOptions | None = None, key: str | None = None,
-                fresh: bool = False) -> Turn:
+    def prepare(
+        self,
+        prompt: str,
+        *,
+        conversation: str = DEFAULT_CONVERSATION,
+        options: TurnOptions | None = None,
+        key: str | None = None,
+        fresh: bool = False,
+    ) -> Turn:
         """Check everything that can be checked before sending; returns an unstarted turn.
 
         ``fresh``: the turn is for the conversation started afresh (``--new``): no
@@ -475,13 +491,15 @@ class ChatSession:
         turn.models = resolve_models(classes, turn.model or None)
         turn.provider = turn.chain[0]
         turn.model = turn.models[turn.provider]
-        system = options.system if options.system is not None else (
-            self.default_system if fresh else conv.system
+        system = (
+            options.system if options.system is not None else (self.default_system if fresh else conv.system)
         )
         history = [] if fresh else [m for m in conv.messages(before_key=key) if m["role"] != "system"]
-        turn.messages = ([{"role": "system", "content": system}] if system else []) + history + [
-            {"role": "user", "content": prompt}
-        ]
+        turn.messages = (
+            ([{"role": "system", "content": system}] if system else [])
+            + history
+            + [{"role": "user", "content": prompt}]
+        )
         return turn
 
     def start(self, turn: Turn) -> Turn:
@@ -491,8 +509,14 @@ class ChatSession:
         self.runner.submit(turn._run())
         return turn
 
-    def send(self, prompt: str, *, conversation: str = DEFAULT_CONVERSATION,
-             options: TurnOptions | None = None, key: str | None = None) -> Turn:
+    def send(
+        self,
+        prompt: str,
+        *,
+        conversation: str = DEFAULT_CONVERSATION,
+        options: TurnOptions | None = None,
+        key: str | None = None,
+    ) -> Turn:
         """Prepare and start a turn; returns at once (``turn.result()`` waits)."""
         return self.start(self.prepare(prompt, conversation=conversation, options=options, key=key))
 
@@ -551,8 +575,10 @@ def is_retryable(exc: ChatMagicError) -> bool:
     """Failures that another try may not meet: rate limits, server errors, the network."""
     if isinstance(exc, (ProviderTimeout, ProviderConnectionError, StreamInterrupted)):
         return True
-    return isinstance(exc, HTTPStatusError) and not isinstance(exc, BotCheckError) and (
-        exc.status == 429 or exc.status >= 500
+    return (
+        isinstance(exc, HTTPStatusError)
+        and not isinstance(exc, BotCheckError)
+        and (exc.status == 429 or exc.status >= 500)
     )
 
 

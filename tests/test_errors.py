@@ -28,7 +28,9 @@ def test_every_error_is_documented_in_the_tree() -> None:
 
 def test_renders_as_one_line_in_ipython() -> None:
     err = ProviderError("ChatGptt", "the site answered HTTP 500. Try again later.")
-    assert err._render_traceback_() == ["ProviderError: ChatGptt: the site answered HTTP 500. Try again later."]
+    assert err._render_traceback_() == [
+        "ProviderError: ChatGptt: the site answered HTTP 500. Try again later."
+    ]
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,9 @@ def retrying(ip: Any) -> Iterator[None]:
 
 
 def chat_posts(sb: Sandbox, site: str) -> int:
-    return sum(1 for r in sb.requests if r.site == site and r.method == "POST" and "start_session" not in r.path)
+    return sum(
+        1 for r in sb.requests if r.site == site and r.method == "POST" and "start_session" not in r.path
+    )
 
 
 def test_next_provider_answers_and_is_named(ip: Any, sandbox_thread: Sandbox) -> None:
@@ -60,7 +62,9 @@ def test_retry_after_is_honoured(ip: Any, sandbox_thread: Sandbox, retrying: Non
     assert text.startswith("[opchatgpts] You said: hello")
 
 
-def test_failure_after_text_is_reported_not_restarted(ip: Any, sandbox_thread: Sandbox, retrying: None) -> None:
+def test_failure_after_text_is_reported_not_restarted(
+    ip: Any, sandbox_thread: Sandbox, retrying: None
+) -> None:
     result, io = run(ip, "%%chat -p opchatgpts,chatgptt\n[[fault:drop]] one two three four five")
     assert isinstance(result.error_in_exec, StreamInterrupted)
     assert chat_posts(sandbox_thread, "chatgptt") == 0
@@ -96,7 +100,9 @@ def test_a_model_any_server_may_have_goes_to_the_openai_provider(ip: Any) -> Non
     assert "Provider: openai (my-local-model) → chatgptt (gpt-4o)." in final_output(io)["text/plain"]
 
 
-def test_a_provider_that_cannot_start_hands_over_to_the_next(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_provider_that_cannot_start_hands_over_to_the_next(
+    ip: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # no key for OpenAI itself: the provider refuses before any request, the next one answers
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setitem(get_session().base_urls, "openai", "https://api.openai.com/v1")

@@ -32,11 +32,17 @@ NS: dict[str, Any] = {
         ("Hello {name}, {n} times", "Hello Ada, 3 times"),
         ("shape {df.shape}, first {df.cols[0]}", "shape (10, 2), first a"),
         ("{Out[3]} and {data['key']} and {data[\"key\"]}", "forty-two and value and value"),
-        ("unknown {nobody} and {df.missing} and {data['nokey']}", "unknown {nobody} and {df.missing} and {data['nokey']}"),
+        (
+            "unknown {nobody} and {df.missing} and {data['nokey']}",
+            "unknown {nobody} and {df.missing} and {data['nokey']}",
+        ),
         ('{"json": {"name": 1}}', '{"json": {"name": 1}}'),
         ("a dict {x: 1} and a set {x, n} and {}", "a dict {x: 1} and a set {x, n} and {}"),
         ("literal {{name}}", "literal {{name}}"),
-        (r"$\frac{a}{x}$ and \frac{a}{x} and x^{n} and a_{n}", r"$\frac{a}{x}$ and \frac{a}{x} and x^{n} and a_{n}"),
+        (
+            r"$\frac{a}{x}$ and \frac{a}{x} and x^{n} and a_{n}",
+            r"$\frac{a}{x}$ and \frac{a}{x} and x^{n} and a_{n}",
+        ),
         ("$$ {a} $$ and $ {a} $ but {a}", "$$ {a} $$ and $ {a} $ but A!"),
         ("```python\nprint(f'{name}')\n```\nnow {name}", "```python\nprint(f'{name}')\n```\nnow Ada"),
         ("inline `f'{name}'` vs {name}", "inline `f'{name}'` vs Ada"),
@@ -64,7 +70,7 @@ def test_long_values_are_shortened_with_a_marker() -> None:
 def test_magic_interpolates_only_when_asked(ip: Any, sandbox_thread: Sandbox) -> None:
     ip.user_ns["who"] = "Grace"
     assert "You said: hi {who}" in reply(ip, "%%chat\nhi {who}")
-    assert "You said: hi Grace" in reply(ip, "%%chat -i\nhi {who} {\"k\": 1}")
+    assert "You said: hi Grace" in reply(ip, '%%chat -i\nhi {who} {"k": 1}')
     ip.run_line_magic("config", "ChatMagics.interpolate = True")
     try:
         assert "You said: hey Grace" in reply(ip, "%%chat\nhey {who}")

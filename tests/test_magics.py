@@ -19,7 +19,6 @@ from chatmagic.sandbox import ForwardProxy, Sandbox
 
 from .conftest import SITES
 
-
 pytestmark = pytest.mark.usefixtures("fresh")
 
 

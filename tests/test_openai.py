@@ -78,7 +78,9 @@ def no_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
 
 
-async def ask(base_url: str, messages: list[dict[str, str]], model: str | None = None, **kwargs: Any) -> list[str]:
+async def ask(
+    base_url: str, messages: list[dict[str, str]], model: str | None = None, **kwargs: Any
+) -> list[str]:
     async with OpenAICompatible(base_url=base_url, **kwargs) as provider:
         return [chunk async for chunk in provider.stream(messages, model)]
 
@@ -182,7 +184,11 @@ async def test_official_client_unknown_model(client: openai.AsyncOpenAI) -> None
 
 @pytest.mark.parametrize(
     ("messages", "code"),
-    [([], "empty_array"), ([{"role": "bot", "content": "x"}], "invalid_value"), ([{"role": "user"}], "missing_required_parameter")],
+    [
+        ([], "empty_array"),
+        ([{"role": "bot", "content": "x"}], "invalid_value"),
+        ([{"role": "user"}], "missing_required_parameter"),
+    ],
 )
 async def test_official_client_bad_request(client: openai.AsyncOpenAI, messages: Any, code: str) -> None:
     with pytest.raises(openai.BadRequestError) as info:
@@ -206,7 +212,9 @@ async def test_official_client_rate_limit(client: openai.AsyncOpenAI, sandbox: S
 
 
 @pytest.mark.parametrize(("fault", "status"), [("http500", 500), ("http503", 503)])
-async def test_official_client_server_errors(client: openai.AsyncOpenAI, sandbox: Sandbox, fault: str, status: int) -> None:
+async def test_official_client_server_errors(
+    client: openai.AsyncOpenAI, sandbox: Sandbox, fault: str, status: int
+) -> None:
     sandbox.inject("openai", fault)
     with pytest.raises(openai.InternalServerError) as info:
         await client.chat.completions.create(model="gpt-4o-mini", messages=said("hi"))
@@ -295,7 +303,10 @@ async def test_one_session_across_turns(sandbox: Sandbox, key: str) -> None:
 
 async def test_the_one_shot_class_method(sandbox: Sandbox, key: str) -> None:
     chunks = [
-        c async for c in OpenAICompatible.create_async_generator("", user("hey"), base_url=sandbox.base_url("openai"))
+        c
+        async for c in OpenAICompatible.create_async_generator(
+            "", user("hey"), base_url=sandbox.base_url("openai")
+        )
     ]
     assert "".join(chunks) == echo("hey")
 
@@ -303,13 +314,17 @@ async def test_the_one_shot_class_method(sandbox: Sandbox, key: str) -> None:
 # -- the key ---------------------------------------------------------------------------------
 
 
-async def test_key_from_another_variable(sandbox: Sandbox, no_key: None, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_key_from_another_variable(
+    sandbox: Sandbox, no_key: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MY_LLM_KEY", KEY)
     assert "".join(await ask(sandbox.base_url("openai"), user("hi"), api_key_env="MY_LLM_KEY")) == echo("hi")
     assert chat_posts(sandbox)[-1].headers["authorization"] == f"Bearer {KEY}"
 
 
-async def test_key_set_after_the_first_turn_is_used(sandbox: Sandbox, no_key: None, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_key_set_after_the_first_turn_is_used(
+    sandbox: Sandbox, no_key: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with OpenAICompatible(base_url=sandbox.base_url("openai")) as p:
         with pytest.raises(HTTPStatusError, match="wants an API key"):
             [c async for c in p.stream(user("hi"))]
@@ -339,7 +354,9 @@ async def test_wrong_key_is_never_shown(sandbox: Sandbox, monkeypatch: pytest.Mo
     with pytest.raises(HTTPStatusError) as info:
         await ask(sandbox.base_url("openai"), user("hi"))
     message = str(info.value)
-    assert "the server refused the API key in OPENAI_API_KEY (HTTP 401: Incorrect API key provided:" in message
+    assert (
+        "the server refused the API key in OPENAI_API_KEY (HTTP 401: Incorrect API key provided:" in message
+    )
     assert secret not in message and "wrong-secret" not in message
     assert secret not in repr(info.value.args) and secret not in info.value.detail
 
@@ -350,7 +367,9 @@ async def test_missing_key_for_openai_itself_fails_before_any_request(no_key: No
         for base in (None, "https://api.openai.com/v1/"):
             provider = OpenAICompatible(base_url=base, proxy=proxy.url)
             assert provider.is_official
-            with pytest.raises(ConfigurationError, match="no API key. Set the environment variable OPENAI_API_KEY"):
+            with pytest.raises(
+                ConfigurationError, match="no API key. Set the environment variable OPENAI_API_KEY"
+            ):
                 async with provider:
                     [c async for c in provider.stream(user("hi"))]
             with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
@@ -359,7 +378,9 @@ async def test_missing_key_for_openai_itself_fails_before_any_request(no_key: No
         assert proxy.requests == []
 
 
-async def test_a_key_with_a_line_break_is_refused_before_sending(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_key_with_a_line_break_is_refused_before_sending(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-one\nsk-two")
     with pytest.raises(ConfigurationError, match="not an API key"):
         await ask(sandbox.base_url("openai"), user("hi"))
@@ -388,12 +409,18 @@ async def odd_server() -> AsyncIterator[str]:
             return resp
         if prompt == "vllm-404":
             return web.json_response(
-                {"object": "error", "message": "The model `x` does not exist.", "type": "NotFoundError", "code": 404},
+                {
+                    "object": "error",
+                    "message": "The model `x` does not exist.",
+                    "type": "NotFoundError",
+                    "code": 404,
+                },
                 status=404,
             )
         if prompt == "ollama-404":
             return web.json_response(
-                {"error": {"message": 'model "x" not found, try pulling it first', "type": "api_error"}}, status=404
+                {"error": {"message": 'model "x" not found, try pulling it first', "type": "api_error"}},
+                status=404,
             )
         if prompt == "llama.cpp-error":
             resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -402,7 +429,8 @@ async def odd_server() -> AsyncIterator[str]:
             return resp
         if prompt == "quota":
             return web.json_response(
-                {"error": {"message": "You exceeded your current quota.", "code": "insufficient_quota"}}, status=429
+                {"error": {"message": "You exceeded your current quota.", "code": "insufficient_quota"}},
+                status=429,
             )
         if prompt == "refusal":
             message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
@@ -410,7 +438,10 @@ async def odd_server() -> AsyncIterator[str]:
         # a server that ignores "stream": one chat.completion object
         message = {"role": "assistant", "content": f"whole: {prompt}"}
         return web.json_response(
-            {"object": "chat.completion", "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+            {
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            }
         )
 
     async def models(request: web.Request) -> web.Response:
@@ -434,7 +465,9 @@ async def test_a_server_that_ignores_stream(odd_server: str, key: str) -> None:
     assert await ask(odd_server, user("hi")) == ["whole: hi"]
 
 
-async def test_a_key_echoed_by_the_server_is_redacted(odd_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_key_echoed_by_the_server_is_redacted(
+    odd_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     secret = "sk-live-very-secret-98765"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     with pytest.raises(HTTPStatusError, match="HTTP 400: bad header 'Bearer \\*\\*\\*'") as info:
@@ -448,14 +481,20 @@ async def test_a_key_echoed_by_the_server_is_redacted(odd_server: str, monkeypat
 @pytest.mark.parametrize(
     ("prompt", "error", "match"),
     [
-        ("vllm-404", HTTPStatusError, "has no model 'gpt-4o-mini' .*The model `x` does not exist.*Its models: x-1"),
+        (
+            "vllm-404",
+            HTTPStatusError,
+            "has no model 'gpt-4o-mini' .*The model `x` does not exist.*Its models: x-1",
+        ),
         ("ollama-404", HTTPStatusError, "has no model 'gpt-4o-mini' .*try pulling it first"),
         ("llama.cpp-error", ServiceError, "reported an error: the context is full"),
         ("quota", ServiceError, "no quota left"),
         ("refusal", ServiceError, "the model refused: I can't help with that."),
     ],
 )
-async def test_other_servers_error_shapes(odd_server: str, key: str, prompt: str, error: type[ProviderError], match: str) -> None:
+async def test_other_servers_error_shapes(
+    odd_server: str, key: str, prompt: str, error: type[ProviderError], match: str
+) -> None:
     with pytest.raises(error, match=match):
         await ask(odd_server, user(prompt))
 
@@ -480,7 +519,9 @@ FAULTS: list[tuple[str, type[ProviderError], str]] = [
 
 
 @pytest.mark.parametrize(("fault", "error", "match"), FAULTS, ids=[f[0] for f in FAULTS])
-async def test_fault_gives_its_error(sandbox: Sandbox, key: str, fault: str, error: type[ProviderError], match: str) -> None:
+async def test_fault_gives_its_error(
+    sandbox: Sandbox, key: str, fault: str, error: type[ProviderError], match: str
+) -> None:
     with pytest.raises(error, match=match) as info:
         await ask(sandbox.base_url("openai"), user(f"[[fault:{fault}]]one two three four"))
     assert str(info.value).startswith("OpenAI: ")
@@ -521,7 +562,9 @@ async def test_stalled_stream_times_out(key: str) -> None:
 
 async def test_slow_first_byte_and_slow_stream_are_fine(key: str) -> None:
     async with Sandbox(settings=SandboxSettings(slow_seconds=0.6, slow_chunk_seconds=0.02)) as sb:
-        text = "".join(await ask(sb.base_url("openai"), user("[[fault:slow_first_byte,slow_stream]]a b c"), timeout=5))
+        text = "".join(
+            await ask(sb.base_url("openai"), user("[[fault:slow_first_byte,slow_stream]]a b c"), timeout=5)
+        )
     assert text == echo("a b c")
 
 
@@ -550,7 +593,9 @@ async def test_nothing_listening(key: str) -> None:
 async def test_through_the_proxy(sandbox: Sandbox, key: str) -> None:
     async with ForwardProxy(username="ann", password="s3cret-pw") as proxy:
         host = proxy.url.split("://", 1)[1]
-        text = "".join(await ask(sandbox.base_url("openai"), user("via proxy"), proxy=f"http://ann:s3cret-pw@{host}"))
+        text = "".join(
+            await ask(sandbox.base_url("openai"), user("via proxy"), proxy=f"http://ann:s3cret-pw@{host}")
+        )
         assert text == echo("via proxy")
         assert chat_posts(sandbox)[-1].via_proxy
         assert any(target.endswith("/openai/v1/chat/completions") for _, target in proxy.requests)
@@ -565,7 +610,9 @@ async def test_through_the_proxy(sandbox: Sandbox, key: str) -> None:
 @pytest.fixture
 def openai_magic(ip: Any, fresh: None, sandbox_thread: Sandbox, key: str) -> Iterator[None]:
     urls = {site: sandbox_thread.base_url(site) for site in SITES}
-    ip.run_line_magic("config", f"ChatMagics.base_urls = {{**{urls!r}, 'openai': {sandbox_thread.base_url('openai')!r}}}")
+    ip.run_line_magic(
+        "config", f"ChatMagics.base_urls = {{**{urls!r}, 'openai': {sandbox_thread.base_url('openai')!r}}}"
+    )
     yield
     ip.run_line_magic("config", f"ChatMagics.base_urls = {urls!r}")
 

@@ -120,7 +120,9 @@ async def test_chatgptt_sends_history_as_human_and_ai_lines(sandbox: Sandbox) ->
     await ask(sandbox, "chatgptt", CONVERSATION)
     (req,) = chat_requests(sandbox, "chatgptt")
     assert json.loads(req.form["wpaicg_chat_history"]) == [
-        "System: Be brief.", "Human: Hi there", "AI: Hello!",
+        "System: Be brief.",
+        "Human: Hi there",
+        "AI: Hello!",
     ]
     assert req.form["action"] == "wpaicg_chat_shortcode_message"
     assert req.form["bot_id"] == "0" and req.form["chatbot_identity"] == "shortcode"
@@ -181,10 +183,7 @@ async def test_stream_that_ends_with_a_plain_json_answer(sandbox: Sandbox, site:
 
 
 def token_fetches(sb: Sandbox, site: str) -> int:
-    return sum(
-        1 for r in sb.requests
-        if r.site == site and (r.method == "GET" or "start_session" in r.path)
-    )
+    return sum(1 for r in sb.requests if r.site == site and (r.method == "GET" or "start_session" in r.path))
 
 
 @pytest.mark.parametrize("site", ("chatgptt", "chatgptes", "chatgptfree", "chatgpt4online"))

@@ -37,7 +37,9 @@ def test_export_markdown_and_json(ip: Any, tmp_path: Path) -> None:
     reply(ip, '%%chat -c ex -s "Sys."\nquestion')
     run(ip, f"%chat export ex {tmp_path / 'ex.md'}")
     md = (tmp_path / "ex.md").read_text()
-    assert md.startswith("# Conversation: ex\n\n**System:** Sys.\n\n## User\n\nquestion\n\n## Assistant · chatgptt · gpt-4o")
+    assert md.startswith(
+        "# Conversation: ex\n\n**System:** Sys.\n\n## User\n\nquestion\n\n## Assistant · chatgptt · gpt-4o"
+    )
     run(ip, f"%chat export ex {tmp_path / 'ex.json'}")
     data = json.loads((tmp_path / "ex.json").read_text())
     assert data["system"] == "Sys." and data["exchanges"][0]["user"] == "question"
@@ -55,7 +57,9 @@ def test_restore_needs_a_notebook(ip: Any, tmp_path: Path) -> None:
 def _execute(cells: list[str], path: Path) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
     nbformat.write(nb, path)
     return nb
 
@@ -98,8 +102,16 @@ def test_restore_into_the_shell_keeps_other_conversations(ip: Any, tmp_path: Pat
         nbformat.v4.new_output(
             "display_data",
             data={"text/plain": "x"},
-            metadata={"chatmagic": {"conversation": "default", "user": "old", "assistant": "reply",
-                                    "provider": "chatgptt", "model": "gpt-4o", "key": "k1"}},
+            metadata={
+                "chatmagic": {
+                    "conversation": "default",
+                    "user": "old",
+                    "assistant": "reply",
+                    "provider": "chatgptt",
+                    "model": "gpt-4o",
+                    "key": "k1",
+                }
+            },
         )
     ]
     nb.cells = [cell]
@@ -114,15 +126,25 @@ def _saved(records: list[dict[str, Any]], path: Path) -> None:
     nb = nbformat.v4.new_notebook()
     for record in records:
         cell = nbformat.v4.new_code_cell("%%chat")
-        cell.outputs = [nbformat.v4.new_output("display_data", data={"text/plain": ""},
-                                               metadata={"chatmagic": record})]
+        cell.outputs = [
+            nbformat.v4.new_output("display_data", data={"text/plain": ""}, metadata={"chatmagic": record})
+        ]
         nb.cells.append(cell)
     nbformat.write(nb, path)
 
 
 def _rec(user: str, *, epoch: str, seq: int, at: float, key: str | None = None) -> dict[str, Any]:
-    return {"conversation": "default", "epoch": epoch, "user": user, "assistant": f"re: {user}",
-            "provider": "chatgptt", "model": "gpt-4o", "seq": seq, "finished_at": at, "key": key}
+    return {
+        "conversation": "default",
+        "epoch": epoch,
+        "user": user,
+        "assistant": f"re: {user}",
+        "provider": "chatgptt",
+        "model": "gpt-4o",
+        "seq": seq,
+        "finished_at": at,
+        "key": key,
+    }
 
 
 def test_restore_keeps_the_newest_epoch_in_conversation_order(ip: Any, tmp_path: Path) -> None:
@@ -137,7 +159,10 @@ def test_restore_keeps_the_newest_epoch_in_conversation_order(ip: Any, tmp_path:
     )
     run(ip, f"%chat restore {tmp_path / 'e.ipynb'}")
     conv = get_session().conversation()
-    assert [ex.user.content for ex in conv.exchanges] == ["first, re-run later", "second, saved first in the notebook"]
+    assert [ex.user.content for ex in conv.exchanges] == [
+        "first, re-run later",
+        "second, saved first in the notebook",
+    ]
     assert conv.epoch == "new"
     # the next exchange continues the order
     reply(ip, "%%chat\nthird")

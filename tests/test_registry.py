@@ -26,8 +26,11 @@ def clean_registry() -> Iterator[None]:
     providers._entry_points_read = saved[2]
 
 
-def test_entry_point_group_adds_a_provider(tmp_path: Path, clean_registry: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "echo_plugin.py").write_text(textwrap.dedent('''
+def test_entry_point_group_adds_a_provider(
+    tmp_path: Path, clean_registry: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "echo_plugin.py").write_text(
+        textwrap.dedent("""
         from chatmagic.providers.base import Provider
 
         class Echo(Provider):
@@ -39,7 +42,8 @@ def test_entry_point_group_adds_a_provider(tmp_path: Path, clean_registry: None,
 
             async def _stream(self, messages, model):
                 yield "echo: " + messages[-1]["content"]
-    '''))
+    """)
+    )
     dist = tmp_path / "echo_plugin-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: echo-plugin\nVersion: 1.0\n")

@@ -83,8 +83,7 @@ def get_provider(name: str) -> type[Provider]:
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
         raise ConfigurationError(
-            f"The provider {name!r} could not be loaded from {path} ({exc}). "
-            "Is its package installed?"
+            f"The provider {name!r} could not be loaded from {path} ({exc}). Is its package installed?"
         ) from exc
     if not (isinstance(obj, type) and issubclass(obj, Provider)):
         raise ConfigurationError(f"{path} is not a chatmagic Provider class.")

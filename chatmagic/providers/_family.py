@@ -75,6 +75,5 @@ async def with_token_retry(
             if fresh:
                 raise TokenRefusedError(
                     label,
-                    f"the site refused its security token even after a fresh one was fetched. "
-                    f"{refused_hint}",
+                    f"the site refused its security token even after a fresh one was fetched. {refused_hint}",
                 ) from None

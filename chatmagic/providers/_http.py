@@ -260,6 +260,7 @@ class _AiohttpAnswer(_BaseAnswer):
         except (aiohttp.ClientError, OSError) as exc:
             raise self._t._interrupted(exc) from exc
 
+
 class CurlTransport(Transport):
     """curl_cffi async session impersonating a browser's TLS and HTTP/2 fingerprint."""
 
@@ -276,7 +277,7 @@ class CurlTransport(Transport):
                     "check: pip install curl_cffi"
                 ) from exc
             self._session = AsyncSession(
-                impersonate=self.impersonate,  # type: ignore[arg-type]
+                impersonate=self.impersonate,
                 headers=self.headers,
                 cookies=self.cookies,
                 proxy=self._proxy.with_credentials() if self._proxy else None,
@@ -372,6 +373,7 @@ class _CurlAnswer(_BaseAnswer):
             raise self._t._interrupted(exc) from exc
         finally:
             await reads.aclose()
+
 
 def is_bot_check(status: int, headers: Mapping[str, str], body: str) -> bool:
     """Cloudflare's challenge: 403/503, ``cf-mitigated: challenge`` or its page title."""

@@ -115,15 +115,14 @@ class Provider(abc.ABC):
         if not received:
             raise EmptyReplyError(
                 self.label,
-                "the site answered, but the reply was empty. Try again, rephrase, "
-                "or use another provider.",
+                "the site answered, but the reply was empty. Try again, rephrase, or use another provider.",
             )
 
     @abc.abstractmethod
     def _stream(self, messages: list[dict[str, str]], model: str) -> AsyncIterator[str]:
         """The site's protocol: yield text chunks in order."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional: providers without connections keep it
         """Close the provider's HTTP sessions. Safe to call twice."""
 
     async def __aenter__(self) -> Provider:
@@ -187,9 +186,7 @@ def format_prompt(messages: Sequence[Message]) -> str:
     """
     if len(messages) == 1:
         return messages[0]["content"]
-    lines = [
-        f"{m['role'].capitalize()}: {m['content']}" for m in messages if m["content"].strip()
-    ]
+    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages if m["content"].strip()]
     lines.append("Assistant:")
     return "\n".join(lines)
 

@@ -100,7 +100,11 @@ class MwaiProvider(Provider):
                 yield piece
             elif kind == "end":
                 final = event.get("data")
-                obj = parse_json(self.label, final, "the end event's JSON", "") if isinstance(final, str) else final
+                obj = (
+                    parse_json(self.label, final, "the end event's JSON", "")
+                    if isinstance(final, str)
+                    else final
+                )
                 reply = self._final(obj)
                 if not streamed:
                     yield reply

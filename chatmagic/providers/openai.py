@@ -222,7 +222,9 @@ class OpenAICompatible(Provider):
         """The model names the server has (``GET {base}/models``), sorted."""
         key = self.api_key()
         try:
-            async with self._http.request("GET", self.endpoint("/models"), headers=self._headers(key)) as answer:
+            async with self._http.request(
+                "GET", self.endpoint("/models"), headers=self._headers(key)
+            ) as answer:
                 text = (await answer.read()).decode("utf-8", "replace")
                 if answer.status >= 400:
                     raise await self._status_error(answer.status, answer.headers, text, None, key)
@@ -260,8 +262,10 @@ class OpenAICompatible(Provider):
                 )
             return HTTPStatusError(self.label, hint, status=status)
         code = error_code(body)
-        if model is not None and message is not None and (
-            code == "model_not_found" or (status == 404 and "model" in message.lower())
+        if (
+            model is not None
+            and message is not None
+            and (code == "model_not_found" or (status == 404 and "model" in message.lower()))
         ):
             return HTTPStatusError(
                 self.label,
@@ -280,7 +284,9 @@ class OpenAICompatible(Provider):
             return status_error(self.label, status, headers, body)
         if status == 429 and code == "insufficient_quota":
             # retrying does not help: the account is out of credit
-            return ServiceError(self.label, f"the account has no quota left ({said}). Check the plan and billing.")
+            return ServiceError(
+                self.label, f"the account has no quota left ({said}). Check the plan and billing."
+            )
         hint = {
             400: "The server refused the request; check the model and the messages.",
             429: "The server is rate-limiting: wait a little, or use another provider.",

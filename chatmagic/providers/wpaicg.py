@@ -198,8 +198,7 @@ class WpaicgProvider(Provider):
         if not isinstance(data, str):
             raise ProtocolError(
                 self.label,
-                "the answer has no 'data' text: the site's protocol has changed. "
-                "Try another provider.",
+                "the answer has no 'data' text: the site's protocol has changed. Try another provider.",
             )
         if data.strip() == CONSENT_REFUSAL:
             raise ServiceError(
@@ -213,4 +212,3 @@ class WpaicgProvider(Provider):
 def _is_refusal_status(status: int, body: str) -> bool:
     # WordPress' own nonce check in admin-ajax answers 403 with body "-1"
     return status == 403 and body.strip() == "-1"
-

@@ -42,13 +42,20 @@ _MODEL_CREATED = 1_700_000_000
 _KEYS_PAGE = "https://platform.openai.com/account/api-keys"
 
 
-def error_body(message: str, type_: str = "invalid_request_error", param: str | None = None,
-               code: str | None = None) -> str:
+def error_body(
+    message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> str:
     return dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
 
 
-def api_error(status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
-              code: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
+def api_error(
+    status: int,
+    message: str,
+    type_: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     return send_text(status, error_body(message, type_, param, code), JSON_TYPE, headers)
 
 
@@ -95,7 +102,9 @@ async def _front_door(ctx: Ctx, model: str | None) -> web.StreamResponse | None:
     if ctx.has("slow_first_byte"):
         await asyncio.sleep(ctx.settings.slow_seconds)
     if ctx.has("cloudflare"):
-        return send_text(403, CLOUDFLARE_PAGE, HTML_TYPE, {"cf-mitigated": "challenge", "Server": "cloudflare"})
+        return send_text(
+            403, CLOUDFLARE_PAGE, HTML_TYPE, {"cf-mitigated": "challenge", "Server": "cloudflare"}
+        )
     if ctx.has("http500"):
         return api_error(
             500,
@@ -172,14 +181,21 @@ def _invalid(body: Any) -> web.Response | None:
     if not body.get("model"):
         return api_error(400, "you must provide a model parameter")
     if not isinstance(body["model"], str):
-        return api_error(400, "Invalid type for 'model': expected a string.", param="model", code="invalid_type")
+        return api_error(
+            400, "Invalid type for 'model': expected a string.", param="model", code="invalid_type"
+        )
     if "messages" not in body:
-        return api_error(400, "Missing required parameter: 'messages'.", param="messages",
-                         code="missing_required_parameter")
+        return api_error(
+            400,
+            "Missing required parameter: 'messages'.",
+            param="messages",
+            code="missing_required_parameter",
+        )
     messages = body["messages"]
     if not isinstance(messages, list):
-        return api_error(400, "Invalid type for 'messages': expected an array.", param="messages",
-                         code="invalid_type")
+        return api_error(
+            400, "Invalid type for 'messages': expected an array.", param="messages", code="invalid_type"
+        )
     if not messages:
         return api_error(
             400,
@@ -191,30 +207,51 @@ def _invalid(body: Any) -> web.Response | None:
     for i, m in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(m, dict):
-            return api_error(400, f"Invalid type for '{where}': expected an object.", param=where,
-                             code="invalid_type")
+            return api_error(
+                400, f"Invalid type for '{where}': expected an object.", param=where, code="invalid_type"
+            )
         role = m.get("role")
         if role is None:
-            return api_error(400, f"Missing required parameter: '{where}.role'.", param=f"{where}.role",
-                             code="missing_required_parameter")
+            return api_error(
+                400,
+                f"Missing required parameter: '{where}.role'.",
+                param=f"{where}.role",
+                code="missing_required_parameter",
+            )
         if role not in ROLES:
             valid = ", ".join(f"'{r}'" for r in ROLES)
-            return api_error(400, f"Invalid value: {json.dumps(role)}. Supported values are: {valid}.",
-                             param=f"{where}.role", code="invalid_value")
+            return api_error(
+                400,
+                f"Invalid value: {json.dumps(role)}. Supported values are: {valid}.",
+                param=f"{where}.role",
+                code="invalid_value",
+            )
         content = m.get("content")
         # an assistant message that only calls tools has no content
         if content is None and not (role == "assistant" and ("tool_calls" in m or "function_call" in m)):
-            return api_error(400, f"Missing required parameter: '{where}.content'.",
-                             param=f"{where}.content", code="missing_required_parameter")
+            return api_error(
+                400,
+                f"Missing required parameter: '{where}.content'.",
+                param=f"{where}.content",
+                code="missing_required_parameter",
+            )
         if content is not None and not isinstance(content, (str, list)):
-            return api_error(400, f"Invalid type for '{where}.content': expected one of a string or "
-                             "array of objects.", param=f"{where}.content", code="invalid_type")
+            return api_error(
+                400,
+                f"Invalid type for '{where}.content': expected one of a string or array of objects.",
+                param=f"{where}.content",
+                code="invalid_type",
+            )
     if "stream" in body and body["stream"] is not None and not isinstance(body["stream"], bool):
-        return api_error(400, "Invalid type for 'stream': expected a boolean.", param="stream",
-                         code="invalid_type")
+        return api_error(
+            400, "Invalid type for 'stream': expected a boolean.", param="stream", code="invalid_type"
+        )
     if body.get("stream_options") is not None and not body.get("stream"):
-        return api_error(400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-                         param="stream_options")
+        return api_error(
+            400,
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+        )
     return None
 
 
@@ -270,17 +307,27 @@ async def _chat(ctx: Ctx, state: State) -> web.StreamResponse:
 
     if not body.get("stream"):
         if ctx.has("service_error"):
-            return await send_json(ctx, {"error": {"message": "The server had an error while processing "
-                                                   "your request. Sorry about that!", "type": "server_error",
-                                                   "param": None, "code": None}})
+            return await send_json(
+                ctx,
+                {
+                    "error": {
+                        "message": "The server had an error while processing your request. Sorry about that!",
+                        "type": "server_error",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+            )
         obj: dict[str, Any] = {"object": "chat.completion", **head}
         if not ctx.has("missing_field"):
-            obj["choices"] = [{
-                "index": 0,
-                "message": {"role": "assistant", "content": reply, "refusal": None, "annotations": []},
-                "logprobs": None,
-                "finish_reason": "stop",
-            }]
+            obj["choices"] = [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reply, "refusal": None, "annotations": []},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ]
         obj["usage"] = usage
         return await send_json(ctx, obj)
 
@@ -306,13 +353,22 @@ async def _chat(ctx: Ctx, state: State) -> web.StreamResponse:
     bad = "data: " + dumps({"object": "chat.completion.chunk", **head})
     if ctx.has("service_error"):
         # the API's way of failing mid-stream: an error object instead of the next chunk
-        error = {"error": {"message": "The server had an error while processing your request. "
-                           "Sorry about that!", "type": "server_error", "param": None, "code": None}}
-        return await stream_events(ctx, ["", *pieces[:3]], piece_line, end_lines=["data: " + dumps(error)],
-                                   bad_event=bad)
+        error = {
+            "error": {
+                "message": "The server had an error while processing your request. Sorry about that!",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+        }
+        return await stream_events(
+            ctx, ["", *pieces[:3]], piece_line, end_lines=["data: " + dumps(error)], bad_event=bad
+        )
     end = [chunk({}, "stop")]
     if with_usage:
-        end.append("data: " + dumps({"object": "chat.completion.chunk", **head, "choices": [], "usage": usage}))
+        end.append(
+            "data: " + dumps({"object": "chat.completion.chunk", **head, "choices": [], "usage": usage})
+        )
     if not ctx.has("no_end"):
         end.append("data: [DONE]")
     return await stream_events(ctx, ["", *pieces], piece_line, end_lines=end, bad_event=bad)

@@ -75,7 +75,7 @@ class ForwardProxy(ThreadedServer):
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
+        self._tasks.add(task)
         try:
             await self._handle(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
@@ -85,7 +85,7 @@ class ForwardProxy(ThreadedServer):
             # start_server callback from logging the cancellation as an error.
             writer.transport.abort()
         finally:
-            self._tasks.discard(task)  # type: ignore[arg-type]
+            self._tasks.discard(task)
             writer.close()
             try:
                 await writer.wait_closed()

@@ -55,7 +55,7 @@ class Sandbox(ThreadedServer):
         self._runner = runner
         server = site._server  # the bound socket tells the port picked for port=0
         assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr,attr-defined]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         return self
 
     async def aclose(self) -> None:

@@ -30,8 +30,13 @@ CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 LAUNCH_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -52,7 +57,7 @@ def _missing() -> str | None:
 if (_reason := _missing()) is not None:
     pytest.skip(_reason, allow_module_level=True)
 
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402 - after the skip
 
 #: the notebook's cells, run one by one with Shift+Enter
 CELLS = [
@@ -72,7 +77,7 @@ CELLS = [
     "%%chat -c cells -p opchatgpts\nCount for me [[words:150]][[delay:0.02]]",
     (
         "%%chat -c cells\n[[reply]]| a | b |\n|---|---|\n| 1 | 2 |\n\n"
-        "<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=2</script> "
+        '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> '
         "[link](javascript:window.__pwned=3) **bold**"
     ),
     "%%chat -c cells\nA long one [[words:3000]][[delay:0.05]]",
@@ -87,12 +92,19 @@ CELLS = [
 def _notebook() -> dict[str, Any]:
     return {
         "cells": [
-            {"cell_type": "code", "execution_count": None, "id": f"cell{i}", "metadata": {},
-             "outputs": [], "source": src}
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": f"cell{i}",
+                "metadata": {},
+                "outputs": [],
+                "source": src,
+            }
             for i, src in enumerate(CELLS)
         ],
-        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
-                                    "name": "python3"}},
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+        },
         "nbformat": 4,
         "nbformat_minor": 5,
     }
@@ -118,11 +130,25 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env["JUPYTERLAB_SETTINGS_DIR"] = str(root / ".settings")
     log = open(root / "lab.log", "wb")  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", "--allow-root", f"--ServerApp.root_dir={root}",
-         "--ServerApp.port_retries=0", "--LabApp.news_url=",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--IdentityProvider.token={token}",
+            "--allow-root",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.port_retries=0",
+            "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -134,7 +160,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     log.flush()
-                    raise RuntimeError("JupyterLab did not start:\n" + (root / "lab.log").read_text()[-3000:])
+                    raise RuntimeError(
+                        "JupyterLab did not start:\n" + (root / "lab.log").read_text()[-3000:]
+                    ) from None
                 time.sleep(0.3)
         yield f"{base}/lab/tree/panel.ipynb?token={token}"
     finally:
@@ -257,7 +285,9 @@ def _drive(page: Page) -> None:
     observations["stop_shown_s"] = round(time.monotonic() - clicked, 2)
     expect(_cell(page, 3).locator(".jp-OutputArea")).to_contain_text("slept", timeout=15_000)
     observations["sleep_cell_done_s"] = round(time.monotonic() - clicked, 2)
-    observations["stop_honoured_during_busy_cell"] = observations["stop_shown_s"] < observations["sleep_cell_done_s"] - 0.5
+    observations["stop_honoured_during_busy_cell"] = (
+        observations["stop_shown_s"] < observations["sleep_cell_done_s"] - 0.5
+    )
     expect(send).to_be_enabled()
     expect(panel.locator(".chatmagic-assistant").last).to_contain_text("■ stopped")
     _wait_idle(page)
