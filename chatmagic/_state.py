@@ -44,20 +44,15 @@ def start_sandbox(session: ChatSession) -> str:
             # openai_api_key=None: the notebook flow needs no key (the user's environment is left alone)
             _sandbox = Sandbox(SandboxSettings(openai_api_key=None)).start_in_thread()
         sandbox = _sandbox
-    for name in _BUILTIN:
-        session.base_urls[name] = sandbox.base_url(name)
-    session.close()  # providers made for the real sites are dropped
+    session.set_stand_in({name: sandbox.base_url(name) for name in _BUILTIN})
     return str(sandbox.url)
 
 
 def stop_sandbox(session: ChatSession) -> None:
     global _sandbox
-    from .providers import _BUILTIN
 
     with _lock:
         sandbox, _sandbox = _sandbox, None
-    for name in _BUILTIN:
-        session.base_urls.pop(name, None)
-    session.close()
+    session.set_stand_in(None)
     if sandbox is not None:
         sandbox.stop()

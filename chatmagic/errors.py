@@ -8,6 +8,7 @@ says what happened and what to try::
     │   ├── UnknownProviderError      no provider by that name
     │   └── UnknownModelError         the provider has no such model
     ├── MissingDependencyError        an optional package (curl_cffi) is not installed
+    ├── ConversationBusy              a reply is still streaming into the conversation
     ├── TurnStopped                   the user stopped a reply (Stop, Ctrl-C); keeps the text so far
     ├── AllProvidersFailed            every provider of a fallback chain failed (``.failures``)
     └── ProviderError                 the provider failed; ``.provider``, ``.partial``
@@ -23,18 +24,19 @@ says what happened and what to try::
 
 Foreign exceptions (aiohttp, curl_cffi) are mapped to these in one place,
 ``chatmagic.providers._http``, and chained with ``raise ... from exc``.
-Proxy credentials never appear in a message: see :func:`redact`.
+Neither credentials nor secrets appear in a message: see :func:`redact`.
 """
 
 from __future__ import annotations
 
-import re
+from ._secrets import scrub
 
 __all__ = [
     "AllProvidersFailed",
     "BotCheckError",
     "ChatMagicError",
     "ConfigurationError",
+    "ConversationBusy",
     "EmptyReplyError",
     "HTTPStatusError",
     "MissingDependencyError",
@@ -51,14 +53,16 @@ __all__ = [
     "redact",
 ]
 
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@:]*(?::[^/\s@]*)?@")
-
 _OTHER_PROVIDERS_HINT = "or another provider (%chat providers lists them)"
 
 
 def redact(text: str) -> str:
-    """Remove ``user:password@`` from every URL in ``text``."""
-    return _CREDENTIALS.sub(r"\g<scheme>***@", text)
+    """``text`` as it may be shown: no URL credentials, no secret, nor any piece of one.
+
+    Every error message goes through this when the error is made, so a message that was
+    cut in the middle of a key echoed by a server still shows none of it.
+    """
+    return scrub(text, fragments=True)
 
 
 class ChatMagicError(Exception):
@@ -98,6 +102,10 @@ class MissingDependencyError(ChatMagicError, ImportError):
     """A package a provider needs is not installed."""
 
 
+class ConversationBusy(ChatMagicError):
+    """A second turn was started while a reply still streams into the same conversation."""
+
+
 class TurnStopped(ChatMagicError):
     """The user stopped the reply. ``partial`` holds the text received until then."""
 
@@ -123,6 +131,15 @@ class ProviderError(ChatMagicError):
         self.provider = provider
         self.partial = partial
         self.detail = redact(message)
+        #: how many times the provider was asked (1 unless retried)
+        self.attempts = 1
+
+    def note_attempts(self, attempts: int) -> None:
+        """Say in the message that the provider was asked ``attempts`` times."""
+        if attempts > 1 and self.attempts == 1:
+            self.attempts = attempts
+            self.args = (f"{self.provider} ({attempts} attempts): {self.detail}", *self.args[1:])
+            self.detail = f"{attempts} attempts, {self.detail}"
 
 
 class ProviderConnectionError(ProviderError):

@@ -7,35 +7,25 @@ errors as one line.
 
 from __future__ import annotations
 
+import argparse
+import difflib
 import hashlib
 import html
+import math
 import shlex
-from typing import Any
+from typing import Any, NoReturn
 
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
-from traitlets import Bool, Dict, Float, Int, Unicode, observe
+from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, observe, validate
 
 from ._state import get_session
-from .errors import ChatMagicError, TurnStopped
+from .errors import ChatMagicError, ConfigurationError, TurnStopped, redact
+from .options import TurnOptions, check_base_url, check_proxy, parse_chain
 from .render import FORMATS, UpdatePacer, reply_bundle, seconds
-from .session import DEFAULT_CONVERSATION, Turn, TurnOptions
-
-SUBCOMMANDS = {
-    "providers": "list providers with their models and flags",
-    "conversations": "list the conversations of this kernel",
-    "history [NAME]": "show a conversation (default: the default one)",
-    "reset [NAME]": "forget a conversation's history",
-    "use PROVIDER [MODEL]": "set the default provider (and model)",
-    "panel [NAME]": "open the chat panel on a conversation",
-    "restore [NOTEBOOK]": "rebuild the conversations saved in a notebook (after a restart)",
-    "export NAME [PATH]": "write a conversation as Markdown, or JSON when PATH ends in .json",
-    "sandbox [start|stop]": "start the local stand-in of the chat sites and point the providers at it",
-    "sandbox fault SITE FAULT [N]": "make the stand-in fail the next N requests to SITE (try errors, fallbacks)",
-    "help": "this list",
-}
+from .session import DEFAULT_CONVERSATION, TEXT_KEY_PREFIX, Turn
 
 
 @magics_class
@@ -79,14 +69,40 @@ class ChatMagics(Magics):
         self._sync_session()
 
     def _sync_session(self) -> None:
+        """The session's settings are exactly the traits' (a removed entry is removed)."""
         s = self.session
         s.default_provider = self.default_provider or "chatgptt"
         s.default_model = self.default_model or None
         s.default_system = self.system_prompt or None
         s.default_timeout = self.timeout or None
         s.default_proxy = self.proxy or None
-        s.base_urls.update({k.lower(): v for k, v in self.base_urls.items()})
+        s.base_urls = {k.strip().lower(): v for k, v in self.base_urls.items()}
         s.retries = max(0, self.retries)
+
+    # each check raises a TraitError, which %config prints as one line, keeping the old value
+
+    @validate("default_provider")
+    def _valid_provider(self, proposal: Any) -> str:
+        return _trait_check(lambda v: ",".join(parse_chain(v)) if v else v, proposal.value)
+
+    @validate("timeout")
+    def _valid_timeout(self, proposal: Any) -> float:
+        value = proposal.value
+        if not math.isfinite(value) or value < 0:
+            raise TraitError(
+                f"ChatMagics.timeout must be a number of seconds, 0 for no limit (got {value!r})."
+            )
+        return float(value)
+
+    @validate("proxy")
+    def _valid_proxy(self, proposal: Any) -> str:
+        return _trait_check(check_proxy, proposal.value) or ""
+
+    @validate("base_urls")
+    def _valid_base_urls(self, proposal: Any) -> dict[str, str]:
+        for url in proposal.value.values():
+            _trait_check(check_base_url, url)
+        return dict(proposal.value)
 
     def _user_ns(self) -> dict[str, Any]:
         return self.shell.user_ns if self.shell is not None else {}
@@ -187,75 +203,50 @@ class ChatMagics(Magics):
     def _chat(self, args: Any, cell: str) -> None:
         session = self.session
         name = args.conversation
-        if args.timeout is not None and args.timeout <= 0:
-            raise UsageError("--timeout must be a positive number of seconds.")
-        conv = session.conversation(name)
-        options = TurnOptions(
-            provider=args.provider,
-            model=args.model,
-            system=args.system,
-            proxy=args.proxy,
-            base_url=args.base_url,
-            timeout=args.timeout,
-        )
+        try:
+            options = TurnOptions(
+                provider=args.provider,
+                model=args.model,
+                system=args.system,
+                proxy=args.proxy,
+                base_url=args.base_url,
+                timeout=args.timeout,
+            )
+        except ConfigurationError as exc:
+            raise UsageError(str(exc)) from None
         text, expansion = cell, None
         if args.interpolate or (self.interpolate and not args.no_interpolate):
             from .interpolate import interpolate
 
             expansion = interpolate(cell, self._user_ns(), self.interpolate_max_chars)
             text = expansion.text
-        key = self._exchange_key(conv, cell, claim=not args.dry_run)
-        turn = session.prepare(text, conversation=name, options=options, key=key, fresh=args.new)
+        turn = session.prepare(
+            text, conversation=name, options=options, key=self._exchange_key(cell), fresh=args.new
+        )
         if args.dry_run:
             _show_dry_run(turn, expansion)
             return
-        if args.new:  # only now: a cell that cannot be sent does not lose the history
-            session.new_conversation(name)
-        # what a cell chose stays with the conversation for the next cells
-        with conv.lock:
-            if args.provider:
-                chain = ",".join(turn.chain)
-                if conv.provider != chain:
-                    conv.model = None
-                conv.provider = chain
-            if args.model:
-                conv.model = turn.model
-            if args.system is not None:
-                conv.system = args.system or None
-        session.start(turn)
-        self._show(turn, args.format or self.format)
+        self._run(turn, args.format or self.format)
 
-    def _exchange_key(self, conv: Any, cell: str, claim: bool = True) -> str:
-        """The cell id; without one, the text: a re-run of the last exchange replaces it."""
+    def _exchange_key(self, cell: str) -> str:
+        """The cell id; without one, the text (a re-run of the last exchange replaces it)."""
         if self._cell_id:
             return f"cell:{self._cell_id}"
-        key = "text:" + hashlib.sha1(cell.encode()).hexdigest()[:16]
-        if not claim:
-            return key
-        with conv.lock:
-            for ex in conv.exchanges[:-1]:
-                if ex.key == key:
-                    ex.key = None  # an older identical message is no longer "this cell"
-        return key
+        return TEXT_KEY_PREFIX + hashlib.sha1(cell.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
-    def _show(self, turn: Turn, fmt: str) -> None:
-        """Stream the turn into one display handle, paced (see render.UpdatePacer)."""
-        pacer = UpdatePacer()
-        handle = display(reply_bundle("", fmt, f"{_head(turn)} · waiting…"), raw=True, display_id=True)
+    def _run(self, turn: Turn, fmt: str) -> None:
+        """Start the turn and stream it into one display handle, paced (render.UpdatePacer).
+
+        Ctrl-C at any moment once the turn exists, even before it has started or before
+        its display exists, stops it: the user sees the one-line "Stopped" message and
+        the reply never joins the history behind their back.
+        """
+        handle: Any = None
         interrupted = False
         try:
-            version = 0
-            while not turn.done:
-                version = turn.wait_change(version, pacer.wait_time())
-                if turn.done:
-                    break
-                size = turn.size
-                if pacer.due(size):
-                    handle.update(reply_bundle(turn.text, fmt, f"{_head(turn)} · streaming…"), raw=True)
-                    pacer.sent(size)
-                else:
-                    # let chunks pile up until an update can be due
-                    turn.wait(pacer.wait_time())
+            self.session.start(turn)
+            handle = display(reply_bundle("", fmt, f"{_head(turn)} · waiting…"), raw=True, display_id=True)
+            self._stream(turn, fmt, handle)
         except KeyboardInterrupt:
             interrupted = True
             turn.stop()
@@ -266,14 +257,38 @@ class ChatMagics(Magics):
 
             # the exchange is saved with the notebook: %chat restore rebuilds it after a restart
             metadata = exchange_metadata(turn.conversation, turn.exchange)
-        handle.update(self._final_bundle(turn, fmt, _head(turn)), raw=True, metadata=metadata)
+        final = self._final_bundle(turn, fmt, _head(turn))
+        if handle is None:
+            display(final, raw=True, metadata=metadata)
+        else:
+            handle.update(final, raw=True, metadata=metadata)
         if turn.state == "failed" and turn.error is not None:
             raise turn.error
         if turn.state == "stopped" and interrupted:
             raise TurnStopped(
-                "Stopped by the user. The text so far is kept"
-                + (", marked as stopped, in the conversation." if turn.text else "; nothing was added.")
+                "Stopped by the user. "
+                + (
+                    "The text so far is kept in the conversation, marked as stopped."
+                    if turn.exchange is not None
+                    else "Nothing was added to the conversation."
+                )
             )
+
+    @staticmethod
+    def _stream(turn: Turn, fmt: str, handle: Any) -> None:
+        pacer = UpdatePacer()
+        version = 0
+        while not turn.done:
+            version = turn.wait_change(version, pacer.wait_time())
+            if turn.done:
+                break
+            size = turn.size
+            if pacer.due(size):
+                handle.update(reply_bundle(turn.text, fmt, f"{_head(turn)} · streaming…"), raw=True)
+                pacer.sent(size)
+            else:
+                # let chunks pile up until an update can be due
+                turn.wait(pacer.wait_time())
 
     @staticmethod
     def _final_bundle(turn: Turn, fmt: str, head: str) -> dict[str, str]:
@@ -284,12 +299,8 @@ class ChatMagics(Magics):
             return reply_bundle(
                 turn.text, fmt, f"{head} · ■ stopped · {timing}", status_class="chatmagic-stopped"
             )
-        return reply_bundle(
-            turn.text,
-            fmt,
-            f"{head} · failed (nothing was added to the conversation)",
-            status_class="chatmagic-error",
-        )
+        kept = "the text above was not added to the conversation" if turn.text else "nothing was added"
+        return reply_bundle(turn.text, fmt, f"{head} · failed · {kept}", status_class="chatmagic-error")
 
     # -- %chat ---------------------------------------------------------------------
 
@@ -299,25 +310,23 @@ class ChatMagics(Magics):
         try:
             words = shlex.split(line)
         except ValueError as exc:
-            raise UsageError(f"%chat: {exc}") from None
-        if not words:
-            words = ["help"]
-        command, rest = words[0].lower(), words[1:]
-        handler = getattr(self, f"_cmd_{command}", None)
-        if handler is None:
+            raise UsageError(f"%chat: {exc} in: {redact(line)}") from None
+        parser = _line_parser()
+        if words and words[0].lower() not in _commands(parser):
+            close = difflib.get_close_matches(words[0].lower(), _commands(parser), n=1)
+            hint = f" Did you mean: %chat {close[0]}?" if close else " See %chat help."
             raise UsageError(
-                f"%chat has no command {command!r}. Commands: "
-                + ", ".join(c.split()[0] for c in SUBCOMMANDS)
-                + ". To send a message, use a %%chat cell."
+                f"%chat has no command {redact(words[0])!r}.{hint} To send a message, use a %%chat cell."
             )
-        return handler(rest)
+        if words:
+            words[0] = words[0].lower()
+        args = parser.parse_args(words or ["help"])
+        return getattr(self, f"_cmd_{args.command}")(args)
 
-    def _cmd_help(self, rest: list[str]) -> None:
-        width = max(map(len, SUBCOMMANDS))
-        lines = [f"  %chat {c:<{width}}  {d}" for c, d in SUBCOMMANDS.items()]
-        print("Commands:\n" + "\n".join(lines) + "\nSend messages with a %%chat cell; %%chat? is its manual.")
+    def _cmd_help(self, args: Any) -> None:
+        print(_help_text(_line_parser()))
 
-    def _cmd_providers(self, rest: list[str]) -> None:
+    def _cmd_providers(self, args: Any) -> None:
         from .providers import list_providers
 
         rows = list_providers()
@@ -332,7 +341,7 @@ class ChatMagics(Magics):
             table.append([r["name"], r["default_model"], models, *flags])
         _show_table(head, table)
 
-    def _cmd_conversations(self, rest: list[str]) -> None:
+    def _cmd_conversations(self, args: Any) -> None:
         head = ["conversation", "exchanges", "provider", "model", "system prompt"]
         table = [
             [
@@ -349,10 +358,10 @@ class ChatMagics(Magics):
             return
         _show_table(head, table)
 
-    def _cmd_history(self, rest: list[str]) -> None:
+    def _cmd_history(self, args: Any) -> None:
         from .render import markdown_html
 
-        name = rest[0] if rest else DEFAULT_CONVERSATION
+        name = args.name
         conv = self.session.conversations.get(name)
         if conv is None or not len(conv):
             print(f"The conversation {name!r} is empty.")
@@ -371,8 +380,8 @@ class ChatMagics(Magics):
             plain += [f"user: {ex.user.content}", f"assistant{mark}: {ex.assistant.content}"]
         display({"text/html": "".join(html_parts), "text/plain": "\n\n".join(plain)}, raw=True)
 
-    def _cmd_reset(self, rest: list[str]) -> None:
-        name = rest[0] if rest else DEFAULT_CONVERSATION
+    def _cmd_reset(self, args: Any) -> None:
+        name = args.name
         conv = self.session.conversations.get(name)
         if conv is None:
             print(f"There is no conversation {name!r}.")
@@ -380,87 +389,148 @@ class ChatMagics(Magics):
         conv.reset()
         print(f"Conversation {name!r} reset.")
 
-    def _cmd_use(self, rest: list[str]) -> None:
+    def _cmd_use(self, args: Any) -> None:
         from .providers import get_provider
 
-        if not rest or len(rest) > 2:
-            raise UsageError("Usage: %chat use PROVIDER [MODEL]")
         try:
-            cls = get_provider(rest[0])
-            model = cls.get_model(rest[1] if len(rest) > 1 else None)
+            cls = get_provider(args.provider)
+            model = cls.get_model(args.model)
         except ChatMagicError as exc:
             raise UsageError(str(exc)) from None
         self.default_provider = cls.name
-        self.default_model = model if len(rest) > 1 else ""
+        self.default_model = model if args.model else ""
         print(f"Default provider: {cls.name}, model {model}.")
 
-    def _cmd_restore(self, rest: list[str]) -> None:
+    def _cmd_restore(self, args: Any) -> None:
         from .record import current_notebook, restore
 
-        path = rest[0] if rest else current_notebook(self._user_ns())
+        path = args.notebook or current_notebook(self._user_ns())
         if path is None:
             raise UsageError(
                 "Which notebook? This frontend does not say: %chat restore path/to/notebook.ipynb "
                 "(save the notebook first)."
             )
-        try:
-            counts = restore(self.session, path)
-        except ChatMagicError as exc:
-            raise UsageError(str(exc)) from None
-        if not counts:
-            print(f"No chatmagic exchanges are saved in {path}: run %%chat cells and save the notebook.")
-            return
-        summary = ", ".join(f"{name}: {n} exchange{'s' if n != 1 else ''}" for name, n in counts.items())
-        print(f"Restored from {path}: {summary}.")
+        report = restore(self.session, path)
+        print(report.summary())
 
-    def _cmd_export(self, rest: list[str]) -> None:
+    def _cmd_export(self, args: Any) -> None:
         from .record import export
 
-        if not rest or len(rest) > 2:
-            raise UsageError("Usage: %chat export NAME [PATH]   (PATH ending in .json writes JSON)")
-        conv = self.session.conversations.get(rest[0])
+        conv = self.session.conversations.get(args.name)
         if conv is None or not len(conv):
-            raise UsageError(f"The conversation {rest[0]!r} is empty: nothing to export.")
-        target = export(conv, rest[1] if len(rest) > 1 else f"chat-{conv.name}.md")
+            raise UsageError(f"The conversation {args.name!r} is empty: nothing to export.")
+        target = export(conv, args.path or f"chat-{conv.name}.md")
         print(f"Wrote {len(conv)} exchanges of {conv.name!r} to {target}.")
 
-    def _cmd_panel(self, rest: list[str]) -> Any:
+    def _cmd_panel(self, args: Any) -> Any:
         from .panel import ChatPanel
 
-        name = rest[0] if rest else DEFAULT_CONVERSATION
-        return ChatPanel(conversation=name, session=self.session)
+        return ChatPanel(conversation=args.name, session=self.session)
 
-    def _cmd_sandbox(self, rest: list[str]) -> None:
-        from ._state import start_sandbox, stop_sandbox
-
-        action = rest[0] if rest else "start"
-        if action == "stop":
-            stop_sandbox(self.session)
-            print("The local stand-in is stopped; providers use their real sites again.")
-            return
-        if action == "fault":
-            self._sandbox_fault(rest[1:])
-            return
-        if action != "start":
-            raise UsageError("Usage: %chat sandbox [start|stop|fault SITE FAULT [TIMES]]")
-        url = start_sandbox(self.session)
-        print(f"Local stand-in of the chat sites at {url}; every provider now talks to it.")
-
-    def _sandbox_fault(self, rest: list[str]) -> None:
-        """Make the stand-in fail the next requests to one site (to try fallbacks, errors)."""
+    def _cmd_sandbox(self, args: Any) -> None:
         from . import _state
 
-        sandbox = _state.running_sandbox()
-        if sandbox is None:
-            raise UsageError("The stand-in is not running: %chat sandbox start")
-        if len(rest) not in (2, 3) or (len(rest) == 3 and not rest[2].isdigit()):
-            raise UsageError("Usage: %chat sandbox fault SITE FAULT[,FAULT] [TIMES]  (see docs/sandbox.md)")
-        times = int(rest[2]) if len(rest) == 3 else 1
-        try:
-            sandbox.inject(rest[0], *rest[1].split(","), times=times)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        print(f"The stand-in's {rest[0]} will answer the next {times} chat request(s) with: {rest[1]}.")
+        if args.action == "stop":
+            _state.stop_sandbox(self.session)
+            print("The local stand-in is stopped; providers use their configured addresses again.")
+        elif args.action == "fault":
+            sandbox = _state.running_sandbox()
+            if sandbox is None:
+                raise UsageError("The stand-in is not running: %chat sandbox start")
+            try:
+                sandbox.inject(args.site, *args.fault.split(","), times=args.times)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            print(
+                f"The stand-in's {args.site} will answer the next {args.times} chat request(s) with: {args.fault}."
+            )
+        else:
+            url = _state.start_sandbox(self.session)
+            print(f"Local stand-in of the chat sites at {url}; every provider now talks to it.")
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """argparse that reports errors as IPython's one-line UsageError, secrets removed."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{redact(message)}\n{self.format_usage().strip()}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        raise UsageError(redact(message or "").strip() or self.format_usage().strip())
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def _line_parser() -> _CommandParser:
+    """The ``%chat`` commands: usage, help and errors all come from this one declaration."""
+    parser = _CommandParser(prog="%chat", add_help=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
+
+    def command(name: str, summary: str) -> _CommandParser:
+        cmd: _CommandParser = sub.add_parser(name, help=summary, description=summary, add_help=False)
+        return cmd
+
+    command("help", "list these commands")
+    command("providers", "list providers with their models and flags")
+    command("conversations", "list the conversations of this kernel")
+    command("history", "show a conversation").add_argument(
+        "name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION
+    )
+    command("reset", "forget a conversation's history").add_argument(
+        "name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION
+    )
+    use = command("use", "set the default provider (and model)")
+    use.add_argument("provider", metavar="PROVIDER")
+    use.add_argument("model", metavar="MODEL", nargs="?")
+    command("panel", "open the chat panel on a conversation").add_argument(
+        "name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION
+    )
+    command(
+        "restore", "rebuild the conversations saved in a notebook, merged with this kernel's"
+    ).add_argument("notebook", metavar="NOTEBOOK", nargs="?")
+    export = command("export", "write a conversation as Markdown, or JSON when PATH ends in .json")
+    export.add_argument("name", metavar="NAME")
+    export.add_argument("path", metavar="PATH", nargs="?")
+    sandbox = command("sandbox", "the local stand-in of the chat sites: start (default), stop, fault")
+    actions = sandbox.add_subparsers(dest="action", metavar="ACTION", parser_class=_CommandParser)
+    actions.add_parser("start", help="start it and point every provider at it", add_help=False)
+    actions.add_parser("stop", help="stop it; providers use their configured addresses again", add_help=False)
+    fault = actions.add_parser("fault", help="make it fail the next TIMES requests to SITE", add_help=False)
+    fault.add_argument("site", metavar="SITE")
+    fault.add_argument("fault", metavar="FAULT[,FAULT]")
+    fault.add_argument("times", metavar="TIMES", nargs="?", type=_positive_int, default=1)
+    return parser
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, tuple[argparse.ArgumentParser, str]]:
+    """A parser's sub-commands: name -> (parser, one-line help)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help or "" for a in action._choices_actions}
+            return {name: (cmd, helps.get(name, "")) for name, cmd in action.choices.items()}
+    return {}
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[str]:
+    return list(_subparsers(parser))
+
+
+def _help_text(parser: argparse.ArgumentParser) -> str:
+    rows: list[tuple[str, str]] = []
+
+    def walk(p: argparse.ArgumentParser) -> None:
+        for cmd, summary in _subparsers(p).values():
+            rows.append((cmd.format_usage().removeprefix("usage: ").strip(), summary))
+            walk(cmd)
+
+    walk(parser)
+    width = max(len(usage) for usage, _ in rows)
+    lines = [f"  {usage:<{width}}  {summary}".rstrip() for usage, summary in rows]
+    return "Commands:\n" + "\n".join(lines) + "\nSend messages with a %%chat cell; %%chat? is its manual."
 
 
 def _show_dry_run(turn: Turn, expansion: Any) -> None:
@@ -491,10 +561,10 @@ def _show_dry_run(turn: Turn, expansion: Any) -> None:
 def _head(turn: Turn) -> str:
     """Who answers: provider and model, and which providers of a chain failed first."""
     head = f"{turn.provider} · {turn.model}"
-    if turn.failures:
-        failed = ", ".join(f"{name} failed" for name, _ in turn.failures)
-        head += f" (after {failed})" if turn.state != "failed" else ""
-    return head
+    notes = [] if turn.state == "failed" else [f"{name} failed" for name, _ in turn.failures]
+    if turn.retries:
+        notes.append(f"{turn.retries} {'retry' if turn.retries == 1 else 'retries'}")
+    return head + (f" (after {', '.join(notes)})" if notes else "")
 
 
 def _parse(magic: Any, line: str) -> Any:
@@ -502,8 +572,18 @@ def _parse(magic: Any, line: str) -> Any:
     try:
         argv = shlex.split(line)
     except ValueError as exc:
-        raise UsageError(f"{exc} in: {line}") from None
-    return magic.parser.parse_args(argv)
+        raise UsageError(f"{exc} in: {redact(line)}") from None
+    try:
+        return magic.parser.parse_args(argv)
+    except UsageError as exc:  # argparse quotes what it could not read: a proxy password too
+        raise UsageError(redact(str(exc))) from None
+
+
+def _trait_check(check: Any, value: Any) -> Any:
+    try:
+        return check(value)
+    except ConfigurationError as exc:
+        raise TraitError(str(exc)) from None
 
 
 def _show_table(head: list[str], rows: list[list[str]]) -> None:

@@ -32,6 +32,7 @@ from .errors import (
     BotCheckError,
     ChatMagicError,
     ConfigurationError,
+    ConversationBusy,
     HTTPStatusError,
     ProviderConnectionError,
     ProviderError,
@@ -40,10 +41,13 @@ from .errors import (
     TurnStopped,
     UnknownModelError,
 )
+from .options import TurnOptions, parse_chain
 from .runner import Runner, get_runner
 
 DEFAULT_CONVERSATION = "default"
 DEFAULT_PROVIDER = "chatgptt"
+#: keys of exchanges made from a cell's text, where the frontend sends no cell id
+TEXT_KEY_PREFIX = "text:"
 
 Listener = Callable[[str, "Conversation", "Turn | None"], None]
 
@@ -106,18 +110,6 @@ class Exchange:
         }
 
 
-@dataclass
-class TurnOptions:
-    """Per-turn settings; ``None`` falls back to the conversation, then the session."""
-
-    provider: str | None = None
-    model: str | None = None
-    system: str | None = None
-    proxy: str | None = None
-    base_url: str | None = None
-    timeout: float | None = None
-
-
 class Conversation:
     """A named history of exchanges with its provider, model and system prompt."""
 
@@ -156,16 +148,44 @@ class Conversation:
     def __len__(self) -> int:
         return len(self.exchanges)
 
+    def __bool__(self) -> bool:
+        # a conversation with no exchanges yet still has its provider and settings
+        return True
+
+    def replaced_key(self, key: str | None) -> str | None:
+        """The key of the exchange a turn with ``key`` would replace, or None (a new one).
+
+        A cell id (``cell:…``) replaces its exchange wherever it is. A key made from
+        the text (``text:…``, frontends that send no cell id) replaces only the last
+        exchange: the same question asked again later is a new exchange.
+        """
+        if key is None:
+            return None
+        with self.lock:
+            if key.startswith(TEXT_KEY_PREFIX):
+                return key if self.exchanges and self.exchanges[-1].key == key else None
+            return key if any(ex.key == key for ex in self.exchanges) else None
+
     def __repr__(self) -> str:
         return f"<Conversation {self.name!r}: {len(self)} exchanges, provider={self.provider!r}>"
 
     # -- changing ------------------------------------------------------------------
 
     def reset(self) -> None:
+        """Forget the history (settings stay). Refused while a reply streams into it."""
         with self.lock:
+            self._check_idle()
             self.exchanges.clear()
             self.epoch = new_key()
         self._emit("reset", None)
+
+    def _check_idle(self, doing: str = "changed") -> None:
+        active = self.active
+        if active is not None and not active.done:
+            raise ConversationBusy(
+                f"A reply is still streaming into the conversation {self.name!r}, so it cannot be "
+                f"{doing} now: wait for it, or stop it (Stop in the panel, or interrupt the kernel)."
+            )
 
     def record(self, exchange: Exchange) -> None:
         """Add an exchange, or replace the one with the same key in place.
@@ -183,6 +203,28 @@ class Conversation:
             else:
                 exchange.seq = self.exchanges[-1].seq + 1 if self.exchanges else 0
                 self.exchanges.append(exchange)
+        self._emit("recorded", None)
+
+    def adopt(
+        self,
+        exchanges: list[Exchange],
+        *,
+        epoch: str | None = None,
+        system: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        """Take a whole history at once (what ``%chat restore`` merged); ``None`` keeps a field."""
+        with self.lock:
+            self.exchanges[:] = exchanges
+            if epoch is not None:
+                self.epoch = epoch
+            if system is not None:
+                self.system = system or None
+            if provider is not None:
+                self.provider = provider or None
+            if model is not None:
+                self.model = model or None
         self._emit("recorded", None)
 
     # -- listeners (panels) --------------------------------------------------------
@@ -222,21 +264,26 @@ class Turn:
         options: TurnOptions,
         key: str | None,
         *,
-        spec: str,
+        chain: list[str],
         model: str,
+        fresh: bool = False,
     ) -> None:
         self.session = session
         self.conversation = conversation
         self.prompt = prompt
         self.key = key
+        #: the conversation starts afresh with this turn (``--new``)
+        self.fresh = fresh
         #: providers to try in order (``--provider a,b,c``); ``provider`` is the one answering
-        self.chain = [name.strip().lower() for name in spec.split(",") if name.strip()]
-        self.provider = self.chain[0] if self.chain else ""
+        self.chain = chain
+        self.provider = self.chain[0]
         self.model = model
         #: the model each provider of the chain is asked for
         self.models: dict[str, str] = {}
         #: (provider, error) for each provider that failed before this turn's text began
         self.failures: list[tuple[str, ChatMagicError]] = []
+        #: tries that failed and were repeated (rate limits, server errors, the network)
+        self.retries = 0
         self.options = options
         #: what joined the history when the turn ended (None: nothing did)
         self.exchange: Exchange | None = None
@@ -253,6 +300,7 @@ class Turn:
         self.messages: list[dict[str, str]] = []
         self._task: asyncio.Task[None] | None = None
         self._stop_requested = False
+        self._submitted = False
 
     # -- reading -------------------------------------------------------------------
 
@@ -304,6 +352,10 @@ class Turn:
         task = self._task
         if task is not None:
             self.session.runner.call_soon(task.cancel)
+        elif not self._submitted and self.state == "pending":
+            # interrupted before it was handed to the loop (Ctrl-C inside start()): it will
+            # never run, so it ends here, or its conversation would stay busy
+            self._finish("stopped", TurnStopped("Stopped by the user.", partial=""))
 
     async def _run(self) -> None:
         self._task = asyncio.current_task()
@@ -345,6 +397,8 @@ class Turn:
                     await self._stream_from(name)
                     return
                 except (ProviderError, ConfigurationError) as exc:  # e.g. a missing API key
+                    if isinstance(exc, ProviderError):
+                        exc.note_attempts(attempt + 1)
                     if self.size:
                         raise
                     delay = self.session.retry_delay(exc, attempt)
@@ -352,6 +406,10 @@ class Turn:
                         self.failures.append((name, exc))
                         break
                     attempt += 1
+                    with self._cond:
+                        self.retries += 1
+                        self.version += 1
+                        self._cond.notify_all()
                     await asyncio.sleep(delay)
         if len(self.failures) == 1:
             raise self.failures[0][1]
@@ -414,8 +472,10 @@ class ChatSession:
         self.default_system: str | None = None
         self.default_timeout: float | None = 120.0
         self.default_proxy: str | None = None
-        #: provider name -> base URL (mirrors, self-hosted sites, the local stand-in)
+        #: provider name -> base URL (mirrors, self-hosted sites): exactly the user's settings
         self.base_urls: dict[str, str] = {}
+        #: provider name -> the local stand-in's address, while ``%chat sandbox`` runs
+        self.stand_in_urls: dict[str, str] = {}
         #: retries of a provider before moving on, and the backoff between them
         self.retries = 2
         self.backoff = 0.5
@@ -424,10 +484,25 @@ class ChatSession:
         self._lock = threading.RLock()
         self._providers: dict[tuple[Any, ...], Any] = {}
 
-    def default_model_for(self, provider: str) -> str:
-        if self.default_model and provider == self.default_provider:
+    def default_model_for(self, chain: str) -> str:
+        if self.default_model and chain == ",".join(parse_chain(self.default_provider)):
             return self.default_model
         return ""
+
+    def base_url_for(self, provider: str) -> str | None:
+        """The address ``provider`` talks to: the stand-in's while it runs, else the user's."""
+        with self._lock:
+            return self.stand_in_urls.get(provider) or self.base_urls.get(provider)
+
+    def set_stand_in(self, urls: dict[str, str] | None) -> None:
+        """Point providers at the local stand-in (``None``: back to the user's addresses).
+
+        The stand-in's addresses lie over the user's ``base_urls`` without changing them,
+        so stopping it gives back exactly what the user had configured.
+        """
+        with self._lock:
+            self.stand_in_urls = dict(urls or {})
+        self.close()  # providers made for the previous addresses are dropped
 
     # -- conversations -------------------------------------------------------------
 
@@ -439,13 +514,17 @@ class ChatSession:
             return conv
 
     def new_conversation(self, name: str = DEFAULT_CONVERSATION) -> Conversation:
-        """Start ``name`` afresh (keeping listeners, so open panels follow it)."""
+        """Start ``name`` afresh with the session's defaults (listeners stay, so panels follow)."""
         conv = self.conversation(name)
         with conv.lock:
-            conv.system = self.default_system
-            conv.provider = conv.model = None
-        conv.reset()
+            conv._check_idle("started afresh")
+            self._reset_settings(conv)
+            conv.reset()
         return conv
+
+    def _reset_settings(self, conv: Conversation) -> None:
+        conv.system = self.default_system
+        conv.provider = conv.model = None
 
     def __iter__(self) -> Iterator[Conversation]:
         with self._lock:
@@ -464,10 +543,16 @@ class ChatSession:
     ) -> Turn:
         """Check everything that can be checked before sending; returns an unstarted turn.
 
-        ``fresh``: the turn is for the conversation started afresh (``--new``): no
-        history, and the session's defaults instead of the conversation's settings. The
-        conversation itself is only reset by :meth:`new_conversation`, once the caller
-        knows the turn can be sent, so a mistyped option loses nothing.
+        Which provider and model answer (the one rule, also in the README):
+
+        - ``options.provider``, else the conversation's provider, else the session default;
+        - ``options.model``; else the conversation's model, unless this turn names another
+          provider (a model belongs to its provider); else the default model of the session
+          when the provider is the default one; else the provider's own default.
+
+        ``fresh``: the turn starts the conversation afresh (``--new``): no history, and the
+        session's defaults instead of the conversation's settings. Nothing changes on the
+        conversation until :meth:`start`, so a turn that cannot be sent loses nothing.
         """
         from .providers import get_provider
 
@@ -475,37 +560,72 @@ class ChatSession:
             raise ConfigurationError("The message is empty: write it in the cell body (or the box).")
         options = options or TurnOptions()
         conv = self.conversation(conversation)
-        kept = None if fresh else conv
-        spec = options.provider or (kept and kept.provider) or self.default_provider
-        model = options.model or (kept and kept.model) or self.default_model_for(spec)
-        turn = Turn(self, conv, prompt, options, key, spec=spec, model=model)
-        if not turn.chain:
-            raise ConfigurationError("No provider given: name one with --provider (%chat providers).")
-        if options.base_url and len(turn.chain) > 1:
+        with conv.lock:
+            kept_provider = None if fresh else conv.provider
+            kept_model = None if fresh else conv.model
+            kept_system = self.default_system if fresh else conv.system
+        names = options.chain or parse_chain(kept_provider or self.default_provider)
+        if options.base_url and len(names) > 1:
             raise ConfigurationError(
                 "--base-url names one site, and this is a chain of providers: set each one's "
                 "address with %config ChatMagics.base_urls = {'openai': 'http://…/v1', …}."
             )
-        classes = [get_provider(name) for name in turn.chain]
-        turn.chain = [cls.name for cls in classes]
-        turn.models = resolve_models(classes, turn.model or None)
-        turn.provider = turn.chain[0]
-        turn.model = turn.models[turn.provider]
-        system = (
-            options.system if options.system is not None else (self.default_system if fresh else conv.system)
-        )
-        history = [] if fresh else [m for m in conv.messages(before_key=key) if m["role"] != "system"]
+        classes = [get_provider(name) for name in names]
+        chain = [cls.name for cls in classes]
+        spec = ",".join(chain)
+        if options.model:
+            model = options.model
+        elif kept_model and (kept_provider is None or spec == kept_provider):
+            model = kept_model
+        else:
+            model = self.default_model_for(spec)
+        models = resolve_models(classes, model or None)
+        turn = Turn(self, conv, prompt, options, key, chain=chain, model=models[chain[0]], fresh=fresh)
+        turn.models = models
+        system = options.system if options.system is not None else kept_system
+        history = [] if fresh else conv.messages(before_key=conv.replaced_key(key))
         turn.messages = (
             ([{"role": "system", "content": system}] if system else [])
-            + history
+            + [m for m in history if m["role"] != "system"]
             + [{"role": "user", "content": prompt}]
         )
         return turn
 
     def start(self, turn: Turn) -> Turn:
-        with turn.conversation.lock:
-            turn.conversation.active = turn
-        turn.conversation._emit("start", turn)
+        """Start a prepared turn; what it chose stays with the conversation.
+
+        The one place where a turn changes its conversation's settings: ``--new`` starts
+        it afresh; a provider given for the turn becomes the conversation's (and drops
+        a model of the previous provider); a model given becomes its model; a system
+        prompt given becomes its system prompt. Refused (:class:`ConversationBusy`)
+        while another reply streams into the same conversation.
+        """
+        conv, options = turn.conversation, turn.options
+        with conv.lock:
+            conv._check_idle("sent to")
+            if turn.fresh:
+                self._reset_settings(conv)
+                conv.exchanges.clear()
+                conv.epoch = new_key()
+            if options.provider is not None:
+                spec = ",".join(turn.chain)
+                if conv.provider != spec and options.model is None:
+                    conv.model = None
+                conv.provider = spec
+            if options.model is not None:
+                conv.model = options.model
+            if options.system is not None:
+                conv.system = options.system or None
+            if turn.key is not None and conv.replaced_key(turn.key) is None:
+                # the same text asked again: the older exchange is no longer "this cell"
+                for ex in conv.exchanges:
+                    if ex.key == turn.key:
+                        ex.key = None
+            conv.active = turn
+        if turn.fresh:
+            conv._emit("reset", None)
+        conv._emit("start", turn)
+        turn._submitted = True
         self.runner.submit(turn._run())
         return turn
 
@@ -534,7 +654,7 @@ class ChatSession:
 
         cls = get_provider(name)
         o = turn.options
-        base_url = o.base_url or self.base_urls.get(cls.name)
+        base_url = o.base_url or self.base_url_for(cls.name)
         proxy = o.proxy if o.proxy is not None else self.default_proxy
         timeout = o.timeout if o.timeout is not None else self.default_timeout
         key = (cls, base_url, proxy, timeout)
