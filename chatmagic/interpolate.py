@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .context import as_text
+
 DEFAULT_MAX_CHARS = 2000
 
 _REF = re.compile(r"""\{(?P<ref>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[(?:-?\d+|'[^'\\\]]*'|"[^"\\\]]*")\])*)\}""")
@@ -97,7 +99,8 @@ def _expand(text: str, namespace: Mapping[str, Any], max_chars: int, out: Expans
         value = resolve(m.group("ref"), namespace)
         if value is _MISSING:
             return m.group(0)
-        rendered, cut = shorten(value if isinstance(value, str) else str(value), max_chars)
+        # tables, arrays and long containers go as summaries, never as their full text
+        rendered, cut = shorten(as_text(value), max_chars)
         out.replaced.append(m.group("ref"))
         if cut:
             out.shortened.append(m.group("ref"))

@@ -25,7 +25,12 @@ from ._state import get_session
 from .errors import ChatMagicError, ConfigurationError, TurnStopped, redact
 from .options import TurnOptions, check_base_url, check_proxy, parse_chain
 from .render import FORMATS, UpdatePacer, reply_bundle, seconds
-from .session import DEFAULT_CONVERSATION, TEXT_KEY_PREFIX, Turn
+from .session import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS, TEXT_KEY_PREFIX, Turn
+
+FIX_REQUEST = (
+    "Explain briefly what caused this error, then give the corrected code in one Python code block, "
+    "changing only what the fix needs."
+)
 
 
 @magics_class
@@ -54,6 +59,24 @@ class ChatMagics(Magics):
     retries = Int(
         2, help="Retries of a provider (rate limit, server error, network) before the next one."
     ).tag(config=True)
+    context = Unicode(
+        "", help="Notebook context added to every %%chat cell, as --context (e.g. 'error,cells:1')."
+    ).tag(config=True)
+    max_history_chars = Int(
+        DEFAULT_MAX_HISTORY_CHARS,
+        help="Earlier history sent with a message, in characters: the newest exchanges that fit, whole "
+        "(0 = all). The conversation itself keeps everything.",
+    ).tag(config=True)
+    redact_secrets = Bool(
+        True,
+        help="Replace the values of secret-looking environment variables (KEY, TOKEN, SECRET, PASSWORD, "
+        "...) and of provider keys with [redacted NAME] in everything sent.",
+    ).tag(config=True)
+    replay = Bool(
+        False,
+        help="Show a cell's saved reply again, sending nothing, when the cell would send exactly what it "
+        "sent then (after %chat restore: Restart & Run All without the network).",
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         # set before the traits: loading %config values fires the observer below
@@ -64,7 +87,18 @@ class ChatMagics(Magics):
 
     # -- configuration -------------------------------------------------------------
 
-    @observe("default_provider", "default_model", "system_prompt", "timeout", "proxy", "base_urls", "retries")
+    @observe(
+        "default_provider",
+        "default_model",
+        "system_prompt",
+        "timeout",
+        "proxy",
+        "base_urls",
+        "retries",
+        "max_history_chars",
+        "redact_secrets",
+        "replay",
+    )
     def _on_config(self, change: Any) -> None:
         self._sync_session()
 
@@ -78,12 +112,22 @@ class ChatMagics(Magics):
         s.default_proxy = self.proxy or None
         s.base_urls = {k.strip().lower(): v for k, v in self.base_urls.items()}
         s.retries = max(0, self.retries)
+        s.max_history_chars = max(0, self.max_history_chars)
+        s.redact_secrets = self.redact_secrets
+        s.replay = self.replay
 
     # each check raises a TraitError, which %config prints as one line, keeping the old value
 
     @validate("default_provider")
     def _valid_provider(self, proposal: Any) -> str:
         return _trait_check(lambda v: ",".join(parse_chain(v)) if v else v, proposal.value)
+
+    @validate("context")
+    def _valid_context(self, proposal: Any) -> str:
+        from .context import parse_spec
+
+        _trait_check(parse_spec, proposal.value)
+        return str(proposal.value)
 
     @validate("timeout")
     def _valid_timeout(self, proposal: Any) -> float:
@@ -159,6 +203,20 @@ class ChatMagics(Magics):
         help="Send the cell exactly as written even when interpolation is on by default.",
     )
     @magic_arguments.argument(
+        "-e",
+        "--error",
+        action="store_true",
+        help="Attach the last error: its type and message, your frames of the traceback and the cell "
+        "that raised (as --context error).",
+    )
+    @magic_arguments.argument(
+        "--context",
+        metavar="SPEC",
+        help="Attach notebook context, items separated by commas: error (the last error), cells:N "
+        "(the last N cells with their results), vars (your variables: names, types, shapes). Each "
+        "item has a size budget; cuts are marked.",
+    )
+    @magic_arguments.argument(
         "--dry-run",
         action="store_true",
         help="Show the exact messages that would be sent, and send nothing.",
@@ -201,8 +259,6 @@ class ChatMagics(Magics):
         self._chat(args, cell.strip("\n").rstrip())
 
     def _chat(self, args: Any, cell: str) -> None:
-        session = self.session
-        name = args.conversation
         try:
             options = TurnOptions(
                 provider=args.provider,
@@ -212,6 +268,8 @@ class ChatMagics(Magics):
                 base_url=args.base_url,
                 timeout=args.timeout,
             )
+            spec = ",".join(filter(None, [self.context, args.context, "error" if args.error else ""]))
+            items = _context_items(spec)
         except ConfigurationError as exc:
             raise UsageError(str(exc)) from None
         text, expansion = cell, None
@@ -220,13 +278,79 @@ class ChatMagics(Magics):
 
             expansion = interpolate(cell, self._user_ns(), self.interpolate_max_chars)
             text = expansion.text
-        turn = session.prepare(
-            text, conversation=name, options=options, key=self._exchange_key(cell), fresh=args.new
+        notes: list[str] = []
+        if items:
+            context = self._gather(items)
+            if not context and args.error:
+                raise UsageError("There is no error to attach yet: run the cell that fails first.")
+            text = context.attach(text)
+            if context:
+                notes.append(f"with {', '.join(context.titles).lower()}")
+        self._send(text, args, options, key=self._exchange_key(cell), expansion=expansion, notes=notes)
+
+    def _send(
+        self, text: str, args: Any, options: TurnOptions, *, key: str, expansion: Any = None, notes: list[str]
+    ) -> None:
+        """Prepare, then show the dry run or run the turn: the one path of %%chat and %chat fix."""
+        turn = self.session.prepare(
+            text, conversation=args.conversation, options=options, key=key, fresh=args.new
         )
+        turn.notes += notes
+        if turn.redacted:
+            turn.notes.append(f"redacted {', '.join(turn.redacted)}")
+        if turn.history_sent < turn.history_total:
+            turn.notes.append(f"sent {turn.history_sent} of {turn.history_total} earlier exchanges")
         if args.dry_run:
             _show_dry_run(turn, expansion)
             return
-        self._run(turn, args.format or self.format)
+        fmt = args.format or self.format
+        if fmt == "code":  # shown as Markdown; its code goes into a new cell below
+            turn.code_to_cell = True
+            self._run(turn, "markdown")
+            self._code_to_cell(turn)
+        else:
+            self._run(turn, fmt)
+
+    def _code_to_cell(self, turn: Turn) -> None:
+        from .code import code_blocks
+
+        blocks = code_blocks(turn.text) if turn.state == "done" else []
+        if blocks and self.shell is not None:
+            # JupyterLab and Notebook 7 insert it as a new cell below; the terminal pre-fills the prompt
+            self.shell.set_next_input("\n\n".join(blocks), replace=False)
+
+    def _cmd_fix(self, args: Any) -> None:
+        from .context import Context, error_context, last_error
+
+        error = error_context(last_error())
+        if error is None:
+            raise UsageError("There is no error yet: %chat fix explains the last exception a cell raised.")
+        try:
+            options = TurnOptions(provider=args.provider, model=args.model)
+        except ConfigurationError as exc:
+            raise UsageError(str(exc)) from None
+        context = Context()
+        context.add("Error", error)
+        text = context.attach(FIX_REQUEST)
+        args.new, args.dry_run, args.format = False, False, None
+        self._send(text, args, options, key=self._exchange_key(text), notes=["with the last error"])
+
+    def _gather(self, items: list[Any]) -> Any:
+        """The notebook context the items ask for (see chatmagic.context)."""
+        from . import context as ctx
+
+        found = ctx.Context()
+        ns = self._user_ns()
+        for item in items:
+            if item.kind == "error":
+                text = ctx.error_context(ctx.last_error())
+                found.add("Error", text or "")
+            elif item.kind == "cells":
+                text = ctx.cells_context(ns.get("In") or [], ns.get("Out") or {}, item.count)
+                found.add(f"Last {item.count} cell{'s' if item.count > 1 else ''}", text or "")
+            elif item.kind == "vars":
+                found.add("Variables", ctx.vars_context(ns) or "")
+        return found
 
     def _exchange_key(self, cell: str) -> str:
         """The cell id; without one, the text (a re-run of the last exchange replaces it)."""
@@ -476,6 +600,10 @@ def _line_parser() -> _CommandParser:
 
     command("help", "list these commands")
     command("providers", "list providers with their models and flags")
+    fix = command("fix", "explain the last error and propose a fix; the reply streams here")
+    fix.add_argument("-c", "--conversation", metavar="NAME", default=DEFAULT_CONVERSATION)
+    fix.add_argument("-p", "--provider", metavar="PROVIDER")
+    fix.add_argument("-m", "--model", metavar="MODEL")
     command("conversations", "list the conversations of this kernel")
     command("history", "show a conversation").add_argument(
         "name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION
@@ -564,7 +692,17 @@ def _head(turn: Turn) -> str:
     notes = [] if turn.state == "failed" else [f"{name} failed" for name, _ in turn.failures]
     if turn.retries:
         notes.append(f"{turn.retries} {'retry' if turn.retries == 1 else 'retries'}")
-    return head + (f" (after {', '.join(notes)})" if notes else "")
+    head += f" (after {', '.join(notes)})" if notes else ""
+    extra = list(turn.notes)
+    if turn.replayed:
+        extra.insert(0, "replayed: nothing was sent")
+    if turn.code_to_cell and turn.state == "done":
+        from .code import code_blocks
+
+        extra.append(
+            "code put in a new cell below" if code_blocks(turn.text) else "no code block to put in a cell"
+        )
+    return " · ".join([head, *extra])
 
 
 def _parse(magic: Any, line: str) -> Any:
@@ -577,6 +715,14 @@ def _parse(magic: Any, line: str) -> Any:
         return magic.parser.parse_args(argv)
     except UsageError as exc:  # argparse quotes what it could not read: a proxy password too
         raise UsageError(redact(str(exc))) from None
+
+
+def _context_items(spec: str) -> list[Any]:
+    if not spec:
+        return []
+    from .context import parse_spec
+
+    return list(dict.fromkeys(parse_spec(spec)))  # an item named twice is added once
 
 
 def _trait_check(check: Any, value: Any) -> Any:

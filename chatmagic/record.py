@@ -4,22 +4,54 @@ Each exchange a ``%%chat`` cell completes is written into the notebook itself, i
 metadata of the cell's reply output (``metadata["chatmagic"]``): the conversation's
 name and system prompt, the prompt as sent, the reply, provider, model and timings.
 Saving the notebook saves the conversations; :func:`restore` rebuilds them from the
-saved file, in the order of the notebook's cells.
+saved file.
+
+A saved notebook is outside data: it may have been edited by hand, by another tool, or
+by another version of chatmagic. Every record is checked field by field before it
+becomes an :class:`~chatmagic.session.Exchange`; a record with a missing or wrong-typed
+field is skipped and counted, never guessed at. Lone surrogates (``"\\ud800"`` escapes,
+which JSON allows and UTF-8 cannot encode) are replaced by U+FFFD.
+
+Restoring never discards an exchange the kernel holds: the notebook's exchanges are
+merged into the live conversation (see :func:`restore` for the rules).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import json
+import math
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigurationError
-from .session import ChatSession, Conversation, Exchange
+from .session import DEFAULT_CONVERSATION, TEXT_KEY_PREFIX, ChatSession, Conversation, Exchange, Message
+
+__all__ = [
+    "ConversationRestore",
+    "RestoreReport",
+    "SavedExchange",
+    "current_notebook",
+    "exchange_metadata",
+    "exchange_record",
+    "export",
+    "log_metadata",
+    "read_notebook",
+    "restore",
+    "saved_exchanges",
+    "to_json",
+    "to_markdown",
+]
 
 METADATA_KEY = "chatmagic"
 FORMAT_VERSION = 1
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def exchange_record(conversation: Conversation, exchange: Exchange) -> dict[str, Any]:
@@ -44,57 +76,412 @@ def log_metadata(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {METADATA_KEY: {"version": FORMAT_VERSION, "exchanges": records}}
 
 
-def notebook_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """Every chatmagic record in a saved notebook, in cell order."""
+# -- reading a saved notebook ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SavedExchange:
+    """A checked record: an exchange and what its conversation was when it was saved."""
+
+    conversation: str
+    epoch: str | None
+    system: str | None
+    chain: str | None
+    exchange: Exchange
+
+
+def read_notebook(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The notebook's JSON object; ConfigurationError when there is none to read."""
+    shown = os.fspath(path)
     try:
-        nb = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigurationError(f"There is no notebook at {os.fspath(path)!r}.") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"{os.fspath(path)!r} is not a readable notebook ({exc}).") from None
-    for cell in nb.get("cells", []):
-        for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
-            saved = (output.get("metadata") or {}).get(METADATA_KEY)
-            if not isinstance(saved, Mapping):
-                continue
-            records = saved.get("exchanges") if "exchanges" in saved else [saved]
-            for record in records if isinstance(records, list) else []:
-                if isinstance(record, Mapping) and "user" in record and "assistant" in record:
-                    yield dict(record)
+        raise ConfigurationError(f"There is no notebook at {shown!r}.") from None
+    except IsADirectoryError:
+        raise ConfigurationError(f"{shown!r} is a folder: give the path of a .ipynb file.") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{shown!r} is not a notebook: it is not UTF-8 text.") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = getattr(exc, "strerror", None) or exc
+        raise ConfigurationError(f"Cannot read {shown!r}: {reason}.") from None
+    try:
+        nb = json.loads(text)
+    except RecursionError:
+        raise ConfigurationError(
+            f"{shown!r} is not a readable notebook: its JSON is nested too deeply to read."
+        ) from None
+    except ValueError as exc:
+        raise ConfigurationError(f"{shown!r} is not a readable notebook ({exc}).") from None
+    if not isinstance(nb, dict):
+        raise ConfigurationError(
+            f"{shown!r} is not a notebook: it holds a JSON {type(nb).__name__}, not an object with cells."
+        )
+    return nb
 
 
-def restore(session: ChatSession, path: str | os.PathLike[str]) -> dict[str, int]:
-    """Rebuild the conversations recorded in a notebook; returns exchanges per conversation.
+def saved_exchanges(nb: Mapping[str, Any]) -> tuple[list[SavedExchange], int]:
+    """The valid records of a notebook, in cell order, and how many were not valid.
 
-    A conversation found in the notebook replaces the one of the same name in the
-    session; conversations the notebook does not mention are left alone.
+    What counts as not valid: a record with a missing or wrong-typed field, and any part
+    of the notebook on the way to records that does not have a notebook's shape (cells
+    that are not a list, a cell that is not an object, ...).
     """
-    found: dict[str, list[dict[str, Any]]] = {}
-    for record in notebook_records(path):
-        found.setdefault(str(record.get("conversation") or "default"), []).append(record)
-    for name, records in found.items():
-        # outputs from before a --new or New chat belong to a past epoch: keep the newest
-        newest = max(records, key=lambda r: float(r.get("finished_at") or 0.0))
-        records = [r for r in records if r.get("epoch") == newest.get("epoch")]
-        by_key: dict[Any, Exchange] = {}
-        loose: list[Exchange] = []
-        for record in records:
-            ex = Exchange.from_dict(record)
-            if ex.key is None:
-                loose.append(ex)
-            else:  # the same exchange saved twice (two panels, a re-run) counts once
-                old = by_key.get(ex.key)
-                if old is None or ex.finished_at >= old.finished_at:
-                    by_key[ex.key] = ex
-        exchanges = sorted([*by_key.values(), *loose], key=lambda e: (e.seq, e.finished_at))
-        conv = session.conversation(name)
+    found: list[SavedExchange] = []
+    invalid = 0
+    for raw in _raw_records(nb):
+        saved = _check(raw) if isinstance(raw, dict) else None
+        if saved is None:
+            invalid += 1
+        else:
+            found.append(saved)
+    return found, invalid
+
+
+_MALFORMED = object()  # stands for a part of the notebook that is not a notebook's shape
+
+
+def _raw_records(nb: Mapping[str, Any]) -> Iterator[Any]:
+    """Every chatmagic record as saved (not yet checked), or _MALFORMED for a broken part."""
+    cells = nb.get("cells", [])
+    if not isinstance(cells, list):
+        yield _MALFORMED
+        return
+    for cell in cells:
+        if not isinstance(cell, dict):
+            yield _MALFORMED
+            continue
+        if cell.get("cell_type") != "code":
+            continue
+        outputs = cell.get("outputs", [])
+        if not isinstance(outputs, list):
+            yield _MALFORMED
+            continue
+        for output in outputs:
+            if not isinstance(output, dict):
+                yield _MALFORMED
+                continue
+            metadata = output.get("metadata")
+            if metadata is None:
+                continue
+            if not isinstance(metadata, dict):
+                yield _MALFORMED
+                continue
+            if METADATA_KEY not in metadata:
+                continue
+            saved = metadata[METADATA_KEY]
+            if not isinstance(saved, dict):
+                yield _MALFORMED
+            elif "exchanges" in saved:  # a panel's log: a list of records
+                records = saved["exchanges"]
+                if isinstance(records, list) and _optional(saved, "version", int) is not _BAD:
+                    yield from records
+                else:
+                    yield _MALFORMED
+            else:
+                yield saved
+
+
+_BAD = object()  # a field of the wrong type
+
+
+def _optional(record: Mapping[str, Any], name: str, kind: type, default: Any = None) -> Any:
+    """``record[name]`` if it is of ``kind``; ``default`` if missing or null; else _BAD."""
+    value = record.get(name)
+    if value is None:
+        return default
+    if kind is int:  # bool is an int to Python, not to a record
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        try:
+            value = float(value) if ok else value
+        except OverflowError:  # an integer beyond any float
+            ok = False
+        ok = ok and math.isfinite(value)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        return _BAD
+    return _clean(value) if isinstance(value, str) else value
+
+
+def _check(record: Mapping[str, Any]) -> SavedExchange | None:
+    """The record as a SavedExchange, or None if any field is missing or of the wrong type."""
+    if not isinstance(record.get("user"), str) or not isinstance(record.get("assistant"), str):
+        return None
+    values = {
+        "version": _optional(record, "version", int),
+        "conversation": _optional(record, "conversation", str),
+        "epoch": _optional(record, "epoch", str),
+        "system": _optional(record, "system", str),
+        "chain": _optional(record, "chain", str),
+        "provider": _optional(record, "provider", str, ""),
+        "model": _optional(record, "model", str, ""),
+        "key": _optional(record, "key", str),
+        "stopped": _optional(record, "stopped", bool, False),
+        "first_text_s": _optional(record, "first_text_s", float),
+        "total_s": _optional(record, "total_s", float),
+        "finished_at": _optional(record, "finished_at", float, 0.0),
+        "seq": _optional(record, "seq", int, 0),
+        "context_hash": _optional(record, "context_hash", str),
+    }
+    if any(value is _BAD for value in values.values()):
+        return None
+    exchange = Exchange(
+        user=Message("user", _clean(record["user"])),
+        assistant=Message("assistant", _clean(record["assistant"]), stopped=values["stopped"]),
+        provider=values["provider"],
+        model=values["model"],
+        key=values["key"],
+        first_text_s=values["first_text_s"],
+        total_s=values["total_s"],
+        finished_at=values["finished_at"],
+        seq=values["seq"],
+        context_hash=values["context_hash"],
+    )
+    return SavedExchange(
+        conversation=values["conversation"] or DEFAULT_CONVERSATION,
+        epoch=values["epoch"],
+        system=values["system"],
+        chain=values["chain"],
+        exchange=exchange,
+    )
+
+
+def _clean(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD, so that it can be encoded."""
+    return _SURROGATES.sub("\ufffd", text)
+
+
+# -- restoring ------------------------------------------------------------------------
+
+
+@dataclass
+class ConversationRestore:
+    """What restoring did to one conversation."""
+
+    #: the notebook's exchanges that the conversation did not hold
+    added: int = 0
+    #: the conversation's exchanges replaced by a newer version saved in the notebook
+    replaced: int = 0
+    #: the conversation's exchanges kept as they were
+    kept: int = 0
+    #: the notebook's exchanges left out: from before a --new (an older epoch)
+    older: int = 0
+
+    def describe(self) -> str:
+        parts = [
+            f"{n} {what}"
+            for n, what in (
+                (self.added, "added"),
+                (self.replaced, "replaced"),
+                (self.kept, "kept"),
+                (self.older, "from before a --new skipped"),
+            )
+            if n
+        ]
+        return ", ".join(parts) or "nothing to restore"
+
+
+@dataclass
+class RestoreReport:
+    """What :func:`restore` did; ``summary()`` says it in a sentence or two."""
+
+    path: str
+    conversations: dict[str, ConversationRestore] = field(default_factory=dict)
+    #: saved records (or parts of the notebook) skipped because they were not valid
+    invalid: int = 0
+
+    def summary(self) -> str:
+        skipped = ""
+        if self.invalid:
+            one = self.invalid == 1
+            skipped = (
+                f"Skipped {self.invalid} saved record{'' if one else 's'} "
+                f"that {'was' if one else 'were'} not valid."
+            )
+        if not self.conversations:
+            if skipped:
+                return f"No chatmagic exchange could be restored from {self.path}. {skipped}"
+            return f"No chatmagic exchanges are saved in {self.path}: run %%chat cells and save the notebook."
+        parts = "; ".join(f"{name}: {counts.describe()}" for name, counts in self.conversations.items())
+        return f"Restored from {self.path}: {parts}." + (f" {skipped}" if skipped else "")
+
+
+def restore(session: ChatSession, path: str | os.PathLike[str]) -> RestoreReport:
+    """Merge the conversations saved in a notebook into the session's.
+
+    Conversations the notebook does not mention are left alone. For each one it does:
+
+    - Only the records of the notebook's newest epoch count: the older ones are from
+      before a ``--new`` (or *New chat*).
+    - An empty conversation takes those exchanges, with their epoch, system prompt and
+      provider chain.
+    - A conversation that holds exchanges keeps them all. If its epoch differs from
+      the notebook's and its newest exchange finished later, the notebook's records are
+      from before a ``--new`` and are skipped. Otherwise the two are merged: an exchange
+      is matched by its key (or, without one, by its prompt and reply); of two versions
+      that differ, the one that finished later stays; the notebook's other exchanges
+      are added. The merged history is ordered by place (``seq``), then time, and
+      numbered afresh.
+
+    Raises ConfigurationError when the file cannot be read as a notebook.
+    """
+    records, invalid = saved_exchanges(read_notebook(path))
+    report = RestoreReport(path=os.fspath(path), invalid=invalid)
+    by_name: dict[str, list[SavedExchange]] = {}
+    for saved in records:
+        by_name.setdefault(saved.conversation, []).append(saved)
+    for name, group in by_name.items():
+        report.conversations[name] = _restore_one(session.conversation(name), group)
+    return report
+
+
+def _restore_one(conv: Conversation, records: list[SavedExchange]) -> ConversationRestore:
+    newest = max(records, key=lambda s: s.exchange.finished_at)
+    older = _unique([s.exchange for s in records if s.epoch != newest.epoch])
+    saved = _unique([s.exchange for s in records if s.epoch == newest.epoch])
+    # the merge is worked out from a snapshot and installed only if no turn ended meanwhile
+    # (holding the lock across adopt() would call listeners, the panels, under it)
+    while True:
         with conv.lock:
-            conv.exchanges[:] = exchanges
-            conv.epoch = str(newest.get("epoch") or conv.epoch)
-            conv.system = newest.get("system") or None
-            conv.provider = newest.get("chain") or conv.provider
-        conv._emit("recorded", None)
-    return {name: len(session.conversation(name)) for name in found}
+            held = list(conv.exchanges)
+            epoch = conv.epoch
+        counts = ConversationRestore(older=len(older))
+        settings: dict[str, str | None] = {}
+        if not held:
+            merged = _in_order(saved)
+            counts.added = len(saved)
+            settings = {"epoch": newest.epoch, "system": newest.system or "", "provider": newest.chain}
+        elif newest.epoch is None or newest.epoch == epoch:
+            kept, added = _merge(held, saved, counts)
+            merged = _in_order(kept + added)
+        elif max(ex.finished_at for ex in held) > newest.exchange.finished_at:
+            counts.older += len(saved)
+            counts.kept = len(held)
+            return counts
+        else:
+            # the notebook's conversation started afresh after the kernel's: it follows the
+            # kernel's exchanges (the places of two epochs are not comparable) and goes on
+            # in its epoch, with its settings
+            kept, added = _merge(held, saved, counts)
+            merged = _in_order(kept) + _in_order(added)
+            settings = {"epoch": newest.epoch, "system": newest.system or "", "provider": newest.chain}
+        merged = [ex if ex.seq == i else dataclasses.replace(ex, seq=i) for i, ex in enumerate(merged)]
+        with conv.lock:
+            unchanged = _same_list(conv.exchanges, held)
+        if unchanged:
+            if settings or not _same_list(merged, held):  # else nothing to tell the panels
+                conv.adopt(merged, **settings)
+            return counts
+
+
+def _merge(
+    held: list[Exchange], saved: list[Exchange], counts: ConversationRestore
+) -> tuple[list[Exchange], list[Exchange]]:
+    """The kernel's exchanges (with newer versions from the notebook) and those it lacked."""
+    kept = list(held)
+    added = []
+    place = {id(ex): i for i, ex in enumerate(held)}
+    for i, mine in _pair(held, saved):
+        theirs = saved[i]
+        if mine is None:
+            added.append(theirs)
+        elif theirs.finished_at > mine.finished_at:
+            # the newer version takes the place of the one it replaces, as a re-run does
+            kept[place[id(mine)]] = dataclasses.replace(theirs, seq=mine.seq)
+            counts.replaced += 1
+    counts.added = len(added)
+    counts.kept = len(held) - counts.replaced
+    return kept, added
+
+
+def _in_order(exchanges: list[Exchange]) -> list[Exchange]:
+    """In conversation order: by place (``seq``), then, for two in one place, by time."""
+    return sorted(exchanges, key=lambda ex: (ex.seq, ex.finished_at))
+
+
+def _pair(held: list[Exchange], saved: list[Exchange]) -> Iterator[tuple[int, Exchange | None]]:
+    """Each saved exchange's index with the held exchange it is a version of (or None).
+
+    A cell's exchange matches by its cell key. The others can be asked more than once
+    in one conversation: a panel's (no key) match by prompt and reply, those keyed by a
+    cell's text by that key; of several candidates, an identical one is the match, else
+    the one in the same place (``seq``). A cell's text asked again takes the key from
+    the earlier exchange (ChatSession.start), whose record in the notebook still has it:
+    that record matches the keyless exchange with everything else the same. Any other is
+    a different exchange, never one to replace: a merge may keep a duplicate, but must
+    not lose an exchange.
+    """
+    candidates: dict[tuple[str, ...], list[Exchange]] = {}
+    for ex in held:
+        candidates.setdefault(_match_id(ex), []).append(ex)
+
+    def group(ex: Exchange, by_text: bool = False) -> list[Exchange]:
+        return candidates.get(_match_id(ex, by_text=by_text), [])
+
+    mates: dict[int, Exchange | None] = {}
+    for i, ex in enumerate(saved):
+        mates[i] = _take(group(ex), ex, "same")
+    for i, ex in enumerate(saved):
+        if mates[i] is None:
+            mates[i] = _take(group(ex), ex, "any" if _is_cell_key(ex.key) else "place")
+    for i, ex in enumerate(saved):
+        if mates[i] is None and ex.key is not None and not _is_cell_key(ex.key):
+            mates[i] = _take(group(ex, by_text=True), ex, "same but key")
+    return iter(mates.items())
+
+
+def _take(group: list[Exchange], ex: Exchange, how: str) -> Exchange | None:
+    """Remove and return the first of ``group`` that is ``ex`` (``how``), or None."""
+    for n, other in enumerate(group):
+        if (
+            how == "any"
+            or (how == "place" and other.seq == ex.seq)
+            or (how == "same" and _same(other, ex))
+            or (how == "same but key" and _same(other, ex, but=("seq", "key")))
+        ):
+            return group.pop(n)
+    return None
+
+
+def _unique(exchanges: Iterable[Exchange]) -> list[Exchange]:
+    """One version of each exchange saved more than once (a re-run, two panels): the newest.
+
+    The same exchange has the same cell key or, without one, the same key or text and
+    the same place.
+    """
+    newest: dict[tuple[Any, ...], Exchange] = {}
+    for ex in exchanges:
+        ident = _match_id(ex) if _is_cell_key(ex.key) else (*_match_id(ex), ex.seq)
+        old = newest.get(ident)
+        if old is None or ex.finished_at >= old.finished_at:
+            newest[ident] = ex
+    return list(newest.values())
+
+
+def _is_cell_key(key: str | None) -> bool:
+    """A key that one exchange of a conversation holds at most (a cell's id)."""
+    return key is not None and not key.startswith(TEXT_KEY_PREFIX)
+
+
+def _match_id(ex: Exchange, *, by_text: bool = False) -> tuple[str, ...]:
+    if ex.key is not None and not by_text:
+        return ("key", ex.key)
+    return ("text", ex.user.content, ex.assistant.content)
+
+
+def _same(a: Exchange, b: Exchange, *, but: tuple[str, ...] = ("seq",)) -> bool:
+    """The same version of an exchange (as saved), wherever it stands."""
+    mine, theirs = a.to_dict(), b.to_dict()
+    return all(mine[name] == theirs.get(name) for name in mine if name not in but)
+
+
+def _same_list(a: list[Exchange], b: list[Exchange]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+
+
+# -- exporting ------------------------------------------------------------------------
 
 
 def to_markdown(conv: Conversation) -> str:
@@ -113,7 +500,7 @@ def to_markdown(conv: Conversation) -> str:
             ex.assistant.content,
             "",
         ]
-    return "\n".join(lines)
+    return _clean("\n".join(lines))
 
 
 def to_json(conv: Conversation) -> str:
@@ -123,15 +510,45 @@ def to_json(conv: Conversation) -> str:
         "provider": conv.provider,
         "exchanges": [ex.to_dict() for ex in conv.exchanges],
     }
-    return json.dumps(data, ensure_ascii=False, indent=2)
+    return _clean(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
 def export(conv: Conversation, path: str | os.PathLike[str]) -> Path:
     """Write a conversation as Markdown, or as JSON when the path ends in ``.json``."""
     target = Path(path)
     text = to_json(conv) if target.suffix.lower() == ".json" else to_markdown(conv)
-    target.write_text(text, encoding="utf-8")
+    try:
+        target.write_text(text, encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(_cannot_write(target, exc)) from None
     return target
+
+
+def _cannot_write(target: Path, exc: OSError | ValueError) -> str:
+    """Why ``target`` could not be written, and what to give instead."""
+    name, folder = target.name or os.fspath(target), os.fspath(target.parent)
+    head = f"Cannot write {name}"
+    if isinstance(exc, ValueError):  # a NUL character in the path
+        return f"Cannot write {name!r}: the path holds a character no file name can. Give another path."
+    if exc.errno == errno.ENAMETOOLONG:
+        return (
+            f"Cannot write {name[:40]}…: the file name or path is too long "
+            f"({len(name)} characters in the name). Give a shorter one."
+        )
+    if isinstance(exc, IsADirectoryError) or os.path.isdir(target):
+        return (
+            f"Cannot write to {os.fspath(target)!r}: it is a folder. "
+            f"Give a file name, e.g. {os.fspath(target / 'chat.md')}."
+        )
+    if isinstance(exc, FileNotFoundError) and not os.path.isdir(folder):
+        return f"{head}: the folder {folder!r} does not exist. Give a path in an existing folder."
+    if isinstance(exc, NotADirectoryError):
+        return f"{head}: {folder!r} is not a folder. Give a path in an existing folder."
+    if isinstance(exc, (PermissionError, FileNotFoundError)) or exc.errno == errno.EROFS:
+        return (
+            f"{head}: the folder {folder!r} cannot be written to. Give a path in a folder you can write to."
+        )
+    return f"{head} in {folder!r}: {exc.strerror or exc}."
 
 
 def current_notebook(user_ns: Mapping[str, Any]) -> str | None:

@@ -20,6 +20,8 @@ History rules:
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import threading
 import time
 import uuid
@@ -27,6 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._secrets import scrub
 from .errors import (
     AllProvidersFailed,
     BotCheckError,
@@ -48,6 +51,8 @@ DEFAULT_CONVERSATION = "default"
 DEFAULT_PROVIDER = "chatgptt"
 #: keys of exchanges made from a cell's text, where the frontend sends no cell id
 TEXT_KEY_PREFIX = "text:"
+#: the default budget of earlier history sent with a turn (about 10,000 tokens)
+DEFAULT_MAX_HISTORY_CHARS = 40_000
 
 Listener = Callable[[str, "Conversation", "Turn | None"], None]
 
@@ -76,6 +81,9 @@ class Exchange:
     finished_at: float = field(default_factory=time.time)
     #: place in the conversation (see Conversation.record)
     seq: int = 0
+    #: fingerprint of what was sent before the prompt (system prompt and history): a
+    #: replay must have sent the same (see ChatSession.start)
+    context_hash: str | None = None
 
     @property
     def stopped(self) -> bool:
@@ -93,6 +101,7 @@ class Exchange:
             total_s=d.get("total_s"),
             finished_at=float(d.get("finished_at") or 0.0),
             seq=int(d.get("seq") or 0),
+            context_hash=d.get("context_hash"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,6 +116,7 @@ class Exchange:
             "total_s": self.total_s,
             "finished_at": self.finished_at,
             "seq": self.seq,
+            "context_hash": self.context_hash,
         }
 
 
@@ -139,6 +149,16 @@ class Conversation:
                 if before_key is not None and ex.key == before_key:
                     break
                 out += [ex.user.as_dict(), ex.assistant.as_dict()]
+            return out
+
+    def earlier(self, before_key: str | None = None) -> list[Exchange]:
+        """The exchanges before ``before_key``'s (all of them when None), oldest first."""
+        with self.lock:
+            out = []
+            for ex in self.exchanges:
+                if before_key is not None and ex.key == before_key:
+                    break
+                out.append(ex)
             return out
 
     def history(self) -> list[Message]:
@@ -284,6 +304,20 @@ class Turn:
         self.failures: list[tuple[str, ChatMagicError]] = []
         #: tries that failed and were repeated (rate limits, server errors, the network)
         self.retries = 0
+        #: earlier exchanges sent with this turn, of how many the conversation holds
+        self.history_sent = 0
+        self.history_total = 0
+        #: environment variables whose values were taken out of what is sent
+        self.redacted: list[str] = []
+        #: the reply is the saved one, shown again without sending anything
+        self.replayed = False
+        #: what the status line should also say about this turn (context added, code put
+        #: in a new cell, ...), in the words of whoever added it
+        self.notes: list[str] = []
+        #: the skin puts the reply's code blocks into a new cell (``%%chat -f code``)
+        self.code_to_cell = False
+        #: fingerprint of the messages before the prompt (see Exchange.context_hash)
+        self.context_hash: str | None = None
         self.options = options
         #: what joined the history when the turn ended (None: nothing did)
         self.exchange: Exchange | None = None
@@ -356,6 +390,21 @@ class Turn:
             # interrupted before it was handed to the loop (Ctrl-C inside start()): it will
             # never run, so it ends here, or its conversation would stay busy
             self._finish("stopped", TurnStopped("Stopped by the user.", partial=""))
+
+    def _replay(self, saved: Exchange) -> None:
+        """End at once with a saved reply: nothing is sent, the exchange stays as it was."""
+        with self._cond:
+            self.replayed = True
+            self.provider, self.model = saved.provider, saved.model
+            self._pieces[:] = [saved.assistant.content]
+            self.size = len(saved.assistant.content)
+            self.first_text_at = self.started
+            self.finished_at = self.started
+            self.exchange = saved
+            self.state = "done"
+            self.version += 1
+            self._cond.notify_all()
+        self.conversation._emit("end", self)
 
     async def _run(self) -> None:
         self._task = asyncio.current_task()
@@ -448,6 +497,7 @@ class Turn:
                 key=self.key,
                 first_text_s=self.first_text_s,
                 total_s=time.monotonic() - self.started,
+                context_hash=self.context_hash,
             )
             conv.record(self.exchange)
         with self._cond:
@@ -481,6 +531,13 @@ class ChatSession:
         self.backoff = 0.5
         #: a Retry-After longer than this moves on to the next provider instead
         self.max_retry_wait = 30.0
+        #: earlier history sent with a turn, in characters (0: all of it): the newest
+        #: exchanges that fit, whole; the conversation itself keeps everything
+        self.max_history_chars = DEFAULT_MAX_HISTORY_CHARS
+        #: take secret values (see chatmagic._secrets) out of everything sent
+        self.redact_secrets = True
+        #: a turn whose saved exchange matches shows it again and sends nothing
+        self.replay = False
         self._lock = threading.RLock()
         self._providers: dict[tuple[Any, ...], Any] = {}
 
@@ -583,13 +640,58 @@ class ChatSession:
         turn = Turn(self, conv, prompt, options, key, chain=chain, model=models[chain[0]], fresh=fresh)
         turn.models = models
         system = options.system if options.system is not None else kept_system
-        history = [] if fresh else conv.messages(before_key=conv.replaced_key(key))
-        turn.messages = (
-            ([{"role": "system", "content": system}] if system else [])
-            + [m for m in history if m["role"] != "system"]
-            + [{"role": "user", "content": prompt}]
+        before = None if fresh else conv.replaced_key(key)
+        context, turn.history_sent, turn.history_total = self._context(
+            None if fresh else conv, before, system, turn.redacted
         )
+        prompt = self._redacted(prompt, turn.redacted)
+        turn.prompt = prompt  # the history keeps what was sent
+        turn.messages = [*context, {"role": "user", "content": prompt}]
+        turn.redacted = sorted(set(turn.redacted))
+        turn.context_hash = fingerprint(context)
         return turn
+
+    def _redacted(self, text: str, replaced: list[str]) -> str:
+        return scrub(text, replaced=replaced) if self.redact_secrets else text
+
+    def _context(
+        self, conv: Conversation | None, before_key: str | None, system: str | None, replaced: list[str]
+    ) -> tuple[list[dict[str, str]], int, int]:
+        """What is sent before a prompt: the system prompt and the earlier exchanges that fit
+        the history budget (newest first, whole), secrets removed; and how many of how many."""
+        earlier = [] if conv is None else conv.earlier(before_key)
+        sent = within_budget(earlier, self.max_history_chars)
+        messages = [{"role": "system", "content": system}] if system else []
+        for ex in sent:
+            messages += [ex.user.as_dict(), ex.assistant.as_dict()]
+        for m in messages:
+            m["content"] = self._redacted(m["content"], replaced)
+        return messages, len(sent), len(earlier)
+
+    def _replayable(self, turn: Turn) -> Exchange | None:
+        """The saved exchange ``turn`` would redo, if it would send exactly what that one sent:
+        the same cell, prompt as sent, earlier history and system prompt, provider and model.
+
+        A cell id finds its exchange anywhere; so does the text of a cell (frontends that send
+        no cell id, nbclient), as long as what came before it is the same.
+        """
+        conv, key = turn.conversation, turn.key
+        with conv.lock:
+            saved = next((ex for ex in reversed(conv.exchanges) if key is not None and ex.key == key), None)
+        if saved is None or saved.stopped or saved.context_hash is None:
+            return None
+        if conv.replaced_key(key) is not None:
+            context_hash = turn.context_hash
+        else:  # a text key further up: what would have been sent before it
+            system = turn.messages[0]["content"] if turn.messages[0]["role"] == "system" else None
+            context_hash = fingerprint(self._context(conv, key, system, [])[0])
+        same = (
+            saved.user.content == turn.prompt
+            and saved.context_hash == context_hash
+            and saved.provider in turn.models
+            and saved.model == turn.models[saved.provider]
+        )
+        return saved if same else None
 
     def start(self, turn: Turn) -> Turn:
         """Start a prepared turn; what it chose stays with the conversation.
@@ -616,14 +718,19 @@ class ChatSession:
                 conv.model = options.model
             if options.system is not None:
                 conv.system = options.system or None
-            if turn.key is not None and conv.replaced_key(turn.key) is None:
+            saved = self._replayable(turn) if self.replay and not turn.fresh else None
+            if saved is None and turn.key is not None and conv.replaced_key(turn.key) is None:
                 # the same text asked again: the older exchange is no longer "this cell"
                 for ex in conv.exchanges:
                     if ex.key == turn.key:
                         ex.key = None
-            conv.active = turn
+            if saved is None:
+                conv.active = turn
         if turn.fresh:
             conv._emit("reset", None)
+        if saved is not None:
+            turn._replay(saved)
+            return turn
         conv._emit("start", turn)
         turn._submitted = True
         self.runner.submit(turn._run())
@@ -723,3 +830,23 @@ def resolve_models(classes: list[Any], requested: str | None) -> dict[str, str]:
         raise UnknownModelError(f"None of {names} offers the model {requested!r}.")
     models = {cls.name: cls.get_model(requested if cls in offered else None) for cls in classes}
     return models
+
+
+def within_budget(exchanges: list[Exchange], max_chars: int) -> list[Exchange]:
+    """The newest exchanges whose text fits in ``max_chars``, whole (0: all of them)."""
+    if max_chars <= 0:
+        return list(exchanges)
+    total = 0
+    start = len(exchanges)
+    for i in range(len(exchanges) - 1, -1, -1):
+        total += len(exchanges[i].user.content) + len(exchanges[i].assistant.content)
+        if total > max_chars:
+            break
+        start = i
+    return exchanges[start:]
+
+
+def fingerprint(messages: list[dict[str, str]]) -> str:
+    """A short, stable digest of messages (what a replay must have sent before its prompt)."""
+    data = json.dumps(messages, ensure_ascii=False, sort_keys=True).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()[:32]
