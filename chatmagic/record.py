@@ -318,8 +318,10 @@ def restore(session: ChatSession, path: str | os.PathLike[str]) -> RestoreReport
     - An empty conversation takes those exchanges, with their epoch, system prompt and
       provider chain.
     - A conversation that holds exchanges keeps them all. If its epoch differs from
-      the notebook's and its newest exchange finished later, the notebook's records are
-      from before a ``--new`` and are skipped. Otherwise the two are merged: an exchange
+      the notebook's, it was started afresh (``--new``, *New chat*) and its newest
+      exchange finished later, the notebook's records are from before that and are
+      skipped; if it was not started afresh (a restarted kernel that chatted before
+      restoring), the notebook's exchanges go first. Otherwise the two are merged: an exchange
       is matched by its key (or, without one, by its prompt and reply); of two versions
       that differ, the one that finished later stays; the notebook's other exchanges
       are added. The merged history is ordered by place (``seq``), then time, and
@@ -347,6 +349,7 @@ def _restore_one(conv: Conversation, records: list[SavedExchange]) -> Conversati
         with conv.lock:
             held = list(conv.exchanges)
             epoch = conv.epoch
+            afresh = conv.started_afresh
         counts = ConversationRestore(older=len(older))
         settings: dict[str, str | None] = {}
         if not held:
@@ -356,10 +359,17 @@ def _restore_one(conv: Conversation, records: list[SavedExchange]) -> Conversati
         elif newest.epoch is None or newest.epoch == epoch:
             kept, added = _merge(held, saved, counts)
             merged = _in_order(kept + added)
-        elif max(ex.finished_at for ex in held) > newest.exchange.finished_at:
+        elif max(ex.finished_at for ex in held) > newest.exchange.finished_at and afresh:
             counts.older += len(saved)
             counts.kept = len(held)
             return counts
+        elif max(ex.finished_at for ex in held) > newest.exchange.finished_at:
+            # a restarted kernel chatted before restoring: its epoch is only its first, not a
+            # --new. The notebook's exchanges come first and the conversation goes on in
+            # their epoch
+            kept, added = _merge(held, saved, counts)
+            merged = _in_order(added) + _in_order(kept)
+            settings = {"epoch": newest.epoch}
         else:
             # the notebook's conversation started afresh after the kernel's: it follows the
             # kernel's exchanges (the places of two epochs are not comparable) and goes on

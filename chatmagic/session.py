@@ -133,6 +133,8 @@ class Conversation:
         self.exchanges: list[Exchange] = []
         #: changes when the conversation starts afresh: saved records of an older epoch are past
         self.epoch = new_key()
+        #: the epoch comes from starting afresh (--new, New chat, reset), not from creation
+        self.started_afresh = False
         self.lock = threading.RLock()
         self.active: Turn | None = None
         self._listeners: list[Listener] = []
@@ -197,6 +199,7 @@ class Conversation:
             self._check_idle()
             self.exchanges.clear()
             self.epoch = new_key()
+            self.started_afresh = True
         self._emit("reset", None)
 
     def _check_idle(self, doing: str = "changed") -> None:
@@ -709,6 +712,7 @@ class ChatSession:
                 self._reset_settings(conv)
                 conv.exchanges.clear()
                 conv.epoch = new_key()
+                conv.started_afresh = True
             if options.provider is not None:
                 spec = ",".join(turn.chain)
                 if conv.provider != spec and options.model is None:

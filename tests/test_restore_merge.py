@@ -194,6 +194,24 @@ def test_a_newer_notebook_of_another_epoch_follows_the_kernels_exchanges(ip: Any
     assert report.summary() == f"Restored from {path}: default: 2 added, 4 kept."
 
 
+def test_a_restarted_kernel_that_chatted_first_gets_the_notebook_before_its_own(
+    ip: Any, tmp_path: Path
+) -> None:
+    saved_conv = Conversation("default")
+    saved = [_exchange("old1", "a1", key="cell:o1", at=10.0), _exchange("old2", "a2", key="cell:o2", at=11.0)]
+    saved[1].seq = 1
+    path = _save(tmp_path / "nb.ipynb", *(exchange_record(saved_conv, ex) for ex in saved))
+    # after the restart: a fresh conversation (a new epoch, but no --new) that chatted once
+    conv = get_session().conversation()
+    conv.record(_exchange("after restart", "fresh", key="cell:r", at=50.0))
+
+    report = restore(get_session(), path)
+
+    assert [u for u, _ in _texts(conv)] == ["old1", "old2", "after restart"]
+    assert conv.epoch == saved_conv.epoch
+    assert report.summary() == f"Restored from {path}: default: 2 added, 1 kept."
+
+
 def test_restore_command_prints_the_summary(ip: Any, tmp_path: Path) -> None:
     conv, exchanges = _live()
     path = _save(tmp_path / "nb.ipynb", exchange_record(conv, exchanges[0]), {"user": 5})
