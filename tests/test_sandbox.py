@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -690,9 +691,354 @@ async def test_no_end_fault(sb: Sandbox, http: aiohttp.ClientSession) -> None:
     assert json.loads(text) == {"success": True, "reply": reply_text("chatgpt4online", "hi", 0)}
 
 
-async def test_every_fault_has_a_test() -> None:
-    here = Path(__file__).read_text(encoding="utf-8")
-    assert all(name in here for name in FAULTS)
+# --- every fault, through a real request, doing what docs/sandbox.md promises ---
+
+STREAM_SITES = ("chatgptfree", "chatgpt4online")  # the stream site of each family
+SAID = "one two three four five"
+
+
+@dataclass
+class Seen:
+    """One chat request with a fault, as a client saw it on the wire."""
+
+    site: str
+    status: int
+    headers: dict[str, str]
+    reads: list[tuple[float, bytes]]  # (seconds since the request went out, bytes read)
+    headers_after: float
+    ended: float  # seconds until the body ended, or broke
+    error: BaseException | None
+
+    @property
+    def text(self) -> str:
+        return b"".join(chunk for _, chunk in self.reads).decode()
+
+    @property
+    def reply(self) -> str:
+        """The reply of a stream that ended properly."""
+        return answer_text(self.site, self.text)
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+def expected(site: str) -> str:
+    return reply_text(site, SAID, 0)
+
+
+async def chat_with(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> Seen:
+    """Fetch the tokens, then send one chat request that meets ``fault`` (injected)."""
+    base = sb.base_url(site)
+    if site in ("chatgptt", "chatgptes", "chatgptfree"):
+        nonce, post_id = await tokens(http, base)
+        form = {"_wpnonce": nonce, "post_id": post_id, "url": base, "action": ACTION, "message": SAID}
+        url, kwargs = base + AJAX, {"data": {**form, "bot_id": "0"}}
+    else:
+        async with http.post(base + START) as r:
+            nonce = (await r.json())["restNonce"]
+        body = {"botId": "default", "newMessage": SAID, "stream": True}
+        url, kwargs = base + SUBMIT, {"json": body, "headers": {"X-WP-Nonce": nonce}}
+    sb.inject(site, fault)
+    reads: list[tuple[float, bytes]] = []
+    error: BaseException | None = None
+    started = time.monotonic()
+    async with http.post(url, **kwargs) as r:
+        headers_after = time.monotonic() - started
+        try:
+            async for chunk in r.content.iter_any():
+                reads.append((time.monotonic() - started, chunk))
+        except aiohttp.ClientPayloadError as exc:
+            error = exc
+        ended = time.monotonic() - started
+        return Seen(site, r.status, dict(r.headers), reads, headers_after, ended, error)
+
+
+def family_a(site: str) -> bool:
+    return site in ("chatgptt", "chatgptes", "chatgptfree")
+
+
+def data_payloads(seen: Seen) -> list[Any]:
+    """Every ``data:`` line but the end marker, parsed (a line that is not JSON stays text)."""
+    out: list[Any] = []
+    for line in data_lines(seen.text):
+        if line != "[DONE]":
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append(line)
+    return out
+
+
+def piece_text(site: str, payload: Any) -> str:
+    if family_a(site):
+        return str(payload["choices"][0]["delta"]["content"])
+    return str(payload["data"]) if payload.get("type") == "live" else ""
+
+
+async def _status_page(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> None:
+    code = int(fault[4:])
+    seen = await chat_with(sb, http, site, fault)
+    assert seen.status == code
+    if code == 429:
+        assert seen.headers["Retry-After"] == "1" and seen.json()
+    else:
+        assert seen.headers["Content-Type"].startswith("text/html") and str(code) in seen.text
+
+
+async def _cloudflare(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> None:
+    seen = await chat_with(sb, http, site, fault)
+    assert seen.status == 403 and seen.headers["cf-mitigated"] == "challenge"
+    assert "<title>Just a moment...</title>" in seen.text
+    async with http.get(sb.base_url(site) + "/?fault=cloudflare") as r:  # pages too
+        assert r.status == 403 and "Just a moment..." in await r.text()
+
+
+async def _bad_token(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> None:
+    seen = await chat_with(sb, http, site, fault)
+    if family_a(site):
+        assert seen.status == 200 and seen.json() == {"status": "error", "msg": "Security check"}
+    else:
+        assert seen.status == 403 and seen.json()["code"] == "rest_cookie_invalid_nonce"
+
+
+async def _no_tokens(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> None:
+    base = sb.base_url(site)
+    if family_a(site):
+        async with http.get(base + "/?fault=no_tokens") as r:
+            html = await r.text()
+        assert r.status == 200 and "nonce" not in html and "post-id" not in html
+    else:
+        async with http.post(base + START + "?fault=no_tokens") as r:
+            data = await r.json()
+        assert data["success"] is True and "restNonce" not in data
+    # chat requests do not meet it: the chat still answers
+    assert (await chat_with(sb, http, site, fault)).reply == expected(site)
+
+
+async def _service_error(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> None:
+    seen = await chat_with(sb, http, site, fault)
+    if family_a(site):
+        assert seen.json() == {"status": "error", "msg": "Missing API Setting"}
+    else:
+        assert b_events(seen.text) == [{"type": "error", "data": "Missing API Setting"}]
+
+
+async def _consent(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> None:
+    assert (await chat_with(sb, http, site, fault)).reply == "Du musst das Kästchen anklicken!"
+
+
+async def _broken_line(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> None:
+    seen = await chat_with(sb, http, site, fault)
+    payloads = data_payloads(seen)
+    # two good pieces, the broken line, and the stream goes on to the whole reply
+    assert payloads.index("{not json") == 2
+    good = [p for p in payloads if p != "{not json"]
+    assert "".join(piece_text(site, p) for p in good) == expected(site)
+
+
+async def _wrong_content_type(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> None:
+    seen = await chat_with(sb, http, site, fault)
+    assert seen.status == 200 and seen.headers["Content-Type"].startswith("text/html")
+    assert "maintenance" in seen.text
+
+
+async def _missing_field(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> None:
+    payloads = data_payloads(await chat_with(sb, http, site, fault))
+    bad = payloads[1]  # right after the first piece
+    assert ("choices" not in bad) if family_a(site) else (bad == {"data": "x"})
+    rest = payloads[:1] + payloads[2:]
+    assert "".join(piece_text(site, p) for p in rest) == expected(site)
+
+
+async def _drop(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> None:
+    seen = await chat_with(sb, http, site, fault)
+    assert seen.error is not None  # the connection died mid-body
+    got = "".join(piece_text(site, p) for p in data_payloads(seen))
+    assert len(data_payloads(seen)) >= 2 and expected(site).startswith(got) and got != expected(site)
+
+
+async def _stall(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> None:
+    seen = await chat_with(sb, http, site, fault)
+    assert [piece_text(site, p) for p in data_payloads(seen)] == split_pieces(expected(site))[:1]
+    # the first piece at once, then silence, then the connection closed mid-stream
+    assert seen.error is not None and seen.reads[-1][0] < FAST.stall_seconds <= seen.ended
+
+
+async def _slow_first_byte(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> None:
+    seen = await chat_with(sb, http, site, fault)
+    assert seen.headers_after >= FAST.slow_seconds and seen.reply == expected(site)
+
+
+async def _slow_stream(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> None:
+    seen = await chat_with(sb, http, site, fault)
+    pieces = split_pieces(expected(site))
+    assert seen.reply == expected(site)
+    assert seen.reads[-1][0] - seen.reads[0][0] >= (len(pieces) - 1) * FAST.slow_chunk_seconds * 0.9
+
+
+async def _empty(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> None:
+    seen = await chat_with(sb, http, site, fault)
+    if family_a(site):
+        assert data_lines(seen.text) == ["[DONE]"]
+    else:
+        (end,) = b_events(seen.text)
+        assert end["type"] == "end" and json.loads(end["data"])["reply"] == ""
+
+
+async def _long_line(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> None:
+    seen = await chat_with(sb, http, site, fault)
+    assert max(len(line) for line in seen.text.split("\n")) > 128 * 1024
+    assert seen.reply == expected(site) + " " + "x" * 204800
+
+
+async def _crlf(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> None:
+    seen = await chat_with(sb, http, site, fault)
+    assert "\r\n" in seen.text and seen.text.count("\n") == seen.text.count("\r\n")
+    assert seen.reply == expected(site)
+
+
+async def _cr(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> None:
+    seen = await chat_with(sb, http, site, fault)
+    assert "\r" in seen.text and "\n" not in seen.text and seen.reply == expected(site)
+
+
+async def _tiny_writes(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> None:
+    seen = await chat_with(sb, http, site, fault)
+    sizes = [len(chunk) for _, chunk in seen.reads]
+    assert len(sizes) > 20 and min(sizes) <= FAST.tiny_write_size
+    assert seen.reply == expected(site)
+
+
+async def _no_end(sb: Sandbox, http: aiohttp.ClientSession, site: str, fault: str) -> None:
+    seen = await chat_with(sb, http, site, fault)
+    assert data_lines(seen.text) == []
+    if family_a(site):
+        assert seen.json() == {"status": "success", "data": expected(site)}
+    else:
+        assert seen.json() == {"success": True, "reply": expected(site)}
+
+
+FAULT_EFFECTS = {
+    "http500": _status_page,
+    "http503": _status_page,
+    "http429": _status_page,
+    "cloudflare": _cloudflare,
+    "bad_token": _bad_token,
+    "no_tokens": _no_tokens,
+    "service_error": _service_error,
+    "consent": _consent,
+    "broken_line": _broken_line,
+    "wrong_content_type": _wrong_content_type,
+    "missing_field": _missing_field,
+    "drop": _drop,
+    "stall": _stall,
+    "slow_first_byte": _slow_first_byte,
+    "slow_stream": _slow_stream,
+    "empty": _empty,
+    "long_line": _long_line,
+    "crlf": _crlf,
+    "cr": _cr,
+    "tiny_writes": _tiny_writes,
+    "no_end": _no_end,
+}
+
+
+@pytest.mark.parametrize("site", STREAM_SITES)
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+async def test_every_fault_does_what_the_docs_say(
+    sb: Sandbox, http: aiohttp.ClientSession, fault: str, site: str
+) -> None:
+    # a fault added to FAULTS without an effect checked here fails with a KeyError
+    await FAULT_EFFECTS[fault](sb, http, site, fault)
+
+
+# --- a client that goes away ---
+
+
+def _trouble(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """What would land in a notebook: warnings and errors of aiohttp or asyncio, and any traceback."""
+    return [
+        r
+        for r in caplog.records
+        if r.exc_info or (r.levelno >= logging.WARNING and r.name.split(".")[0] in ("aiohttp", "asyncio"))
+    ]
+
+
+@pytest.mark.parametrize("served", ["in the test's loop", "on a thread, as under %chat sandbox"])
+@pytest.mark.parametrize("site", ["chatgptfree", "opchatgpts"])
+async def test_a_client_that_leaves_mid_stream_is_no_error(
+    site: str, served: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sandbox = Sandbox(settings=FAST)
+    if served.startswith("on a thread"):
+        sandbox.start_in_thread()
+    else:
+        await sandbox.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            if site == "chatgptfree":
+                nonce, pid = await tokens(http, sandbox.base_url(site))
+                form = {"_wpnonce": nonce, "post_id": pid, "url": "u", "action": ACTION, "bot_id": "0"}
+                request = http.post(
+                    sandbox.base_url(site) + AJAX, data={**form, "message": "[[words:500]][[delay:0.02]]"}
+                )
+            else:
+                body = {"botId": "default", "newMessage": "[[words:500]][[delay:0.02]]", "stream": True}
+                request = http.post(sandbox.base_url(site) + SUBMIT, json=body)
+            # Stop in the panel, Ctrl-C on a cell: read a little, then hang up
+            async with request as r:
+                assert await r.content.readany()
+                r.close()
+            # the stand-in's next write meets the closed connection: wait until it said so
+            deadline = time.monotonic() + 5
+            while not (_trouble(caplog) or any("went away" in rec.getMessage() for rec in caplog.records)):
+                assert time.monotonic() < deadline, "the stand-in never noticed the client leaving"
+                await asyncio.sleep(0.02)
+            assert _trouble(caplog) == []
+            noticed = [r for r in caplog.records if "went away" in r.getMessage()]
+            assert [(r.name, r.levelno) for r in noticed] == [("chatmagic.sandbox", logging.DEBUG)]
+            # and it keeps serving
+            assert answer_text(site, (await chat(http, sandbox, site, "still there?"))[2]) == reply_text(
+                site, "still there?", 0
+            )
+    finally:
+        if served.startswith("on a thread"):
+            sandbox.stop()
+        else:
+            await sandbox.aclose()
+    assert _trouble(caplog) == []
+
+
+async def test_a_bug_in_the_stand_in_is_still_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    from aiohttp import web
+
+    async def bug(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug in the stand-in")
+
+    async def reset(request: web.Request) -> web.Response:
+        raise ConnectionResetError("not the client's doing: its connection is still open")
+
+    app = make_app()
+    app.router.add_get("/_bug", bug)
+    app.router.add_get("/_reset", reset)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        async with aiohttp.ClientSession() as http:
+            for path in ("/_bug", "/_reset"):
+                async with http.get(f"http://127.0.0.1:{port}{path}") as r:
+                    assert r.status == 500
+    finally:
+        await runner.cleanup()
+    errors = [r for r in caplog.records if r.name == "aiohttp.server" and r.levelno == logging.ERROR]
+    assert [r.exc_info[1].args[0] for r in errors if r.exc_info and r.exc_info[1]] == [
+        "a bug in the stand-in",
+        "not the client's doing: its connection is still open",
+    ]
 
 
 # --- choosing faults ---

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -27,6 +29,8 @@ __all__ = ["STATE_KEY", "make_app"]
 
 STATE_KEY: web.AppKey[State] = web.AppKey("chatmagic_sandbox_state", State)
 
+log = logging.getLogger("chatmagic.sandbox")
+
 _FAULT_PREFIX = re.compile(r"^/_fault/([^/]+)(/.*)?$")
 AJAX = "/wp-admin/admin-ajax.php"
 START_SESSION = "/wp-json/mwai/v1/start_session"
@@ -43,7 +47,7 @@ PAGES: dict[str, tuple[str, ...]] = {
 def make_app(settings: SandboxSettings | None = None, state: State | None = None) -> web.Application:
     """The stand-in of the sites as one application (a path prefix per site)."""
     state = state or State(settings=settings or SandboxSettings())
-    app = web.Application()
+    app = web.Application(middlewares=[_client_may_leave])
     app[STATE_KEY] = state
     app.router.add_get("/_sandbox/health", _health)
     app.router.add_get("/_sandbox/requests", _requests)
@@ -52,6 +56,34 @@ def make_app(settings: SandboxSettings | None = None, state: State | None = None
     app.router.add_post("/_sandbox/clear", _clear)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app
+
+
+# What a handler meets when its client has gone: the write fails on a closed transport.
+_CLIENT_GONE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
+@web.middleware
+async def _client_may_leave(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A client that stops reading mid-answer is normal, not a server error.
+
+    Stop in the panel, Ctrl-C on a cell or a client's timeout closes the connection while
+    a stream is still being written. aiohttp would log that as "Error handling request"
+    with a traceback, which under ``%chat sandbox`` (the stand-in on a thread of the
+    kernel) lands in the notebook; it goes to the debug log instead. Any other exception,
+    or a reset on a connection that is still open, is a bug of the stand-in and still
+    reaches aiohttp's error log.
+    """
+    try:
+        return await handler(request)
+    except _CLIENT_GONE as exc:
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            raise
+        log.debug("%s %s: the client went away mid-answer (%r)", request.method, request.path, exc)
+        # never sent: the connection is gone, aiohttp only closes its side
+        return web.Response(status=499, reason="Client Closed Request")
 
 
 async def _read_body(request: web.Request) -> tuple[dict[str, str] | None, Any]:

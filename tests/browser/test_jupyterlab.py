@@ -37,6 +37,8 @@ LAUNCH_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # the browser, too, reaches nothing but the JupyterLab server on loopback
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
 ]
 
 
@@ -62,16 +64,24 @@ from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402 - af
 #: the notebook's cells, run one by one with Shift+Enter
 CELLS = [
     "%load_ext chatmagic\n%chat sandbox",
-    "%chat panel",
+    (
+        "panel = %chat panel\n"
+        "# the test's own record of the thread that ran each widget message (Enter, Stop)\n"
+        "import threading\n"
+        "threads = []\n"
+        "def note_thread(*_args):\n"
+        "    threads.append(threading.current_thread().name)\n"
+        "panel.text.on_msg(note_thread)\n"
+        "panel.stop_button.on_click(note_thread)\n"
+        "panel"
+    ),
     "1+1",
     "import time; time.sleep(4); 'slept'",
     (
-        "import threading\n"
         "from chatmagic._state import get_session\n"
-        "panel = next(o for o in Out.values() if type(o).__name__ == 'ChatPanel')\n"
         "conv = get_session().conversation()\n"
         "print('HISTORY', [(m.role, m.content[:60], m.stopped) for m in conv.history()])\n"
-        "print('THREADS', sorted(set(panel.callback_threads)), threading.main_thread().name)"
+        "print('THREADS', sorted(set(threads)), threading.main_thread().name)"
     ),
     # 5-8: %%chat cells in the same kernel
     "%%chat -c cells -p opchatgpts\nCount for me [[words:150]][[delay:0.02]]",
@@ -317,6 +327,7 @@ def _drive(page: Page) -> None:
     (ARTIFACTS / "observations.json").write_text(json.dumps(observations, indent=2))
     print(json.dumps(observations, indent=2))
     assert "Hello from the browser" in report
+    assert "THREADS []" not in report  # the notebook's own handlers saw Enter and Stop
     assert "Take your time" in report and "True)" in report  # the stopped exchange is kept
 
 
