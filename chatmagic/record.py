@@ -308,7 +308,7 @@ class RestoreReport:
         return f"Restored from {self.path}: {parts}." + (f" {skipped}" if skipped else "")
 
 
-def restore(session: ChatSession, path: str | os.PathLike[str]) -> RestoreReport:
+def restore(session: ChatSession, path: str | os.PathLike[str], *, log: Any = None) -> RestoreReport:
     """Merge the conversations saved in a notebook into the session's.
 
     Conversations the notebook does not mention are left alone. For each one it does:
@@ -327,9 +327,20 @@ def restore(session: ChatSession, path: str | os.PathLike[str]) -> RestoreReport
       are added. The merged history is ordered by place (``seq``), then time, and
       numbered afresh.
 
+    ``log``: a :class:`chatmagic.log.ExchangeLog` whose records of this notebook (panels'
+    exchanges, which the notebook does not hold) are read after the notebook's own.
+
     Raises ConfigurationError when the file cannot be read as a notebook.
     """
     records, invalid = saved_exchanges(read_notebook(path))
+    if log is not None:
+        # the local log holds what the notebook cannot: the panels' exchanges
+        for raw in log.records(notebook=os.fspath(path)):
+            checked = _check(raw) if isinstance(raw, dict) else None
+            if checked is None:
+                invalid += 1
+            else:
+                records.append(checked)
     report = RestoreReport(path=os.fspath(path), invalid=invalid)
     by_name: dict[str, list[SavedExchange]] = {}
     for saved in records:
@@ -495,17 +506,19 @@ def _same_list(a: list[Exchange], b: list[Exchange]) -> bool:
 
 
 def to_markdown(conv: Conversation) -> str:
+    """The conversation as Markdown, each reply headed as everywhere else (chatmagic.present)."""
+    from .present import exchange_title
+
     lines = [f"# Conversation: {conv.name}", ""]
     if conv.system:
         lines += [f"**System:** {conv.system}", ""]
     for ex in conv.exchanges:
-        mark = " (stopped)" if ex.stopped else ""
         lines += [
             "## User",
             "",
             ex.user.content,
             "",
-            f"## Assistant · {ex.provider} · {ex.model}{mark}",
+            f"## {exchange_title(ex)}",
             "",
             ex.assistant.content,
             "",

@@ -264,6 +264,8 @@ class Conversation:
         return unsubscribe
 
     def _emit(self, kind: str, turn: Turn | None) -> None:
+        if not self._listeners:  # no panel follows: nothing to copy or lock (a turn emits often)
+            return
         with self.lock:
             listeners = list(self._listeners)
         for listener in listeners:
@@ -361,13 +363,21 @@ class Turn:
         end = self.finished_at if self.finished_at is not None else time.monotonic()
         return end - self.started
 
+    #: threads in wait_change: new text wakes the condition only when someone waits for it
+    _change_waiters = 0
+
     def wait_change(self, version: int, timeout: float | None = None) -> int:
         """Block until new text arrived after ``version`` or the turn ended."""
         with self._cond:
-            self._cond.wait_for(lambda: self.version != version or self.done, timeout)
+            self._change_waiters += 1
+            try:
+                self._cond.wait_for(lambda: self.version != version or self.done, timeout)
+            finally:
+                self._change_waiters -= 1
             return self.version
 
     def wait(self, timeout: float | None = None) -> bool:
+        """Block until the turn ended (new text does not wake it); False on timeout."""
         with self._cond:
             return self._cond.wait_for(lambda: self.done, timeout)
 
@@ -473,15 +483,43 @@ class Turn:
             self.provider, self.model = name, self.models.get(name, self.model)
             self.version += 1
             self._cond.notify_all()
-        async for chunk in provider.stream(self.messages, self.model or None):
+        # Chunks are published in batches: what one network read brought (often hundreds of
+        # small events) takes one lock, one wake-up and one "update" call, once the stream
+        # waits for the next read (call_soon), and whatever is left when it ends or is stopped.
+        loop = asyncio.get_running_loop()
+        batch: list[str] = []
+        first_at: float | None = None
+        scheduled = False
+
+        def publish() -> None:
+            nonlocal scheduled
+            scheduled = False
+            if not batch:
+                return
+            piece = "".join(batch)
+            batch.clear()
             with self._cond:
                 if self.first_text_at is None:
-                    self.first_text_at = time.monotonic()
-                self._pieces.append(chunk)
-                self.size += len(chunk)
+                    self.first_text_at = first_at
+                self._pieces.append(piece)
+                self.size += len(piece)
                 self.version += 1
-                self._cond.notify_all()
+                if self._change_waiters:
+                    self._cond.notify_all()
             self.conversation._emit("update", self)
+
+        try:
+            async for chunk in provider.stream(self.messages, self.model or None):
+                if not chunk:
+                    continue
+                if first_at is None:
+                    first_at = time.monotonic()
+                batch.append(chunk)
+                if not scheduled:
+                    scheduled = True
+                    loop.call_soon(publish)
+        finally:
+            publish()
 
     def _set_state(self, state: str) -> None:
         with self._cond:
@@ -503,6 +541,7 @@ class Turn:
                 context_hash=self.context_hash,
             )
             conv.record(self.exchange)
+            self.session._write_log(conv, self.exchange)
         with self._cond:
             self.finished_at = time.monotonic()
             self.error = error
@@ -541,6 +580,12 @@ class ChatSession:
         self.redact_secrets = True
         #: a turn whose saved exchange matches shows it again and sends nothing
         self.replay = False
+        #: the local log of completed exchanges (chatmagic.log): None for its default place
+        #: in the Jupyter data directory, "" for none
+        self.log_path: str | None = ""
+        #: the notebook the exchanges belong to, where the frontend says (for the log)
+        self.notebook: str | None = None
+        self._log: Any = None
         self._lock = threading.RLock()
         self._providers: dict[tuple[Any, ...], Any] = {}
 
@@ -750,6 +795,30 @@ class ChatSession:
     ) -> Turn:
         """Prepare and start a turn; returns at once (``turn.result()`` waits)."""
         return self.start(self.prepare(prompt, conversation=conversation, options=options, key=key))
+
+    @property
+    def log(self) -> Any:
+        """The exchange log (:class:`chatmagic.log.ExchangeLog`), or None when it is off."""
+        from .log import ExchangeLog, default_log_path
+
+        with self._lock:
+            if self.log_path == "":
+                return None
+            path = str(self.log_path or default_log_path())
+            if self._log is None or str(self._log.path) != path:
+                if self._log is not None:
+                    self._log.close()
+                self._log = ExchangeLog(path)
+            return self._log
+
+    def _write_log(self, conv: Conversation, exchange: Exchange) -> None:
+        if self.log_path == "":
+            return
+        from .record import exchange_record
+
+        log = self.log
+        if log is not None:
+            log.add(exchange_record(conv, exchange), self.notebook)  # never raises: it warns once
 
     def retry_delay(self, exc: ChatMagicError, attempt: int) -> float | None:
         """Seconds to wait before retrying after ``exc``, or None to move on."""

@@ -52,12 +52,15 @@ def pytest_configure(config: pytest.Config) -> None:
     fd, log = tempfile.mkstemp(prefix="chatmagic-netguard-", suffix=".log")
     os.close(fd)
     netguard.install()  # this process: refusals are kept in memory
-    names = ("PYTHONPATH", netguard.LOG_VARIABLE)
+    names = ("PYTHONPATH", netguard.LOG_VARIABLE, "JUPYTER_DATA_DIR")
     config.stash[_SAVED_ENV] = {name: os.environ.get(name) for name in names}
     config.stash[_REFUSALS] = _Refusals(Path(log))
     path = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(NETGUARD_DIR), *([path] if path else [])])
     os.environ[netguard.LOG_VARIABLE] = log
+    # the exchange log (chatmagic.log) of every kernel the tests start goes to a folder of
+    # the run, never into the user's Jupyter data directory
+    os.environ["JUPYTER_DATA_DIR"] = tempfile.mkdtemp(prefix="chatmagic-jupyter-data-")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -182,8 +182,11 @@ def test_timeout_option(ip: Any) -> None:
 def test_format_option(ip: Any, fmt: str) -> None:
     _, io = run(ip, f"%%chat -f {fmt}\n[[reply]]```python\nprint('<b>')\n```")
     html = final_output(io)["text/html"]
-    assert '<pre class="chatmagic-text">' in html and "&lt;b&gt;" in html
-    assert ("```" in html) is (fmt == "text")
+    assert "&lt;b&gt;" in html and "<b>" not in html
+    if fmt == "text":  # as written, fences and all
+        assert '<pre class="chatmagic-text">' in html and "```" in html
+    else:  # rendered: -f code shows the reply as Markdown too, and puts its code in a new cell
+        assert "```" not in html and "<pre" in html
 
 
 def test_config_defaults(ip: Any) -> None:
@@ -262,14 +265,30 @@ def test_model_html_never_runs(ip: Any) -> None:
 
 
 def test_long_reply_is_paced(ip: Any) -> None:
-    result, io = run(ip, "%%chat -p chatgpt4online\n[[words:3000]]")
-    final = final_output(io)["text/plain"]
-    assert "w3000" in final
-    updates = [o for o in io.outputs if o.update]
-    sent = sum(len(o.data["text/html"]) + len(o.data["text/plain"]) for o in io.outputs)
-    final_size = len(io.outputs[-1].data["text/html"]) + len(final)
-    assert len(updates) < 60
-    assert sent < 12 * final_size
+    """Finished blocks go out once each, the open tail is updated, the end carries the record."""
+    from chatmagic.render import ReplyStream, message_size
+
+    paragraphs = [" ".join(f"p{i}w{j}" for j in range(30)) for i in range(40)]
+    text = "\n\n".join(paragraphs)
+    result, io = run(ip, f"%%chat -p chatgpt4online\n[[delay:0.001]][[reply]]{text}")
+    assert result.error_in_exec is None, io.stdout
+    outputs = io.outputs
+    final = outputs[-1]
+    assert final.update and final.data["text/plain"].startswith(text + "\n\n— chatgpt4online")
+    # exactly one output carries the record (what %chat restore reads)
+    assert [o for o in outputs if "chatmagic" in (o.metadata or {})] == [final]
+    # what a reader sees, output after output: every word once, in order
+    last: dict[str, str] = {}
+    for o in outputs:
+        last[o.transient["display_id"]] = o.data["text/html"]
+    shown = re.sub(r"<style>.*?</style>|<[^>]+>", " ", " ".join(last.values())).split()
+    assert [w for w in shown if w.startswith("p")] == text.split()
+    # while streaming (the final update excluded): the fixed multiple of the reply, 10 a second
+    budget = ReplyStream()
+    streamed = sum(message_size(o.data) for o in outputs[:-1])
+    assert streamed <= budget.allowance + budget.per_char * len(text)
+    assert len(outputs) < 1200 / 4  # not one message per chunk
+    assert len(last) > 1  # finished paragraphs went into outputs of their own
 
 
 # -- %chat -----------------------------------------------------------------------------
