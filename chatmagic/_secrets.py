@@ -25,7 +25,9 @@ __all__ = ["MIN_SECRET_LENGTH", "key_env_names", "register_key_env", "scrub", "s
 MIN_SECRET_LENGTH = 8
 
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@:]*(?::[^/\s@]*)?@")
+# the lookbehind starts a match only where a scheme can start: without it, a long run of
+# letters is tried from every position and the search is quadratic
+_USERINFO = re.compile(r"(?<![A-Za-z0-9+.-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@:]*(?::[^/\s@]*)?@")
 
 _lock = threading.Lock()
 _key_envs: set[str] = {"OPENAI_API_KEY"}

@@ -1,4 +1,4 @@
-"""What both plugin families share: reading an answer's head and body, token retry."""
+"""What the provider families share: reading an answer's head and body, JSON, token retry."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..errors import ProtocolError, TokenRefusedError
-from ._http import Answer, status_error
+from ._http import Answer, excerpt, status_error
 from ._lines import Field, LineDecoder, event_fields
 
 
 class NonceRefused(Exception):
-    """Internal signal: the site refused the token; fetch a new one and send again."""
+    """Internal signal: the site refused the token; fetch a new one and send again.
+
+    It carries no server text: it ends up as the ``__context__`` of the error that is
+    shown, and nothing a server said may ride along unscrubbed.
+    """
 
 
 def content_type(answer: Answer) -> str:
@@ -35,17 +39,42 @@ async def fail_on_status(label: str, answer: Answer, is_refusal: Callable[[int, 
         return
     body = (await answer.read()).decode("utf-8", "replace")
     if is_refusal(answer.status, body):
-        raise NonceRefused(body)
+        raise NonceRefused
     raise status_error(label, answer.status, answer.headers, body)
+
+
+class _NotJSON(Exception):
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+def _decode(text: str) -> Any:
+    """The one place server text is decoded as JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        # json's C scanner recurses once per nesting level: a line of "[[[[..." from a
+        # broken or hostile server must be a protocol error, not a crash
+        raise _NotJSON("nested too deeply") from None
+    except ValueError:
+        raise _NotJSON("broken JSON") from None
+
+
+def try_json(text: str) -> Any:
+    """``text`` decoded as JSON, or None when it is not JSON (for optional shapes: error bodies)."""
+    try:
+        return _decode(text)
+    except _NotJSON:
+        return None
 
 
 def parse_json(label: str, text: str, what: str, ctype: str) -> Any:
     """Decode a JSON answer, or say plainly what came instead."""
     try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    snippet = " ".join(text.split())[:100]
+        return _decode(text)
+    except _NotJSON as exc:
+        why = exc.why
     if ctype == "text/html" or text.lstrip().startswith("<"):
         raise ProtocolError(
             label,
@@ -55,7 +84,7 @@ def parse_json(label: str, text: str, what: str, ctype: str) -> Any:
         )
     raise ProtocolError(
         label,
-        f"the answer is not {what} (broken JSON: {snippet!r}). The site may have changed; "
+        f"the answer is not {what} ({why}: {excerpt(text, 100)!r}). The site may have changed; "
         "try another provider.",
     )
 

@@ -1,15 +1,23 @@
-"""Incremental line framing for streamed answers.
+"""Text from the wire: incremental line framing, and text made valid Unicode.
 
 aiohttp's ``resp.content`` iterator splits on LF only and caps line length, and
 curl_cffi's ``aiter_lines`` turns a CRLF cut across two reads into an extra blank
 line; so both transports hand us raw bytes and lines are framed here, once.
+
+JSON can carry what UTF-8 cannot: ``"\\ud800"`` decodes to a lone surrogate.
+:class:`SurrogateMender` replaces those, for replies (``Provider.stream``) and for
+server text quoted in errors.
 """
 
 from __future__ import annotations
 
 import codecs
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+# a CR directly followed by LF is one line end (CRLF), not two
+_LINE_END = re.compile(r"\r\n?|\n")
 
 
 class LineDecoder:
@@ -19,11 +27,15 @@ class LineDecoder:
     so ``str.splitlines`` is not used). A CR at the end of a read may be half of a CRLF
     and is held back. UTF-8 characters cut across reads are decoded whole, and a BOM
     at the very start is dropped. Lines have no length limit.
+
+    The cost is linear in the bytes fed, whatever the size of the reads: the pieces of
+    an unfinished line are kept in a list and joined once, when its end arrives
+    (appending each read to one string copied the line so far every time).
     """
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._buffer = ""
+        self._held: list[str] = []
         self._pending_cr = False
         self._started = False
 
@@ -38,40 +50,31 @@ class LineDecoder:
     def close(self) -> list[str]:
         """Flush at end of stream: the unterminated rest is a last line."""
         lines = self._split(self._decoder.decode(b"", final=True))
-        if self._buffer:
-            lines.append(self._buffer)
-            self._buffer = ""
+        if self._held:
+            lines.append("".join(self._held))
+            self._held = []
         self._pending_cr = False
         return lines
 
     def _split(self, text: str) -> list[str]:
-        lines: list[str] = []
         if self._pending_cr and text:
             self._pending_cr = False
             if text[0] == "\n":
                 text = text[1:]
-        start = 0
-        buf = self._buffer
-        n = len(text)
-        i = 0
-        while i < n:
-            # find the next CR or LF with str.find, which is fast on long lines
-            lf = text.find("\n", i)
-            cr = text.find("\r", i)
-            if lf < 0 and cr < 0:
-                break
-            end = lf if cr < 0 or (0 <= lf < cr) else cr
-            lines.append(buf + text[start:end])
-            buf = ""
-            if text[end] == "\r":
-                if end + 1 < n:
-                    if text[end + 1] == "\n":
-                        end += 1
-                else:
-                    self._pending_cr = True
-            i = start = end + 1
-        self._buffer = buf + text[start:]
-        return lines
+        if not text:
+            return []
+        parts = _LINE_END.split(text)
+        if len(parts) == 1:
+            self._held.append(text)
+            return []
+        if self._held:
+            self._held.append(parts[0])
+            parts[0] = "".join(self._held)
+        tail = parts.pop()
+        self._held = [tail] if tail else []
+        # a CR ending this read may be the first half of a CRLF cut between reads
+        self._pending_cr = text[-1] == "\r"
+        return parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,3 +101,38 @@ def event_fields(lines: list[str]) -> Iterator[Field]:
             continue
         else:
             yield Field(line, False)
+
+
+class SurrogateMender:
+    """Makes streamed text encodable as UTF-8: lone surrogates become U+FFFD.
+
+    A high surrogate ending a chunk is held back: the next chunk may begin with its low
+    half (a server that cuts UTF-16 text between the two).
+    """
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, chunk: str, final: bool = False) -> str:
+        text = self._held + chunk
+        self._held = ""
+        if not final and text and "\ud800" <= text[-1] <= "\udbff":
+            text, self._held = text[:-1], text[-1]
+        if text.isascii():
+            return text
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # through UTF-16, pairs of halves become their character and every lone
+            # half one U+FFFD
+            text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        return text
+
+    def close(self) -> str:
+        """What is still held back, a high surrogate whose low half never came, as U+FFFD."""
+        return self.feed("", final=True)
+
+
+def valid_text(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD."""
+    return SurrogateMender().feed(text, final=True)

@@ -23,6 +23,7 @@ from ..errors import (
     UnknownModelError,
 )
 from ._http import DEFAULT_TIMEOUT
+from ._lines import SurrogateMender, valid_text
 
 Message = Mapping[str, str]
 ROLES = ("system", "user", "assistant")
@@ -99,18 +100,31 @@ class Provider(abc.ABC):
 
         A failure after text has streamed carries that text as ``partial``. A reply
         with no text at all is an :class:`EmptyReplyError`.
+
+        Every provider's text passes here, so this is where it is made valid Unicode: a
+        lone surrogate (JSON ``"\\ud800"``, which ``json`` decodes as is) cannot be encoded
+        as UTF-8 and would break every later turn and export of the conversation. It
+        becomes U+FFFD; the halves of a pair split across two chunks are joined.
         """
         checked = check_messages(messages, self.label)
         resolved = self.get_model(model)
         received: list[str] = []
+        mender = SurrogateMender()
         try:
             async for chunk in self._stream(checked, resolved):
-                if chunk:
-                    received.append(chunk)
-                    yield chunk
+                text = mender.feed(chunk) if chunk else ""
+                if text:
+                    received.append(text)
+                    yield text
+            rest = mender.close()
+            if rest:
+                received.append(rest)
+                yield rest
         except ProviderError as exc:
-            if received and not exc.partial:
-                exc.partial = "".join(received)
+            if exc.partial:  # a provider that kept its own
+                exc.partial = valid_text(exc.partial)
+            else:
+                exc.partial = "".join(received) + mender.close()
             raise
         if not received:
             raise EmptyReplyError(

@@ -8,13 +8,12 @@ fetched again once when refused.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from ..errors import ProtocolError, ServiceError, StreamInterrupted
-from ._family import content_type, fail_on_status, fields, parse_json, with_token_retry
-from ._http import BROWSER_HEADERS, AiohttpTransport, status_error
+from ._family import content_type, fail_on_status, fields, parse_json, try_json, with_token_retry
+from ._http import BROWSER_HEADERS, AiohttpTransport, excerpt, status_error
 from .base import Provider
 
 SESSION_PATH = "/wp-json/mwai/v1/start_session"
@@ -112,11 +111,11 @@ class MwaiProvider(Provider):
             elif kind == "error":
                 raise ServiceError(
                     self.label,
-                    f"the site reported an error: {event.get('data')!r}. Try again later, "
+                    f"the site reported an error: {excerpt(str(event.get('data')), 200)!r}. Try again later, "
                     "or use another provider.",
                 )
             else:
-                raise self._broken(f"an event of unknown shape ({field.data[:60]!r})")
+                raise self._broken(f"an event of unknown shape ({excerpt(field.data, 60)!r})")
         if leftover:
             # the plugin's page script reads what is left as one JSON answer
             reply = self._final(parse_json(self.label, "\n".join(leftover), "the chat's JSON answer", ""))
@@ -135,7 +134,7 @@ class MwaiProvider(Provider):
         if obj.get("success") is False:
             raise ServiceError(
                 self.label,
-                f"the site reported an error: {obj.get('message')!r}. Try again later, "
+                f"the site reported an error: {excerpt(str(obj.get('message')), 200)!r}. Try again later, "
                 "or use another provider.",
             )
         reply = obj.get("reply")
@@ -154,7 +153,5 @@ class MwaiProvider(Provider):
 def _is_refusal(status: int, body: str) -> bool:
     if status != 403:
         return False
-    try:
-        return json.loads(body).get("code") == "rest_cookie_invalid_nonce"
-    except (ValueError, AttributeError):
-        return False
+    obj = try_json(body)
+    return isinstance(obj, dict) and obj.get("code") == "rest_cookie_invalid_nonce"

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from ..errors import ProtocolError, ServiceError
 from ._family import NonceRefused, content_type, fail_on_status, fields, parse_json, with_token_retry
-from ._http import BROWSER_HEADERS, AiohttpTransport, Transport, status_error
+from ._http import BROWSER_HEADERS, AiohttpTransport, Transport, excerpt, status_error
 from .base import Provider, format_prompt
 
 ACTION = "wpaicg_chat_shortcode_message"
@@ -189,10 +189,10 @@ class WpaicgProvider(Provider):
         if obj.get("status") == "error" or ("data" not in obj and obj.get("msg")):
             msg = str(obj.get("msg") or "unknown error")
             if msg == SECURITY_CHECK:
-                raise NonceRefused(msg)
+                raise NonceRefused
             raise ServiceError(
                 self.label,
-                f"the site reported an error: {msg!r}. Try again later, or use another provider.",
+                f"the site reported an error: {excerpt(msg, 200)!r}. Try again later, or use another provider.",
             )
         data = obj.get("data")
         if not isinstance(data, str):
