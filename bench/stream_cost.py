@@ -463,7 +463,8 @@ def main() -> None:
         )
 
     print(
-        f"\nUpdatePacer over slower replies of the same {n} chunks, SIMULATED (chunks evenly spread;"
+        f"\nUpdatePacer (the panel's pacer, and the cell's before render.ReplyStream) over slower replies\n"
+        f"of the same {n} chunks, SIMULATED (chunks evenly spread;"
         "\nthe streaming updates only, without the first display and the final update):"
     )
     print(f"  {'reply lasts':>12}{'updates':>10}{'text re-sent':>16}{'× the reply':>14}")

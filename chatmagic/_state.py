@@ -37,6 +37,7 @@ def start_sandbox(session: ChatSession) -> str:
     """Start the local stand-in (once) and point every built-in provider at it."""
     global _sandbox
     from .providers import _BUILTIN
+    from .providers.endpoints import PRESETS
     from .sandbox import Sandbox, SandboxSettings
 
     with _lock:
@@ -44,7 +45,7 @@ def start_sandbox(session: ChatSession) -> str:
             # openai_api_key=None: the notebook flow needs no key (the user's environment is left alone)
             _sandbox = Sandbox(SandboxSettings(openai_api_key=None)).start_in_thread()
         sandbox = _sandbox
-    session.set_stand_in({name: sandbox.base_url(name) for name in _BUILTIN})
+    session.set_stand_in({name: sandbox.base_url(name) for name in (*_BUILTIN, *PRESETS)})
     return str(sandbox.url)
 
 

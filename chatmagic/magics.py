@@ -11,8 +11,10 @@ import argparse
 import difflib
 import hashlib
 import html
+import json
 import math
 import shlex
+import time
 from typing import Any, NoReturn
 
 from IPython.core import magic_arguments
@@ -23,8 +25,8 @@ from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, observe, vali
 
 from ._state import get_session
 from .errors import ChatMagicError, ConfigurationError, TurnStopped, redact
-from .options import TurnOptions, check_base_url, check_proxy, parse_chain
-from .render import FORMATS, UpdatePacer, reply_bundle, seconds
+from .options import TurnOptions, check_base_url, check_params, check_proxy, parse_chain, parse_option
+from .render import FORMATS, ReplyStream
 from .session import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS, TEXT_KEY_PREFIX, Turn
 
 FIX_REQUEST = (
@@ -49,6 +51,18 @@ class ChatMagics(Magics):
         value_trait=Unicode(),
         help="Provider name -> base URL replacing the site's address (mirrors, self-hosted sites).",
     ).tag(config=True)
+    options = Dict(
+        key_trait=Unicode(),
+        help="Request parameters sent with every message to providers that take them (OpenAI-compatible "
+        "servers), e.g. {'temperature': 0.2, 'max_tokens': 500}; -o KEY=VALUE adds or overrides one per cell.",
+    ).tag(config=True)
+    endpoints = Dict(
+        key_trait=Unicode(),
+        value_trait=Dict(),
+        help="Your own OpenAI-compatible servers, each a provider name: {'work': {'base_url': "
+        "'https://llm.example.com/v1', 'key_env': 'WORK_KEY'}} (key_env: the environment variable "
+        "holding its API key; optional: label, default_model, models).",
+    ).tag(config=True)
     format = Unicode("markdown", help="Default display format: markdown, text or code.").tag(config=True)
     interpolate = Bool(False, help="Expand {name} references in every %%chat cell (as --interpolate).").tag(
         config=True
@@ -72,6 +86,12 @@ class ChatMagics(Magics):
         help="Replace the values of secret-looking environment variables (KEY, TOKEN, SECRET, PASSWORD, "
         "...) and of provider keys with [redacted NAME] in everything sent.",
     ).tag(config=True)
+    log_path = Unicode(
+        None,
+        allow_none=True,
+        help="SQLite log of every completed exchange, from cells and panels (%chat log, %chat restore): "
+        "None for <Jupyter data dir>/chatmagic/exchanges.sqlite3, '' to keep no log.",
+    ).tag(config=True)
     replay = Bool(
         False,
         help="Show a cell's saved reply again, sending nothing, when the cell would send exactly what it "
@@ -84,6 +104,7 @@ class ChatMagics(Magics):
         self._cell_id: str | None = None
         super().__init__(shell=shell, **kwargs)
         self._sync_session()
+        self._note_notebook()  # panels made from Python log under this notebook too
 
     # -- configuration -------------------------------------------------------------
 
@@ -94,10 +115,13 @@ class ChatMagics(Magics):
         "timeout",
         "proxy",
         "base_urls",
+        "options",
+        "endpoints",
         "retries",
         "max_history_chars",
         "redact_secrets",
         "replay",
+        "log_path",
     )
     def _on_config(self, change: Any) -> None:
         self._sync_session()
@@ -111,10 +135,15 @@ class ChatMagics(Magics):
         s.default_timeout = self.timeout or None
         s.default_proxy = self.proxy or None
         s.base_urls = {k.strip().lower(): v for k, v in self.base_urls.items()}
+        s.default_params = dict(self.options)
+        from .providers.endpoints import configure_endpoints
+
+        configure_endpoints(self.endpoints)
         s.retries = max(0, self.retries)
         s.max_history_chars = max(0, self.max_history_chars)
         s.redact_secrets = self.redact_secrets
         s.replay = self.replay
+        s.log_path = self.log_path
 
     # each check raises a TraitError, which %config prints as one line, keeping the old value
 
@@ -141,6 +170,16 @@ class ChatMagics(Magics):
     @validate("proxy")
     def _valid_proxy(self, proposal: Any) -> str:
         return _trait_check(check_proxy, proposal.value) or ""
+
+    @validate("options")
+    def _valid_options(self, proposal: Any) -> dict[str, Any]:
+        return _trait_check(lambda v: check_params(v, "ChatMagics.options"), proposal.value)
+
+    @validate("endpoints")
+    def _valid_endpoints(self, proposal: Any) -> dict[str, Any]:
+        from .providers.endpoints import check_endpoints
+
+        return _trait_check(check_endpoints, proposal.value)
 
     @validate("base_urls")
     def _valid_base_urls(self, proposal: Any) -> dict[str, str]:
@@ -217,6 +256,25 @@ class ChatMagics(Magics):
         "item has a size budget; cuts are marked.",
     )
     @magic_arguments.argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="A request parameter for OpenAI-compatible servers, e.g. -o temperature=0.2 -o max_tokens=500 "
+        "-o stop='[\"\\n\\n\"]' (the value is read as JSON when it is JSON, else as text). Repeatable; "
+        "overrides ChatMagics.options.",
+    )
+    @magic_arguments.argument(
+        "--attach",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Send an image with the message to a vision model: a variable holding a matplotlib figure, "
+        "a PIL image, PNG/JPEG bytes or a path, or Out[n]. Repeatable. Large images are downscaled "
+        "(with Pillow).",
+    )
+    @magic_arguments.argument(
         "--dry-run",
         action="store_true",
         help="Show the exact messages that would be sent, and send nothing.",
@@ -267,6 +325,8 @@ class ChatMagics(Magics):
                 proxy=args.proxy,
                 base_url=args.base_url,
                 timeout=args.timeout,
+                params=dict(parse_option(o) for o in args.option) or None,
+                attachments=tuple(self._attachment(name) for name in args.attach),
             )
             spec = ",".join(filter(None, [self.context, args.context, "error" if args.error else ""]))
             items = _context_items(spec)
@@ -292,6 +352,7 @@ class ChatMagics(Magics):
         self, text: str, args: Any, options: TurnOptions, *, key: str, expansion: Any = None, notes: list[str]
     ) -> None:
         """Prepare, then show the dry run or run the turn: the one path of %%chat and %chat fix."""
+        self._note_notebook()
         turn = self.session.prepare(
             text, conversation=args.conversation, options=options, key=key, fresh=args.new
         )
@@ -319,6 +380,39 @@ class ChatMagics(Magics):
             # JupyterLab and Notebook 7 insert it as a new cell below; the terminal pre-fills the prompt
             self.shell.set_next_input("\n\n".join(blocks), replace=False)
 
+    def _attachment(self, name: str) -> Any:
+        """``--attach NAME``: the image a variable (or ``Out[n]``, or a file path) holds."""
+        import re
+
+        from .options import attachment_from
+
+        ns = self._user_ns()
+        out = re.fullmatch(r"Out\[(\d+)\]", name.strip())
+        if out:
+            outputs = ns.get("Out") or {}
+            if int(out.group(1)) not in outputs:
+                raise ConfigurationError(
+                    f"--attach {name}: there is no Out[{out.group(1)}] (no such result)."
+                )
+            return attachment_from(outputs[int(out.group(1))], name)
+        value: Any = ns
+        parts = name.strip().split(".")
+        found = parts[0] in ns
+        if found:
+            value = ns[parts[0]]
+            for attr in parts[1:]:
+                value = getattr(value, attr, None)
+        if not found or value is None:
+            from pathlib import Path
+
+            if Path(name).expanduser().is_file():
+                return attachment_from(name, Path(name).name)
+            raise ConfigurationError(
+                f"--attach {name}: no variable or image file by that name. Attach a variable holding a figure, "
+                "a PIL image, PNG/JPEG bytes or a path, or Out[n]."
+            )
+        return attachment_from(value, name)
+
     def _cmd_fix(self, args: Any) -> None:
         from .context import Context, error_context, last_error
 
@@ -334,6 +428,11 @@ class ChatMagics(Magics):
         text = context.attach(FIX_REQUEST)
         args.new, args.dry_run, args.format = False, False, None
         self._send(text, args, options, key=self._exchange_key(text), notes=["with the last error"])
+
+    def _note_notebook(self) -> None:
+        from .record import current_notebook
+
+        self.session.notebook = current_notebook(self._user_ns()) or self.session.notebook
 
     def _gather(self, items: list[Any]) -> Any:
         """The notebook context the items ask for (see chatmagic.context)."""
@@ -359,33 +458,61 @@ class ChatMagics(Magics):
         return TEXT_KEY_PREFIX + hashlib.sha1(cell.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
     def _run(self, turn: Turn, fmt: str) -> None:
-        """Start the turn and stream it into one display handle, paced (render.UpdatePacer).
+        """Start the turn and stream it into the cell (render.ReplyStream), or the terminal.
+
+        In a notebook the reply's finished blocks go into outputs of their own, sent once,
+        and the open tail into the last output, whose final update carries the status
+        line, the whole reply as plain text and the record for ``%chat restore``. In
+        terminal IPython the text is printed as it arrives (chatmagic._terminal).
 
         Ctrl-C at any moment once the turn exists, even before it has started or before
         its display exists, stops it: the user sees the one-line "Stopped" message and
         the reply never joins the history behind their back.
         """
-        handle: Any = None
+        from . import present
+
+        terminal = None
+        if _terminal_shell(self.shell):
+            from ._terminal import TerminalReply
+
+            terminal = TerminalReply()
+        stream = ReplyStream(fmt)
+        handles: list[Any] = []
+        thinking_handle: Any = None
         interrupted = False
         try:
             self.session.start(turn)
-            handle = display(reply_bundle("", fmt, f"{_head(turn)} · waiting…"), raw=True, display_id=True)
-            self._stream(turn, fmt, handle)
+            if terminal is not None:
+                terminal.follow(turn)
+            else:
+                first = stream.start(present.waiting(turn), time.monotonic())
+                handles.append(display(first, raw=True, display_id=True))
+                thinking_handle = self._stream(turn, stream, handles)
         except KeyboardInterrupt:
             interrupted = True
             turn.stop()
             turn.wait(10)
-        metadata: dict[str, Any] = {}
-        if turn.exchange is not None:
-            from .record import exchange_metadata
-
-            # the exchange is saved with the notebook: %chat restore rebuilds it after a restart
-            metadata = exchange_metadata(turn.conversation, turn.exchange)
-        final = self._final_bundle(turn, fmt, _head(turn))
-        if handle is None:
-            display(final, raw=True, metadata=metadata)
+        if terminal is not None:
+            terminal.end(turn)
         else:
-            handle.update(final, raw=True, metadata=metadata)
+            metadata: dict[str, Any] = {}
+            if turn.exchange is not None:
+                from .record import exchange_metadata
+
+                # the exchange is saved with the notebook: %chat restore rebuilds it after a restart
+                metadata = exchange_metadata(turn.conversation, turn.exchange)
+            final = self._final_bundle(turn, fmt, stream)
+            reasoning = turn.reasoning
+            if reasoning and thinking_handle is not None:
+                thinking_handle.update(
+                    {"text/html": present.STYLE + present.thinking_html(reasoning)}, raw=True
+                )
+            elif reasoning:  # thought after the answer began, or stopped early: above the tail
+                final["text/html"] = present.thinking_html(reasoning) + final["text/html"]
+            if not handles:
+                display(final, raw=True, metadata=metadata)
+            else:
+                handles[-1].update(final, raw=True, metadata=metadata)
         if turn.state == "failed" and turn.error is not None:
             raise turn.error
         if turn.state == "stopped" and interrupted:
@@ -399,32 +526,40 @@ class ChatMagics(Magics):
             )
 
     @staticmethod
-    def _stream(turn: Turn, fmt: str, handle: Any) -> None:
-        pacer = UpdatePacer()
+    def _stream(turn: Turn, stream: ReplyStream, handles: list[Any]) -> Any:
+        """Send what ``stream`` decides while the turn runs; ``handles[-1]`` is the tail display.
+
+        Until the first text the loop wakes on every change (the first text shows at once);
+        then it looks ten times a second: batches, not chunks, cost the kernel's time.
+        """
+        from . import present
+
         version = 0
+        thinking = _Thinking(handles)
         while not turn.done:
-            version = turn.wait_change(version, pacer.wait_time())
+            if not stream.showing_text:
+                version = turn.wait_change(version, 0.25)
+            else:
+                turn.wait(stream.wait_time(time.monotonic()))
             if turn.done:
                 break
-            size = turn.size
-            if pacer.due(size):
-                handle.update(reply_bundle(turn.text, fmt, f"{_head(turn)} · streaming…"), raw=True)
-                pacer.sent(size)
-            else:
-                # let chunks pile up until an update can be due
-                turn.wait(pacer.wait_time())
+            if turn.reasoning_size and not stream.showing_text:
+                thinking.show(turn, stream)
+            status = present.streaming(turn) if turn.size else present.waiting(turn)
+            for op in stream.step(turn.text, status, time.monotonic()):
+                if op.kind == "open":
+                    handles.append(display(op.bundle, raw=True, display_id=True))
+                else:
+                    handles[-1].update(op.bundle, raw=True)
+                stream.sent(op, time.monotonic())  # when it went: the rate counts from there
+        return thinking.handle
 
     @staticmethod
-    def _final_bundle(turn: Turn, fmt: str, head: str) -> dict[str, str]:
-        timing = f"first text {seconds(turn.first_text_s)} · total {seconds(turn.total_s)}"
-        if turn.state == "done":
-            return reply_bundle(turn.text, fmt, f"{head} · {timing}")
-        if turn.state == "stopped":
-            return reply_bundle(
-                turn.text, fmt, f"{head} · ■ stopped · {timing}", status_class="chatmagic-stopped"
-            )
-        kept = "the text above was not added to the conversation" if turn.text else "nothing was added"
-        return reply_bundle(turn.text, fmt, f"{head} · failed · {kept}", status_class="chatmagic-error")
+    def _final_bundle(turn: Turn, fmt: str, stream: ReplyStream | None = None) -> dict[str, str]:
+        """The last update of the reply: the tail, the status line, the whole text as plain text."""
+        from . import present
+
+        return (stream or ReplyStream(fmt)).final(turn.text, present.final_status(turn))
 
     # -- %chat ---------------------------------------------------------------------
 
@@ -454,7 +589,7 @@ class ChatMagics(Magics):
         from .providers import list_providers
 
         rows = list_providers()
-        head = ["provider", "default model", "models", "stream", "system", "history"]
+        head = ["provider", "default model", "models", "streams", "system", "history"]
         table = []
         for r in rows:
             if "error" in r:
@@ -462,8 +597,52 @@ class ChatMagics(Magics):
                 continue
             models = ", ".join(r["models"] + [f"{a}→{t}" for a, t in r["aliases"].items()])
             flags = ["yes" if r[k] else "no" for k in ("stream", "system", "history")]
-            table.append([r["name"], r["default_model"], models, *flags])
-        _show_table(head, table)
+            name = r["name"] + (" (default)" if r["name"] == self.session.default_provider else "")
+            table.append([name, r["default_model"], models, *flags])
+        _show_table(head, table, _PROVIDER_COLUMNS)
+
+    def _cmd_models(self, args: Any) -> None:
+        from .providers.endpoints import list_models
+
+        name = args.provider or self._current_chain()[0]
+        try:
+            models = list_models(name, self.session)
+        except ChatMagicError as exc:
+            raise UsageError(str(exc)) from None
+        if not models:
+            print(f"{name} lists no models: load or pull one first (Ollama: ollama pull llama3.2).")
+            return
+        print(f"Models of {name} ({len(models)}):\n" + "\n".join(f"  {m}" for m in models))
+
+    def _current_chain(self) -> list[str]:
+        conv = self.session.conversations.get(DEFAULT_CONVERSATION)
+        return parse_chain((conv.provider if conv is not None else None) or self.session.default_provider)
+
+    def _cmd_usage(self, args: Any) -> None:
+        conv = self.session.conversations.get(args.name)
+        if conv is None or not len(conv):
+            print(f"The conversation {args.name!r} is empty.")
+            return
+        counted = [ex for ex in conv.exchanges if ex.usage]
+        if not counted:
+            print(
+                f"No reply of {args.name!r} came with token counts (web sites and some servers report none)."
+            )
+            return
+        total: dict[str, int] = {}
+        for ex in counted:
+            for key, count in (ex.usage or {}).items():
+                total[key] = total.get(key, 0) + count
+        line = (
+            f"{args.name!r}: {total.get('prompt_tokens', 0):,} tokens in, "
+            f"{total.get('completion_tokens', 0):,} out"
+        )
+        if total.get("reasoning_tokens"):
+            line += f" ({total['reasoning_tokens']:,} of them reasoning)"
+        line += f", over {len(counted)} repl{'y' if len(counted) == 1 else 'ies'}"
+        if len(counted) < len(conv):
+            line += f"; {len(conv) - len(counted)} more reported no counts"
+        print(line + ".")
 
     def _cmd_conversations(self, args: Any) -> None:
         head = ["conversation", "exchanges", "provider", "model", "system prompt"]
@@ -483,26 +662,15 @@ class ChatMagics(Magics):
         _show_table(head, table)
 
     def _cmd_history(self, args: Any) -> None:
-        from .render import markdown_html
+        from .present import history_bundle
 
         name = args.name
         conv = self.session.conversations.get(name)
         if conv is None or not len(conv):
             print(f"The conversation {name!r} is empty.")
             return
-        html_parts, plain = [], []
-        if conv.system:
-            html_parts.append(f"<p><b>system</b>: {html.escape(conv.system)}</p>")
-            plain.append(f"system: {conv.system}")
-        for ex in conv.exchanges:
-            mark = " (stopped)" if ex.stopped else ""
-            html_parts.append(f"<p><b>user</b></p>{markdown_html(ex.user.content)}")
-            html_parts.append(
-                f"<p><b>assistant</b> <small>{html.escape(ex.provider)} · {html.escape(ex.model)}"
-                f"{mark}</small></p>{markdown_html(ex.assistant.content)}"
-            )
-            plain += [f"user: {ex.user.content}", f"assistant{mark}: {ex.assistant.content}"]
-        display({"text/html": "".join(html_parts), "text/plain": "\n\n".join(plain)}, raw=True)
+        # drawn as the panel draws its transcript (chatmagic.present)
+        display(history_bundle(conv), raw=True)
 
     def _cmd_reset(self, args: Any) -> None:
         name = args.name
@@ -534,8 +702,19 @@ class ChatMagics(Magics):
                 "Which notebook? This frontend does not say: %chat restore path/to/notebook.ipynb "
                 "(save the notebook first)."
             )
-        report = restore(self.session, path)
+        report = restore(self.session, path, log=self.session.log)
         print(report.summary())
+
+    def _cmd_log(self, args: Any) -> None:
+        from .log import format_entries
+
+        log = self.session.log
+        if log is None:
+            print("The exchange log is off (ChatMagics.log_path = ''): there is nothing to search.")
+            return
+        text = " ".join(args.text)
+        empty = f"No exchange in the log matches {text!r}." if text else "The log has no exchanges yet."
+        print(format_entries(log.search(text or None, limit=args.limit), empty=empty))
 
     def _cmd_export(self, args: Any) -> None:
         from .record import export
@@ -549,6 +728,7 @@ class ChatMagics(Magics):
     def _cmd_panel(self, args: Any) -> Any:
         from .panel import ChatPanel
 
+        self._note_notebook()
         return ChatPanel(conversation=args.name, session=self.session)
 
     def _cmd_sandbox(self, args: Any) -> None:
@@ -600,6 +780,12 @@ def _line_parser() -> _CommandParser:
 
     command("help", "list these commands")
     command("providers", "list providers with their models and flags")
+    command("models", "list the models a provider's server has (GET /models)").add_argument(
+        "provider", metavar="PROVIDER", nargs="?"
+    )
+    command(
+        "usage", "total the tokens a conversation's replies used, as the servers counted them"
+    ).add_argument("name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION)
     fix = command("fix", "explain the last error and propose a fix; the reply streams here")
     fix.add_argument("-c", "--conversation", metavar="NAME", default=DEFAULT_CONVERSATION)
     fix.add_argument("-p", "--provider", metavar="PROVIDER")
@@ -620,6 +806,9 @@ def _line_parser() -> _CommandParser:
     command(
         "restore", "rebuild the conversations saved in a notebook, merged with this kernel's"
     ).add_argument("notebook", metavar="NOTEBOOK", nargs="?")
+    log = command("log", "list the latest exchanges of every notebook, or search them for TEXT")
+    log.add_argument("text", metavar="TEXT", nargs="*")
+    log.add_argument("-n", "--limit", metavar="N", type=_positive_int, default=20)
     export = command("export", "write a conversation as Markdown, or JSON when PATH ends in .json")
     export.add_argument("name", metavar="NAME")
     export.add_argument("path", metavar="PATH", nargs="?")
@@ -663,6 +852,8 @@ def _help_text(parser: argparse.ArgumentParser) -> str:
 
 def _show_dry_run(turn: Turn, expansion: Any) -> None:
     """The messages exactly as they would be sent, and nothing sent."""
+    from .present import STYLE, status_html
+
     chain = " → ".join(f"{p} ({turn.models.get(p, '')})" for p in turn.chain)
     notes = [f"dry run: nothing was sent. Provider: {chain}."]
     if expansion is not None:
@@ -671,38 +862,31 @@ def _show_dry_run(turn: Turn, expansion: Any) -> None:
             + (f"; shortened: {', '.join(expansion.shortened)}" if expansion.shortened else "")
             + "."
         )
+    params = {**turn.session.default_params, **(turn.options.params or {})}
+    if params:
+        notes.append(f"Options: {json.dumps(params, ensure_ascii=False)}.")
+    if turn.options.attachments:
+        notes.append(f"Attached: {', '.join(a.describe() for a in turn.options.attachments)}.")
     plain = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in turn.messages)
     rows = "".join(
         f"<tr><td><b>{html.escape(m['role'])}</b></td>"
-        f"<td><pre style='white-space:pre-wrap;margin:0'>{html.escape(m['content'])}</pre></td></tr>"
+        f'<td><pre class="chatmagic-text">{html.escape(m["content"])}</pre></td></tr>'
         for m in turn.messages
     )
     display(
         {
-            "text/html": f"<table>{rows}</table><div class='chatmagic-status'>{html.escape(' '.join(notes))}</div>",
+            "text/html": f"{STYLE}<table>{rows}</table>{status_html(' '.join(notes))}",
             "text/plain": plain + "\n\n— " + " ".join(notes),
         },
         raw=True,
     )
 
 
-def _head(turn: Turn) -> str:
-    """Who answers: provider and model, and which providers of a chain failed first."""
-    head = f"{turn.provider} · {turn.model}"
-    notes = [] if turn.state == "failed" else [f"{name} failed" for name, _ in turn.failures]
-    if turn.retries:
-        notes.append(f"{turn.retries} {'retry' if turn.retries == 1 else 'retries'}")
-    head += f" (after {', '.join(notes)})" if notes else ""
-    extra = list(turn.notes)
-    if turn.replayed:
-        extra.insert(0, "replayed: nothing was sent")
-    if turn.code_to_cell and turn.state == "done":
-        from .code import code_blocks
+def _terminal_shell(shell: Any) -> bool:
+    """Terminal IPython without a rich frontend: the reply is printed, not displayed."""
+    from ._terminal import is_terminal
 
-        extra.append(
-            "code put in a new cell below" if code_blocks(turn.text) else "no code block to put in a cell"
-        )
-    return " · ".join([head, *extra])
+    return is_terminal(shell)
 
 
 def _parse(magic: Any, line: str) -> Any:
@@ -715,6 +899,36 @@ def _parse(magic: Any, line: str) -> Any:
         return magic.parser.parse_args(argv)
     except UsageError as exc:  # argparse quotes what it could not read: a proxy password too
         raise UsageError(redact(str(exc))) from None
+
+
+class _Thinking:
+    """The "Thinking" block of a reasoning model, in its own output above the answer.
+
+    Reasoning comes before the answer: when it starts, the output that shows "waiting…"
+    becomes the Thinking block and a new one below it takes over the status (and then the
+    answer). While it streams it shows its last lines, at most once a second; the final
+    update shows all of it, collapsed.
+    """
+
+    def __init__(self, handles: list[Any]) -> None:
+        self.handles = handles
+        self.handle: Any = None
+        self.shown_at = float("-inf")
+
+    def show(self, turn: Turn, stream: ReplyStream) -> None:
+        from . import present
+
+        now = time.monotonic()
+        if now - self.shown_at < 1.0:
+            return
+        self.shown_at = now
+        bundle = {"text/html": present.STYLE + present.thinking_html(turn.reasoning, streaming=True)}
+        if self.handle is None:
+            self.handle = self.handles[-1]
+            self.handle.update(bundle, raw=True)
+            self.handles[-1] = display(stream.start(present.waiting(turn), now), raw=True, display_id=True)
+        else:
+            self.handle.update(bundle, raw=True)
 
 
 def _context_items(spec: str) -> list[Any]:
@@ -732,17 +946,16 @@ def _trait_check(check: Any, value: Any) -> Any:
         raise TraitError(str(exc)) from None
 
 
-def _show_table(head: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=False)]
-    plain = "\n".join(
-        "  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True)).rstrip() for r in [head, *rows]
-    )
-    cells = "".join("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in r) + "</tr>" for r in rows)
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    display(
-        {
-            "text/html": f"<table><thead><tr>{th}</tr></thead><tbody>{cells}</tbody></table>",
-            "text/plain": plain,
-        },
-        raw=True,
-    )
+#: what the columns of %chat providers mean (also in the README)
+_PROVIDER_COLUMNS = (
+    "streams — yes: the reply shows as it is written; no: it arrives in one piece, at the end.",
+    "system — yes: the site takes a system prompt (-s); no: it goes inside the message, and may be heeded less.",
+    "history — yes: the site takes the earlier messages; no: they go inside the message too.",
+    "(default) answers the cells that name no provider: %chat use NAME changes it, -p NAME picks one per cell.",
+)
+
+
+def _show_table(head: list[str], rows: list[list[str]], notes: tuple[str, ...] = ()) -> None:
+    from .present import table_bundle
+
+    display(table_bundle(head, rows, notes), raw=True)

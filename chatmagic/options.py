@@ -7,14 +7,33 @@ before anything is sent, with a message that says what to write instead.
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import math
-from dataclasses import dataclass, fields
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from ._secrets import strip_userinfo
 from .errors import ConfigurationError
 
-__all__ = ["TurnOptions", "check_base_url", "check_proxy", "check_timeout", "parse_chain"]
+__all__ = [
+    "MAX_IMAGE_BYTES",
+    "MAX_IMAGE_SIDE",
+    "Attachment",
+    "TurnOptions",
+    "attachment_from",
+    "check_base_url",
+    "check_params",
+    "check_proxy",
+    "check_timeout",
+    "parse_chain",
+    "parse_option",
+]
 
 PROXY_SCHEMES = ("http", "https")
 
@@ -76,6 +95,177 @@ def check_base_url(url: str | None) -> str | None:
     return _check_url(url, "The base URL", ("http", "https"), "--base-url http://localhost:11434/v1")
 
 
+#: request fields chatmagic writes itself, and what to write instead
+RESERVED_PARAMS = {
+    "model": "choose the model with -m/--model",
+    "messages": "the cell is the message",
+    "stream": "chatmagic always streams",
+}
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` → ``(key, value)``: the value as JSON when it parses, else as text.
+
+    ``temperature=0.2`` → 0.2, ``stop=["\\n\\n"]`` → a list, ``user=alice`` → "alice".
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigurationError(
+            f"-o/--option takes KEY=VALUE, e.g. -o temperature=0.2 or -o max_tokens=500 (got {text!r})."
+        )
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key, value
+
+
+def check_params(params: Mapping[str, Any] | None, what: str = "-o/--option") -> dict[str, Any]:
+    """Request parameters as they will be sent: text keys, JSON values, none chatmagic writes itself."""
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise ConfigurationError(f"{what} must be a dict of request parameters, e.g. {{'temperature': 0.2}}.")
+    for key, value in params.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigurationError(f"{what}: {key!r} is not a parameter name.")
+        if key in RESERVED_PARAMS:
+            raise ConfigurationError(f"{what}: {key!r} is chatmagic's to set: {RESERVED_PARAMS[key]}.")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"{what}: the value of {key!r} cannot be sent as JSON (got {type(value).__name__})."
+            ) from None
+    return dict(params)
+
+
+#: images larger than this are made smaller (with Pillow) or refused (without it)
+MAX_IMAGE_BYTES = 4 * 1024 * 1024
+#: the longer side of an image is brought down to this when Pillow is there to do it
+MAX_IMAGE_SIDE = 2048
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def _image_type(data: bytes) -> str | None:
+    for signature, mime in _SIGNATURES:
+        if data.startswith(signature):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """An image sent with a message: its bytes, their type, and where they came from."""
+
+    name: str
+    mime: str
+    data: bytes = field(repr=False)
+    #: how it was changed to fit (e.g. "downscaled from 4000×3000"), or ""
+    note: str = ""
+
+    @property
+    def data_url(self) -> str:
+        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+    def describe(self) -> str:
+        """One line for --dry-run and the status line: ``fig (image/png, 41 KB)``."""
+        size = f"{len(self.data) / 1024:.0f} KB" if len(self.data) >= 1024 else f"{len(self.data)} bytes"
+        return f"{self.name} ({self.mime}, {size}{'; ' + self.note if self.note else ''})"
+
+
+def attachment_from(value: Any, name: str) -> Attachment:
+    """An image from what a variable holds: a matplotlib figure, a PIL image, PNG/JPEG bytes, a
+    path to an image file, or an object that shows itself as PNG/JPEG (``IPython.display.Image``,
+    ``Out[n]``). Too large: downscaled with Pillow, or refused without it."""
+    data = _image_bytes(value, name)
+    mime = _image_type(data)
+    if mime is None:
+        raise ConfigurationError(f"--attach {name}: the bytes are not a PNG, JPEG, GIF or WebP image.")
+    return _fit(Attachment(name, mime, data))
+
+
+def _image_bytes(value: Any, name: str) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ConfigurationError(f"--attach {name}: there is no image file at {str(value)!r}.")
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"--attach {name}: cannot read {str(value)!r} ({exc.strerror})."
+            ) from None
+    if hasattr(value, "savefig"):  # a matplotlib figure
+        buf = io.BytesIO()
+        value.savefig(buf, format="png", bbox_inches="tight")
+        return buf.getvalue()
+    if hasattr(value, "save") and hasattr(value, "mode") and hasattr(value, "size"):  # a PIL image
+        buf = io.BytesIO()
+        value.save(buf, format="PNG")
+        return buf.getvalue()
+    for method in ("_repr_png_", "_repr_jpeg_"):  # IPython's rich display: display.Image, ...
+        shown = getattr(value, method, None)
+        data = shown() if callable(shown) else None
+        if isinstance(data, tuple):  # (data, metadata)
+            data = data[0]
+        if isinstance(data, str):  # base64, as some objects give it
+            data = base64.b64decode(data)
+        if isinstance(data, bytes):
+            return data
+    raise ConfigurationError(
+        f"--attach {name}: a {type(value).__name__} is not an image. Attach a matplotlib figure, "
+        "a PIL image, PNG/JPEG bytes, a path to an image file, or Out[n] holding an image."
+    )
+
+
+def _fit(image: Attachment) -> Attachment:
+    """The image within MAX_IMAGE_BYTES and MAX_IMAGE_SIDE, downscaled by Pillow if it is installed."""
+    try:
+        from PIL import Image
+    except ImportError:
+        if len(image.data) > MAX_IMAGE_BYTES:
+            raise ConfigurationError(
+                f"--attach {image.name}: the image is {len(image.data) / 2**20:.1f} MB, over the "
+                f"{MAX_IMAGE_BYTES // 2**20} MB that is sent. Make it smaller, or pip install pillow "
+                "to let chatmagic downscale it."
+            ) from None
+        return image
+    try:
+        with Image.open(io.BytesIO(image.data)) as opened:
+            width, height = opened.size
+            if len(image.data) <= MAX_IMAGE_BYTES and max(width, height) <= MAX_IMAGE_SIDE:
+                return image
+            img = opened.convert("RGBA" if opened.mode in ("RGBA", "LA", "P") else "RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ConfigurationError(f"--attach {image.name}: the image cannot be read ({exc}).") from None
+    scale = min(1.0, MAX_IMAGE_SIDE / max(width, height))
+    while True:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        buf = io.BytesIO()
+        if img.mode == "RGBA":
+            img.resize(size).save(buf, format="PNG", optimize=True)
+            mime = "image/png"
+        else:
+            img.resize(size).save(buf, format="JPEG", quality=85)
+            mime = "image/jpeg"
+        if buf.tell() <= MAX_IMAGE_BYTES or scale < 0.05:
+            break
+        scale *= 0.7
+    note = f"downscaled from {width}×{height} to {size[0]}×{size[1]}"
+    return Attachment(image.name, mime, buf.getvalue(), note)
+
+
 @dataclass(frozen=True)
 class TurnOptions:
     """Per-turn settings; ``None`` falls back to the conversation, then the session.
@@ -90,6 +280,10 @@ class TurnOptions:
     proxy: str | None = None
     base_url: str | None = None
     timeout: float | None = None
+    #: request parameters for this turn (``-o KEY=VALUE``), sent in the request body
+    params: Mapping[str, Any] | None = None
+    #: images sent with the message (``--attach NAME``)
+    attachments: tuple[Attachment, ...] = ()
 
     def __post_init__(self) -> None:
         if self.provider is not None:
@@ -101,6 +295,11 @@ class TurnOptions:
         check_timeout(self.timeout)
         check_proxy(self.proxy)
         check_base_url(self.base_url)
+        if self.params is not None:
+            object.__setattr__(self, "params", check_params(self.params))
+        if not all(isinstance(a, Attachment) for a in self.attachments):
+            raise ConfigurationError("attachments must be Attachment objects (see attachment_from).")
+        object.__setattr__(self, "attachments", tuple(self.attachments))
 
     @property
     def chain(self) -> list[str] | None:
@@ -110,7 +309,7 @@ class TurnOptions:
         shown = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is not None:
+            if value is not None and value != ():
                 value = strip_userinfo(value) if isinstance(value, str) else value
                 shown.append(f"{f.name}={value!r}")
         return f"TurnOptions({', '.join(shown)})"

@@ -31,8 +31,9 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from . import present
 from .errors import ChatMagicError
-from .render import UpdatePacer, markdown_html, seconds
+from .render import UpdatePacer, markdown_html
 from .session import (
     DEFAULT_CONVERSATION,
     ChatSession,
@@ -40,25 +41,13 @@ from .session import (
     Exchange,
     Turn,
     TurnOptions,
+    new_key,
 )
 
 __all__ = ["ChatPanel"]
 
-_CSS = """<style>
-.chatmagic-panel { border: 1px solid var(--jp-border-color2, #ddd); border-radius: 6px; padding: 6px; }
-.chatmagic-panel .chatmagic-transcript { border-bottom: 1px solid var(--jp-border-color2, #ddd); }
-.chatmagic-panel .chatmagic-msg { padding: 4px 10px; margin: 3px 0; border-radius: 8px; line-height: 1.4;
-  overflow-wrap: anywhere; }
-.chatmagic-panel .chatmagic-msg p { margin: .3em 0; }
-.chatmagic-panel .chatmagic-user { background: var(--jp-brand-color3, #dbeafe); margin-left: 15%; }
-.chatmagic-panel .chatmagic-assistant { background: var(--jp-layout-color2, #f3f4f6); margin-right: 5%; }
-.chatmagic-panel .chatmagic-who { font-size: 80%; font-weight: 600; color: var(--jp-ui-font-color2, #666); }
-.chatmagic-panel .chatmagic-user-text { white-space: pre-wrap; margin: .3em 0; }
-.chatmagic-panel .chatmagic-stopped { color: var(--jp-warn-color1, #a60); }
-.chatmagic-panel .chatmagic-status { font-size: 85%; color: var(--jp-ui-font-color2, #666); }
-.chatmagic-panel .chatmagic-error { color: var(--jp-error-color1, #c00); }
-.chatmagic-panel .chatmagic-empty { color: var(--jp-ui-font-color3, #999); font-style: italic; }
-</style>"""
+#: the one stylesheet of every skin (chatmagic.present): the panel looks like %chat history
+_CSS = present.FULL_STYLE
 
 #: rendered messages kept for re-use (a structural redraw re-renders nothing it has seen)
 _CACHE_SIZE = 512
@@ -130,11 +119,6 @@ class ChatPanel(widgets.VBox):
         self._structure_dirty = True
         self._flush: asyncio.TimerHandle | None = None
         self._closed = False
-        #: widget messages sent for message widgets (value changes), for measurements
-        self.message_updates = 0
-        #: names of the threads that ran the button and box callbacks (the last few): shows
-        #: whether the kernel runs widget messages on a subshell
-        self.callback_threads: list[str] = []
 
         rows = _provider_rows()
         names = [r["name"] for r in rows]
@@ -213,9 +197,9 @@ class ChatPanel(widgets.VBox):
 
         self.provider_dropdown.observe(self._on_provider, names="value")
         self.model_dropdown.observe(self._on_model, names="value")
-        self.send_button.on_click(lambda _b: self._callback(self.send))
-        self.stop_button.on_click(lambda _b: self._callback(self.stop))
-        self.new_button.on_click(lambda _b: self._callback(self.new_chat))
+        self.send_button.on_click(lambda _b: self.send())
+        self.stop_button.on_click(lambda _b: self.stop())
+        self.new_button.on_click(lambda _b: self.new_chat())
         # Enter in a Text widget arrives as a custom "submit" message; Text.on_submit is
         # deprecated in ipywidgets 8 (and would warn), the message itself is not
         self.text.on_msg(self._on_text_msg)
@@ -248,25 +232,23 @@ class ChatPanel(widgets.VBox):
                 return None
             provider, model = self.provider_dropdown.value, self.model_dropdown.value
             try:
+                # the provider and model chosen here stay with the conversation (the session
+                # core's rule, as for a cell's -p/-m): the next %%chat cell continues with them
                 turn = self.session.prepare(
                     prompt,
                     conversation=self.conversation.name,
                     options=TurnOptions(provider=provider, model=model),
+                    key=f"panel:{new_key()}",
                 )
+                self.turn = turn
+                # start() emits "start" on this thread: _on_event adopts the turn
+                self.session.start(turn)
             except ChatMagicError as exc:
                 self._set_status(str(exc), error=True)
                 return None
-            # what the panel chose stays with the conversation, as a cell's -p/-m does:
-            # the next %%chat cell continues with the same provider
-            conv = self.conversation
-            with conv.lock:
-                conv.provider, conv.model = turn.provider, turn.model
-            self.turn = turn
             self.text.value = ""
             self.send_button.disabled = True
             self.stop_button.disabled = False
-            # start() emits "start" on this thread: _on_event adopts the turn
-            self.session.start(turn)
             return turn
 
     def stop(self) -> None:
@@ -359,14 +341,9 @@ class ChatPanel(widgets.VBox):
 
     # -- callbacks (any thread; they return at once) -----------------------------------
 
-    def _callback(self, action: Callable[[], object]) -> None:
-        with self._lock:
-            self.callback_threads = [*self.callback_threads[-9:], threading.current_thread().name]
-        action()
-
     def _on_text_msg(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
         if content.get("event") == "submit":
-            self._callback(self.send)
+            self.send()
 
     def _on_provider(self, change: dict[str, Any]) -> None:
         try:
@@ -486,7 +463,6 @@ class ChatPanel(widgets.VBox):
         resized = len(ws) != len(items)
         while len(ws) < len(items):
             w = widgets.HTML(layout=widgets.Layout(width="100%"))
-            w.observe(self._count_update, names="value")
             ws.append(w)
         extra = ws[len(items) :]
         del ws[len(items) :]
@@ -520,30 +496,22 @@ class ChatPanel(widgets.VBox):
             self._flush = self.session.runner.loop.call_later(pacer.wait_time(), self._flush_due)
 
     def _ended(self, turn: Turn) -> None:
-        """A turn ended: say how, and give a failed message of ours back to the box."""
-        head = f"{turn.provider} · {turn.model}"
-        timing = f"first text {seconds(turn.first_text_s)} · total {seconds(turn.total_s)}"
-        if turn.state == "done":
-            self._set_status(f"{head} · {time.strftime('%H:%M:%S')} · {timing}")
+        """A turn ended: say how (chatmagic.present), and give a failed message of ours back to the box."""
+        status = present.final_status(turn)
+        if turn.state == "done" or (turn.state == "stopped" and turn.text):
+            self._set_status(status.text, warn=turn.state == "stopped")
             return
-        ours = turn is self.turn
+        note = f"{status.text}."
         if turn.state == "stopped":
-            if turn.text:
-                self._set_status(f"{head} · ■ stopped · {timing} · the text so far is kept", warn=True)
-                return
-            note = "Stopped before any text arrived; nothing was added."
-        else:
-            note = str(turn.error) if turn.error is not None else "The reply failed."
             note += " Nothing was added to the conversation."
-        if ours:
+        elif turn.error is not None:
+            note += f" {turn.error}"
+        if turn is self.turn:
             current = self.text.value
             if turn.prompt not in current:
                 self.text.value = turn.prompt if not current.strip() else f"{turn.prompt} {current}"
             note += " Your message is back in the box."
         self._set_status(note, error=turn.state == "failed", warn=turn.state == "stopped")
-
-    def _count_update(self, _change: dict[str, Any]) -> None:
-        self.message_updates += 1
 
     # -- HTML ---------------------------------------------------------------------------
 
@@ -556,31 +524,17 @@ class ChatPanel(widgets.VBox):
         return value
 
     def _user_html(self, text: str) -> str:
-        # what the user typed is shown as typed (escaped), not as Markdown
-        return self._cached(
-            ("user", text),
-            lambda: (
-                '<div class="chatmagic-msg chatmagic-user"><div class="chatmagic-who">You</div>'
-                f'<div class="chatmagic-user-text">{html.escape(text)}</div></div>'
-            ),
-        )
+        return self._cached(("user", text), lambda: present.user_html(text))
 
     def _exchange_html(self, ex: Exchange) -> str:
         key = ("assistant", ex.assistant.content, ex.provider, ex.model, ex.stopped, ex.total_s)
         return self._cached(
-            key,
-            lambda: _assistant_html(
-                ex.assistant.content,
-                f"{ex.provider} · {ex.model}" + (f" · {seconds(ex.total_s)}" if ex.total_s else ""),
-                stopped=ex.stopped,
-            ),
+            key, lambda: _assistant_html(ex.assistant.content, present.exchange_head(ex), stopped=ex.stopped)
         )
 
     def _streaming_html(self, turn: Turn) -> str:
         text = turn.text
-        return _assistant_html(
-            text, f"{turn.provider} · {turn.model} · " + ("streaming…" if text else "waiting…")
-        )
+        return _assistant_html(text, present.streaming(turn) if text else present.waiting(turn))
 
     def _idle_status(self) -> str:
         n = len(self.conversation)
@@ -590,8 +544,8 @@ class ChatPanel(widgets.VBox):
         )
 
     def _set_status(self, text: str, *, error: bool = False, warn: bool = False) -> None:
-        cls = "chatmagic-status" + (" chatmagic-error" if error else " chatmagic-stopped" if warn else "")
-        self.status.value = f'<div class="{cls}">{html.escape(text)}</div>'
+        kind = "error" if error else "stopped" if warn else ""
+        self.status.value = present.status_html(present.Status(text, kind))
 
     @property
     def status_text(self) -> str:
@@ -605,8 +559,4 @@ class ChatPanel(widgets.VBox):
 
 
 def _assistant_html(text: str, head: str, *, stopped: bool = False) -> str:
-    mark = ' <span class="chatmagic-stopped">■ stopped</span>' if stopped else ""
-    return (
-        f'<div class="chatmagic-msg chatmagic-assistant"><div class="chatmagic-who">{html.escape(head)}{mark}</div>'
-        f"{markdown_html(text) if text else ''}</div>"
-    )
+    return present.assistant_html(markdown_html(text) if text else "", head, stopped=stopped)

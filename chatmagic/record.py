@@ -224,6 +224,10 @@ def _check(record: Mapping[str, Any]) -> SavedExchange | None:
         "finished_at": _optional(record, "finished_at", float, 0.0),
         "seq": _optional(record, "seq", int, 0),
         "context_hash": _optional(record, "context_hash", str),
+        # added later: absent in older notebooks
+        "finish_reason": _optional(record, "finish_reason", str),
+        "usage": _usage(record),
+        "reasoning": _optional(record, "reasoning", str, ""),
     }
     if any(value is _BAD for value in values.values()):
         return None
@@ -238,6 +242,9 @@ def _check(record: Mapping[str, Any]) -> SavedExchange | None:
         finished_at=values["finished_at"],
         seq=values["seq"],
         context_hash=values["context_hash"],
+        finish_reason=values["finish_reason"],
+        usage=values["usage"],
+        reasoning=values["reasoning"],
     )
     return SavedExchange(
         conversation=values["conversation"] or DEFAULT_CONVERSATION,
@@ -246,6 +253,17 @@ def _check(record: Mapping[str, Any]) -> SavedExchange | None:
         chain=values["chain"],
         exchange=exchange,
     )
+
+
+def _usage(record: Mapping[str, Any]) -> Any:
+    """``usage``: None, or a dict of token counts (whole numbers, not negative); else _BAD."""
+    usage = _optional(record, "usage", dict)
+    if usage is None or usage is _BAD:
+        return usage
+    for name, count in usage.items():
+        if not isinstance(name, str) or not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            return _BAD
+    return dict(usage)
 
 
 def _clean(text: str) -> str:

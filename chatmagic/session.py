@@ -84,10 +84,23 @@ class Exchange:
     #: fingerprint of what was sent before the prompt (system prompt and history): a
     #: replay must have sent the same (see ChatSession.start)
     context_hash: str | None = None
+    #: why the reply ended as the server said it ("stop", "length", "content_filter", ...);
+    #: None when it did not say (web sites)
+    finish_reason: str | None = None
+    #: tokens as the server counted them (prompt_tokens, completion_tokens, and
+    #: reasoning_tokens when it says); None when it reported none
+    usage: dict[str, int] | None = None
+    #: what the model thought before answering; shown, saved, never sent back as history
+    reasoning: str = ""
 
     @property
     def stopped(self) -> bool:
         return self.assistant.stopped
+
+    @property
+    def cut(self) -> bool:
+        """The server ended the reply before it was complete (the token limit, a content filter)."""
+        return is_cut(self.finish_reason)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Exchange:
@@ -102,6 +115,9 @@ class Exchange:
             finished_at=float(d.get("finished_at") or 0.0),
             seq=int(d.get("seq") or 0),
             context_hash=d.get("context_hash"),
+            finish_reason=d.get("finish_reason"),
+            usage=dict(d["usage"]) if isinstance(d.get("usage"), dict) else None,
+            reasoning=str(d.get("reasoning") or ""),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,6 +133,9 @@ class Exchange:
             "finished_at": self.finished_at,
             "seq": self.seq,
             "context_hash": self.context_hash,
+            "finish_reason": self.finish_reason,
+            "usage": self.usage,
+            "reasoning": self.reasoning,
         }
 
 
@@ -334,6 +353,15 @@ class Turn:
         self._pieces: list[str] = []
         #: characters received so far (cheap to read, unlike ``text``)
         self.size = 0
+        self._thinking: list[str] = []
+        #: characters of reasoning received so far
+        self.reasoning_size = 0
+        #: why the server ended the reply ("stop", "length", ...; None: it did not say)
+        self.finish_reason: str | None = None
+        #: tokens the server counted for this reply (see Exchange.usage), or None
+        self.usage: dict[str, int] | None = None
+        #: request parameters sent with the reply (ChatMagics.options, then -o), once known
+        self.params: dict[str, Any] = {}
         self._cond = threading.Condition()
         self.version = 0
         self.messages: list[dict[str, str]] = []
@@ -349,6 +377,19 @@ class Turn:
             if len(self._pieces) > 1:
                 self._pieces[:] = ["".join(self._pieces)]
             return self._pieces[0] if self._pieces else ""
+
+    @property
+    def reasoning(self) -> str:
+        """What the model thought before (or instead of) answering, so far."""
+        with self._cond:
+            if len(self._thinking) > 1:
+                self._thinking[:] = ["".join(self._thinking)]
+            return self._thinking[0] if self._thinking else ""
+
+    @property
+    def cut(self) -> bool:
+        """The server ended the reply before it was complete (see Exchange.cut)."""
+        return is_cut(self.finish_reason)
 
     @property
     def done(self) -> bool:
@@ -408,9 +449,13 @@ class Turn:
         """End at once with a saved reply: nothing is sent, the exchange stays as it was."""
         with self._cond:
             self.replayed = True
+            self.notes.insert(0, "replayed: nothing was sent")
             self.provider, self.model = saved.provider, saved.model
             self._pieces[:] = [saved.assistant.content]
             self.size = len(saved.assistant.content)
+            self._thinking[:] = [saved.reasoning] if saved.reasoning else []
+            self.reasoning_size = len(saved.reasoning)
+            self.finish_reason, self.usage = saved.finish_reason, saved.usage
             self.first_text_at = self.started
             self.finished_at = self.started
             self.exchange = saved
@@ -461,7 +506,7 @@ class Turn:
                 except (ProviderError, ConfigurationError) as exc:  # e.g. a missing API key
                     if isinstance(exc, ProviderError):
                         exc.note_attempts(attempt + 1)
-                    if self.size:
+                    if self.size or self.reasoning_size:  # the reply had begun here
                         raise
                     delay = self.session.retry_delay(exc, attempt)
                     if delay is None:
@@ -478,9 +523,17 @@ class Turn:
         raise AllProvidersFailed(self.failures)
 
     async def _stream_from(self, name: str) -> None:
+        from .providers._wire import Ending, Thinking
+
         provider = await self.session._provider_for(self, name)
+        explicit = dict(self.options.params or {})
+        # the defaults (ChatMagics.options) go where they can; what the cell asked for, always:
+        # a provider that takes none refuses it before sending
+        params = {**self.session.default_params, **explicit} if provider.takes_params else explicit
         with self._cond:
             self.provider, self.model = name, self.models.get(name, self.model)
+            self.params = params
+            self.finish_reason = self.usage = None
             self.version += 1
             self._cond.notify_all()
         # Chunks are published in batches: what one network read brought (often hundreds of
@@ -508,13 +561,42 @@ class Turn:
                     self._cond.notify_all()
             self.conversation._emit("update", self)
 
+        def think(piece: str) -> None:
+            # reasoning is rarer and slower than text: published as it comes
+            with self._cond:
+                self._thinking.append(piece)
+                self.reasoning_size += len(piece)
+                self.version += 1
+                if self._change_waiters:
+                    self._cond.notify_all()
+            self.conversation._emit("update", self)
+
+        def end(ending: Ending) -> None:
+            with self._cond:
+                self.finish_reason = ending.finish_reason
+                self.usage = dict(ending.usage) if ending.usage else None
+                if ending.model and not self.model:  # the server chose (an empty model)
+                    self.model = ending.model
+                self.version += 1
+                self._cond.notify_all()
+
+        parts = provider.parts(
+            self.messages, self.model or None, params=params, images=self.options.attachments
+        )
         try:
-            async for chunk in provider.stream(self.messages, self.model or None):
-                if not chunk:
+            async for part in parts:
+                if isinstance(part, Thinking):
+                    publish()  # what came before it shows first
+                    think(part.text)
+                    continue
+                if isinstance(part, Ending):
+                    end(part)
+                    continue
+                if not part:
                     continue
                 if first_at is None:
                     first_at = time.monotonic()
-                batch.append(chunk)
+                batch.append(part)
                 if not scheduled:
                     scheduled = True
                     loop.call_soon(publish)
@@ -539,6 +621,9 @@ class Turn:
                 first_text_s=self.first_text_s,
                 total_s=time.monotonic() - self.started,
                 context_hash=self.context_hash,
+                finish_reason=self.finish_reason,
+                usage=self.usage,
+                reasoning=self.reasoning,
             )
             conv.record(self.exchange)
             self.session._write_log(conv, self.exchange)
@@ -568,6 +653,8 @@ class ChatSession:
         self.base_urls: dict[str, str] = {}
         #: provider name -> the local stand-in's address, while ``%chat sandbox`` runs
         self.stand_in_urls: dict[str, str] = {}
+        #: request parameters sent with every turn to providers that take them (ChatMagics.options)
+        self.default_params: dict[str, Any] = {}
         #: retries of a provider before moving on, and the backoff between them
         self.retries = 2
         self.backoff = 0.5
@@ -869,6 +956,12 @@ class ChatSession:
 
 def new_key() -> str:
     return uuid.uuid4().hex
+
+
+def is_cut(finish_reason: str | None) -> bool:
+    """A finish reason that means the reply is not whole: anything but "stop" (and the ways
+    servers spell it) or a tool call; None (a site that does not say) is not a cut."""
+    return finish_reason is not None and finish_reason not in ("stop", "eos", "end_turn", "tool_calls")
 
 
 def is_retryable(exc: ChatMagicError) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from chatmagic._state import get_session
+from chatmagic.providers.endpoints import PRESETS
 from chatmagic.sandbox import Sandbox
 
 from ._netguard import netguard
@@ -127,7 +128,7 @@ def ip(sandbox_thread: Sandbox) -> Iterator[Any]:
     shell = start_ipython()
     shell.run_line_magic("load_ext", "chatmagic")
     # every provider, openai included, talks to the stand-in: no test can reach a real site
-    urls = {site: sandbox_thread.base_url(site) for site in (*SITES, "openai")}
+    urls = {site: sandbox_thread.base_url(site) for site in (*SITES, "openai", *PRESETS)}
     shell.run_line_magic("config", f"ChatMagics.base_urls = {urls!r}")
     yield shell
     shell.run_line_magic("unload_ext", "chatmagic")

@@ -99,4 +99,5 @@ def test_listeners_see_start_updates_and_end(session: ChatSession) -> None:
     unsubscribe = conv.subscribe(lambda kind, c, turn: seen.append(kind))
     session.send("[[words:5]]", conversation="watched", options=TurnOptions(provider="opchatgpts")).result(30)
     unsubscribe()
-    assert seen[0] == "start" and seen.count("update") == 5 and seen[-2:] == ["recorded", "end"]
+    # updates come in batches (what one network read brought), at least one, at most one a chunk
+    assert seen[0] == "start" and 1 <= seen.count("update") <= 5 and seen[-2:] == ["recorded", "end"]

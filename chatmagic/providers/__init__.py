@@ -3,7 +3,9 @@
 Built-in providers are named by module path and imported on first use, so that
 ``%load_ext chatmagic`` stays fast. Third-party packages add providers through the
 entry-point group ``chatmagic.providers`` (``name = "package.module:Class"``), or at
-run time with :func:`register`.
+run time with :func:`register`. Named OpenAI-compatible endpoints (the presets ``ollama``,
+``llamacpp``, ``vllm``, ``lmstudio`` and ``ChatMagics.endpoints``) are found by
+:func:`get_provider` and listed by :func:`list_providers` too (:mod:`.endpoints`).
 """
 
 from __future__ import annotations
@@ -73,9 +75,13 @@ def get_provider(name: str) -> type[Provider]:
             _read_entry_points()
         path = _paths.get(key)
     if path is None:
-        raise UnknownProviderError(
-            f"No provider named {name!r}. Known providers: {', '.join(provider_names())}."
-        )
+        from .endpoints import endpoint_names, find_endpoint
+
+        endpoint = find_endpoint(key)
+        if endpoint is not None:
+            return endpoint
+        known = sorted({*provider_names(), *endpoint_names()})
+        raise UnknownProviderError(f"No provider named {name!r}. Known providers: {', '.join(known)}.")
     module_name, _, attr = path.partition(":")
     try:
         obj: Any = importlib.import_module(module_name)
@@ -94,10 +100,13 @@ def get_provider(name: str) -> type[Provider]:
 
 def list_providers() -> list[dict[str, Any]]:
     """Every provider with its models and flags (what ``%chat providers`` shows)."""
+    from .endpoints import endpoint_names
+
     rows = []
     for name in provider_names():
         try:
             rows.append(get_provider(name).describe())
         except ConfigurationError as exc:
             rows.append({"name": name, "error": str(exc)})
+    rows += [get_provider(name).describe() for name in endpoint_names() if name not in provider_names()]
     return rows

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ProtocolError, TokenRefusedError
 from ._http import Answer, excerpt, status_error
 from ._lines import Field, LineDecoder, event_fields
+
+T = TypeVar("T")
 
 
 class NonceRefused(Exception):
@@ -91,9 +93,9 @@ def parse_json(label: str, text: str, what: str, ctype: str) -> Any:
 
 async def with_token_retry(
     label: str,
-    send: Callable[[bool], AsyncIterator[str]],
+    send: Callable[[bool], AsyncIterator[T]],
     refused_hint: str,
-) -> AsyncIterator[str]:
+) -> AsyncIterator[T]:
     """Send once; when the token is refused, fetch a fresh one and send once more."""
     for fresh in (False, True):
         try:

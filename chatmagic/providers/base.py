@@ -13,8 +13,8 @@ two forms, the same code behind both:
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import (
     ConfigurationError,
@@ -22,8 +22,15 @@ from ..errors import (
     ProviderError,
     UnknownModelError,
 )
-from ._http import DEFAULT_TIMEOUT
+from ._family import content_type
+from ._http import BROWSER_HEADERS, DEFAULT_TIMEOUT, AiohttpTransport, Answer, Transport, status_error
 from ._lines import SurrogateMender, valid_text
+from ._wire import Ending, Part, Thinking
+
+if TYPE_CHECKING:
+    from ..options import Attachment
+
+__all__ = ["Ending", "HTTPProvider", "Part", "Provider", "Thinking"]
 
 Message = Mapping[str, str]
 ROLES = ("system", "user", "assistant")
@@ -47,6 +54,10 @@ class Provider(abc.ABC):
     default_model: ClassVar[str]
     models: ClassVar[tuple[str, ...]] = ()
     model_aliases: ClassVar[dict[str, str]] = {}
+    #: the provider sends request parameters (``-o temperature=0.2``) in its request
+    takes_params: ClassVar[bool] = False
+    #: the provider sends images (``--attach``) with the message
+    takes_images: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -96,10 +107,26 @@ class Provider(abc.ABC):
     # -- streaming -----------------------------------------------------------------
 
     async def stream(self, messages: Sequence[Message], model: str | None = None) -> AsyncIterator[str]:
-        """Yield the reply to ``messages`` chunk by chunk.
+        """Yield the reply to ``messages`` chunk by chunk: its text only (see :meth:`parts`)."""
+        async for part in self.parts(messages, model):
+            if isinstance(part, str):
+                yield part
 
-        A failure after text has streamed carries that text as ``partial``. A reply
-        with no text at all is an :class:`EmptyReplyError`.
+    async def parts(
+        self,
+        messages: Sequence[Message],
+        model: str | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        images: Sequence[Attachment] = (),
+    ) -> AsyncIterator[Part]:
+        """Yield the reply to ``messages``: text (``str``), :class:`Thinking` and a last :class:`Ending`.
+
+        ``params`` go into the request body and ``images`` with the last user message, for
+        providers that take them; one that does not refuses them before sending anything
+        (:class:`ConfigurationError`, one line). A failure after text has streamed carries
+        that text as ``partial``. A reply with no text at all is an :class:`EmptyReplyError`
+        (or the provider's own error saying why).
 
         Every provider's text passes here, so this is where it is made valid Unicode: a
         lone surrogate (JSON ``"\\ud800"``, which ``json`` decodes as is) cannot be encoded
@@ -108,10 +135,18 @@ class Provider(abc.ABC):
         """
         checked = check_messages(messages, self.label)
         resolved = self.get_model(model)
+        self._check_extras(params or {}, images)
         received: list[str] = []
         mender = SurrogateMender()
         try:
-            async for chunk in self._stream(checked, resolved):
+            async for chunk in self._parts(checked, resolved, dict(params or {}), tuple(images)):
+                if isinstance(chunk, Thinking):
+                    if chunk.text:
+                        yield Thinking(valid_text(chunk.text))
+                    continue
+                if isinstance(chunk, Ending):
+                    yield chunk
+                    continue
                 text = mender.feed(chunk) if chunk else ""
                 if text:
                     received.append(text)
@@ -132,9 +167,34 @@ class Provider(abc.ABC):
                 "the site answered, but the reply was empty. Try again, rephrase, or use another provider.",
             )
 
+    def _check_extras(self, params: Mapping[str, Any], images: Sequence[Attachment]) -> None:
+        """Refuse, before sending, what this provider cannot send instead of dropping it."""
+        if params and not self.takes_params:
+            raise ConfigurationError(
+                f"{self.label} is a web site's chat and takes no request options "
+                f"({', '.join(params)}): leave -o out, or use an OpenAI-compatible provider "
+                "(-p openai, -p ollama, ...)."
+            )
+        if images and not self.takes_images:
+            raise ConfigurationError(
+                f"{self.label} is a web site's chat and cannot be sent an image "
+                f"({', '.join(a.name for a in images)}): leave --attach out, or use a vision model on an "
+                "OpenAI-compatible provider (-p openai, -p ollama, ...)."
+            )
+
+    def _parts(
+        self,
+        messages: list[dict[str, str]],
+        model: str,
+        params: dict[str, Any],
+        images: tuple[Attachment, ...],
+    ) -> AsyncIterator[Part]:
+        """The reply's parts; by default the site's text (:meth:`_stream`)."""
+        return self._stream(messages, model)
+
     @abc.abstractmethod
-    def _stream(self, messages: list[dict[str, str]], model: str) -> AsyncIterator[str]:
-        """The site's protocol: yield text chunks in order."""
+    def _stream(self, messages: list[dict[str, str]], model: str) -> AsyncIterator[Any]:
+        """The site's protocol: yield text chunks in order (a :data:`Part` may come too)."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional: providers without connections keep it
         """Close the provider's HTTP sessions. Safe to call twice."""
@@ -172,7 +232,77 @@ class Provider(abc.ABC):
             "stream": cls.supports_stream,
             "system": cls.supports_system_message,
             "history": cls.supports_message_history,
+            "options": cls.takes_params,
+            "images": cls.takes_images,
         }
+
+
+class HTTPProvider(Provider):
+    """A provider over HTTP: one transport kept across turns, and the one way an exchange goes.
+
+    POST (or GET), then: an error status becomes the error :meth:`_refused` makes of it
+    (each family reads its own refusals there); an event stream is read by ``events``,
+    anything else as one body by ``whole``. Subclasses set ``transport_class`` and
+    :meth:`_session_headers`.
+    """
+
+    transport_class: ClassVar[type[Transport]] = AiohttpTransport
+    #: an answer without an event-stream content type is still read as events unless it says JSON
+    #: (servers that stream with another content type); else it is read whole
+    events_unless_json: ClassVar[bool] = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._http = self.transport_class(
+            self.label,
+            proxy=self.proxy,
+            timeout=self.timeout,
+            headers=self._session_headers(),
+            cookies=self.options.get("cookies"),
+        )
+
+    def _session_headers(self) -> dict[str, str]:
+        """Headers of every request (a browser's, for the web sites)."""
+        return {**BROWSER_HEADERS, "origin": self.site}
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _refused(self, status: int, headers: Mapping[str, str], body: str) -> BaseException:
+        """The error for an answer with an error status."""
+        return status_error(self.label, status, headers, body)
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        events: Callable[[Answer, str], AsyncIterator[Part]],
+        whole: Callable[[str, str], Awaitable[list[Part]] | list[Part]],
+        headers: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        refused: Callable[[int, Mapping[str, str], str], Awaitable[BaseException]] | None = None,
+    ) -> AsyncIterator[Part]:
+        """Send one request and yield what its answer says (see the class docstring)."""
+        async with self._http.request(
+            method, self.endpoint(path), headers=headers, data=data, json_body=json_body
+        ) as answer:
+            if answer.status >= 400:
+                body = (await answer.read()).decode("utf-8", "replace")
+                raise await (refused or self._refused)(answer.status, answer.headers, body)
+            ctype = content_type(answer)
+            streamed = ctype == "text/event-stream" or (
+                self.events_unless_json and ctype != "application/json"
+            )
+            if streamed:
+                async for part in events(answer, ctype):
+                    yield part
+                return
+            text = (await answer.read()).decode("utf-8", "replace")
+            parts = whole(text, ctype)
+            for part in parts if isinstance(parts, list) else await parts:
+                yield part
 
 
 def check_messages(messages: Iterable[Any], label: str) -> list[dict[str, str]]:

@@ -26,6 +26,8 @@ class ChatGptEs(WpaicgProvider):
     url = "https://chatgpt.es"
     default_model = "gpt-4o"
     models = ("gpt-4", "gpt-4o", "gpt-4o-mini")
+    # the site answers in one JSON object: the reply arrives whole, not streamed
+    supports_stream = False
     supports_system_message = False
     supports_message_history = False
     transport_class = CurlTransport

@@ -12,3 +12,5 @@ class ChatGptt(WpaicgProvider):
     referer_path = "/chat"
     default_model = "gpt-4o"
     models = ("gpt-4", "gpt-4o", "gpt-4o-mini")
+    # the site answers in one JSON object: the reply arrives whole, not streamed
+    supports_stream = False

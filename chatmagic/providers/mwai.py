@@ -8,18 +8,19 @@ fetched again once when refused.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 from ..errors import ProtocolError, ServiceError, StreamInterrupted
-from ._family import content_type, fail_on_status, fields, parse_json, try_json, with_token_retry
-from ._http import BROWSER_HEADERS, AiohttpTransport, excerpt, status_error
-from .base import Provider
+from ._family import NonceRefused, content_type, fields, parse_json, try_json, with_token_retry
+from ._http import excerpt, status_error
+from ._wire import Part
+from .base import HTTPProvider
 
 SESSION_PATH = "/wp-json/mwai/v1/start_session"
 
 
-class MwaiProvider(Provider):
+class MwaiProvider(HTTPProvider):
     """A site running AI Engine. Subclasses say whether it wants a nonce and build the body."""
 
     api_path = "/wp-json/mwai-ui/v1/chats/submit"
@@ -29,15 +30,6 @@ class MwaiProvider(Provider):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._nonce: str | None = None
-        self._http = AiohttpTransport(
-            self.label,
-            proxy=self.proxy,
-            timeout=self.timeout,
-            headers={**BROWSER_HEADERS, "origin": self.site},
-        )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     def body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         raise NotImplementedError
@@ -59,28 +51,33 @@ class MwaiProvider(Provider):
         self._nonce = nonce
         return nonce
 
-    def _stream(self, messages: list[dict[str, str]], model: str) -> AsyncIterator[str]:
+    def _stream(self, messages: list[dict[str, str]], model: str) -> AsyncIterator[Part]:
         return with_token_retry(
             self.label,
             lambda fresh: self._send(messages, fresh),
             "Try again later, or use another provider.",
         )
 
-    async def _send(self, messages: list[dict[str, str]], fresh: bool) -> AsyncIterator[str]:
+    async def _send(self, messages: list[dict[str, str]], fresh: bool) -> AsyncIterator[Part]:
         headers = {"accept": "text/event-stream", "referer": self.endpoint(self.referer_path)}
         if self.uses_nonce:
             headers["x-wp-nonce"] = await self.nonce(fresh)
-        async with self._http.request(
-            "POST", self.endpoint(self.api_path), headers=headers, json_body=self.body(messages)
-        ) as answer:
-            await fail_on_status(self.label, answer, _is_refusal)
-            if content_type(answer) == "text/event-stream":
-                async for chunk in self._read_events(answer):
-                    yield chunk
-            else:
-                ctype = content_type(answer)
-                text = (await answer.read()).decode("utf-8", "replace")
-                yield self._final(parse_json(self.label, text, "the chat's JSON answer", ctype))
+        async for part in self._exchange(
+            "POST",
+            self.api_path,
+            headers=headers,
+            json_body=self.body(messages),
+            events=lambda answer, ctype: self._read_events(answer),
+            whole=lambda text, ctype: [
+                self._final(parse_json(self.label, text, "the chat's JSON answer", ctype))
+            ],
+        ):
+            yield part
+
+    async def _refused(self, status: int, headers: Mapping[str, str], body: str) -> BaseException:
+        if _is_refusal(status, body):
+            return NonceRefused()
+        return status_error(self.label, status, headers, body)
 
     async def _read_events(self, answer: Any) -> AsyncIterator[str]:
         leftover: list[str] = []

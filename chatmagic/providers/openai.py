@@ -11,19 +11,22 @@ that ignores ``stream`` answers one ``chat.completion`` object, which is read to
 
 The API key is read from an environment variable (``OPENAI_API_KEY`` unless
 ``api_key_env=`` names another) at each request, sent as ``Authorization: Bearer``,
-and never kept in the history or shown in an error.
+and never kept in the history or shown in an error: the variable is registered as a
+secret, so every error message, made anywhere, is scrubbed of its value and of any
+piece of it (a server may echo the key back, and a message may be cut inside it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+import re
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from .. import __version__
+from .._secrets import register_key_env
 from ..errors import (
     ConfigurationError,
     HTTPStatusError,
@@ -32,12 +35,15 @@ from ..errors import (
     ServiceError,
     StreamInterrupted,
 )
-from ._family import content_type, fields, parse_json
-from ._http import AiohttpTransport, retry_after, status_error
-from .base import Provider
+from ._family import content_type, parse_json, try_json
+from ._http import TOO_LONG_HINT, body_summary, excerpt, retry_after, status_error
+from ._wire import ChunkReader, Part, event_objects, sentence, sse_events
+from .base import HTTPProvider
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self needs Python 3.11
+
+    from ..options import Attachment
 
 __all__ = ["DEFAULT_KEY_ENV", "OpenAICompatible"]
 
@@ -46,9 +52,14 @@ OFFICIAL_HOST = "api.openai.com"
 #: how long a 404 may spend asking the server for its models before the error is raised
 _LIST_MODELS_TIMEOUT = 5.0
 _MODELS_SHOWN = 20
+#: how much of a server's own error message is quoted
+_MESSAGE_LIMIT = 300
+#: error codes and types that mean the conversation does not fit the model's context
+#: (OpenAI and LiteLLM: code; llama.cpp's llama-server: type)
+_TOO_LONG = {"context_length_exceeded", "exceed_context_size_error"}
 
 
-class OpenAICompatible(Provider):
+class OpenAICompatible(HTTPProvider):
     """A server speaking OpenAI's chat-completions API. Any model name it has is valid."""
 
     name = "openai"
@@ -60,21 +71,26 @@ class OpenAICompatible(Provider):
     models = ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "o4-mini", "llama3.2", "qwen2.5")
     supports_system_message = True
     supports_message_history = True
+    takes_params = True
+    takes_images = True
+    # servers that stream with another content type (or none) are still read as events
+    events_unless_json = True
+    #: the environment variable holding the key (endpoints name their own; None: never send one)
+    key_env: ClassVar[str | None] = DEFAULT_KEY_ENV
 
-    def __init__(self, *, api_key_env: str = DEFAULT_KEY_ENV, **kwargs: Any) -> None:
+    def __init__(self, *, api_key_env: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if not api_key_env or not isinstance(api_key_env, str):
+        if api_key_env is not None and (not api_key_env or not isinstance(api_key_env, str)):
             raise ConfigurationError(f"{self.label}: api_key_env must name an environment variable.")
-        self.api_key_env = api_key_env
-        self._http = AiohttpTransport(
-            self.label,
-            proxy=self.proxy,
-            timeout=self.timeout,
-            headers={"user-agent": f"chatmagic/{__version__}"},
-        )
+        self.api_key_env = api_key_env or self.key_env
+        if self.api_key_env:
+            # whatever the variable is called, its value is a secret to scrub from every message
+            register_key_env(self.api_key_env)
+        #: the model an empty model name stands for, once the server said (GET /models)
+        self._first_model: str | None = None
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
+    def _session_headers(self) -> dict[str, str]:
+        return {"user-agent": f"chatmagic/{__version__}"}
 
     async def __aenter__(self) -> Self:
         return self
@@ -95,7 +111,7 @@ class OpenAICompatible(Provider):
 
     def api_key(self) -> str | None:
         """The key from the environment now (so a key set after the first turn is seen)."""
-        key = os.environ.get(self.api_key_env, "").strip()
+        key = os.environ.get(self.api_key_env, "").strip() if self.api_key_env else ""
         if not key:
             if self.is_official:
                 raise ConfigurationError(
@@ -120,40 +136,53 @@ class OpenAICompatible(Provider):
 
     # -- streaming -----------------------------------------------------------------
 
-    async def _stream(self, messages: list[dict[str, str]], model: str) -> AsyncIterator[str]:
-        key = self.api_key()
-        body = {"model": model, "messages": messages, "stream": True}
-        try:
-            async with self._http.request(
-                "POST",
-                self.endpoint(self.api_path),
-                headers=self._headers(key, "text/event-stream"),
-                json_body=body,
-            ) as answer:
-                if answer.status >= 400:
-                    text = (await answer.read()).decode("utf-8", "replace")
-                    raise await self._status_error(answer.status, answer.headers, text, model, key)
-                ctype = content_type(answer)
-                if ctype == "application/json":
-                    text = (await answer.read()).decode("utf-8", "replace")
-                    obj = parse_json(self.label, text, "a chat completion", ctype)
-                    reply = self._completion(obj)
-                    if reply:
-                        yield reply
-                else:
-                    async for chunk in self._read_events(answer, ctype):
-                        yield chunk
-        except ProviderError as exc:
-            clean = _scrubbed(exc, key)
-            if clean is exc:
-                raise
-            raise clean from exc.__cause__
+    def _stream(self, messages: list[dict[str, str]], model: str) -> AsyncIterator[Part]:
+        return self._parts(messages, model, {}, ())
 
-    async def _read_events(self, answer: Any, ctype: str) -> AsyncIterator[str]:
+    async def _parts(
+        self,
+        messages: list[dict[str, str]],
+        model: str,
+        params: dict[str, Any],
+        images: tuple[Attachment, ...],
+    ) -> AsyncIterator[Part]:
+        key = self.api_key()
+        model = model or await self._default_model()
+        options = params.get("stream_options")
+        body = {
+            **params,
+            "model": model,
+            "messages": with_images(messages, images),
+            "stream": True,
+            # usage comes only when asked, in a last chunk (servers that ignore it send none)
+            "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True},
+        }
+        reader = ChunkReader(self.label, self._broken, self._service)
+
+        async def refused(status: int, headers: Mapping[str, str], text: str) -> BaseException:
+            return await self._status_error(status, headers, text, model, key)
+
+        async for part in self._exchange(
+            "POST",
+            self.api_path,
+            headers=self._headers(key, "text/event-stream"),
+            json_body=body,
+            events=lambda answer, ctype: self._read_events(answer, ctype, reader),
+            whole=lambda text, ctype: reader.read_completion(
+                parse_json(self.label, text, "a chat completion", ctype)
+            ),
+            refused=refused,
+        ):
+            yield part
+        error = reader.no_text_error()
+        if error is not None:
+            raise error
+        yield reader.ending()
+
+    async def _read_events(self, answer: Any, ctype: str, reader: ChunkReader) -> AsyncIterator[Part]:
         leftover: list[str] = []
         events = 0
-        finished = False
-        async for field in fields(answer):
+        async for field in sse_events(answer):
             if not field.is_data:
                 if field.data.startswith("error:"):  # llama.cpp's way of failing mid-stream
                     raise self._service(error_line(field.data[6:].strip()))
@@ -162,82 +191,52 @@ class OpenAICompatible(Provider):
             if field.data == "[DONE]":
                 return
             events += 1
-            chunk = parse_json(self.label, field.data, "a chat completion chunk", "")
-            if not isinstance(chunk, dict):
-                raise self._broken("a chunk that is not a JSON object")
-            if chunk.get("error"):
-                raise self._service(parse_error(chunk) or "an error without a message")
-            choices = chunk.get("choices")
-            if not isinstance(choices, list):
-                raise self._broken("a chunk without 'choices'")
-            for choice in choices[:1]:  # usage chunks have none; n > 1 is never asked for
-                if not isinstance(choice, dict):
-                    raise self._broken("a choice that is not a JSON object")
-                delta = choice.get("delta")
-                piece = delta.get("content") if isinstance(delta, dict) else None
-                if piece is not None and not isinstance(piece, str):
-                    raise self._broken("a delta whose content is not text")
-                if piece:
-                    yield piece
-                if choice.get("finish_reason"):
-                    finished = True
+            for chunk in event_objects(self.label, field.data, "a chat completion chunk"):
+                for part in reader.feed(chunk):
+                    yield part
         if not events and leftover:
             # the whole answer as one object, sent without an event-stream content type
             obj = parse_json(self.label, "\n".join(leftover), "a chat completion", ctype)
-            reply = self._completion(obj)
-            if reply:
-                yield reply
+            for part in reader.read_completion(obj):
+                yield part
             return
-        if not finished:
+        if not reader.finished:
             raise StreamInterrupted(
                 self.label,
                 "the stream ended without its end marker (data: [DONE]): the reply may be "
                 "cut short. Run the cell again to retry.",
             )
 
-    def _completion(self, obj: Any) -> str:
-        """The text of a whole ``chat.completion`` object."""
-        if not isinstance(obj, dict):
-            raise self._broken("an answer that is not a JSON object")
-        if obj.get("error"):
-            raise self._service(parse_error(obj) or "an error without a message")
-        choices = obj.get("choices")
-        if not isinstance(choices, list):
-            raise self._broken("an answer without 'choices'")
-        if not choices:
-            return ""
-        message = choices[0].get("message") if isinstance(choices[0], dict) else None
-        if not isinstance(message, dict):
-            raise self._broken("a choice without its 'message'")
-        content = message.get("content")
-        if content is None and isinstance(message.get("refusal"), str):
-            raise self._service(f"the model refused: {message['refusal']}")
-        if content is not None and not isinstance(content, str):
-            raise self._broken("a message whose content is not text")
-        return content or ""
+    async def _default_model(self) -> str:
+        """What an empty model name means: the server's first model (a single-model server's only one)."""
+        if self._first_model is None:
+            names = await self._model_ids()
+            if not names:
+                raise ConfigurationError(
+                    f"{self.label}: no model given, and the server lists none: load or pull one, then "
+                    "name it with -m."
+                )
+            self._first_model = names[0]
+        return self._first_model
 
     # -- models --------------------------------------------------------------------
 
     async def list_models(self) -> list[str]:
         """The model names the server has (``GET {base}/models``), sorted."""
+        return sorted(await self._model_ids())
+
+    async def _model_ids(self) -> list[str]:
+        """The model names in the server's own order (the loaded one first, on most)."""
         key = self.api_key()
-        try:
-            async with self._http.request(
-                "GET", self.endpoint("/models"), headers=self._headers(key)
-            ) as answer:
-                text = (await answer.read()).decode("utf-8", "replace")
-                if answer.status >= 400:
-                    raise await self._status_error(answer.status, answer.headers, text, None, key)
-                obj = parse_json(self.label, text, "the list of models", content_type(answer))
-        except ProviderError as exc:
-            clean = _scrubbed(exc, key)
-            if clean is exc:
-                raise
-            raise clean from exc.__cause__
+        async with self._http.request("GET", self.endpoint("/models"), headers=self._headers(key)) as answer:
+            text = (await answer.read()).decode("utf-8", "replace")
+            if answer.status >= 400:
+                raise await self._status_error(answer.status, answer.headers, text, None, key)
+            obj = parse_json(self.label, text, "the list of models", content_type(answer))
         data = obj.get("data") if isinstance(obj, dict) else None
         if not isinstance(data, list):
             raise self._broken("a model list without 'data'")
-        return sorted(m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str))
+        return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
     # -- errors --------------------------------------------------------------------
 
@@ -245,12 +244,18 @@ class OpenAICompatible(Provider):
         self, status: int, headers: Any, body: str, model: str | None, key: str | None
     ) -> ProviderError:
         """An HTTP error answer, read as the OpenAI API writes them."""
-        message = parse_error(body)
-        snippet = message if message is not None else " ".join(body.split())[:120]
+        obj = try_json(body)
+        message = parse_error(obj)
+        snippet = excerpt(message, _MESSAGE_LIMIT) if message is not None else body_summary(body)
         said = f"HTTP {status}: {snippet}" if snippet else f"HTTP {status}"
         # a 403 page that is not the API's JSON may be a bot check: status_error knows those
         if status == 401 or (status == 403 and message is not None):
-            if key:
+            if not self.api_key_env:
+                hint = (
+                    f"the server wants an API key ({said}): name the environment variable holding it, "
+                    "e.g. %config ChatMagics.endpoints = {'name': {'base_url': ..., 'key_env': 'MY_KEY'}}."
+                )
+            elif key:
                 hint = (
                     f"the server refused the API key in {self.api_key_env} ({said}). "
                     "Check the key, or set api_key_env= to read another variable."
@@ -261,12 +266,14 @@ class OpenAICompatible(Provider):
                     "environment the kernel runs in (or api_key_env= to read another variable)."
                 )
             return HTTPStatusError(self.label, hint, status=status)
-        code = error_code(body)
-        if (
-            model is not None
-            and message is not None
-            and (code == "model_not_found" or (status == 404 and "model" in message.lower()))
-        ):
+        code = error_field(obj, "code")
+        if status == 413 or code in _TOO_LONG or error_field(obj, "type") in _TOO_LONG:
+            return HTTPStatusError(
+                self.label,
+                f"the conversation is too long for the server or the model ({said}). {TOO_LONG_HINT}",
+                status=status,
+            )
+        if model is not None and message is not None and is_unknown_model(status, code, message, model):
             return HTTPStatusError(
                 self.label,
                 f"the server has no model {model!r} ({said}). {await self._models_hint()}",
@@ -292,7 +299,10 @@ class OpenAICompatible(Provider):
             429: "The server is rate-limiting: wait a little, or use another provider.",
         }.get(status, "The server may be down or overloaded: try again later, or use another provider.")
         return HTTPStatusError(
-            self.label, f"the server answered {said}. {hint}", status=status, retry_after=retry_after(headers)
+            self.label,
+            f"the server answered {sentence(said)} {hint}",
+            status=status,
+            retry_after=retry_after(headers),
         )
 
     async def _models_hint(self) -> str:
@@ -309,7 +319,8 @@ class OpenAICompatible(Provider):
     def _service(self, message: str) -> ServiceError:
         return ServiceError(
             self.label,
-            f"the server reported an error: {message}. Try again later, or use another provider.",
+            f"the server reported an error: {sentence(excerpt(message, _MESSAGE_LIMIT))} "
+            "Try again later, or use another provider.",
         )
 
     def _broken(self, what: str) -> ProtocolError:
@@ -320,6 +331,43 @@ class OpenAICompatible(Provider):
         )
 
 
+#: how servers say a model is unknown, beside naming it (a 400 may be about anything else)
+_UNKNOWN_MODEL = re.compile(
+    r"not found|does not exist|doesn't exist|invalid model|unknown model|no such model|not available|not loaded",
+    re.IGNORECASE,
+)
+
+
+def is_unknown_model(status: int, code: str | None, message: str, model: str) -> bool:
+    """An error answer that says the model asked for is not there.
+
+    OpenAI: ``code: model_not_found``; Ollama, vLLM: a 404 about the model; LiteLLM and
+    llama-server's router: a 400 naming the model ("Invalid model name passed in
+    model=x", "model 'x' not found").
+    """
+    if code == "model_not_found":
+        return True
+    lower = message.lower()
+    if status == 404:
+        return "model" in lower
+    if status != 400 or "model" not in lower:
+        return False
+    named = re.search(rf"(?<![\w.-]){re.escape(model)}(?![\w-])", message) is not None
+    return named and _UNKNOWN_MODEL.search(message) is not None
+
+
+def with_images(messages: list[dict[str, str]], images: tuple[Attachment, ...]) -> list[dict[str, Any]]:
+    """The messages with the images joined to the last user message as ``image_url`` parts."""
+    if not images:
+        return list(messages)
+    out: list[dict[str, Any]] = list(messages)
+    last = max(i for i, m in enumerate(out) if m["role"] == "user")
+    parts: list[dict[str, Any]] = [{"type": "text", "text": out[last]["content"]}]
+    parts += [{"type": "image_url", "image_url": {"url": image.data_url}} for image in images]
+    out[last] = {"role": "user", "content": parts}
+    return out
+
+
 def parse_error(body: Any) -> str | None:
     """The message of an error as OpenAI-compatible servers write them, or None.
 
@@ -327,10 +375,7 @@ def parse_error(body: Any) -> str | None:
     ``{"error": "text"}``; vLLM: ``{"object": "error", "message": ...}``; FastAPI: ``{"detail": ...}``.
     """
     if isinstance(body, str):
-        try:
-            body = json.loads(body)
-        except ValueError:
-            return None
+        body = try_json(body)
     if not isinstance(body, dict):
         return None
     err = body.get("error")
@@ -347,30 +392,16 @@ def parse_error(body: Any) -> str | None:
 
 def error_line(text: str) -> str:
     """The message of an ``error: {...}`` line (the object itself, not wrapped in "error")."""
-    try:
-        obj = json.loads(text)
-    except ValueError:
+    obj = try_json(text)
+    if obj is None:
         return text
     if isinstance(obj, dict) and isinstance(obj.get("message"), str):
         return str(obj["message"])
     return parse_error(obj) or text
 
 
-def error_code(body: str) -> str | None:
-    try:
-        err = json.loads(body).get("error")
-    except (ValueError, AttributeError):
-        return None
-    code = err.get("code") if isinstance(err, dict) else None
-    return code if isinstance(code, str) else None
-
-
-def _scrubbed(exc: ProviderError, key: str | None) -> ProviderError:
-    """The same error with the key removed from its text (a server may echo it back)."""
-    if not key or key not in str(exc):
-        return exc
-    message = exc.detail.replace(key, "***")
-    kwargs: dict[str, Any] = {"partial": exc.partial}
-    if isinstance(exc, HTTPStatusError):
-        kwargs.update(status=exc.status, retry_after=exc.retry_after)
-    return type(exc)(exc.provider, message, **kwargs)
+def error_field(body: Any, name: str) -> str | None:
+    """``error.code`` or ``error.type`` of a decoded error body, when it is text."""
+    err = body.get("error") if isinstance(body, dict) else None
+    value = err.get(name) if isinstance(err, dict) else None
+    return value if isinstance(value, str) else None

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 from ..errors import ProtocolError, ServiceError
-from ._family import NonceRefused, content_type, fail_on_status, fields, parse_json, with_token_retry
-from ._http import BROWSER_HEADERS, AiohttpTransport, Transport, excerpt, status_error
-from .base import Provider, format_prompt
+from ._family import NonceRefused, parse_json, with_token_retry
+from ._http import excerpt, status_error
+from ._wire import ChunkReader, Part, event_objects, sse_events
+from .base import HTTPProvider, format_prompt
 
 ACTION = "wpaicg_chat_shortcode_message"
 CONSENT_REFUSAL = "Du musst das Kästchen anklicken!"
@@ -41,7 +42,7 @@ def first_match(patterns: tuple[re.Pattern[str], ...], html: str) -> str | None:
     return None
 
 
-class WpaicgProvider(Provider):
+class WpaicgProvider(HTTPProvider):
     """A site running AI Power. Subclasses give constants and token patterns."""
 
     api_path = "/wp-admin/admin-ajax.php"
@@ -56,7 +57,6 @@ class WpaicgProvider(Provider):
     )
     #: used when the page has no tokens (ChatGptEs); None means missing tokens are an error
     fallback_tokens: ClassVar[tuple[str, str] | None] = None
-    transport_class: ClassVar[type[Transport]] = AiohttpTransport
     #: fields beyond the six every site requires
     send_identity: ClassVar[bool] = True
 
@@ -64,16 +64,6 @@ class WpaicgProvider(Provider):
         super().__init__(**kwargs)
         self._tokens: Tokens | None = None
         self._client_id = secrets.token_hex(5)
-        self._http = self.transport_class(
-            self.label,
-            proxy=self.proxy,
-            timeout=self.timeout,
-            headers={**BROWSER_HEADERS, "origin": self.site},
-            cookies=self.options.get("cookies"),
-        )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     # -- what a site may change ----------------------------------------------------
 
@@ -127,7 +117,7 @@ class WpaicgProvider(Provider):
                 form["wpaicg_chat_history"] = history
         return form
 
-    def _stream(self, messages: list[dict[str, str]], model: str) -> AsyncIterator[str]:
+    def _stream(self, messages: list[dict[str, str]], model: str) -> AsyncIterator[Part]:
         hint = (
             "The page carried no token and the built-in fallback was refused; the site has "
             "changed. Use another provider."
@@ -136,52 +126,63 @@ class WpaicgProvider(Provider):
         )
         return with_token_retry(self.label, lambda fresh: self._send(messages, fresh), hint)
 
-    async def _send(self, messages: list[dict[str, str]], fresh: bool) -> AsyncIterator[str]:
+    async def _send(self, messages: list[dict[str, str]], fresh: bool) -> AsyncIterator[Part]:
         tokens = await self.tokens(fresh)
         headers = {
             "referer": self.endpoint(self.referer_path),
             "accept": "application/json, text/event-stream, */*",
             "x-requested-with": "XMLHttpRequest",
         }
-        async with self._http.request(
-            "POST", self.endpoint(self.api_path), headers=headers, data=self.form(messages, tokens)
-        ) as answer:
-            await fail_on_status(self.label, answer, _is_refusal_status)
-            ctype = content_type(answer)
-            if ctype == "text/event-stream":
-                async for chunk in self._read_stream(answer):
-                    yield chunk
-            else:
-                text = (await answer.read()).decode("utf-8", "replace")
-                yield self._reply(parse_json(self.label, text, "the chat's JSON answer", ctype))
+        async for part in self._exchange(
+            "POST",
+            self.api_path,
+            headers=headers,
+            data=self.form(messages, tokens),
+            events=self._read_stream,
+            whole=lambda text, ctype: [
+                self._reply(parse_json(self.label, text, "the chat's JSON answer", ctype))
+            ],
+        ):
+            yield part
 
-    async def _read_stream(self, answer: Any) -> AsyncIterator[str]:
+    async def _refused(self, status: int, headers: Mapping[str, str], body: str) -> BaseException:
+        # WordPress' own nonce check in admin-ajax answers 403 with body "-1"
+        if status == 403 and body.strip() == "-1":
+            return NonceRefused()
+        return status_error(self.label, status, headers, body)
+
+    async def _read_stream(self, answer: Any, ctype: str) -> AsyncIterator[Part]:
+        """OpenAI-style chunks (read as the openai provider reads them), or a plain answer object."""
         leftover: list[str] = []
-        async for field in fields(answer):
+        reader = ChunkReader(self.label, self._broken, self._site_error)
+        async for field in sse_events(answer):
             if not field.is_data:
                 leftover.append(field.data)
                 continue
             if field.data == "[DONE]":
+                yield reader.ending()
                 return
-            obj = parse_json(self.label, field.data, "a stream chunk", "")
-            if isinstance(obj, dict) and "choices" not in obj and "status" in obj:
-                # a plain answer object inside the stream (errors come this way)
-                yield self._reply(obj)
-                return
-            yield self._delta(obj)
+            for obj in event_objects(self.label, field.data, "a stream chunk"):
+                if isinstance(obj, dict) and "choices" not in obj and "status" in obj:
+                    # a plain answer object inside the stream (errors come this way)
+                    yield self._reply(obj)
+                    return
+                for part in reader.feed(obj):
+                    yield part
         if leftover:
             yield self._reply(parse_json(self.label, "\n".join(leftover), "the chat's JSON answer", ""))
 
-    def _delta(self, obj: Any) -> str:
-        try:
-            content = obj["choices"][0]["delta"].get("content")
-        except (KeyError, IndexError, TypeError, AttributeError):
-            raise ProtocolError(
-                self.label,
-                "a stream chunk lacks choices[0].delta: the site's protocol has changed. "
-                "Try another provider.",
-            ) from None
-        return content if isinstance(content, str) else ""
+    def _broken(self, what: str) -> ProtocolError:
+        return ProtocolError(
+            self.label,
+            f"the stream is not the chat's protocol ({what}): the site has changed. Try another provider.",
+        )
+
+    def _site_error(self, message: str) -> ServiceError:
+        return ServiceError(
+            self.label,
+            f"the site reported an error: {excerpt(message, 200)!r}. Try again later, or use another provider.",
+        )
 
     def _reply(self, obj: Any) -> str:
         if not isinstance(obj, dict):
@@ -207,8 +208,3 @@ class WpaicgProvider(Provider):
                 "the box'). It wants a browser; use another provider.",
             )
         return data
-
-
-def _is_refusal_status(status: int, body: str) -> bool:
-    # WordPress' own nonce check in admin-ajax answers 403 with body "-1"
-    return status == 403 and body.strip() == "-1"

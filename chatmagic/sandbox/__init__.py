@@ -34,24 +34,39 @@ Faults
 Chosen by the ``X-Sandbox-Fault`` header, ``?fault=``, a ``/_fault/<a,b>/<site>/``
 path prefix, the directive, or ``Sandbox.inject(site, *faults, times=1)``. Names
 and meanings: ``chatmagic.sandbox.FAULTS``.
+
+Modes
+-----
+How real OpenAI-compatible servers differ from OpenAI's API (a reply cut by the token
+limit, reasoning, usage chunks of other shapes, LiteLLM's, llama-server's and
+llama-cpp-python's ways): chosen exactly like faults, heeded by the OpenAI-compatible
+sites only. Names and meanings: ``chatmagic.sandbox.MODES``. The same API is served
+under ``/openai`` (wanting a key) and under each local-server preset's name
+(``/ollama/v1``, ``/llamacpp/v1``, ``/vllm/v1``, ``/lmstudio/v1``, no key).
 """
 
 from __future__ import annotations
 
 from ._app import make_app
-from ._faults import FAULTS
+from ._faults import FAULTS, MODES
+from ._openai import REFUSAL_TEXT, reasoning_text
 from ._proxy import ForwardProxy
 from ._reply import reply_text
 from ._server import Sandbox
-from ._state import SITES, RecordedRequest, SandboxSettings
+from ._state import OPENAI_APIS, OPENAI_PRESETS, SITES, RecordedRequest, SandboxSettings
 
 __all__ = [
     "FAULTS",
+    "MODES",
+    "OPENAI_APIS",
+    "OPENAI_PRESETS",
+    "REFUSAL_TEXT",
     "SITES",
     "ForwardProxy",
     "RecordedRequest",
     "Sandbox",
     "SandboxSettings",
     "make_app",
+    "reasoning_text",
     "reply_text",
 ]

@@ -12,13 +12,13 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from . import _mwai, _openai, _wpaicg
-from ._faults import FAULTS, PAGE_FAULTS, UnknownFault, parse_faults
+from ._faults import FAULTS, MODES, PAGE_FAULTS, UnknownFault, parse_faults
 from ._proxy import came_through_proxy
 from ._reply import Directives
 from ._respond import Ctx, front_door, send_text
 from ._state import (
     FAMILY_A,
-    OPENAI_SITE,
+    OPENAI_APIS,
     SITES,
     RecordedRequest,
     SandboxSettings,
@@ -137,8 +137,9 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     site = path.split("/")[1] if path.count("/") >= 1 else ""
     sub = path[len(site) + 1 :]
     form, body = await _read_body(request)
-    _record(state, request, site if site in SITES else None, path, form, body)
-    if site not in SITES:
+    known = site in SITES or site in OPENAI_APIS
+    _record(state, request, site if known else None, path, form, body)
+    if not known:
         return send_text(404, f"No such site {site!r}. Sites: {', '.join(SITES)}.")
     try:
         faults = parse_faults(*specs)
@@ -147,7 +148,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
 
     method = request.method
     ctx = Ctx(request, site, faults, state.settings)
-    if site == OPENAI_SITE:
+    if site in OPENAI_APIS:
         return await _openai.handle(ctx, state, sub)
     is_page = sub in PAGES[site] and method in ("GET", "HEAD")
     is_chat = method == "POST" and sub == (AJAX if site in FAMILY_A else SUBMIT)
@@ -191,7 +192,15 @@ async def _chat(ctx: Ctx, state: State, payload: Any, d: Directives | None) -> w
 
 
 async def _health(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True, "sites": list(SITES), "faults": sorted(FAULTS)})
+    return web.json_response(
+        {
+            "ok": True,
+            "sites": list(SITES),
+            "openai_apis": list(OPENAI_APIS),
+            "faults": sorted(FAULTS),
+            "modes": sorted(MODES),
+        }
+    )
 
 
 async def _requests(request: web.Request) -> web.Response:
@@ -220,7 +229,7 @@ async def _inject(request: web.Request) -> web.Response:
         return send_text(400, str(exc))
     except (ValueError, KeyError, TypeError):
         return send_text(400, 'Expected JSON {"site": ..., "faults": [...], "times": 1}.')
-    if site not in SITES:
+    if site not in SITES and site not in OPENAI_APIS:
         return send_text(400, f"No such site {site!r}. Sites: {', '.join(SITES)}.")
     request.app[STATE_KEY].inject(site, tuple(faults), times)
     return web.json_response({"ok": True})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FAULTS", "PAGE_FAULTS", "UnknownFault", "parse_faults"]
+__all__ = ["FAULTS", "MODES", "PAGE_FAULTS", "UnknownFault", "parse_faults"]
 
 FAULTS: dict[str, str] = {
     "http500": "HTTP 500 with a small HTML body",
@@ -28,6 +28,35 @@ FAULTS: dict[str, str] = {
     "no_end": "the stream ends with a plain JSON object instead of its end marker",
 }
 
+#: How real OpenAI-compatible servers differ from OpenAI's API (docs/sandbox.md, "Modes").
+#: Only the OpenAI-compatible sites heed them; chosen like faults, and they combine.
+MODES: dict[str, str] = {
+    "length": 'the reply stops halfway with finish_reason "length" (the token limit)',
+    "content_filter": 'the reply stops halfway with finish_reason "content_filter"',
+    "reasoning": "delta.reasoning_content pieces (the model thinking) before the content",
+    "reasoning_only": 'only reasoning, then finish_reason "length": every token spent thinking',
+    "reasoning_field": "reasoning goes in delta.reasoning instead of delta.reasoning_content",
+    "refusal": "the model refuses: delta.refusal pieces and no content",
+    "tool_calls": 'the reply is only a tool call (delta.tool_calls, finish_reason "tool_calls")',
+    "split_data": "each event's JSON spread over several data: lines (one event, joined by LF)",
+    "usage_no_choices": "the usage chunk has no choices key at all",
+    "usage_empty_delta": 'the usage chunk\'s choices is [{"index": 0, "delta": {}}] (LiteLLM)',
+    "vllm_error": 'vLLM\'s {"object": "error", ...} instead of the next chunk, mid-stream',
+    "model_400": "an unknown model is an HTTP 400, not a 404 (LiteLLM, llama-server's router)",
+    "litellm": (
+        "LiteLLM's proxy: no finish_reason on non-final chunks, its usage chunk as "
+        '[{"index": 0, "delta": {}}], an unknown model a 400 in its words, error codes as text'
+    ),
+    "llama_server": (
+        "llama.cpp's llama-server (router): the role chunk's content null, a timings object, "
+        "integer error codes, an unknown model a 400"
+    ),
+    "llama_cpp_python": (
+        "llama-cpp-python: 401 as {\"detail\": ...}, ': ping - <date>' comments in the stream, "
+        "any model name accepted"
+    ),
+}
+
 # Faults that also hit page loads and start_session; the rest only hit chat requests.
 PAGE_FAULTS = frozenset({"cloudflare", "http500", "http429", "http503", "slow_first_byte", "no_tokens"})
 
@@ -37,14 +66,14 @@ class UnknownFault(ValueError):
 
     def __init__(self, names: list[str]) -> None:
         self.names = names
-        valid = ", ".join(sorted(FAULTS))
+        valid = ", ".join(sorted({*FAULTS, *MODES}))
         super().__init__(f"Unknown sandbox fault(s): {', '.join(names)}. Valid names: {valid}.")
 
 
 def parse_faults(*specs: str | None) -> set[str]:
-    """Comma-separated fault lists → a set of names; raises UnknownFault."""
+    """Comma-separated lists of faults and modes → a set of names; raises UnknownFault."""
     names = {n.strip() for spec in specs if spec for n in spec.split(",") if n.strip()}
-    unknown = sorted(names - FAULTS.keys())
+    unknown = sorted(names - FAULTS.keys() - MODES.keys())
     if unknown:
         raise UnknownFault(unknown)
     return names

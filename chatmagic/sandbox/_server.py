@@ -8,7 +8,7 @@ from ._app import make_app
 from ._faults import parse_faults
 from ._loop import ThreadedServer
 from ._openai import API_ROOT
-from ._state import OPENAI_SITE, SITES, RecordedRequest, SandboxSettings, State
+from ._state import OPENAI_APIS, SITES, RecordedRequest, SandboxSettings, State
 
 __all__ = ["Sandbox"]
 
@@ -35,11 +35,16 @@ class Sandbox(ThreadedServer):
         return f"http://{self.host}:{self.port}"
 
     def base_url(self, site: str) -> str:
-        if site not in SITES:
-            raise ValueError(f"No such site {site!r}. Sites: {', '.join(SITES)}.")
-        if site == OPENAI_SITE:
+        """A provider's ``base_url``: a site's address, or for an OpenAI-compatible API its root.
+
+        Besides ``openai``, the presets of local servers (``ollama``, ``llamacpp``, ``vllm``,
+        ``lmstudio``) each have the same API under their own name, wanting no key.
+        """
+        if site in OPENAI_APIS:
             # OpenAI clients take the API root, version included (as for Ollama's /v1)
             return f"{self.url}/{site}{API_ROOT}"
+        if site not in SITES:
+            raise ValueError(f"No such site {site!r}. Sites: {', '.join(SITES)}.")
         return f"{self.url}/{site}"
 
     @property
@@ -79,7 +84,7 @@ class Sandbox(ThreadedServer):
 
     def inject(self, site: str, *faults: str, times: int = 1) -> None:
         """Apply ``faults`` to the next ``times`` chat requests to ``site``."""
-        if site not in SITES:
+        if site not in SITES and site not in OPENAI_APIS:
             raise ValueError(f"No such site {site!r}. Sites: {', '.join(SITES)}.")
         parse_faults(",".join(faults))
         self.state.inject(site, tuple(faults), times)

@@ -15,6 +15,8 @@ from typing import Any
 __all__ = [
     "FAMILY_A",
     "FAMILY_B",
+    "OPENAI_APIS",
+    "OPENAI_PRESETS",
     "OPENAI_SITE",
     "POST_IDS",
     "SITES",
@@ -28,6 +30,10 @@ FAMILY_B = ("chatgpt4online", "opchatgpts")
 #: an OpenAI-compatible chat-completions API (OpenAI, Ollama, llama.cpp, vLLM, ...)
 OPENAI_SITE = "openai"
 SITES = FAMILY_A + FAMILY_B + (OPENAI_SITE,)
+#: the same API again under the names of chatmagic's presets for local servers
+#: (``-p ollama``), each wanting no key, as those servers do out of the box
+OPENAI_PRESETS = ("ollama", "llamacpp", "vllm", "lmstudio")
+OPENAI_APIS = (OPENAI_SITE, *OPENAI_PRESETS)
 
 # Distinct per site, so a client that mixes up its tokens is caught.
 POST_IDS = {"chatgptt": "2", "chatgptes": "106", "chatgptfree": "123"}
@@ -46,7 +52,7 @@ class SandboxSettings:
     tiny_write_pause: float = 0.002
     """Pause after each tiny write so they reach the client as separate reads."""
     openai_api_key: str | None = "sk-sandbox"
-    """The key the OpenAI-compatible API wants as ``Authorization: Bearer``; None: no key."""
+    """The key the ``openai`` site wants as ``Authorization: Bearer``; None: no key (the presets want none)."""
     openai_models: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o", "llama3.2")
     """The models the OpenAI-compatible API serves (``GET /openai/v1/models``)."""
 

@@ -1,0 +1,289 @@
+"""How a turn looks, wherever it is shown: one module draws it.
+
+The cell display (``%%chat``), the terminal, the chat panel, ``%chat history`` and
+``%chat export`` all take from here the heading of a reply (who answered, after which
+failures and retries), its status line (waiting, streaming, how it ended), the wording of
+its timings and the one stylesheet. Nothing here imports IPython or ipywidgets, and
+nothing renders model text: that is :mod:`chatmagic.render` (sanitized Markdown).
+
+Final status lines, as a cell shows them::
+
+    chatgptt · gpt-4o · first text 120 ms · total 1.4 s
+    opchatgpts · gpt-3.5-turbo (after chatgptes failed, 2 retries) · first text 1.1 s · total 3.0 s
+    chatgptt · gpt-4o · ■ stopped · first text 90 ms · total 2.2 s
+    chatgptt · gpt-4o · failed · the text above was not added to the conversation
+    chatgptt · gpt-4o · failed · nothing was added
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .session import Conversation, Exchange, Turn
+
+__all__ = [
+    "CSS",
+    "FULL_STYLE",
+    "REPLY_CSS",
+    "STYLE",
+    "Status",
+    "assistant_html",
+    "cut_note",
+    "exchange_head",
+    "exchange_title",
+    "final_status",
+    "head",
+    "history_bundle",
+    "plain_with_status",
+    "seconds",
+    "status_html",
+    "streaming",
+    "table_bundle",
+    "thinking_html",
+    "timing",
+    "usage_note",
+    "user_html",
+    "waiting",
+]
+
+#: the mark of a reply stopped before its end (cell, panel, history, export)
+STOPPED_MARK = "■ stopped"
+
+# One stylesheet for every skin. Colours follow the JupyterLab theme (its CSS variables),
+# with light-theme fallbacks elsewhere. Code colours are the markup render.highlight sets
+# (keywords <b>, comments <i>, the rest one-letter classes): a few bytes a token instead of
+# an inline style, and dark themes get their own colours.
+# REPLY_CSS is what a cell's reply needs (it travels with the reply's outputs); the rest
+# draws the transcript of the panel and of %chat history.
+REPLY_CSS = (
+    ".chatmagic-status{color:var(--jp-ui-font-color2,#666);font-size:85%;margin-top:.3em}"
+    ".chatmagic-error{color:var(--jp-error-color1,#c00)}"
+    ".chatmagic-stopped{color:var(--jp-warn-color1,#a60)}"
+    ".chatmagic-text{white-space:pre-wrap;margin:0}"
+    ".chatmagic-thinking{color:var(--jp-ui-font-color2,#555);font-size:90%;margin:.2em 0 .4em}"
+    ".chatmagic-thinking-text{white-space:pre-wrap;border-left:3px solid var(--jp-border-color2,#ccc);"
+    "padding-left:.6em;max-height:24em;overflow:auto}"
+    ".chatmagic-reply pre b{color:var(--jp-mirror-editor-keyword-color,#008000)}"
+    ".chatmagic-reply pre i{color:var(--jp-mirror-editor-comment-color,#3d7b7b)}"
+    ".chatmagic-reply .s{color:var(--jp-mirror-editor-string-color,#ba2121)}"
+    ".chatmagic-reply .f{color:var(--jp-mirror-editor-def-color,#00f)}"
+    ".chatmagic-reply .n{color:var(--jp-mirror-editor-builtin-color,#008000)}"
+    ".chatmagic-reply .d{color:var(--jp-mirror-editor-meta-color,#a2f)}"
+    ".chatmagic-reply .t{color:var(--jp-mirror-editor-tag-color,#008000)}"
+    ".chatmagic-reply .a{color:var(--jp-mirror-editor-attribute-color,#687822)}"
+)
+CSS = REPLY_CSS + (
+    ".chatmagic-panel{border:1px solid var(--jp-border-color2,#ddd);border-radius:6px;padding:6px}"
+    ".chatmagic-panel .chatmagic-transcript{border-bottom:1px solid var(--jp-border-color2,#ddd)}"
+    ".chatmagic-msg{padding:4px 10px;margin:3px 0;border-radius:8px;line-height:1.4;overflow-wrap:anywhere}"
+    ".chatmagic-msg p{margin:.3em 0}"
+    ".chatmagic-user{background:var(--jp-brand-color3,#dbeafe);margin-left:15%}"
+    ".chatmagic-assistant{background:var(--jp-layout-color2,#f3f4f6);margin-right:5%}"
+    ".chatmagic-who{font-size:80%;font-weight:600;color:var(--jp-ui-font-color2,#666)}"
+    ".chatmagic-user-text{white-space:pre-wrap;margin:.3em 0}"
+    ".chatmagic-empty{color:var(--jp-ui-font-color3,#999);font-style:italic}"
+)
+#: what a cell's reply carries (the first output and the final update)
+STYLE = f"<style>{REPLY_CSS}</style>"
+#: what the panel and %chat history carry
+FULL_STYLE = f"<style>{CSS}</style>"
+
+
+def seconds(value: float | None) -> str:
+    """A duration as the status lines say it: ``850 ms``, ``2.3 s``, ``–`` when unknown."""
+    if value is None:
+        return "–"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
+
+
+def timing(first_text_s: float | None, total_s: float | None) -> str:
+    return f"first text {seconds(first_text_s)} · total {seconds(total_s)}"
+
+
+def head(turn: Turn) -> str:
+    """Who answers: provider and model, and which providers of a chain failed first."""
+    text = f"{turn.provider} · {turn.model}"
+    notes = [] if turn.state == "failed" else [f"{name} failed" for name, _ in turn.failures]
+    if turn.retries:
+        notes.append(f"{turn.retries} {'retry' if turn.retries == 1 else 'retries'}")
+    return text + (f" (after {', '.join(notes)})" if notes else "")
+
+
+def _notes(turn: Turn) -> str:
+    """What else the status line says about the turn: how it ended beyond the timings (cut,
+    tokens), what it carried (attachments) and the skins' ``turn.notes`` (context added,
+    history left out, replayed, ...)."""
+    notes = []
+    if turn.done:
+        cut = cut_note(turn.finish_reason) if turn.cut else ""
+        notes += [cut, usage_note(turn.usage)]
+        if turn.code_to_cell and turn.state == "done":
+            from .code import code_blocks
+
+            blocks = code_blocks(turn.text)
+            notes.append("code put in a new cell below" if blocks else "no code block to put in a new cell")
+    attached = getattr(turn.options, "attachments", ())
+    if attached:
+        notes.append("attached " + ", ".join(a.describe() for a in attached))
+    notes += turn.notes
+    return "".join(f" · {note}" for note in notes if note)
+
+
+def cut_note(finish_reason: str | None) -> str:
+    """Why a reply is not whole, as the status line and the history say it."""
+    reasons = {"length": "cut: token limit", "content_filter": "cut: content filter"}
+    return reasons.get(finish_reason or "", f"cut: {finish_reason}")
+
+
+def usage_note(usage: dict[str, int] | None) -> str:
+    """``120 tokens in · 48 out`` (and the reasoning's share), or nothing when not reported."""
+    if not usage:
+        return ""
+    parts = []
+    if isinstance(usage.get("prompt_tokens"), int):
+        parts.append(f"{usage['prompt_tokens']:,} tokens in")
+    if isinstance(usage.get("completion_tokens"), int):
+        parts.append(f"{usage['completion_tokens']:,} out")
+    if isinstance(usage.get("reasoning_tokens"), int) and usage["reasoning_tokens"]:
+        parts.append(f"{usage['reasoning_tokens']:,} thinking")
+    return " · ".join(parts)
+
+
+def thinking_html(reasoning: str, *, streaming: bool = False, tail: int = 1500) -> str:
+    """The collapsed "Thinking" block above an answer. While it streams, its last ``tail``
+    characters (what is being thought now), open; once done, all of it, closed."""
+    if not reasoning:
+        return ""
+    shown = reasoning if not streaming or len(reasoning) <= tail else "…" + reasoning[-tail:]
+    words = (
+        f"Thinking… ({len(reasoning):,} characters)"
+        if streaming
+        else f"Thinking ({len(reasoning):,} characters)"
+    )
+    return (
+        f'<details class="chatmagic-thinking"{" open" if streaming else ""}><summary>{words}</summary>'
+        f'<div class="chatmagic-thinking-text">{html.escape(shown)}</div></details>'
+    )
+
+
+def waiting(turn: Turn) -> str:
+    return f"{head(turn)} · waiting…{_notes(turn)}"
+
+
+def streaming(turn: Turn) -> str:
+    return f"{head(turn)} · streaming…"
+
+
+@dataclass(frozen=True)
+class Status:
+    """A status line: its words, and ``kind`` "" (fine), "stopped" or "error"."""
+
+    text: str
+    kind: str = ""
+
+    @property
+    def css_class(self) -> str:
+        return f"chatmagic-status chatmagic-{self.kind}" if self.kind else "chatmagic-status"
+
+
+def final_status(turn: Turn) -> Status:
+    """How a turn ended, in the words every skin uses."""
+    lead, notes = head(turn), _notes(turn)
+    if turn.state == "done":
+        return Status(f"{lead} · {timing(turn.first_text_s, turn.total_s)}{notes}")
+    if turn.state == "stopped":
+        return Status(
+            f"{lead} · {STOPPED_MARK} · {timing(turn.first_text_s, turn.total_s)}{notes}", "stopped"
+        )
+    kept = "the text above was not added to the conversation" if turn.text else "nothing was added"
+    return Status(f"{lead} · failed · {kept}{notes}", "error")
+
+
+def status_html(status: Status | str) -> str:
+    if isinstance(status, str):
+        status = Status(status)
+    return f'<div class="{status.css_class}">{html.escape(status.text)}</div>'
+
+
+def plain_with_status(text: str, status: str) -> str:
+    """The plain-text form of a reply with its status line under it."""
+    if not status:
+        return text
+    return f"{text}\n\n— {status}" if text else f"— {status}"
+
+
+# -- exchanges in a transcript (panel, %chat history, export) -------------------------
+
+
+def exchange_head(ex: Exchange) -> str:
+    """The heading of a recorded reply: ``provider · model · total``."""
+    text = f"{ex.provider} · {ex.model}" + (f" · {seconds(ex.total_s)}" if ex.total_s else "")
+    extra = [cut_note(ex.finish_reason) if ex.cut else "", usage_note(ex.usage)]
+    return " · ".join([text, *filter(None, extra)])
+
+
+def exchange_title(ex: Exchange) -> str:
+    """The heading of a recorded reply in an export: ``Assistant · provider · model (stopped)``."""
+    return f"Assistant · {ex.provider} · {ex.model}" + (" (stopped)" if ex.stopped else "")
+
+
+def user_html(text: str) -> str:
+    # what the user typed is shown as typed (escaped), not as Markdown
+    return (
+        '<div class="chatmagic-msg chatmagic-user"><div class="chatmagic-who">You</div>'
+        f'<div class="chatmagic-user-text">{html.escape(text)}</div></div>'
+    )
+
+
+def assistant_html(body_html: str, title: str, *, stopped: bool = False) -> str:
+    """A reply's bubble; ``body_html`` must already be sanitized (render.markdown_html)."""
+    mark = f' <span class="chatmagic-stopped">{STOPPED_MARK}</span>' if stopped else ""
+    return (
+        '<div class="chatmagic-msg chatmagic-assistant chatmagic-reply">'
+        f'<div class="chatmagic-who">{html.escape(title)}{mark}</div>{body_html}</div>'
+    )
+
+
+def history_bundle(conv: Conversation) -> dict[str, str]:
+    """``%chat history``: the conversation as the panel shows it, and as plain text."""
+    from .render import markdown_html
+
+    parts = [FULL_STYLE, '<div class="chatmagic-transcript">']
+    plain = []
+    if conv.system:
+        parts.append(status_html(f"system prompt: {conv.system}"))
+        plain.append(f"system: {conv.system}")
+    for ex in conv.exchanges:
+        parts.append(user_html(ex.user.content))
+        parts.append(
+            assistant_html(markdown_html(ex.assistant.content), exchange_head(ex), stopped=ex.stopped)
+        )
+        mark = f" ({exchange_head(ex)}{', stopped' if ex.stopped else ''})"
+        plain += [f"user: {ex.user.content}", f"assistant{mark}: {ex.assistant.content}"]
+    parts.append("</div>")
+    return {"text/html": "".join(parts), "text/plain": "\n\n".join(plain)}
+
+
+# -- tables and notes (%chat providers, conversations, --dry-run) ---------------------
+
+
+def table_bundle(
+    head_row: Sequence[str], rows: Sequence[Sequence[Any]], notes: Sequence[str] = ()
+) -> dict[str, str]:
+    """A table as HTML and as aligned plain text, with note lines under it."""
+    widths = [max(len(str(x)) for x in col) for col in zip(head_row, *rows, strict=False)]
+    plain = "\n".join(
+        "  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True)).rstrip()
+        for r in [list(head_row), *rows]
+    )
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in r) + "</tr>" for r in rows)
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head_row)
+    table = f"<table><thead><tr>{th}</tr></thead><tbody>{cells}</tbody></table>"
+    if notes:
+        lines = "".join(status_html(note) for note in notes)
+        return {"text/html": STYLE + table + lines, "text/plain": plain + "\n\n" + "\n".join(notes)}
+    return {"text/html": table, "text/plain": plain}

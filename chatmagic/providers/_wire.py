@@ -1,0 +1,302 @@
+"""What a reply is made of besides its text, and the one reader of OpenAI's streamed chunks.
+
+A provider yields *parts*: text (``str``), :class:`Thinking` (reasoning the model streams
+before, or instead of, its answer: ``delta.reasoning_content``, or ``delta.reasoning`` on
+some servers) and one :class:`Ending` (why the reply ended and the tokens it took, as the
+server says). ``Provider.stream`` keeps only the text; ``Provider.parts`` gives them all.
+
+:class:`ChunkReader` reads OpenAI's ``chat.completion.chunk`` objects, for every provider that
+receives them (``openai`` and the endpoints, ChatgptFree's AI Power stream), with one
+strictness: a chunk must have ``choices`` unless it carries ``usage`` (the usage chunk's
+``choices`` may be missing, ``[]`` or ``[{"delta": {}}]``); ``finish_reason`` may be left out
+until the last chunk (LiteLLM); ``content: null`` is no text (llama-server's role chunk).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import EmptyReplyError, ProtocolError, ProviderError, ServiceError
+from ._lines import Field, LineDecoder
+
+__all__ = [
+    "ChunkReader",
+    "Ending",
+    "Part",
+    "Thinking",
+    "event_objects",
+    "read_usage",
+    "sentence",
+    "sse_events",
+    "stream_error",
+]
+
+
+@dataclass(frozen=True)
+class Thinking:
+    """Reasoning text the model streamed before (or instead of) its answer."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How the reply ended, as the server said it: its finish reason, token counts, model."""
+
+    finish_reason: str | None = None
+    #: prompt_tokens, completion_tokens (and reasoning_tokens, total_tokens) when reported
+    usage: Mapping[str, int] | None = None
+    #: the model the server says answered (it fills in an empty model)
+    model: str | None = None
+
+
+Part = str | Thinking | Ending
+
+_REASONING_KEYS = ("reasoning_content", "reasoning")
+_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def sentence(text: str) -> str:
+    """``text`` ending in one full stop: a server's message often has its own."""
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
+
+
+def read_usage(usage: Any) -> dict[str, int] | None:
+    """Token counts as chatmagic keeps them, from an OpenAI ``usage`` object (None: none given)."""
+    if not isinstance(usage, Mapping):
+        return None
+    found = {k: usage[k] for k in _USAGE_KEYS if _count(usage.get(k))}
+    details = usage.get("completion_tokens_details")
+    if isinstance(details, Mapping) and _count(details.get("reasoning_tokens")):
+        found["reasoning_tokens"] = details["reasoning_tokens"]
+    return found or None
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def stream_error(obj: Mapping[str, Any]) -> str | None:
+    """The message of an error object sent where a chunk was expected, or None.
+
+    ``{"error": {...}}`` (OpenAI, llama.cpp, LiteLLM), ``{"error": "text"}``, and vLLM's
+    ``{"object": "error", "message": ...}``.
+    """
+    err = obj.get("error")
+    if isinstance(err, Mapping):
+        message = err.get("message")
+        return message if isinstance(message, str) and message else "an error without a message"
+    if isinstance(err, str) and err:
+        return err
+    if obj.get("object") == "error":
+        message = obj.get("message")
+        return message if isinstance(message, str) and message else "an error without a message"
+    return None
+
+
+class ChunkReader:
+    """Reads ``chat.completion.chunk`` objects (and whole ``chat.completion`` answers) into parts.
+
+    ``broken`` words a protocol error and ``service`` an error the server reported, each in
+    its provider's terms; what the reply said besides text (finish reason, usage, refusal,
+    tool calls) is kept for :meth:`ending` and :meth:`no_text_error`.
+    """
+
+    def __init__(
+        self, label: str, broken: Callable[[str], ProtocolError], service: Callable[[str], ProviderError]
+    ) -> None:
+        self.label = label
+        self._broken = broken
+        self._service = service
+        self.finish_reason: str | None = None
+        self.usage: dict[str, int] | None = None
+        self.model: str | None = None
+        self.text_seen = False
+        self.thinking_seen = False
+        self.refusal: list[str] = []
+        self.tools: list[str] = []
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def feed(self, chunk: Any) -> list[Part]:
+        """One streamed chunk's parts (raises on an error object or a chunk of the wrong shape)."""
+        if not isinstance(chunk, Mapping):
+            raise self._broken("a chunk that is not a JSON object")
+        error = stream_error(chunk)
+        if error is not None:
+            raise self._service(error)
+        self._note(chunk)
+        choices = chunk.get("choices")
+        if choices is None:
+            if isinstance(chunk.get("usage"), Mapping):
+                return []  # a usage chunk without choices
+            raise self._broken("a chunk without 'choices'")
+        if not isinstance(choices, list):
+            raise self._broken("a chunk whose 'choices' is not a list")
+        parts: list[Part] = []
+        for choice in choices[:1]:  # n > 1 is never asked for
+            if not isinstance(choice, Mapping):
+                raise self._broken("a choice that is not a JSON object")
+            delta = choice.get("delta")
+            if delta is None:
+                delta = {}
+            if not isinstance(delta, Mapping):
+                raise self._broken("a delta that is not a JSON object")
+            parts += self._message(delta)
+            self._finish(choice)
+        return parts
+
+    def read_completion(self, obj: Any) -> list[Part]:
+        """A whole ``chat.completion`` object's parts (a server that ignores ``stream``)."""
+        if not isinstance(obj, Mapping):
+            raise self._broken("an answer that is not a JSON object")
+        error = stream_error(obj)
+        if error is not None:
+            raise self._service(error)
+        self._note(obj)
+        choices = obj.get("choices")
+        if not isinstance(choices, list):
+            raise self._broken("an answer without 'choices'")
+        if not choices:
+            return []
+        choice = choices[0]
+        message = choice.get("message") if isinstance(choice, Mapping) else None
+        if not isinstance(message, Mapping):
+            raise self._broken("a choice without its 'message'")
+        parts = self._message(message)
+        self._finish(choice)
+        if self.finish_reason is None:
+            self.finish_reason = "stop"  # a whole answer is complete unless it says otherwise
+        return parts
+
+    def _note(self, obj: Mapping[str, Any]) -> None:
+        if isinstance(obj.get("model"), str) and obj["model"]:
+            self.model = obj["model"]
+        usage = read_usage(obj.get("usage"))
+        if usage:
+            self.usage = usage
+
+    def _finish(self, choice: Mapping[str, Any]) -> None:
+        reason = choice.get("finish_reason")
+        if isinstance(reason, str) and reason:
+            self.finish_reason = reason
+
+    def _message(self, message: Mapping[str, Any]) -> list[Part]:
+        parts: list[Part] = []
+        for key in _REASONING_KEYS:  # servers that send both send the same text twice
+            thought = message.get(key)
+            if isinstance(thought, str) and thought:
+                self.thinking_seen = True
+                parts.append(Thinking(thought))
+                break
+        content = message.get("content")
+        if content is not None and not isinstance(content, str):
+            raise self._broken("a message whose content is not text")
+        if content:
+            self.text_seen = True
+            parts.append(content)
+        refusal = message.get("refusal")
+        if isinstance(refusal, str) and refusal:
+            self.refusal.append(refusal)
+        calls = message.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
+            function = call.get("function") if isinstance(call, Mapping) else None
+            name = function.get("name") if isinstance(function, Mapping) else None
+            if isinstance(name, str) and name and name not in self.tools:
+                self.tools.append(name)
+            elif not self.tools:
+                self.tools.append("")  # a call whose name has not come yet
+        return parts
+
+    def ending(self) -> Ending:
+        return Ending(self.finish_reason, self.usage, self.model)
+
+    def no_text_error(self) -> ProviderError | None:
+        """What to say when the reply had no text, naming why; None: nothing is known."""
+        if self.text_seen:
+            return None
+        label = self.label
+        if self.refusal:
+            return ServiceError(label, sentence(f"the model refused: {''.join(self.refusal).strip()}"))
+        if any(self.tools):
+            names = ", ".join(repr(n) for n in self.tools if n)
+            return EmptyReplyError(
+                label,
+                f"the model answered only with a call of the tool {names}, and chatmagic runs no tools. "
+                "Ask for a text answer, or use the model without tools.",
+            )
+        if self.finish_reason == "length":
+            if self.thinking_seen:
+                return EmptyReplyError(
+                    label,
+                    'the model spent its whole token limit thinking (finish_reason "length") and gave no '
+                    "answer; its reasoning is kept. Raise the limit, e.g. -o max_tokens=4000.",
+                )
+            return EmptyReplyError(
+                label,
+                'the reply was cut by the token limit before any text (finish_reason "length"). '
+                "Raise the limit, e.g. -o max_tokens=4000.",
+            )
+        if self.finish_reason == "content_filter":
+            return EmptyReplyError(
+                label,
+                'the server\'s content filter stopped the reply before any text (finish_reason "content_filter").',
+            )
+        if self.thinking_seen:
+            return EmptyReplyError(
+                label,
+                "the model only thought (its reasoning is kept) and gave no answer. Try again, or rephrase.",
+            )
+        return None
+
+
+async def sse_events(answer: Any) -> AsyncIterator[Field]:
+    """An event stream's events, as the SSE spec frames them: the ``data:`` lines of one event
+    joined by LF (dispatched at the blank line that ends it). A line that is not an SSE field
+    (a plain JSON tail, llama.cpp's ``error: {...}``) comes as it is and ends any event."""
+    decoder = LineDecoder()
+    data: list[str] = []
+    async for chunk in answer.chunks():
+        for found in _frame(decoder.feed(chunk), data):
+            yield found
+    for found in _frame(decoder.close(), data):
+        yield found
+    if data:
+        yield Field("\n".join(data), True)
+
+
+def _frame(lines: list[str], data: list[str]) -> Iterator[Field]:
+    for line in lines:
+        if not line:
+            if data:
+                yield Field("\n".join(data), True)
+                data.clear()
+        elif line.startswith(":") or line.startswith(("event:", "id:", "retry:")):
+            continue
+        elif line.startswith("data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(" ") else value)
+        else:
+            if data:
+                yield Field("\n".join(data), True)
+                data.clear()
+            yield Field(line, False)
+
+
+def event_objects(label: str, data: str, what: str) -> list[Any]:
+    """The JSON of one event's data: one object, or (a server that leaves out the blank line
+    between events) one per line; else the protocol error ``parse_json`` words."""
+    from ._family import parse_json, try_json
+
+    obj = try_json(data)
+    if obj is not None or "\n" not in data:
+        return [obj] if obj is not None else [parse_json(label, data, what, "")]
+    lines = [try_json(line) for line in data.split("\n")]
+    if all(x is not None for x in lines):
+        return lines
+    return [parse_json(label, data, what, "")]

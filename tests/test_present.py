@@ -1,0 +1,91 @@
+"""One presentation: a turn looks the same in a cell, the panel, %chat history and an export."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.utils.capture import capture_output
+
+from chatmagic import present
+from chatmagic._state import get_session
+from chatmagic.panel import ChatPanel
+from chatmagic.sandbox import Sandbox
+
+from .test_magics import run
+
+pytestmark = pytest.mark.usefixtures("fresh")
+
+
+def status_of(io: Any) -> str:
+    """The status line under the reply's plain text."""
+    return io.outputs[-1].data["text/plain"].rsplit("— ", 1)[-1]
+
+
+def test_final_status_lines(ip: Any) -> None:
+    _, io = run(ip, "%%chat\nhello")
+    assert re.fullmatch(r"chatgptt · gpt-4o · first text \d+ ms · total \d+ ms", status_of(io))
+    _, io = run(ip, "%%chat -p opchatgpts\n[[fault:drop]]one two three four five six")
+    assert (
+        status_of(io)
+        == "opchatgpts · gpt-3.5-turbo · failed · the text above was not added to the conversation"
+    )
+    _, io = run(ip, "%%chat -p chatgptt\n[[fault:http500]]hi")
+    assert status_of(io) == "chatgptt · gpt-4o · failed · nothing was added"
+    assert 'class="chatmagic-status chatmagic-error"' in io.outputs[-1].data["text/html"]
+
+
+def test_the_head_says_who_answered_after_whom(ip: Any, sandbox_thread: Sandbox) -> None:
+    ip.run_line_magic("config", "ChatMagics.retries = 1")
+    sandbox_thread.inject("chatgptes", "cloudflare")  # a bot check: not retried, the next one answers
+    sandbox_thread.inject("opchatgpts", "http500")  # a server error: retried once
+    _, io = run(ip, "%%chat -p chatgptes,opchatgpts\nhi")
+    assert status_of(io).startswith(
+        "opchatgpts · gpt-3.5-turbo (after chatgptes failed, 1 retry) · first text"
+    )
+
+
+def test_cell_panel_history_and_export_share_one_look(ip: Any, tmp_path: Path) -> None:
+    _, cell = run(ip, "%%chat -c look\n[[reply]]Some **bold** text.")
+    conv = get_session().conversation("look")
+    (ex,) = conv.exchanges
+    # the cell carries the reply stylesheet; the panel and %chat history the full one
+    assert present.STYLE in cell.outputs[-1].data["text/html"]
+    panel = ChatPanel("look", session=get_session())
+    try:
+        assert panel._style.value == present.FULL_STYLE
+        bubble = panel.messages[-1].value
+    finally:
+        panel.close()
+    with capture_output() as io:
+        ip.run_line_magic("chat", "history look")
+    history = io.outputs[0].data["text/html"]
+    assert bubble in history  # the same reply, drawn by the same function
+    assert present.exchange_head(ex) in bubble and "<strong>bold</strong>" in bubble
+    assert f"({present.exchange_head(ex)})" in io.outputs[0].data["text/plain"]
+    run(ip, f"%chat export look {tmp_path / 'look.md'}")
+    assert f"## {present.exchange_title(ex)}\n" in (tmp_path / "look.md").read_text()
+
+
+def test_one_stylesheet() -> None:
+    # the status grey had drifted (#777 in cells, #666 in the panel): one colour now
+    assert "#777" not in present.CSS
+    assert present.CSS.startswith(present.REPLY_CSS)
+    assert present.FULL_STYLE == f"<style>{present.CSS}</style>"
+
+
+def test_seconds() -> None:
+    assert [present.seconds(v) for v in (None, 0.0421, 2.345)] == ["–", "42 ms", "2.3 s"]
+
+
+def test_providers_say_which_stream_and_what_the_columns_mean(ip: Any) -> None:
+    with capture_output() as io:
+        ip.run_line_magic("chat", "providers")
+    plain = io.outputs[0].data["text/plain"]
+    head, *rows = plain.split("\n\n")[0].splitlines()
+    assert head.split() == ["provider", "default", "model", "models", "streams", "system", "history"]
+    assert any(row.startswith("chatgptt (default) ") for row in rows)
+    for column in ("streams —", "system —", "history —", "(default) answers"):
+        assert column in plain
