@@ -122,6 +122,9 @@ _LIBRARY_ROOTS = tuple(
 )
 
 
+_OWN_ROOT = os.path.normcase(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
 def is_user_code(filename: str) -> bool:
     """A frame of the user's: a notebook cell (IPython or ipykernel) or their own files."""
     if filename.startswith("<ipython-input-") or "/ipykernel_" in filename:
@@ -129,6 +132,8 @@ def is_user_code(filename: str) -> bool:
     if filename.startswith("<"):
         return False
     path = os.path.normcase(os.path.abspath(filename))
+    if path.startswith(_OWN_ROOT):  # chatmagic itself, also when installed from a checkout
+        return False
     return "site-packages" not in path and "dist-packages" not in path and not path.startswith(_LIBRARY_ROOTS)
 
 
@@ -151,6 +156,8 @@ def error_context(exc: BaseException | None, budget: int = BUDGETS["error"]) -> 
         if not is_user_code(frame.filename):
             skipped.append(frame.filename)
             continue
+        if len(lines) == 3:  # the shell's own frames before the first cell say nothing
+            skipped.clear()
         flush()
         where = "a notebook cell" if _is_cell(frame.filename) else frame.filename
         lines.append(f"  {where}, line {frame.lineno}, in {frame.name}")
@@ -172,6 +179,8 @@ def _is_cell(filename: str) -> bool:
 
 
 def _library_name(filename: str) -> str:
+    if os.path.normcase(os.path.abspath(filename)).startswith(_OWN_ROOT):
+        return "chatmagic"
     parts = filename.replace("\\", "/").split("/")
     for marker in ("site-packages", "dist-packages"):
         if marker in parts:

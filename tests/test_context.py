@@ -1,0 +1,110 @@
+"""chatmagic.context on its own: specs, budgets, summaries, the error's frames."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chatmagic.context import (
+    Context,
+    as_text,
+    cells_context,
+    clip,
+    describe_type,
+    error_context,
+    parse_spec,
+    vars_context,
+)
+from chatmagic.errors import ConfigurationError
+
+
+def test_spec_items_and_a_clear_error() -> None:
+    assert [(i.kind, i.count) for i in parse_spec("error, cells:3,vars")] == [
+        ("error", 0),
+        ("cells", 3),
+        ("vars", 0),
+    ]
+    for bad in ("cells:0", "cells:x", "frobs", "vars:2"):
+        with pytest.raises(ConfigurationError, match="--context has no item"):
+            parse_spec(bad)
+
+
+def test_a_cut_is_marked_and_keeps_both_ends() -> None:
+    text = "".join(f"line {i}\n" for i in range(2000))
+    cut = clip(text, 500, "the cells")
+    assert len(cut) <= 500
+    assert cut.startswith("line 0\n") and cut.rstrip().endswith("line 1999")
+    assert "characters of the cells left out" in cut
+    assert clip("short", 500) == "short"
+
+
+def test_the_error_names_the_users_frames_and_summarizes_the_rest() -> None:
+    def parse(text: str) -> object:
+        return json.loads(text)
+
+    try:
+        parse("{broken")
+    except ValueError as exc:
+        text = error_context(exc)
+    assert text is not None
+    assert text.startswith("JSONDecodeError: Expecting property name")
+    assert "return json.loads(text)" in text  # this file is the user's code here
+    assert "frame(s) inside the standard library" in text
+    assert "decoder.py" not in text
+
+
+def test_chatmagics_own_frames_are_not_the_users() -> None:
+    from chatmagic.options import TurnOptions
+
+    try:
+        TurnOptions(timeout=-1)
+    except ConfigurationError as exc:
+        text = error_context(exc)
+    assert text is not None and "frame(s) inside chatmagic" in text and "options.py" not in text
+
+
+def test_no_error_no_context() -> None:
+    assert error_context(None) is None
+
+
+def test_cells_newest_last_without_the_running_cell() -> None:
+    inputs = ["", "x = 1", "x + 1", "%%chat --context cells:2\nwhy?"]
+    text = cells_context(inputs, {2: 2}, 2)
+    assert text is not None
+    assert text.index("In [1]") < text.index("In [2]") and "why?" not in text
+    assert "Out[2]:\n```\n2\n```" in text
+
+
+def test_variables_without_values() -> None:
+    secret_value = "do-not-send-me-0123456789"
+    ns = {"rows": list(range(12)), "name": secret_value, "_hidden": 1, "In": [], "json": json}
+    text = vars_context(ns)
+    assert text is not None
+    assert "- rows: list of 12 items" in text and "- name: str of length 25" in text
+    assert secret_value not in text and "_hidden" not in text and "json" not in text
+
+
+def test_long_containers_and_scalars_as_text() -> None:
+    assert as_text(list(range(100_000))).startswith("list of 100,000 items; the first 10: [0, 1, 2")
+    assert len(as_text(list(range(100_000)))) < 200
+    assert as_text(3.5) == "3.5" and as_text("text") == "text"
+    assert describe_type({}) == "dict of 0 items"
+
+
+def test_a_broken_repr_does_not_break_the_message() -> None:
+    class Broken:
+        def __repr__(self) -> str:
+            raise RuntimeError("no")
+
+    assert "could not be shown" in as_text(Broken(), repr)
+
+
+def test_context_goes_before_the_message() -> None:
+    ctx = Context()
+    assert ctx.attach("hi") == "hi"
+    ctx.add("Error", "ValueError: x")
+    ctx.add("Variables", "")  # nothing found: no empty section
+    sent = ctx.attach("why?")
+    assert sent.startswith("Context from my Jupyter notebook:") and sent.endswith("---\n\nwhy?")
+    assert ctx.titles == ["Error"]
