@@ -485,6 +485,7 @@ class ChatMagics(Magics):
             if terminal is not None:
                 terminal.follow(turn)
             else:
+                display(stream.style(), raw=True)
                 first = stream.start(present.waiting(turn), time.monotonic())
                 handles.append(display(first, raw=True, display_id=True))
                 thinking_handle = self._stream(turn, stream, handles)
@@ -505,7 +506,7 @@ class ChatMagics(Magics):
             reasoning = turn.reasoning
             if reasoning and thinking_handle is not None:
                 thinking_handle.update(
-                    {"text/html": present.STYLE + present.thinking_html(reasoning)}, raw=True
+                    {"text/html": present.thinking_html(reasoning)}, raw=True
                 )
             elif reasoning:  # thought after the answer began, or stopped early: above the tail
                 final["text/html"] = present.thinking_html(reasoning) + final["text/html"]
@@ -922,7 +923,7 @@ class _Thinking:
         if now - self.shown_at < 1.0:
             return
         self.shown_at = now
-        bundle = {"text/html": present.STYLE + present.thinking_html(turn.reasoning, streaming=True)}
+        bundle = {"text/html": present.thinking_html(turn.reasoning, streaming=True)}
         if self.handle is None:
             self.handle = self.handles[-1]
             self.handle.update(bundle, raw=True)

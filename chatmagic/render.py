@@ -416,18 +416,32 @@ class ReplyStream:
     _frozen_bytes: int = 0
     _shown: tuple[int, str] = (0, "")
     _seen: tuple[int, str] = (-1, "")
+    #: the stylesheet went in an output of its own (see :meth:`style`)
+    styled: bool = False
+
+    def style(self) -> dict[str, str]:
+        """An output of its own, sent once before :meth:`start`, that carries the stylesheet.
+
+        Without it the first output carries the stylesheet and every update of it pays
+        its size again (about 3 kB a message: most of a young reply's budget).
+        """
+        self.styled = True
+        bundle = {"text/html": STYLE, "text/plain": ""}
+        self.spent += message_size(bundle)
+        return bundle
 
     def _bundle(self, text: str, status: str | None) -> dict[str, str]:
-        # the first output carries the stylesheet for the outputs below it
-        style = STYLE if self.outputs <= 1 else ""
+        # without a style output, the first output carries the stylesheet for those below it
+        style = STYLE if self.outputs <= 1 and not self.styled else ""
         body = body_html(text, self.fmt) if text else ""
         line = status_html(status) if status else ""
         return {"text/html": f'{style}<div class="chatmagic-reply">{body}{line}</div>'}
 
     def start(self, status: str, now: float | None = None) -> dict[str, str]:
         """The first display: the status line alone (sent at ``now``: it counts towards the rate)."""
+        style = "" if self.styled else STYLE
         bundle = {
-            "text/html": f'{STYLE}<div class="chatmagic-reply">{status_html(status)}</div>',
+            "text/html": f'{style}<div class="chatmagic-reply">{status_html(status)}</div>',
             "text/plain": plain_with_status("", status),
         }
         self.spent += message_size(bundle)
@@ -445,8 +459,9 @@ class ReplyStream:
         shows the reply once, here, and one that shows HTML shows the outputs in order.
         """
         body = body_html(text[self.frozen :], self.fmt) if len(text) > self.frozen else ""
+        style = "" if self.styled else STYLE
         return {
-            "text/html": f'{STYLE}<div class="chatmagic-reply">{body}{status_html(status)}</div>',
+            "text/html": f'{style}<div class="chatmagic-reply">{body}{status_html(status)}</div>',
             "text/plain": plain_with_status(text, status.text),
         }
 

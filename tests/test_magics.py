@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from IPython.utils.capture import CapturedIO, capture_output
 
+from chatmagic import present
 from chatmagic._state import get_session
 from chatmagic.errors import ChatMagicError, TurnStopped
 from chatmagic.sandbox import ForwardProxy, Sandbox
@@ -89,8 +90,11 @@ def test_another_chat_magic_keeps_ours_as_chatmagic(ip: Any) -> None:
 def test_reply_streams_into_one_display_and_history_continues(ip: Any) -> None:
     result, io = run(ip, "%%chat\nExplain this traceback in two sentences.")
     assert result.error_in_exec is None
-    first, *updates = io.outputs
+    style, first, *updates = io.outputs
+    # the stylesheet goes once, in an output of its own: the updates never carry it again
+    assert style.data["text/html"] == present.STYLE and not style.update
     assert not first.update and all(o.update for o in updates)
+    assert not any(present.STYLE in o.data["text/html"] for o in [first, *updates[:-1]])
     display_id = first.transient["display_id"]
     assert all(o.transient["display_id"] == display_id for o in updates)
     final = final_output(io)
@@ -280,7 +284,7 @@ def test_long_reply_is_paced(ip: Any) -> None:
     # what a reader sees, output after output: every word once, in order
     last: dict[str, str] = {}
     for o in outputs:
-        last[o.transient["display_id"]] = o.data["text/html"]
+        last[o.transient.get("display_id", "style")] = o.data["text/html"]
     shown = re.sub(r"<style>.*?</style>|<[^>]+>", " ", " ".join(last.values())).split()
     assert [w for w in shown if w.startswith("p")] == text.split()
     # while streaming (the final update excluded): the fixed multiple of the reply, 10 a second

@@ -217,7 +217,12 @@ def test_replay_reruns_a_saved_notebook_without_the_network(tmp_path: Path, sand
     ).execute()
     assert sent(sandbox_thread) == []
     assert _replies(nb) == _replies(first)
-    statuses = [o["data"]["text/plain"] for c in nb.cells[2:] for o in c.outputs if "data" in o]
+    statuses = [
+        o["data"]["text/plain"]
+        for c in nb.cells[2:]
+        for o in c.outputs
+        if o.get("data", {}).get("text/plain")
+    ]
     assert all("replayed" in s for s in statuses), statuses
     # a changed cell is sent for real
     nb.cells[3].source = "%%chat\na different second question"
