@@ -427,7 +427,10 @@ class ReplyStream:
         """
         self.styled = True
         bundle = {"text/html": STYLE, "text/plain": ""}
-        self.spent += message_size(bundle)
+        size = message_size(bundle)
+        # a fixed cost of every reply, whatever its length: the text's allowance stays whole
+        self.spent += size
+        self.allowance += size
         return bundle
 
     def _bundle(self, text: str, status: str | None) -> dict[str, str]:
