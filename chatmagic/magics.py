@@ -485,7 +485,7 @@ class ChatMagics(Magics):
             if terminal is not None:
                 terminal.follow(turn)
             else:
-                display(stream.style(), raw=True)
+                display(stream.style(time.monotonic()), raw=True)
                 first = stream.start(present.waiting(turn), time.monotonic())
                 handles.append(display(first, raw=True, display_id=True))
                 thinking_handle = self._stream(turn, stream, handles)

@@ -419,7 +419,7 @@ class ReplyStream:
     #: the stylesheet went in an output of its own (see :meth:`style`)
     styled: bool = False
 
-    def style(self) -> dict[str, str]:
+    def style(self, now: float | None = None) -> dict[str, str]:
         """An output of its own, sent once before :meth:`start`, that carries the stylesheet.
 
         Without it the first output carries the stylesheet and every update of it pays
@@ -431,6 +431,8 @@ class ReplyStream:
         # a fixed cost of every reply, whatever its length: the text's allowance stays whole
         self.spent += size
         self.allowance += size
+        if now is not None:  # a message like any other for the rate cap
+            self._recent.append(now)
         return bundle
 
     def _bundle(self, text: str, status: str | None) -> dict[str, str]:

@@ -123,7 +123,7 @@ def feed(
 ) -> tuple[ReplyStream, list[tuple]]:
     """The stream asked as the magic asks it: at the first text, then at each wait_time."""
     stream = ReplyStream()
-    stream.style()  # as the magic does: the stylesheet in an output of its own
+    stream.style(start_at)  # as the magic does: the stylesheet in an output of its own
     stream.start("p · m · waiting…", start_at)
     sent: list[tuple] = []
     step = max(1, len(text) // pieces)
