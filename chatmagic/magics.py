@@ -505,9 +505,7 @@ class ChatMagics(Magics):
             final = self._final_bundle(turn, fmt, stream)
             reasoning = turn.reasoning
             if reasoning and thinking_handle is not None:
-                thinking_handle.update(
-                    {"text/html": present.thinking_html(reasoning)}, raw=True
-                )
+                thinking_handle.update({"text/html": present.thinking_html(reasoning)}, raw=True)
             elif reasoning:  # thought after the answer began, or stopped early: above the tail
                 final["text/html"] = present.thinking_html(reasoning) + final["text/html"]
             if not handles:
