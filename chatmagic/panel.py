@@ -1,35 +1,54 @@
-"""The chat panel: an ipywidgets skin over the same session core as ``%%chat``.
+"""The chat panel: one anywidget over the same session core as ``%%chat``.
 
 A :class:`ChatPanel` shows one :class:`~chatmagic.session.Conversation` of a
-:class:`~chatmagic.session.ChatSession`: the transcript, a box, Send / Stop / New chat,
-provider and model dropdowns, and a status line. It never holds history of its own:
-it subscribes to the conversation, so cells and other panels on the same conversation
-show up in it, and what it sends is what the next ``%%chat`` cell continues.
+:class:`~chatmagic.session.ChatSession` at a time: a conversation picker and **New chat**,
+the provider and a model box that takes any name, the transcript, a multi-line box with
+Send / Stop, and a status line. It keeps no history of its own: it follows the conversation
+(``Conversation.subscribe``), so cells and other panels on it show up here, and what it
+sends is what the next ``%%chat`` cell continues. New chat opens a new conversation and
+keeps the old one in the picker: nothing in the panel deletes history.
 
-Threads. Widget callbacks can run on a subshell thread (JupyterLab >= 4.4 with
+The browser side is ``static/panel.js`` (keyboard, layout, scrolling); everything it shows
+is drawn here: bubbles and status lines come from :mod:`chatmagic.present`, model text is
+Markdown sanitized in Python (:func:`chatmagic.render.markdown_html`), and the browser only
+puts that HTML in place.
+
+Long conversations. The panel shows the newest :data:`PAGE` exchanges and loads
+:data:`PAGE` more each time "Show earlier messages" is asked for: opening a panel on a
+conversation of 10,000 exchanges sends and keeps what opening one of 20 does.
+
+Traffic. The transcript is a list of messages in the browser, changed by *splices*
+(``{"type": "splice", "at": i, "remove": n, "items": [...]}``): the panel keeps the list
+it last sent and sends only where the new one differs. A streaming reply costs one small
+splice per paced update (:class:`~chatmagic.render.UpdatePacer`: the first text at once,
+then at most ten a second, each after the text grew by an eighth), its end one splice of
+two messages; earlier messages are never re-sent. A view that opens asks for the whole
+list (``hello``) and gets a ``reset``.
+
+Threads. Widget messages can arrive on a subshell thread (JupyterLab >= 4.4 with
 ipykernel >= 7), concurrently with a running cell; conversation events arrive on the
-background loop thread or the main thread. So every callback only reads the widgets,
-starts or stops a turn (both return at once) and hands the drawing to the background
-loop; all panel state is guarded by one lock, and nothing here ever blocks a callback.
-
-Traffic. One widget per message: while a reply streams, only its own widget is
-updated, paced by :class:`~chatmagic.render.UpdatePacer` (first text at once, then at
-most ten updates a second, each after the text grew by an eighth), with a trailing
-flush scheduled on the loop so the last chunks always arrive. A reply of any length
-costs a few dozen widget messages, not one per chunk, and earlier messages are never
-re-sent.
+background loop or the main thread. Every callback only reads what it was sent, starts or
+stops a turn (both return at once) and hands the drawing to the background loop; the
+panel's state is guarded by one lock, and no callback waits on the network (listing a
+server's models runs on a thread of its own).
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import ipywidgets as widgets
+import anywidget
+import ipywidgets
+import traitlets
 
 from . import present
 from .errors import ChatMagicError
@@ -42,35 +61,50 @@ from .session import (
     Turn,
     TurnOptions,
     new_key,
+    resolve_models,
 )
 
-__all__ = ["ChatPanel"]
+__all__ = ["PAGE", "ChatPanel"]
 
-#: the one stylesheet of every skin (chatmagic.present): the panel looks like %chat history
-_CSS = present.FULL_STYLE
+#: exchanges shown when a conversation opens, and added by each "Show earlier messages"
+PAGE = 20
 
-#: rendered messages kept for re-use (a structural redraw re-renders nothing it has seen)
-_CACHE_SIZE = 512
+_STATIC = Path(__file__).with_name("static")
+
+#: one transcript entry as the browser gets it: a stable id and its (sanitized) HTML
+Item = tuple[str, str]
 
 
-def _provider_rows() -> list[dict[str, Any]]:
+@dataclass
+class _Live:
+    """A turn streaming into the shown conversation, as the panel draws it."""
+
+    turn: Turn
+    number: int
+    pacer: UpdatePacer
+    html: str = ""
+
+
+def _provider_rows() -> list[list[str]]:
     from .providers import list_providers
 
-    return [r for r in list_providers() if "error" not in r]
+    return [[r["name"], f"{r['label']} ({r['name']})"] for r in list_providers() if "error" not in r]
 
 
-def _models_of(provider: str) -> tuple[list[str], str]:
-    """The models a provider offers (its default first) and that default."""
+def _default_model(provider: str) -> str:
+    """The model a provider answers with when none is named ("" when its server decides)."""
     from .providers import get_provider
+    from .providers.base import Provider
 
-    row = get_provider(provider).describe()
-    default = str(row["default_model"])
-    models = [default] + [m for m in row["models"] if m != default]
-    return models, default
+    try:
+        cls: type[Provider] = get_provider(provider.split(",")[0])
+    except ChatMagicError:
+        return ""
+    return cls.get_model(None)
 
 
-class ChatPanel(widgets.VBox):
-    """A chat panel on one conversation of a session (the shared one by default).
+class ChatPanel(anywidget.AnyWidget):
+    """A chat panel on one conversation of a session (the shared ``default`` one unless named).
 
     Examples
     --------
@@ -85,7 +119,39 @@ class ChatPanel(widgets.VBox):
            ...: p
 
         In [4]: p.send("Hello"); p.wait(30); p.conversation.history()[-1].content
+
+        In [5]: p.new_chat()             # a new conversation; 'review' stays in the picker
+
+    ``send`` is the panel's (a message to the model), not ipywidgets' ``Widget.send``.
     """
+
+    _esm = _STATIC / "panel.js"
+    _css = present.CSS + (_STATIC / "panel.css").read_text(encoding="utf-8")
+
+    #: the conversation shown (the picker); set it to show another
+    conversation_name = traitlets.Unicode(DEFAULT_CONVERSATION).tag(sync=True)
+    #: the session's conversations as ``[name, label]``, for the picker
+    conversations = traitlets.List(traitlets.List(traitlets.Unicode())).tag(sync=True)
+    #: every provider as ``[name, label]``
+    providers = traitlets.List(traitlets.List(traitlets.Unicode())).tag(sync=True)
+    #: the provider and model the next message goes to: the conversation's own, unless
+    #: chosen here since (they become the conversation's when the message is sent)
+    provider = traitlets.Unicode().tag(sync=True)
+    model = traitlets.Unicode().tag(sync=True)
+    #: what the model box offers: the server's own list for OpenAI-compatible servers
+    models = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    #: what the model box says about that list (asking, failed, empty)
+    models_note = traitlets.Unicode().tag(sync=True)
+    #: the status line, as HTML (chatmagic.present)
+    status = traitlets.Unicode().tag(sync=True)
+    #: a reply streams into the conversation (Send waits, Stop works)
+    busy = traitlets.Bool(False).tag(sync=True)
+    #: exchanges before the first one shown
+    earlier = traitlets.Int(0).tag(sync=True)
+    #: what is in the box, as the browser last reported it
+    draft = traitlets.Unicode().tag(sync=True)
+    #: the transcript's height before it scrolls
+    height = traitlets.Unicode("420px").tag(sync=True)
 
     def __init__(
         self,
@@ -100,186 +166,134 @@ class ChatPanel(widgets.VBox):
 
             session = get_session()
         self.session: ChatSession = session
-        self.conversation: Conversation = session.conversation(conversation)
         self._lock = threading.RLock()
-        # turns streaming into this conversation, in the order they started
-        self._live: list[Turn] = []
-        self._pacers: dict[Turn, UpdatePacer] = {}
-        #: the last turn this panel sent (its prompt returns to the box if it fails)
+        self.conversation: Conversation = session.conversation(conversation)
+        #: the last turn this panel sent (its message returns to the box if it fails)
         self.turn: Turn | None = None
-        self._rendered: dict[tuple[Any, ...], str] = {}
-        self._message_widgets: list[widgets.HTML] = []
-        self._live_widgets: dict[Turn, widgets.HTML] = {}
+        # what the user typed for each turn sent from here (the turn's prompt is what was sent,
+        # secrets taken out): a failed message goes back to the box as typed
+        self._typed: dict[Turn, str] = {}
+        self._live: list[_Live] = []
+        self._numbers = 0
+        # the window: exchanges from index _start on are shown (see _items); _count is how
+        # many the conversation had when last drawn
+        self._start = 0
+        self._count = 0
+        self._epoch = ""
+        # what the browser was last sent (the transcript), and rendered exchanges by item id
+        self._sent: list[Item] = []
+        self._rendered: dict[str, tuple[Exchange, str, str]] = {}
         # drawing is requested from any thread and done on the loop; counters let wait() know
-        # when the widgets have caught up
+        # when the browser has been sent the final state
         self._changed = threading.Condition(self._lock)
         self._requested = 0
         self._applied = 0
         self._scheduled = False
-        self._structure_dirty = True
+        self._reset_views = False
+        # no view has asked for the transcript yet: nothing to keep in step
+        self._greeted = False
         self._flush: asyncio.TimerHandle | None = None
         self._closed = False
-
-        rows = _provider_rows()
-        names = [r["name"] for r in rows]
-        provider = self.conversation.provider or session.default_provider
-        if provider not in names:
-            provider = names[0] if names else session.default_provider
-        models, default_model = _models_of(provider)
-        model = self.conversation.model if self.conversation.model in models else None
-        if model is None and provider == session.default_provider and session.default_model in models:
-            model = session.default_model
-
-        self.provider_dropdown = widgets.Dropdown(
-            options=[(f"{r['label']} ({r['name']})", r["name"]) for r in rows],
-            value=provider,
-            description="Provider",
-            layout=widgets.Layout(width="auto"),
-        )
-        self.model_dropdown = widgets.Dropdown(
-            options=models,
-            value=model or default_model,
-            description="Model",
-            layout=widgets.Layout(width="auto"),
-        )
-        self.new_button = widgets.Button(
-            description="New chat", icon="plus", tooltip="Forget this conversation's history"
-        )
-        self.transcript = widgets.VBox(layout=widgets.Layout(width="100%", flex="0 0 auto"))
-        # a scroller whose only child is the transcript, laid out column-reverse: the view
-        # then stays on the newest message as the reply grows, without any JavaScript, and
-        # the messages keep their natural order in the page (for screen readers and tests)
-        self._scroller = widgets.Box(
-            [self.transcript],
-            layout=widgets.Layout(
-                max_height=height,
-                overflow="auto",
-                flex_flow="column-reverse",
-                width="100%",
-                padding="2px 4px",
-            ),
-        )
-        self._scroller.add_class("chatmagic-transcript")
-        self.text = widgets.Text(
-            placeholder="Message — Enter sends",
-            continuous_update=True,
-            layout=widgets.Layout(flex="1 1 auto", width="auto"),
-        )
-        self.send_button = widgets.Button(
-            description="Send", button_style="primary", icon="paper-plane", tooltip="Send the message (Enter)"
-        )
-        self.stop_button = widgets.Button(
-            description="Stop",
-            button_style="warning",
-            icon="stop",
-            disabled=True,
-            tooltip="Stop the reply now",
-        )
-        self.status = widgets.HTML(value="", layout=widgets.Layout(width="100%"))
-        self._style = widgets.HTML(value=_CSS, layout=widgets.Layout(height="0px", margin="0"))
+        self._quiet = 0
+        self._models_for = ""  # the provider whose models were asked for last
+        self._unsubscribe: Callable[[], None] = lambda: None
 
         super().__init__(
-            children=[
-                self._style,
-                widgets.HBox(
-                    [self.provider_dropdown, self.model_dropdown, self.new_button],
-                    layout=widgets.Layout(flex_flow="row wrap", width="100%"),
-                ),
-                self._scroller,
-                widgets.HBox(
-                    [self.text, self.send_button, self.stop_button], layout=widgets.Layout(width="100%")
-                ),
-                self.status,
-            ],
+            conversation_name=self.conversation.name,
+            providers=_provider_rows(),
+            height=height,
             **kwargs,
         )
-        self.add_class("chatmagic-panel")
-
-        self.provider_dropdown.observe(self._on_provider, names="value")
-        self.model_dropdown.observe(self._on_model, names="value")
-        self.send_button.on_click(lambda _b: self.send())
-        self.stop_button.on_click(lambda _b: self.stop())
-        self.new_button.on_click(lambda _b: self.new_chat())
-        # Enter in a Text widget arrives as a custom "submit" message; Text.on_submit is
-        # deprecated in ipywidgets 8 (and would warn), the message itself is not
-        self.text.on_msg(self._on_text_msg)
-
+        self.on_msg(self._on_msg)
+        self.observe(self._on_pick, names="conversation_name")
+        self.observe(self._on_provider, names="provider")
+        self.observe(self._on_model, names="model")
         with self._lock:
-            active = self.conversation.active
-            if active is not None and not active.done:
-                self._adopt(active)
-            self._unsubscribe: Callable[[], None] = self.conversation.subscribe(self._on_event)
-            self._set_status(self._idle_status())
-            self._draw()
+            self._follow(self.conversation)
 
     # -- Python API ------------------------------------------------------------------
 
     def send(self, text: str | None = None) -> Turn | None:
-        """Send ``text`` (or what is in the box), as the Send button does; returns the turn.
+        """Send ``text`` (or what is in the box), as Send does; returns the turn.
 
         Returns ``None`` when nothing was sent: an empty message, a reply still streaming
-        in this conversation, or an error (shown in the status line, the text kept in the box).
+        in this conversation, or an error (shown in the status line, the text put back in
+        the box).
         """
         with self._lock:
-            if text is not None:
-                self.text.value = text
-            prompt = self.text.value
+            prompt = self.draft if text is None else text
             if not prompt.strip():
                 self._set_status("Type a message first.", error=True)
                 return None
-            if any(not t.done for t in self._live):
+            if any(not live.turn.done for live in self._live):
+                self._give_back(prompt)
                 self._set_status("A reply is still streaming: wait for it, or Stop it.", error=True)
                 return None
-            provider, model = self.provider_dropdown.value, self.model_dropdown.value
             try:
                 # the provider and model chosen here stay with the conversation (the session
                 # core's rule, as for a cell's -p/-m): the next %%chat cell continues with them
                 turn = self.session.prepare(
                     prompt,
                     conversation=self.conversation.name,
-                    options=TurnOptions(provider=provider, model=model),
+                    options=TurnOptions(provider=self.provider or None, model=self.model.strip() or None),
                     key=f"panel:{new_key()}",
                 )
                 self.turn = turn
+                self._typed = {turn: prompt}
+                if text is None:  # the box's text was sent from Python: the page empties the box
+                    self.draft = ""
+                    self._post({"type": "sent", "text": prompt})
                 # start() emits "start" on this thread: _on_event adopts the turn
                 self.session.start(turn)
             except ChatMagicError as exc:
+                self._give_back(prompt)
                 self._set_status(str(exc), error=True)
                 return None
-            self.text.value = ""
-            self.send_button.disabled = True
-            self.stop_button.disabled = False
+            self.busy = True
             return turn
 
     def stop(self) -> None:
-        """Stop every reply streaming into this conversation (returns at once)."""
+        """Stop every reply streaming into the shown conversation (returns at once)."""
         with self._lock:
-            live = [t for t in self._live if not t.done]
-        for turn in live:
+            turns = [live.turn for live in self._live if not live.turn.done]
+        for turn in turns:
             turn.stop()
 
-    def new_chat(self) -> None:
-        """Start the conversation afresh, for every panel and cell on it (returns at once).
+    def new_chat(self) -> Conversation:
+        """Show a new, empty conversation (``chat-2``, ``chat-3``, ...) and return it.
 
-        A streaming reply is stopped first, and the history is cleared only once it has
-        ended: a stopped reply is recorded when it ends and would otherwise land in the
-        new chat.
+        The one shown before is kept as it is (a reply streaming into it goes on), and
+        stays in the picker. The provider and model chosen here carry over to the new one.
         """
         with self._lock:
-            live = [t for t in self._live if not t.done]
-        for turn in live:
-            turn.stop()
-        session, name = self.session, self.conversation.name
+            provider, model = self.provider, self.model
+            taken = {c.name for c in self.session}
+            number = 2
+            while f"chat-{number}" in taken:
+                number += 1
+            conv = self.session.conversation(f"chat-{number}")
+            self.switch_to(conv.name)
+            with self._quietly():
+                self.provider, self.model = provider, model
+            self._ask_models()
+            self._set_status(self._idle_status())
+            return conv
 
-        async def reset_when_stopped() -> None:
-            while any(not t.done for t in live):
-                await asyncio.sleep(0.01)
-            session.new_conversation(name)
+    def switch_to(self, name: str) -> Conversation:
+        """Show the conversation ``name`` (made if new), as choosing it in the picker does."""
+        with self._lock:
+            if name != self.conversation.name and not self._closed:
+                self._follow(self.session.conversation(name))
+            return self.conversation
 
-        session.runner.submit(reset_when_stopped())
+    def show_earlier(self, count: int = PAGE) -> None:
+        """Show ``count`` more of the exchanges before the first one shown."""
+        with self._lock:
+            self._start = max(0, self._start - count)
+            self._request_draw()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until no reply streams here and the widgets show the final text.
+        """Wait until no reply streams here and the browser was sent the final state.
 
         Returns False if that did not happen within ``timeout`` seconds.
         """
@@ -290,8 +304,8 @@ class ChatPanel(widgets.VBox):
 
         while True:
             with self._lock:
-                live = [t for t in self._live if not t.done]
-            for turn in live:
+                turns = [live.turn for live in self._live if not live.turn.done]
+            for turn in turns:
                 if not turn.wait(left()):
                     return False
             with self._changed:
@@ -306,13 +320,18 @@ class ChatPanel(widgets.VBox):
                 self._changed.wait(0.01)
 
     @property
-    def messages(self) -> list[widgets.HTML]:
-        """The transcript's message widgets, oldest first."""
+    def messages(self) -> list[str]:
+        """The transcript as last sent to the browser: each message's HTML, oldest first."""
         with self._lock:
-            return list(self.transcript.children)
+            return [value for _id, value in self._sent]
+
+    @property
+    def status_text(self) -> str:
+        """The status line as plain text."""
+        return html.unescape(re.sub(r"<[^>]+>", "", self.status))
 
     def close(self) -> None:
-        """Stop following the conversation and close the widgets (replies keep streaming)."""
+        """Stop following the conversation and close the widget (replies keep streaming)."""
         with self._lock:
             if self._closed:
                 return
@@ -321,80 +340,196 @@ class ChatPanel(widgets.VBox):
             if self._flush is not None:
                 self._flush.cancel()
                 self._flush = None
-            owned = [
-                *self._message_widgets,
-                self.provider_dropdown,
-                self.model_dropdown,
-                self.new_button,
-                self.text,
-                self.send_button,
-                self.stop_button,
-                self.status,
-                self._style,
-            ]
-            boxes = [c for c in self.children if isinstance(c, widgets.Box)]
-            self._message_widgets.clear()
             self._changed.notify_all()
-        for w in [*owned, self.transcript, *boxes]:
-            w.close()
         super().close()
+
+    def __repr__(self) -> str:
+        return f"<ChatPanel on {self.conversation.name!r}: {len(self.conversation)} exchanges>"
+
+    # -- following a conversation ------------------------------------------------------
+
+    def _follow(self, conv: Conversation) -> None:
+        """Show ``conv`` from now on: its newest exchanges, its streaming reply, its settings."""
+        self._unsubscribe()
+        self.conversation = conv
+        self._live = []
+        self._typed = {}
+        with conv.lock:
+            self._epoch = conv.epoch
+            self._count = len(conv.exchanges)
+            self._start = max(0, self._count - PAGE)
+            active = conv.active
+            if active is not None and not active.done:
+                self._adopt(active)
+            self._unsubscribe = conv.subscribe(self._on_event)
+        with self._quietly(), self.hold_sync():
+            self.conversation_name = conv.name
+            self._show_settings()
+            self._list_conversations()
+            self.busy = bool(self._live)
+        self._ask_models()
+        self._set_status(self._live_status() if self._live else self._idle_status())
+        self._request_draw()
+
+    def _settings(self) -> tuple[str, str]:
+        """The conversation's provider and model: what its next turn uses unless one is named
+        (the rule of ChatSession.prepare, without building a turn)."""
+        session, conv = self.session, self.conversation
+        with conv.lock:
+            provider, model = conv.provider, conv.model
+        spec = provider or session.default_provider
+        model = model or session.default_model_for(spec)
+        try:
+            from .options import parse_chain
+            from .providers import get_provider
+
+            classes = [get_provider(name) for name in parse_chain(spec)]
+            return spec, resolve_models(classes, model or None)[classes[0].name]
+        except ChatMagicError:
+            return spec, model or ""
+
+    def _show_settings(self) -> None:
+        provider, model = self._settings()
+        with self._quietly(), self.hold_sync():
+            if provider not in {name for name, _label in self.providers}:
+                # a chain (-p a,b) or a provider registered since: offer it as it is
+                self.providers = [*_provider_rows(), [provider, provider]]
+            self.provider = provider
+            self.model = model
+        if provider != self._models_for:
+            self._ask_models()
+
+    def _list_conversations(self) -> None:
+        rows = []
+        for conv in self.session:
+            n = len(conv)
+            rows.append([conv.name, f"{conv.name} · {n:,} exchange{'' if n == 1 else 's'}"])
+        if self.conversation.name not in {name for name, _ in rows}:
+            rows.append([self.conversation.name, self.conversation.name])
+        self.conversations = rows
+
+    def _adopt(self, turn: Turn) -> None:
+        if all(live.turn is not turn for live in self._live):
+            self._numbers += 1
+            self._live.append(_Live(turn, self._numbers, UpdatePacer()))
 
     # -- callbacks (any thread; they return at once) -----------------------------------
 
-    def _on_text_msg(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
-        if content.get("event") == "submit":
-            self.send()
-
-    def _on_provider(self, change: dict[str, Any]) -> None:
-        try:
-            models, default = _models_of(change["new"])
-        except ChatMagicError as exc:
-            self._set_status(str(exc), error=True)
+    def _on_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        """What the browser sends: hello, send, stop, new, earlier, models, conversations."""
+        if not isinstance(content, dict):
             return
+        kind = content.get("type")
+        if kind == "send":
+            text = content.get("text")
+            if isinstance(text, str):
+                self.send(text)
+        elif kind == "stop":
+            self.stop()
+        elif kind == "new":
+            self.new_chat()
+        elif kind == "earlier":
+            self.show_earlier()
+        elif kind == "hello":
+            with self._lock:
+                self._reset_views = True
+                self._request_draw()
+        elif kind == "models":
+            with self._lock:
+                self._ask_models()
+        elif kind == "conversations":
+            with self._lock:
+                self._list_conversations()
+
+    @contextmanager
+    def _quietly(self) -> Iterator[None]:
+        """Set traits from here without running the handlers meant for the user's changes."""
         with self._lock:
-            # new options select the first one, which is the provider's default
-            self.model_dropdown.options = models
-            self.model_dropdown.value = default
+            self._quiet += 1
+            try:
+                yield
+            finally:
+                self._quiet -= 1
+
+    def _on_pick(self, change: dict[str, Any]) -> None:
+        with self._lock:
+            if self._quiet or self._closed:
+                return
+            name = str(change["new"]).strip()
+            if not name:
+                with self._quietly():
+                    self.conversation_name = self.conversation.name
+                return
+            self.switch_to(name)
+
+    def _on_provider(self, _change: dict[str, Any]) -> None:
+        with self._lock:
+            if self._quiet:
+                return
+            # a model belongs to its provider: the new one starts with its own default
+            with self._quietly():
+                self.model = _default_model(self.provider)
+            self._ask_models()
             self._status_if_idle()
 
     def _on_model(self, _change: dict[str, Any]) -> None:
-        self._status_if_idle()
+        with self._lock:
+            if self._quiet:
+                return
+            from .providers import get_provider
+
+            try:
+                # a web site's chat has a fixed list; a server takes any name (it says if it has it)
+                get_provider(self.provider.split(",")[0]).get_model(self.model.strip() or None)
+            except ChatMagicError as exc:
+                self._set_status(str(exc), error=True)
+                return
+            self._status_if_idle()
 
     def _status_if_idle(self) -> None:
-        with self._lock:
-            if not self._live:
-                self._set_status(self._idle_status())
+        if not self._live:
+            self._set_status(self._idle_status())
 
-    def _on_event(self, kind: str, _conv: Conversation, turn: Turn | None) -> None:
+    def _ask_models(self) -> None:
+        """List the provider's models on a thread of its own (a server may take seconds)."""
+        provider = self.provider
+        self._models_for = provider
+        if not provider:
+            return
+        with self._quietly(), self.hold_sync():
+            self.models = []
+            self.models_note = f"Asking {provider} for its models…"
+
+        def work() -> None:
+            from .providers.endpoints import list_models
+
+            try:
+                names = list_models(provider.split(",")[0], self.session)
+                note = "" if names else f"{provider} lists no models: type one."
+            except ChatMagicError as exc:
+                names, note = [], f"Could not list the models ({exc}). Type a model name."
+            with self._lock:
+                if self._closed or self._models_for != provider:
+                    return  # another provider was chosen meanwhile
+                with self._quietly(), self.hold_sync():
+                    self.models = names
+                    self.models_note = note
+
+        threading.Thread(target=work, name="chatmagic-models", daemon=True).start()
+
+    def _on_event(self, kind: str, conv: Conversation, turn: Turn | None) -> None:
         """Conversation listener: note what changed and let the loop draw it."""
         with self._lock:
-            if self._closed:
+            if self._closed or conv is not self.conversation:
                 return
             if kind == "start" and turn is not None:
                 self._adopt(turn)
-                if turn is not self.turn:
-                    self._follow(turn)
-                self.send_button.disabled = True
-                self.stop_button.disabled = False
-                self._set_status(f"{turn.provider} · {turn.model} · waiting…")
-            if kind != "update":
-                self._structure_dirty = True
+                self.busy = True
+                self._set_status(self._live_status())
+            if kind in ("start", "recorded", "reset", "end"):
+                # a cell's -p/-m (or a restore) changed what the conversation uses: show it
+                self._show_settings()
             self._request_draw()
-
-    def _follow(self, turn: Turn) -> None:
-        """A cell (or another panel) chose a provider and model: show them here too."""
-        listed = [value for _label, value in self.provider_dropdown.options]
-        if turn.provider not in listed:
-            return  # registered after the panel was made: keep the panel's choice
-        if self.provider_dropdown.value != turn.provider:
-            self.provider_dropdown.value = turn.provider
-        if turn.model in self.model_dropdown.options:
-            self.model_dropdown.value = turn.model
-
-    def _adopt(self, turn: Turn) -> None:
-        if turn not in self._pacers:
-            self._live.append(turn)
-            self._pacers[turn] = UpdatePacer()
 
     # -- drawing (on the background loop) -------------------------------------------------
 
@@ -402,7 +537,7 @@ class ChatPanel(widgets.VBox):
         """Coalesce draw requests: one pending call on the loop serves them all."""
         with self._lock:
             self._requested += 1
-            if self._scheduled:
+            if self._scheduled or self._closed:
                 return
             self._scheduled = True
         self.session.runner.loop.call_soon_threadsafe(self._draw_on_loop)
@@ -424,80 +559,91 @@ class ChatPanel(widgets.VBox):
         self._request_draw()
 
     def _draw(self) -> None:
-        """Bring the widgets up to date (lock held)."""
-        finished = [t for t in self._live if t.done]
+        """Bring the browser up to date (lock held)."""
+        finished = [live for live in self._live if live.turn.done]
         if finished:
-            self._live = [t for t in self._live if not t.done]
-            for turn in finished:
-                self._pacers.pop(turn, None)
-                self._live_widgets.pop(turn, None)
-                self._ended(turn)
-            self._structure_dirty = True
-        if self._structure_dirty:
-            self._structure_dirty = False
-            self._redraw_transcript()
-        else:
-            for turn in self._live:
-                self._draw_streaming(turn)
-        streaming = bool(self._live)
-        self.send_button.disabled = streaming
-        self.stop_button.disabled = not streaming
+            self._live = [live for live in self._live if not live.turn.done]
+            for live in finished:
+                self._ended(live.turn)
+            self._list_conversations()
+        items = self._items()
+        if self._reset_views:
+            self._reset_views, self._greeted = False, True
+            self._post({"type": "reset", "items": [list(item) for item in items]})
+        elif self._greeted:
+            self._splice(items)
+        self._sent = items
+        with self.hold_sync():
+            self.earlier = self._start
+            self.busy = bool(self._live)
 
-    def _redraw_transcript(self) -> None:
-        """Every message in place: unchanged messages cost nothing, only new ones are sent."""
-        with self.conversation.lock:
-            exchanges = list(self.conversation.exchanges)
-        items = []
-        for ex in exchanges:
-            items.append(self._user_html(ex.user.content))
-            items.append(self._exchange_html(ex))
-        live_slots: list[tuple[Turn, int]] = []
-        for turn in self._live:
-            items.append(self._user_html(turn.prompt))
-            live_slots.append((turn, len(items)))
-            items.append("")  # filled by _draw_streaming
-        if not items:
-            items.append('<div class="chatmagic-empty">No messages yet — write one below.</div>')
+    def _items(self) -> list[Item]:
+        """The transcript as it should be: the window of exchanges, then the live turns."""
+        conv = self.conversation
+        with conv.lock:
+            count = len(conv.exchanges)
+            if conv.epoch != self._epoch or self._start > count or count - self._count > PAGE:
+                # started afresh, or changed wholesale (a restore): show its newest page again
+                self._epoch = conv.epoch
+                self._start = max(0, count - PAGE)
+            self._count = count
+            window = conv.exchanges[self._start :]
+        rendered: dict[str, tuple[Exchange, str, str]] = {}
+        items: list[Item] = []
+        for i, ex in enumerate(window, start=self._start):
+            key = f"{self._epoch[:8]}.{i}"
+            cached = self._rendered.get(key)
+            if cached is None or cached[0] is not ex:
+                cached = (ex, present.user_html(ex.user.content), _exchange_html(ex))
+            rendered[key] = cached
+            items += [(f"{key}u", cached[1]), (f"{key}a", cached[2])]
+        self._rendered = rendered  # only what is shown is kept
+        for live in self._live:
+            self._draw_live(live)
+            items += [
+                (f"t{live.number}u", present.user_html(live.turn.prompt)),
+                (f"t{live.number}a", live.html),
+            ]
+        return items
 
-        ws = self._message_widgets
-        resized = len(ws) != len(items)
-        while len(ws) < len(items):
-            w = widgets.HTML(layout=widgets.Layout(width="100%"))
-            ws.append(w)
-        extra = ws[len(items) :]
-        del ws[len(items) :]
-        for turn, i in live_slots:
-            # the slot may be a different widget than before: draw it whatever was sent
-            items[i] = self._streaming_html(turn)
+    def _draw_live(self, live: _Live) -> None:
+        """The streaming reply's HTML, re-made when the pacer says an update is due."""
+        turn, pacer = live.turn, live.pacer
+        size = turn.size + turn.reasoning_size
+        if not live.html or pacer.due(size):
+            live.html = _streaming_html(turn)
+            if size:
+                pacer.sent(size)
             if turn.size:
-                self._pacers[turn].sent(turn.size)
-        for w, value in zip(ws, items, strict=True):
-            w.value = value
-        self._live_widgets = {turn: ws[i] for turn, i in live_slots}
-        if resized:
-            self.transcript.children = tuple(ws)
-        for w in extra:
-            w.close()
-
-    def _draw_streaming(self, turn: Turn) -> None:
-        w = self._live_widgets.get(turn)
-        if w is None:
-            return
-        pacer = self._pacers[turn]
-        size = turn.size
-        if pacer.due(size):
-            w.value = self._streaming_html(turn)
-            pacer.sent(size)
-            # an equal value sends nothing: this costs one message per turn
-            self._set_status(f"{turn.provider} · {turn.model} · streaming…")
+                self._set_status(self._live_status())
         elif size > pacer.sent_size and self._flush is None:
             # the text grew but an update is not due yet: make sure the rest arrives even if
             # no further chunk comes to trigger it (the end of the turn redraws anyway)
             self._flush = self.session.runner.loop.call_later(pacer.wait_time(), self._flush_due)
 
+    def _splice(self, items: list[Item]) -> None:
+        """Send the one stretch where ``items`` differs from what the browser has."""
+        old = self._sent
+        head = 0
+        limit = min(len(old), len(items))
+        while head < limit and old[head] == items[head]:
+            head += 1
+        tail = 0
+        while tail < limit - head and old[len(old) - 1 - tail] == items[len(items) - 1 - tail]:
+            tail += 1
+        remove = len(old) - head - tail
+        new = items[head : len(items) - tail]
+        if remove or new:
+            self._post({"type": "splice", "at": head, "remove": remove, "items": [list(i) for i in new]})
+
+    def _post(self, content: dict[str, Any]) -> None:
+        # ipywidgets' own send (a custom message to every view): ChatPanel.send is the chat's
+        ipywidgets.Widget.send(self, content)
+
     def _ended(self, turn: Turn) -> None:
-        """A turn ended: say how (chatmagic.present), and give a failed message of ours back to the box."""
+        """A turn ended: say how (chatmagic.present), and give a failed message of ours back."""
         status = present.final_status(turn)
+        typed = self._typed.pop(turn, None)
         if turn.state == "done" or (turn.state == "stopped" and turn.text):
             self._set_status(status.text, warn=turn.state == "stopped")
             return
@@ -506,57 +652,45 @@ class ChatPanel(widgets.VBox):
             note += " Nothing was added to the conversation."
         elif turn.error is not None:
             note += f" {turn.error}"
-        if turn is self.turn:
-            current = self.text.value
-            if turn.prompt not in current:
-                self.text.value = turn.prompt if not current.strip() else f"{turn.prompt} {current}"
+        if typed is not None:
+            self._give_back(typed)
             note += " Your message is back in the box."
         self._set_status(note, error=turn.state == "failed", warn=turn.state == "stopped")
 
-    # -- HTML ---------------------------------------------------------------------------
+    def _give_back(self, text: str) -> None:
+        """Put a message that was not sent back into the box (after what is in it now)."""
+        current = self.draft
+        if text not in current:
+            self.draft = text if not current.strip() else f"{text}\n{current}"
+        self._post({"type": "give_back", "text": text})
 
-    def _cached(self, key: tuple[Any, ...], make: Callable[[], str]) -> str:
-        value = self._rendered.get(key)
-        if value is None:
-            if len(self._rendered) >= _CACHE_SIZE:
-                self._rendered.clear()
-            value = self._rendered[key] = make()
-        return value
-
-    def _user_html(self, text: str) -> str:
-        return self._cached(("user", text), lambda: present.user_html(text))
-
-    def _exchange_html(self, ex: Exchange) -> str:
-        key = ("assistant", ex.assistant.content, ex.provider, ex.model, ex.stopped, ex.total_s)
-        return self._cached(
-            key, lambda: _assistant_html(ex.assistant.content, present.exchange_head(ex), stopped=ex.stopped)
-        )
-
-    def _streaming_html(self, turn: Turn) -> str:
-        text = turn.text
-        return _assistant_html(text, present.streaming(turn) if text else present.waiting(turn))
+    # -- the status line ---------------------------------------------------------------
 
     def _idle_status(self) -> str:
         n = len(self.conversation)
+        model = self.model or "the server's default model"
         return (
-            f"{self.provider_dropdown.value} · {self.model_dropdown.value} · conversation "
-            f"{self.conversation.name!r}, {n} exchange{'s' if n != 1 else ''}"
+            f"{self.provider} · {model} · conversation {self.conversation.name!r}, "
+            f"{n:,} exchange{'s' if n != 1 else ''}"
         )
+
+    def _live_status(self) -> str:
+        turn = self._live[-1].turn
+        return present.streaming(turn) if turn.size else present.waiting(turn)
 
     def _set_status(self, text: str, *, error: bool = False, warn: bool = False) -> None:
         kind = "error" if error else "stopped" if warn else ""
-        self.status.value = present.status_html(present.Status(text, kind))
-
-    @property
-    def status_text(self) -> str:
-        """The status line as plain text (for tests and for Python use)."""
-        import re
-
-        return html.unescape(re.sub(r"<[^>]+>", "", self.status.value))
-
-    def __repr__(self) -> str:
-        return f"<ChatPanel on {self.conversation.name!r}: {len(self.conversation)} exchanges>"
+        self.status = present.status_html(present.Status(text, kind))
 
 
-def _assistant_html(text: str, head: str, *, stopped: bool = False) -> str:
-    return present.assistant_html(markdown_html(text) if text else "", head, stopped=stopped)
+def _exchange_html(ex: Exchange) -> str:
+    thinking = present.thinking_html(ex.reasoning)
+    body = markdown_html(ex.assistant.content) if ex.assistant.content else ""
+    return present.assistant_html(thinking + body, present.exchange_head(ex), stopped=ex.stopped)
+
+
+def _streaming_html(turn: Turn) -> str:
+    text, reasoning = turn.text, turn.reasoning
+    thinking = present.thinking_html(reasoning, streaming=True)
+    head = present.streaming(turn) if text else present.waiting(turn)
+    return present.assistant_html(thinking + (markdown_html(text) if text else ""), head)

@@ -1,7 +1,15 @@
-"""The chat panel, widget by widget, against the local stand-in of the sites."""
+"""The chat panel, message by message, against the local stand-in of the sites.
+
+:class:`Browser` does with the widget's messages what ``chatmagic/static/panel.js`` does:
+it keeps the transcript from the ``reset`` and ``splice`` messages, the controls from the
+state updates, and the box; and it sends what the page sends (Enter, Stop, New chat, the
+pickers). So the tests assert on what a user would see, and count what the panel sends.
+"""
 
 from __future__ import annotations
 
+import html as html_lib
+import json
 import re
 import threading
 import time
@@ -12,91 +20,164 @@ import pytest
 from IPython.utils.capture import capture_output
 
 from chatmagic._state import get_session
-from chatmagic.panel import ChatPanel
+from chatmagic.panel import PAGE, ChatPanel
 from chatmagic.providers import get_provider, list_providers
-from chatmagic.sandbox import Sandbox
-from chatmagic.session import ChatSession
+from chatmagic.providers.endpoints import PRESETS
+from chatmagic.sandbox import Sandbox, SandboxSettings
+from chatmagic.session import ChatSession, Exchange, Message, TurnOptions
 
 from .conftest import SITES
 
 STREAMING = "opchatgpts"
+EMPTY = ["No messages yet — write one below."]
+#: the models the stand-in's OpenAI-compatible servers have in these tests
+SERVER_MODELS = ("llama3.2", "mistral:7b", "qwen2.5:0.5b")
 
 
-def point_at(session: ChatSession, sb: Sandbox) -> None:
+def plain(value: str) -> str:
+    return html_lib.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", value))).strip()
+
+
+class Browser:
+    """One view of the panel, as panel.js keeps it (see the module docstring)."""
+
+    def __init__(self, panel: ChatPanel) -> None:
+        self.panel = panel
+        self._lock = threading.Lock()
+        self.items: list[list[str]] = []
+        self.synced = False
+        self.state: dict[str, Any] = dict(panel.get_state())
+        self.box = str(self.state["draft"])
+        #: every message the widget sent since this view opened
+        self.received: list[dict[str, Any]] = []
+        panel.comm.publish_msg = self._receive  # what the kernel would put on the wire
+        self.say(type="hello")
+
+    # -- what arrives -------------------------------------------------------------------
+
+    def _receive(
+        self, msg_type: str, data: Any = None, metadata: Any = None, buffers: Any = None, **_: Any
+    ) -> None:
+        if msg_type != "comm_msg":
+            return
+        data = json.loads(json.dumps(data))  # what goes over the wire
+        with self._lock:
+            self.received.append(data)
+            if data["method"] == "update":
+                self.state.update(data["state"])
+            elif data["method"] == "custom":
+                msg = data["content"]
+                if msg["type"] == "reset":
+                    self.synced = True
+                    self.items = msg["items"]
+                elif msg["type"] == "splice" and self.synced:
+                    self.items[msg["at"] : msg["at"] + msg["remove"]] = msg["items"]
+                elif msg["type"] == "sent" and msg["text"] == self.box:
+                    self.box = ""
+                elif msg["type"] == "give_back" and msg["text"] not in self.box:
+                    self.box = f"{msg['text']}\n{self.box}" if self.box.strip() else msg["text"]
+
+    @property
+    def texts(self) -> list[str]:
+        """The transcript's messages as a user reads them."""
+        with self._lock:
+            return [plain(value) for _id, value in self.items] or EMPTY
+
+    @property
+    def html(self) -> list[str]:
+        with self._lock:
+            return [value for _id, value in self.items]
+
+    @property
+    def status(self) -> str:
+        return plain(self.state["status"])
+
+    def splices(self, since: int = 0) -> list[dict[str, Any]]:
+        """The splices among the messages received after the first ``since``."""
+        with self._lock:
+            return [
+                m["content"]
+                for m in self.received[since:]
+                if m["method"] == "custom" and m["content"]["type"] == "splice"
+            ]
+
+    def count(self) -> tuple[int, int]:
+        """Messages received so far, and their size in bytes as JSON."""
+        with self._lock:
+            return len(self.received), sum(len(json.dumps(m)) for m in self.received)
+
+    # -- what the page sends ----------------------------------------------------------
+
+    def say(self, **content: Any) -> None:
+        self.panel._handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
+
+    def set(self, **state: Any) -> None:
+        self.panel._handle_msg(
+            {"content": {"data": {"method": "update", "state": state, "buffer_paths": []}}, "buffers": []}
+        )
+        self.state.update(state)
+
+    def enter(self, text: str | None = None) -> None:
+        """Type ``text`` (or keep the box's) and press Enter, as panel.js handles it."""
+        if text is not None:
+            self.box = text
+        if not self.box.strip() or self.state["busy"]:
+            return
+        sent, self.box = self.box, ""
+        self.say(type="send", text=sent)
+        self.set(draft="")
+
+    def click(self, button: str) -> None:
+        self.say(type={"Stop": "stop", "New chat": "new", "Show earlier messages": "earlier"}[button])
+
+
+def point_at(session: ChatSession, sb: Sandbox, servers: Sandbox) -> None:
     for site in SITES:
         session.base_urls[site] = sb.base_url(site)
+    # every OpenAI-compatible name talks to a stand-in too: no test reaches a real server
+    for name in ("openai", *PRESETS):
+        session.base_urls[name] = servers.base_url(name)
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[Sandbox]:
+    """OpenAI-compatible servers (the presets' names) with models a web site never has."""
+    sb = Sandbox(SandboxSettings(openai_api_key=None, openai_models=SERVER_MODELS)).start_in_thread()
+    try:
+        yield sb
+    finally:
+        sb.stop()
 
 
 @pytest.fixture
-def session(sandbox_thread: Sandbox) -> Iterator[ChatSession]:
+def session(sandbox_thread: Sandbox, servers: Sandbox) -> Iterator[ChatSession]:
     s = ChatSession()
-    point_at(s, sandbox_thread)
+    s.retries = 0
+    point_at(s, sandbox_thread, servers)
     yield s
     s.close()
 
 
 @pytest.fixture
-def make_panel(session: ChatSession) -> Iterator[Callable[..., ChatPanel]]:
+def open_panel(session: ChatSession) -> Iterator[Callable[..., tuple[ChatPanel, Browser]]]:
     panels: list[ChatPanel] = []
 
-    def make(conversation: str = "default", provider: str | None = STREAMING) -> ChatPanel:
+    def make(conversation: str = "default", provider: str | None = STREAMING) -> tuple[ChatPanel, Browser]:
         panel = ChatPanel(conversation, session=session)
-        if provider:
-            panel.provider_dropdown.value = provider
         panels.append(panel)
-        return panel
+        browser = Browser(panel)
+        if provider:
+            browser.set(provider=provider)
+        assert panel.wait(5)
+        # the provider's models are listed on a thread of their own: let that end first
+        wait_for(lambda: not browser.state["models_note"].startswith("Asking"))
+        return panel, browser
 
     yield make
     for p in panels:
         p.stop()
         p.wait(10)
         p.close()
-
-
-def texts(panel: ChatPanel) -> list[str]:
-    """What the transcript shows, message by message, without the markup."""
-    return [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", w.value)).strip() for w in panel.messages]
-
-
-class WidgetTraffic:
-    """What the panel's message widgets send to the browser, counted from outside the panel.
-
-    A message widget costs one message when it joins the transcript (its text comes with
-    it) and one for each later change of its text; the ones shown when counting starts
-    are only watched. Values change on the panel's background loop, hence the lock.
-    """
-
-    def __init__(self, panel: ChatPanel) -> None:
-        self._lock = threading.Lock()
-        self._changes: dict[int, int] = {}
-        self.transcript = panel.transcript
-        for w in self.transcript.children:
-            self._watch(w, joined=False)
-        self.transcript.observe(self._children, names="children")
-
-    def _watch(self, w: Any, joined: bool) -> None:
-        with self._lock:
-            if id(w) in self._changes:
-                return
-            self._changes[id(w)] = int(joined)
-        w.observe(lambda _change: self._count(w), names="value")
-
-    def _count(self, w: Any) -> None:
-        with self._lock:
-            self._changes[id(w)] += 1
-
-    def _children(self, change: dict[str, Any]) -> None:
-        for w in change["new"]:
-            self._watch(w, joined=True)
-
-    @property
-    def total(self) -> int:
-        with self._lock:
-            return sum(self._changes.values())
-
-    def of(self, w: Any) -> int:
-        with self._lock:
-            return self._changes.get(id(w), 0)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
@@ -106,220 +187,431 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
         time.sleep(0.01)
 
 
-def test_send_streams_the_reply(make_panel: Callable[..., ChatPanel]) -> None:
-    panel = make_panel()
-    assert texts(panel) == ["No messages yet — write one below."]
-    panel.text.value = "Hello panel [[words:30]][[delay:0.01]]"
+def exchanges(n: int, tag: str = "") -> list[Exchange]:
+    return [
+        Exchange(
+            Message("user", f"question {tag}{i}"),
+            Message("assistant", f"answer {tag}{i}"),
+            "chatgptt",
+            "gpt-4o",
+        )
+        for i in range(n)
+    ]
+
+
+# -- the box ----------------------------------------------------------------------------
+
+
+def test_enter_sends_exactly_what_was_typed(open_panel: Callable[..., tuple[ChatPanel, Browser]]) -> None:
+    panel, browser = open_panel()
+    assert browser.texts == EMPTY
+    pasted = "Why does this fail?\n\n```python\ndef f(x):\n\treturn x  \n```\n  trailing  [[words:30]][[delay:0.01]]"
     started = time.monotonic()
-    panel.send_button.click()
-    assert time.monotonic() - started < 0.5  # the callback hands the reply to the loop
-    assert panel.send_button.disabled and not panel.stop_button.disabled
-    assert panel.text.value == ""
+    browser.enter(pasted)
+    assert time.monotonic() - started < 0.5  # the message hands the reply to the loop
+    assert browser.state["busy"]  # Send waits, Stop works
+    assert browser.box == ""
     assert panel.wait(15)
-    assert not panel.send_button.disabled and panel.stop_button.disabled
-    history = panel.conversation.history()
-    assert [m.role for m in history] == ["user", "assistant"]
-    assert history[1].content.split() == [f"w{i}" for i in range(1, 31)]
-    user, assistant = panel.messages
-    assert "chatmagic-user" in user.value and "Hello panel" in user.value
-    assert "chatmagic-assistant" in assistant.value and "w30" in assistant.value
-    assert f"{STREAMING} · " in panel.status_text and "first text" in panel.status_text
+    assert not browser.state["busy"]
+    # line breaks, tabs, blank lines and spaces arrive as typed, and are shown as typed
+    (exchange,) = panel.conversation.exchanges
+    assert exchange.user.content == pasted
+    user, reply = browser.html
+    assert "chatmagic-user" in user and html_lib.unescape(re.sub(r"<[^>]+>", "", user)) == "You" + pasted
+    assert reply.count("w") >= 30 and "w30" in reply
+    assert f"{STREAMING} · " in browser.status and "first text" in browser.status
 
 
-def test_enter_sends_and_the_next_message_continues(make_panel: Callable[..., ChatPanel]) -> None:
-    panel = make_panel()
-    for word in ("first", "second"):
-        panel.text.value = word
-        # what the browser sends when Enter is pressed in the box
-        panel.text._handle_custom_msg({"event": "submit"}, None)
-        assert panel.wait(15)
-    assert texts(panel)[-1].endswith("You said: second Earlier messages: 2.")
-    assert len(panel.conversation) == 2
-
-
-def test_reply_is_rendered_safely(make_panel: Callable[..., ChatPanel]) -> None:
-    panel = make_panel()
-    panel.send("[[reply]]**bold** <script>alert(1)</script> [x](javascript:alert(1))")
+def test_enter_while_a_reply_streams_keeps_the_text(
+    open_panel: Callable[..., tuple[ChatPanel, Browser]],
+) -> None:
+    panel, browser = open_panel()
+    browser.enter("first [[words:40]][[delay:0.02]]")
+    browser.enter("second, typed while the first streams")
+    assert browser.box == "second, typed while the first streams"
     assert panel.wait(15)
-    html = panel.messages[-1].value
+    browser.enter()
+    assert panel.wait(15)
+    assert [ex.user.content for ex in panel.conversation.exchanges][
+        -1
+    ] == "second, typed while the first streams"
+
+
+def test_a_message_refused_by_the_kernel_comes_back(
+    open_panel: Callable[..., tuple[ChatPanel, Browser]],
+) -> None:
+    # the page sent it before it heard that a cell had started a reply: nothing is lost
+    panel, browser = open_panel()
+    turn = panel.session.send("[[words:40]][[delay:0.02]]", options=TurnOptions(provider=STREAMING))
+    browser.say(type="send", text="sent in the same instant")
+    assert browser.box == "sent in the same instant"
+    assert "still streaming" in browser.status
+    turn.result(15)
+    assert panel.wait(5)
+
+
+def test_reply_is_rendered_safely(open_panel: Callable[..., tuple[ChatPanel, Browser]]) -> None:
+    panel, browser = open_panel()
+    browser.enter("[[reply]]**bold** <script>alert(1)</script> [x](javascript:alert(1))")
+    assert panel.wait(15)
+    html = browser.html[-1]
     assert "<strong>bold</strong>" in html
     assert "<script" not in html and "&lt;script&gt;" in html  # shown, not run
     assert 'href="javascript' not in html
 
 
-def test_stop_mid_stream(make_panel: Callable[..., ChatPanel]) -> None:
-    panel = make_panel()
-    turn = panel.send("long one [[words:200]][[delay:0.05]]")
+def test_stop_mid_stream(open_panel: Callable[..., tuple[ChatPanel, Browser]]) -> None:
+    panel, browser = open_panel()
+    browser.enter("long one [[words:200]][[delay:0.05]]")
+    turn = panel.turn
     assert turn is not None
     wait_for(lambda: turn.size > 0)
-    assert panel.send_button.disabled
     clicked = time.monotonic()
-    panel.stop_button.click()
+    browser.click("Stop")
     assert turn.wait(2) and time.monotonic() - clicked < 1
     assert panel.wait(5)
     assert turn.state == "stopped"
     (exchange,) = panel.conversation.exchanges
     assert exchange.stopped and 0 < len(exchange.assistant.content.split()) < 200
-    assert "■ stopped" in panel.messages[-1].value
-    assert "stopped" in panel.status_text
-    assert not panel.send_button.disabled and panel.stop_button.disabled
+    assert "■ stopped" in browser.html[-1]
+    assert "stopped" in browser.status and not browser.state["busy"]
 
 
-def test_stop_before_any_text_gives_the_message_back(make_panel: Callable[..., ChatPanel]) -> None:
-    panel = make_panel()
-    panel.send("slow start [[fault:slow_first_byte]]")
-    panel.stop()
+def test_stop_before_any_text_gives_the_message_back(
+    open_panel: Callable[..., tuple[ChatPanel, Browser]],
+) -> None:
+    panel, browser = open_panel()
+    browser.enter("slow start\nsecond line [[fault:slow_first_byte]]")
+    browser.click("Stop")
     assert panel.wait(5)
     assert len(panel.conversation) == 0
-    assert panel.text.value == "slow start [[fault:slow_first_byte]]"
-    assert "back in the box" in panel.status_text
+    assert browser.box == "slow start\nsecond line [[fault:slow_first_byte]]"
+    assert "back in the box" in browser.status
+    assert browser.texts == EMPTY
 
 
-def test_model_dropdown_follows_the_provider(make_panel: Callable[..., ChatPanel]) -> None:
-    panel = make_panel(provider=None)
-    names = [value for _label, value in panel.provider_dropdown.options]
-    assert names == [r["name"] for r in list_providers() if "error" not in r]
-    for name in names:
-        panel.provider_dropdown.value = name
-        cls = get_provider(name)
-        assert set(panel.model_dropdown.options) == {cls.default_model, *cls.models}
-        assert panel.model_dropdown.value == cls.default_model
-        assert name in panel.status_text
-    panel.provider_dropdown.value = "chatgpt4online"
-    other = [m for m in panel.model_dropdown.options if m != panel.model_dropdown.value]
-    if other:
-        panel.model_dropdown.value = other[0]
-    turn = panel.send("which model?")
-    assert turn is not None and panel.wait(15)
-    assert (turn.provider, turn.model) == ("chatgpt4online", panel.model_dropdown.value)
-    assert texts(panel)[-1].split(" · ")[:2] == ["chatgpt4online", panel.model_dropdown.value]
-    # what the panel chose stays with the conversation, for the next cell
-    assert panel.conversation.provider == "chatgpt4online"
-
-
-def test_error_is_shown_and_the_text_comes_back(make_panel: Callable[..., ChatPanel]) -> None:
-    panel = make_panel()
-    panel.send("kept [[words:3]]")
+def test_error_is_shown_and_the_text_comes_back(open_panel: Callable[..., tuple[ChatPanel, Browser]]) -> None:
+    panel, browser = open_panel()
+    browser.enter("kept [[words:3]]")
     assert panel.wait(15)
-    before = panel.conversation.history()
-    shown = texts(panel)
+    before, shown = panel.conversation.history(), browser.texts
     message = "this fails [[fault:http500]]"
-    panel.send(message)
+    browser.enter(message)
+    browser.box = "typed meanwhile"
     assert panel.wait(15)
     assert panel.conversation.history() == before
-    assert texts(panel) == shown  # the failed exchange left no trace in the transcript
-    assert panel.text.value == message
-    assert "500" in panel.status_text and "back in the box" in panel.status_text
-    assert "chatmagic-error" in panel.status.value
-    assert not panel.send_button.disabled
+    assert browser.texts == shown  # the failed exchange left no trace in the transcript
+    assert browser.box == f"{message}\ntyped meanwhile"
+    assert "500" in browser.status and "back in the box" in browser.status
+    assert "chatmagic-error" in browser.state["status"]
+    assert not browser.state["busy"]
 
 
-def test_empty_message_is_not_sent(make_panel: Callable[..., ChatPanel]) -> None:
-    panel = make_panel()
+def test_empty_message_is_not_sent(open_panel: Callable[..., tuple[ChatPanel, Browser]]) -> None:
+    panel, browser = open_panel()
+    browser.enter("  \n ")
     assert panel.send("   ") is None
-    assert len(panel.conversation) == 0 and "Type a message" in panel.status_text
+    assert len(panel.conversation) == 0 and "Type a message" in browser.status
 
 
-def test_exchange_made_elsewhere_appears(make_panel: Callable[..., ChatPanel], session: ChatSession) -> None:
-    panel = make_panel("shared")
-    turn = session.send("from a cell [[words:5]]", conversation="shared")
+def test_send_from_python_sends_the_box(open_panel: Callable[..., tuple[ChatPanel, Browser]]) -> None:
+    panel, browser = open_panel()
+    browser.box = "typed in the page [[words:2]]"
+    browser.set(draft=browser.box)  # what the page reports after a pause in typing
+    turn = panel.send()
+    assert turn is not None and turn.prompt == "typed in the page [[words:2]]"
+    assert browser.box == "" and panel.draft == ""
+    assert panel.wait(15) and browser.texts[0] == "You typed in the page [[words:2]]"
+
+
+def test_callbacks_from_another_thread(open_panel: Callable[..., tuple[ChatPanel, Browser]]) -> None:
+    # JupyterLab >= 4.4 with ipykernel 7 runs widget messages on a subshell thread
+    panel, browser = open_panel()
+    worker = threading.Thread(
+        target=browser.enter, args=("from a subshell [[words:4]]",), name="subshell-test"
+    )
+    started = time.monotonic()
+    worker.start()
+    worker.join(2)
+    assert not worker.is_alive() and time.monotonic() - started < 1
+    assert panel.wait(15)
+    assert browser.texts[0] == "You from a subshell [[words:4]]" and browser.texts[1].endswith("w1 w2 w3 w4")
+
+
+# -- the transcript ---------------------------------------------------------------------
+
+
+def test_exchange_made_elsewhere_appears(
+    open_panel: Callable[..., tuple[ChatPanel, Browser]], session: ChatSession
+) -> None:
+    panel, browser = open_panel("shared")
+    session.send("from a cell [[words:5]]", conversation="shared").result(15)
+    assert panel.wait(5)
+    assert browser.texts[0] == "You from a cell [[words:5]]"
+    assert "w5" in browser.texts[1]
+    session.conversation("shared").reset()  # %chat reset shared
+    assert panel.wait(5)
+    assert browser.texts == EMPTY
+
+
+def test_long_reply_costs_few_widget_messages(open_panel: Callable[..., tuple[ChatPanel, Browser]]) -> None:
+    panel, browser = open_panel()
+    browser.enter("warm up [[words:3]]")
+    assert panel.wait(15)
+    first = browser.items[:2]
+    counted, _ = browser.count()
+    browser.enter("[[words:2000]]")
+    assert panel.wait(30)
+    assert panel.turn is not None and panel.turn.text.split()[-1] == "w2000"
+    assert browser.texts[-1].endswith("w1999 w2000")  # the final text always arrives
+    assert browser.items[:2] == first
+    splices = browser.splices(since=counted)
+    assert splices and all(s["at"] >= 2 for s in splices)  # earlier messages are never re-sent
+    total = len(browser.received) - counted
+    # the new messages, paced updates of the reply, its end; the status and buttons
+    assert 3 <= total <= 45, total
+
+
+def test_trailing_flush_without_further_chunks(open_panel: Callable[..., tuple[ChatPanel, Browser]]) -> None:
+    # chunks arrive faster than updates may go out, then the stream pauses: the pending text
+    # must still be shown before the reply ends
+    panel, browser = open_panel()
+    browser.enter("[[words:40]][[delay:0.3]]")
+    turn = panel.turn
+    assert turn is not None
+    wait_for(lambda: turn.size > 0)
+    wait_for(lambda: "w3" in browser.html[-1], timeout=3)
+    assert not turn.done
+    browser.click("Stop")
+    assert panel.wait(5)
+
+
+def test_a_long_conversation_opens_with_one_page(
+    open_panel: Callable[..., tuple[ChatPanel, Browser]], session: ChatSession
+) -> None:
+    session.conversation("small").adopt(exchanges(PAGE, "s"))
+    session.conversation("big").adopt(exchanges(10_000))
+    _, small = open_panel("small", provider=None)
+    panel, big = open_panel("big", provider=None)
+    # the newest page, and the same traffic as a conversation of one page
+    assert len(big.items) == len(small.items) == 2 * PAGE
+    assert big.texts[-1] == "chatgptt · gpt-4o answer 9999"
+    assert big.state["earlier"] == 10_000 - PAGE and small.state["earlier"] == 0
+    (n_small, bytes_small), (n_big, bytes_big) = small.count(), big.count()
+    assert n_big <= n_small + 1 and bytes_big < bytes_small * 1.3, (small.count(), big.count())
+    assert len(panel.messages) == 2 * PAGE  # what the panel keeps, too
+
+    # earlier messages on request: one splice before what is shown, nothing re-sent
+    shown = big.items[:]
+    before = len(big.splices())
+    big.click("Show earlier messages")
+    assert panel.wait(5)
+    (added,) = big.splices()[before:]
+    assert (added["at"], added["remove"], len(added["items"])) == (0, 0, 2 * PAGE)
+    assert big.items[2 * PAGE :] == shown and big.texts[0] == f"You question {10_000 - 2 * PAGE}"
+    assert big.state["earlier"] == 10_000 - 2 * PAGE
+
+    # a new exchange goes at the end; the page shown so far stays
+    panel.conversation.record(exchanges(1, "new")[0])
+    assert panel.wait(5)
+    (appended,) = big.splices()[before + 1 :]
+    assert (appended["at"], appended["remove"], len(appended["items"])) == (4 * PAGE, 0, 2)
+
+
+def test_a_restore_into_an_open_panel_shows_the_newest_page(
+    open_panel: Callable[..., tuple[ChatPanel, Browser]], session: ChatSession
+) -> None:
+    panel, browser = open_panel("restored", provider=None)
+    session.conversation("restored").adopt(exchanges(10_000))  # what %chat restore does
+    assert panel.wait(5)
+    assert len(browser.items) == 2 * PAGE and browser.state["earlier"] == 10_000 - PAGE
+    assert browser.texts[-1] == "chatgptt · gpt-4o answer 9999"
+
+
+def test_reasoning_shows_in_a_thinking_block(open_panel: Callable[..., tuple[ChatPanel, Browser]]) -> None:
+    panel, browser = open_panel(provider="ollama")
+    browser.enter("think first [[fault:reasoning]][[delay:0.02]]")
+    wait_for(lambda: "Thinking…" in "".join(browser.html))
+    assert '<details class="chatmagic-thinking" open>' in browser.html[-1]  # open while it thinks
+    assert panel.wait(15)
+    (exchange,) = panel.conversation.exchanges
+    assert exchange.reasoning
+    final = browser.html[-1]
+    # after: closed, above the answer
+    assert final.index('<details class="chatmagic-thinking">') < final.index("<p>")
+    assert f"Thinking ({len(exchange.reasoning):,} characters)" in final
+
+
+# -- New chat and the conversation picker ---------------------------------------------------
+
+
+def test_new_chat_keeps_the_old_conversation(
+    open_panel: Callable[..., tuple[ChatPanel, Browser]], session: ChatSession
+) -> None:
+    panel, browser = open_panel()
+    for i in range(3):
+        browser.enter(f"message {i} [[words:2]]")
+        assert panel.wait(15)
+    browser.enter("fails [[fault:http500]]")
+    assert panel.wait(15) and "500" in browser.status
+    browser.box = ""
+    browser.set(model="gpt-3.5-turbo")
+
+    browser.click("New chat")
+    assert panel.wait(5)
+    # a new, empty conversation; the old one kept whole, for cells too
+    assert browser.state["conversation_name"] == "chat-2" and panel.conversation.name == "chat-2"
+    assert browser.texts == EMPTY
+    assert len(session.conversation("default")) == 3
+    assert [name for name, _ in browser.state["conversations"]] == ["default", "chat-2"]
+    assert browser.state["conversations"][0][1] == "default · 3 exchanges"
+    # the old error is gone; the provider and model chosen carry over, and are what is shown
+    assert "500" not in browser.status and "chat-2" in browser.status
+    assert (browser.state["provider"], browser.state["model"]) == (STREAMING, "gpt-3.5-turbo")
+    browser.enter("in the new chat [[words:2]]")
+    assert panel.wait(15)
+    assert session.conversation("chat-2").exchanges[0].user.content == "in the new chat [[words:2]]"
+    assert len(session.conversation("default")) == 3
+
+    # the picker goes back; the old conversation is all there
+    browser.set(conversation_name="default")
+    assert panel.wait(5)
+    assert panel.conversation is session.conversation("default")
+    assert [t for t in browser.texts if t.startswith("You")] == [
+        f"You message {i} [[words:2]]" for i in range(3)
+    ]
+    browser.click("New chat")
+    assert panel.wait(5) and browser.state["conversation_name"] == "chat-3"
+
+
+def test_new_chat_while_a_reply_streams(
+    open_panel: Callable[..., tuple[ChatPanel, Browser]], session: ChatSession
+) -> None:
+    panel, browser = open_panel()
+    browser.enter("[[words:100]][[delay:0.02]]")
+    turn = panel.turn
+    assert turn is not None
+    wait_for(lambda: turn.size > 0)
+    browser.click("New chat")
+    assert panel.wait(5)
+    assert browser.texts == EMPTY and not browser.state["busy"]
+    # the reply went on into the conversation it belongs to
     turn.result(15)
-    assert panel.wait(5)
-    assert texts(panel)[0] == "You from a cell [[words:5]]"
-    assert "w5" in texts(panel)[1]
-    session.conversation("shared").reset()
-    assert panel.wait(5)
-    assert texts(panel) == ["No messages yet — write one below."]
+    assert session.conversation("default").exchanges[0].assistant.content.split()[-1] == "w100"
+    assert panel.wait(5) and browser.texts == EMPTY
 
 
-def test_two_panels_on_one_conversation(make_panel: Callable[..., ChatPanel]) -> None:
-    one, two = make_panel("both"), make_panel("both")
-    turn = one.send("seen twice [[words:50]][[delay:0.01]]")
+def test_two_panels_on_one_conversation(open_panel: Callable[..., tuple[ChatPanel, Browser]]) -> None:
+    (one, first), (two, second) = open_panel("both"), open_panel("both")
+    first.enter("seen twice [[words:50]][[delay:0.01]]")
+    turn = one.turn
     assert turn is not None
     wait_for(lambda: turn.size > 0)
     # the other panel shows the reply streaming and cannot send over it
-    assert two.send_button.disabled and not two.stop_button.disabled
+    wait_for(lambda: second.state["busy"])
     assert two.send("interrupting") is None
     assert one.wait(15) and two.wait(15)
-    assert texts(one) == texts(two) and len(texts(one)) == 2
-    assert not two.send_button.disabled
-    # New chat in one panel empties both
-    two.new_button.click()
-    wait_for(lambda: len(one.conversation) == 0)
-    assert one.wait(5) and two.wait(5)
-    assert texts(one) == texts(two) == ["No messages yet — write one below."]
+    assert first.texts == second.texts and len(first.texts) == 2
+    assert not second.state["busy"]
+    # New chat in one panel leaves the other where it was
+    second.click("New chat")
+    assert two.wait(5) and one.wait(5)
+    assert second.texts == EMPTY and len(first.texts) == 2
 
 
-def test_new_chat_while_streaming_leaves_it_empty(make_panel: Callable[..., ChatPanel]) -> None:
-    panel = make_panel()
-    turn = panel.send("[[words:200]][[delay:0.02]]")
-    assert turn is not None
-    wait_for(lambda: turn.size > 0)
-    panel.new_chat()
-    assert turn.wait(5) and panel.wait(5)
-    wait_for(lambda: texts(panel) == ["No messages yet — write one below."])
-    assert len(panel.conversation) == 0
+def test_the_picker_lists_conversations_made_by_cells(
+    open_panel: Callable[..., tuple[ChatPanel, Browser]], session: ChatSession
+) -> None:
+    panel, browser = open_panel()
+    session.send("[[words:2]]", conversation="from-a-cell").result(15)
+    browser.say(type="conversations")  # the page asks when the picker gets the focus
+    assert "from-a-cell" in [name for name, _ in browser.state["conversations"]]
+    browser.set(conversation_name="from-a-cell")
+    assert panel.wait(5) and browser.texts[0] == "You [[words:2]]"
 
 
-def test_long_reply_costs_few_widget_messages(make_panel: Callable[..., ChatPanel]) -> None:
-    panel = make_panel()
-    panel.send("warm up [[words:3]]")
+# -- the model box ----------------------------------------------------------------------
+
+
+def test_a_server_lists_its_own_models_and_any_name_can_be_typed(
+    open_panel: Callable[..., tuple[ChatPanel, Browser]],
+) -> None:
+    panel, browser = open_panel(provider="ollama")
+    assert browser.state["model"] == get_provider("ollama").default_model
+    browser.say(type="models")  # the page asks when the list opens
+    wait_for(lambda: browser.state["models"] == sorted(SERVER_MODELS))
+    assert "gpt-4o-mini" not in browser.state["models"] and browser.state["models_note"] == ""
+    browser.set(model="mistral:7b")
+    browser.enter("which model? [[words:2]]")
     assert panel.wait(15)
-    first = panel.messages[0]
-    traffic = WidgetTraffic(panel)
-    turn = panel.send("[[words:2000]]")
-    assert turn is not None and panel.wait(30)
-    assert turn.text.split()[-1] == "w2000"
-    assert texts(panel)[-1].endswith("w1999 w2000")  # the final text always arrives
-    assert traffic.of(first) == 0  # earlier messages are never re-sent
-    # the user message, the placeholder, paced updates, the final render
-    assert 3 <= traffic.total <= 40, traffic.total
+    (exchange,) = panel.conversation.exchanges
+    assert (exchange.provider, exchange.model) == ("ollama", "mistral:7b")
+    assert (panel.conversation.provider, panel.conversation.model) == ("ollama", "mistral:7b")
+    assert browser.texts[-1].startswith("ollama · mistral:7b")
+    # a name the server does not have: the server says so, and the message comes back
+    browser.set(model="no-such-model")
+    browser.enter("again")
+    assert panel.wait(15)
+    assert "no-such-model" in browser.status and browser.box == "again"
 
 
-def test_trailing_flush_without_further_chunks(make_panel: Callable[..., ChatPanel]) -> None:
-    # chunks arrive faster than updates may go out, then the stream pauses: the pending text
-    # must still be shown before the reply ends
-    panel = make_panel()
-    turn = panel.send("[[words:40]][[delay:0.3]]")
-    assert turn is not None
-    wait_for(lambda: turn.size > 0)
-    wait_for(lambda: "w3" in panel.messages[-1].value, timeout=3)
-    assert not turn.done
-    panel.stop()
-    assert panel.wait(5)
-
-
-def test_callbacks_from_another_thread(make_panel: Callable[..., ChatPanel]) -> None:
-    # JupyterLab >= 4.4 with ipykernel 7 runs widget messages on a subshell thread
-    panel = make_panel()
-    # the Send handler disables the button at once, on the thread it runs on
-    disabled_on: list[str] = []
-    panel.send_button.observe(
-        lambda change: change["new"] and disabled_on.append(threading.current_thread().name), names="disabled"
+def test_the_panel_shows_what_a_cell_chose(
+    open_panel: Callable[..., tuple[ChatPanel, Browser]], session: ChatSession
+) -> None:
+    panel, browser = open_panel("cells", provider=None)
+    assert (browser.state["provider"], browser.state["model"]) == ("chatgptt", "gpt-4o")
+    # %%chat -c cells -p ollama -m qwen2.5:0.5b
+    session.send(
+        "[[words:2]]", conversation="cells", options=TurnOptions(provider="ollama", model="qwen2.5:0.5b")
     )
-    panel.text.value = "from a subshell [[words:4]]"
-    worker = threading.Thread(target=panel.send_button.click, name="subshell-test")
-    worker.start()
-    worker.join(2)
-    assert not worker.is_alive()
-    assert disabled_on[:1] == ["subshell-test"]
+    wait_for(lambda: browser.state["model"] == "qwen2.5:0.5b")
+    assert browser.state["provider"] == "ollama"
     assert panel.wait(15)
-    assert texts(panel)[0] == "You from a subshell [[words:4]]" and texts(panel)[1].endswith("w1 w2 w3 w4")
-    assert len(panel.conversation) == 1 and not panel.send_button.disabled
+    # a panel opened on it later shows the same
+    _, later = open_panel("cells", provider=None)
+    assert (later.state["provider"], later.state["model"]) == ("ollama", "qwen2.5:0.5b")
 
 
-def test_closed_panel_stops_following(make_panel: Callable[..., ChatPanel], session: ChatSession) -> None:
-    panel = make_panel("closing")
-    shown, status = texts(panel), panel.status_text
-    traffic = WidgetTraffic(panel)
+def test_a_web_site_offers_its_models_and_refuses_others(
+    open_panel: Callable[..., tuple[ChatPanel, Browser]],
+) -> None:
+    panel, browser = open_panel(provider=None)
+    names = [name for name, _label in browser.state["providers"]]
+    assert names == [r["name"] for r in list_providers() if "error" not in r]
+    browser.set(provider="chatgpt4online")
+    cls = get_provider("chatgpt4online")
+    assert browser.state["model"] == cls.default_model
+    browser.say(type="models")
+    wait_for(lambda: set(browser.state["models"]) >= {cls.default_model, *cls.models})
+    browser.set(model="mistral:7b")
+    assert "has no model 'mistral:7b'" in browser.status
+    assert panel.send("hi") is None and len(panel.conversation) == 0
+
+
+def test_a_server_that_cannot_list_its_models(
+    open_panel: Callable[..., tuple[ChatPanel, Browser]], session: ChatSession
+) -> None:
+    session.base_urls["vllm"] = "http://127.0.0.1:9/v1"  # nothing listens there
+    panel, browser = open_panel(provider="vllm")
+    browser.say(type="models")
+    wait_for(lambda: browser.state["models_note"].startswith("Could not list the models"), timeout=20)
+    assert browser.state["models"] == []
+    browser.set(model="typed-by-hand")  # still takes any name
+    assert "vllm · typed-by-hand" in browser.status
+
+
+def test_closed_panel_stops_following(
+    open_panel: Callable[..., tuple[ChatPanel, Browser]], session: ChatSession
+) -> None:
+    panel, browser = open_panel("closing")
+    counted = browser.count()
     panel.close()
     session.send("after close [[words:2]]", conversation="closing").result(15)
     assert panel.wait(1)
-    # the conversation went on; the closed panel drew none of it, and its widgets are gone
+    # the conversation went on; the closed panel sent none of it
     assert [m.content for m in session.conversation("closing").history()][0] == "after close [[words:2]]"
-    assert texts(panel) == shown == ["No messages yet — write one below."] and panel.status_text == status
-    assert traffic.total == 0
-    assert all(w.comm is None for w in [*panel.messages, panel.text, panel.send_button, panel.status])
+    assert browser.texts == EMPTY and browser.count() == counted
+    assert panel.comm is None
 
 
 # -- with a real IPython shell and %%chat ---------------------------------------------
@@ -331,19 +623,20 @@ def test_panel_and_cells_share_the_conversation(ip: Any, fresh: None) -> None:
         panel = ip.run_line_magic("chat", "panel paneltalk")
     try:
         assert isinstance(panel, ChatPanel) and panel.session is get_session()
+        browser = Browser(panel)
         with capture_output() as io:
             result = ip.run_cell(f"%%chat -c paneltalk -p {STREAMING}\nfrom the cell")
         assert result.error_in_exec is None, io.stdout
         assert panel.wait(10)
-        assert texts(panel)[0] == "You from the cell"
-        assert panel.provider_dropdown.value == STREAMING
-        panel.send("from the panel")
+        assert browser.texts[0] == "You from the cell"
+        assert browser.state["provider"] == STREAMING
+        browser.enter("from the panel")
         assert panel.wait(15)
         with capture_output() as io:
             ip.run_cell("%%chat -c paneltalk\nfrom the cell again")
         # the cell continued the panel's exchange: four messages came before it
         assert "Earlier messages: 4." in io.outputs[-1].data["text/plain"]
         assert panel.wait(10)
-        assert len(panel.messages) == 6
+        assert len(browser.texts) == 6
     finally:
         panel.close()

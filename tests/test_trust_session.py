@@ -75,7 +75,7 @@ def test_provider_switch_drops_the_previous_providers_model(ip: Any) -> None:
 def test_provider_switch_after_a_panel_send(ip: Any) -> None:
     panel = ChatPanel("p", session=get_session())
     try:
-        panel.provider_dropdown.value = "chatgptes"
+        panel.provider = "chatgptes"  # as if chosen in the panel
         turn = panel.send("from the panel")
         assert turn is not None and turn.result(30).startswith("[chatgptes]")
         panel.wait(10)
@@ -114,7 +114,7 @@ def test_a_second_turn_while_one_streams_is_refused(sandbox_thread: Sandbox) -> 
 def test_a_cell_while_the_panel_streams_is_refused_and_loses_nothing(ip: Any) -> None:
     panel = ChatPanel("shared", session=get_session())
     try:
-        panel.provider_dropdown.value = "opchatgpts"
+        panel.provider = "opchatgpts"
         turn = panel.send("[[words:60]][[delay:0.03]]")
         assert turn is not None
         result, io = run(ip, "%%chat -c shared --new\nfrom the cell")
