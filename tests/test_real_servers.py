@@ -8,6 +8,7 @@ provider, the session and the magics are run against them. Every address is 127.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -515,6 +516,42 @@ def cell(ip: Any, source: str) -> tuple[Any, str]:
     return result.error_in_exec, io.stdout + shown
 
 
+def cell_outputs(ip: Any, source: str) -> tuple[Any, list[Any]]:
+    """(the error or None, the cell's outputs as the notebook keeps them: each display in its
+    place, as its last update left it, with the metadata saved with it)."""
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as io:
+        result = ip.run_cell(source)
+    kept: list[Any] = []
+    place: dict[str, int] = {}
+    for out in io.outputs:
+        display_id = out.transient.get("display_id")
+        if out.update and display_id in place:
+            kept[place[display_id]] = out
+            continue
+        if display_id:
+            place[display_id] = len(kept)
+        kept.append(out)
+    return result.error_in_exec, kept
+
+
+def status_line(outputs: list[Any]) -> str:
+    """The status line under the reply, as a plain-text frontend shows it."""
+    plain = outputs[-1].data["text/plain"]
+    assert "\n— " in plain or plain.startswith("— "), plain
+    return plain.rsplit("— ", 1)[1]
+
+
+def saved_record(outputs: list[Any]) -> dict[str, Any]:
+    """The exchange the notebook keeps with the cell (what %chat restore reads back)."""
+    from chatmagic.record import METADATA_KEY
+
+    records = [o.metadata[METADATA_KEY] for o in outputs if METADATA_KEY in o.metadata]
+    assert len(records) == 1, records
+    return records[0]
+
+
 def last_exchange() -> Any:
     from chatmagic._state import get_session
 
@@ -618,6 +655,75 @@ def test_all_thinking_no_answer_says_so(ip: Any, servers: Sandbox) -> None:
     assert len(get_session().conversation()) == 0
 
 
+@pytest.mark.parametrize(
+    ("words", "mode", "text", "note"),
+    [(6, "length", "w1 w2 w3 ", "cut: token limit"), (4, "content_filter", "w1 w2 ", "cut: content filter")],
+)
+def test_a_cut_reply_says_so_in_the_cell_and_its_saved_record(
+    ip: Any, servers: Sandbox, words: int, mode: str, text: str, note: str
+) -> None:
+    error, outputs = cell_outputs(ip, f"%%chat -p openai\n[[words:{words}]] [[fault:{mode}]]")
+    assert error is None
+    status = status_line(outputs)
+    assert status.startswith("openai · gpt-4o-mini · first text ") and f" · {note}" in status
+    assert f'<div class="chatmagic-status">{status}</div>' in outputs[-1].data["text/html"]
+    record = saved_record(outputs)
+    assert record["assistant"] == text and record["finish_reason"] == mode
+    # a whole reply says nothing of the kind
+    error, outputs = cell_outputs(ip, "%%chat\n[[words:2]]")
+    assert error is None and "cut:" not in status_line(outputs)
+    assert saved_record(outputs)["finish_reason"] == "stop"
+
+
+def test_usage_and_reasoning_show_in_the_cell_and_its_saved_record(ip: Any, servers: Sandbox) -> None:
+    error, outputs = cell_outputs(ip, "%%chat -p openai\nhi [[fault:reasoning]]")
+    assert error is None
+    usage = last_exchange().usage
+    thought = len(reasoning_text("hi").split())
+    assert usage["reasoning_tokens"] == thought and usage["prompt_tokens"] > 0
+    assert status_line(outputs).endswith(
+        f" · {usage['prompt_tokens']:,} tokens in · {usage['completion_tokens']:,} out · {thought} thinking"
+    )
+    record = saved_record(outputs)
+    assert record["usage"] == usage and record["reasoning"] == reasoning_text("hi")
+    assert record["finish_reason"] == "stop" and record["assistant"] == echo("hi")
+    # a site that counts nothing: the status line says nothing of tokens, the record keeps none
+    error, outputs = cell_outputs(ip, "%%chat -p chatgptt\nhi")
+    assert error is None and "tokens" not in status_line(outputs)
+    assert saved_record(outputs)["usage"] is None
+
+
+def test_the_thinking_is_a_collapsed_block_above_the_reply(ip: Any, servers: Sandbox) -> None:
+    import html
+
+    error, outputs = cell_outputs(ip, "%%chat -p openai\nhi [[fault:reasoning]]")
+    assert error is None
+    shown = "".join(o.data.get("text/html", "") for o in outputs)
+    thinking = reasoning_text("hi")
+    block = (
+        f'<details class="chatmagic-thinking"><summary>Thinking ({len(thinking)} characters)</summary>'
+        f'<div class="chatmagic-thinking-text">{html.escape(thinking)}</div></details>'
+    )
+    assert shown.count('chatmagic-thinking"') == 1 and block in shown
+    assert shown.index(block) < shown.index("<p>[openai] You said: hi</p>")
+    # the plain text is the reply alone
+    assert thinking not in outputs[-1].data["text/plain"]
+
+
+def test_all_thinking_no_answer_claims_nothing_it_did_not_keep(ip: Any, servers: Sandbox) -> None:
+    from chatmagic._state import get_session
+
+    error, outputs = cell_outputs(ip, "%%chat -p openai\nhi [[fault:reasoning_only]]")
+    assert type(error).__name__ == "EmptyReplyError"
+    # the thinking stays in sight, above the status line, which says what became of the turn
+    shown = "".join(o.data.get("text/html", "") for o in outputs)
+    assert '<details class="chatmagic-thinking">' in shown and "Thinking about: hi." in shown
+    assert status_line(outputs).endswith(" · failed · nothing was added")
+    assert all("chatmagic" not in o.metadata for o in outputs) and len(get_session().conversation()) == 0
+    # so the message does not claim the reasoning was kept anywhere
+    assert "kept" not in str(error) and "max_tokens" in str(error)
+
+
 def test_usage_is_asked_read_and_totalled(ip: Any, servers: Sandbox) -> None:
     cell(ip, "%%chat -p openai\n[[words:3]]")
     cell(ip, "%%chat\n[[words:4]] [[fault:litellm]]")
@@ -688,12 +794,12 @@ def test_dry_run_shows_options_and_attachments(ip: Any, servers: Sandbox) -> Non
     assert chat_posts(servers) == []
 
 
-def _png(width: int, height: int) -> bytes:
+def _png(width: int, height: int, fmt: str = "PNG") -> bytes:
     import io
 
     image = pytest.importorskip("PIL.Image")
     buf = io.BytesIO()
-    image.new("RGB", (width, height), (200, 30, 30)).save(buf, format="PNG")
+    image.new("RGB", (width, height), (200, 30, 30)).save(buf, format=fmt)
     return buf.getvalue()
 
 
@@ -705,16 +811,22 @@ def test_attach_a_figure_pil_image_bytes_path_and_out(ip: Any, servers: Sandbox,
     )
     ip.user_ns["pil"] = image.new("RGB", (10, 10))
     ip.user_ns["raw"] = _png(8, 8)
+    jpeg = _png(8, 8, "JPEG")
+    ip.user_ns["jpeg"] = jpeg
     path = tmp_path / "pic.png"
     path.write_bytes(_png(8, 8))
     ip.user_ns["where"] = str(path)
     error, shown = cell(
-        ip, "%%chat -p openai --attach fig --attach pil --attach raw --attach where\nwhat is it?"
+        ip,
+        "%%chat -p openai --attach fig --attach pil --attach raw --attach jpeg --attach where\nwhat is it?",
     )
-    assert error is None and "Images: 4." in shown
+    assert error is None and "Images: 5." in shown
     parts = chat_posts(servers)[-1].json["messages"][-1]["content"]
-    assert [p["type"] for p in parts] == ["text", "image_url", "image_url", "image_url", "image_url"]
-    assert all(p["image_url"]["url"].startswith("data:image/png;base64,") for p in parts[1:])
+    assert [p["type"] for p in parts] == ["text"] + ["image_url"] * 5
+    urls = [p["image_url"]["url"] for p in parts[1:]]
+    assert all(u.startswith("data:image/png;base64,") for i, u in enumerate(urls) if i != 3)
+    # JPEG bytes go as they are, as JPEG
+    assert urls[3] == "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
     # Out[n] holding an image
     from IPython.display import Image
 

@@ -235,7 +235,7 @@ class ChunkReader:
                 return EmptyReplyError(
                     label,
                     'the model spent its whole token limit thinking (finish_reason "length") and gave no '
-                    "answer; its reasoning is kept. Raise the limit, e.g. -o max_tokens=4000.",
+                    "answer. Raise the limit, e.g. -o max_tokens=4000.",
                 )
             return EmptyReplyError(
                 label,
@@ -250,7 +250,7 @@ class ChunkReader:
         if self.thinking_seen:
             return EmptyReplyError(
                 label,
-                "the model only thought (its reasoning is kept) and gave no answer. Try again, or rephrase.",
+                "the model only thought and gave no answer. Try again, or rephrase.",
             )
         return None
 
