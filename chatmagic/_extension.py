@@ -8,10 +8,19 @@ _NAMES = ("chat", "chatmagic")
 
 
 def load(ip: Any) -> None:
+    from IPython.core.error import UsageError
+    from traitlets import TraitError
+
     from .magics import ChatMagics
 
     unload(ip)  # a second %load_ext, or a reload, starts clean
-    magics = ChatMagics(shell=ip)
+    try:
+        magics = ChatMagics(shell=ip)
+    except TraitError as exc:  # a bad ChatMagics setting in the configuration, set before loading
+        raise UsageError(
+            f"chatmagic is not loaded: {exc} Correct the setting (ipython_config.py, or %config) "
+            "and load it again."
+        ) from None
     manager = ip.magics_manager
     taken = manager.magics["cell"].get("chat")
     if taken is not None and not isinstance(getattr(taken, "__self__", None), ChatMagics):
@@ -27,6 +36,7 @@ def load(ip: Any) -> None:
         manager.register_function(magics.chat_line, "line", "chatmagic")
     ip.configurables.append(magics)
     ip.events.register("pre_run_cell", magics.pre_run_cell)
+    ip.events.register("post_run_cell", magics.post_run_cell)
     ip._chatmagic_magics = magics
 
 
@@ -43,7 +53,9 @@ def unload(ip: Any) -> None:
                 del table[name]
     if magics in ip.configurables:
         ip.configurables.remove(magics)
-    try:
-        ip.events.unregister("pre_run_cell", magics.pre_run_cell)
-    except ValueError:
-        pass
+    for event in ("pre_run_cell", "post_run_cell"):
+        try:
+            ip.events.unregister(event, getattr(magics, event))
+        except ValueError:
+            pass
+    magics.printed.stop()  # unloaded inside a cell: its post_run_cell will not come

@@ -11,6 +11,14 @@ and what it *sends* (messages to a provider). Both call :func:`scrub`:
 For text that is shown, ``fragments=True`` also removes any piece of such a value of
 8 characters or more: a server may echo a key back and the message may be cut in the
 middle of it.
+
+What is *sent* is scrubbed of whole values only, once, when the message is complete
+(``ChatSession._redacted``): removing every 8-character piece of every secret would also
+remove ordinary words from the user's text whenever a "secret" is a weak password or an
+e-mail address (``GIT_AUTHOR_EMAIL`` takes ``example.com`` with it). So chatmagic's own
+cuts (budgets, shortened values, the printed output kept of a cell) never leave part of
+a secret behind: each cut goes through :func:`trim_cut`, which drops the piece of any
+secret the cut went through, and whole values are then all that is left to find.
 """
 
 from __future__ import annotations
@@ -20,7 +28,15 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 
-__all__ = ["MIN_SECRET_LENGTH", "key_env_names", "register_key_env", "scrub", "secrets", "strip_userinfo"]
+__all__ = [
+    "MIN_SECRET_LENGTH",
+    "key_env_names",
+    "register_key_env",
+    "scrub",
+    "secrets",
+    "strip_userinfo",
+    "trim_cut",
+]
 
 MIN_SECRET_LENGTH = 8
 
@@ -86,6 +102,29 @@ def scrub(
                 replaced.append(name)
             text = cut
     return text
+
+
+def trim_cut(head: str, tail: str = "", found: Iterable[tuple[str, str]] | None = None) -> tuple[str, str]:
+    """The two sides of a cut, without the piece of a secret the cut went through.
+
+    ``head`` is what is kept before the cut, ``tail`` what is kept after it. ``head`` loses
+    its end where that end is the beginning of a secret, ``tail`` its start where that is
+    the end of one: a secret cut in two would otherwise go out in pieces that a search for
+    whole values cannot find. A few characters of ordinary text that happen to look like
+    the start of a secret may go with them, at a place that is cut anyway.
+    """
+    drop_head = drop_tail = 0
+    for _, value in secrets() if found is None else found:
+        # the character next to the cut rules out most lengths before any slicing
+        for k in range(min(len(value) - 1, len(head)), drop_head, -1):
+            if value[k - 1] == head[-1] and head.endswith(value[:k]):
+                drop_head = k
+                break
+        for k in range(min(len(value) - 1, len(tail)), drop_tail, -1):
+            if value[-k] == tail[0] and tail.startswith(value[-k:]):
+                drop_tail = k
+                break
+    return head[: len(head) - drop_head], tail[drop_tail:]
 
 
 def _remove_fragments(text: str, value: str, label: str) -> str:

@@ -7,27 +7,36 @@ columns, dtypes and a few rows; an array its shape, dtype and a few values. pand
 polars and NumPy are recognised by their attributes (duck typing): none of them is a
 dependency.
 
-Nothing here imports IPython: the caller passes the namespace and the exception.
+A cut never leaves part of a secret behind (``_secrets.trim_cut``): what is sent is
+scrubbed of whole secret values afterwards, and a half would go through.
+
+Nothing here imports IPython: the caller passes the namespace, the exception and the
+hooks' calls (:class:`PrintedOutput`).
 """
 
 from __future__ import annotations
 
 import linecache
 import os
+import re
 import reprlib
 import sys
 import sysconfig
+import threading
 import traceback
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._secrets import trim_cut
 from .errors import ConfigurationError
 
 __all__ = [
     "BUDGETS",
     "Context",
+    "PrintedOutput",
     "cells_context",
     "clip",
     "error_context",
@@ -50,10 +59,25 @@ def clip(text: str, budget: int, what: str = "") -> str:
     """``text`` within ``budget`` characters; a cut keeps both ends and says how much went."""
     if len(text) <= budget:
         return text
-    marker = f"\n[… {len(text) - budget:,} characters of {what or 'this'} left out …]\n"
-    keep = max(0, budget - len(marker))
-    head = keep * 2 // 3
-    return text[:head] + marker + text[len(text) - (keep - head) :] if keep > head else text[:head] + marker
+    return _ends(text, text, len(text), budget, what)
+
+
+def _ends(start: str, end: str, total: int, budget: int, what: str) -> str:
+    """The first and last characters, within ``budget``, of a text of ``total`` characters
+    that begins with ``start`` and ends with ``end`` (the whole text, or the two ends kept
+    of it), with a marker saying how much went in between.
+
+    No piece of a secret is left on either side of the cut (see ``_secrets.trim_cut``).
+    """
+    # room for the longest marker this cut can need: it says how much went, after trim_cut
+    keep = max(0, budget - len(_marker(total, what)))
+    first = keep * 2 // 3
+    head, tail = trim_cut(start[:first], end[max(0, len(end) - (keep - first)) :] if keep > first else "")
+    return head + _marker(total - len(head) - len(tail), what) + tail
+
+
+def _marker(omitted: int, what: str) -> str:
+    return f"\n[… {omitted:,} characters of {what or 'this'} left out …]\n"
 
 
 # -- --context SPEC -------------------------------------------------------------------
@@ -65,8 +89,11 @@ class ContextItem:
     count: int = 0  # cells:N
 
 
-def parse_spec(spec: str) -> list[ContextItem]:
-    """``"error, cells:3, vars"`` → items; an unknown item is an error that says what exists."""
+def parse_spec(spec: str, what: str = "--context") -> list[ContextItem]:
+    """``"error, cells:3, vars"`` → items; an unknown item is an error that says what exists.
+
+    ``what``: where the spec came from, for the error (``ChatMagics.context``).
+    """
     items: list[ContextItem] = []
     for raw in spec.split(","):
         word = raw.strip().lower()
@@ -79,8 +106,8 @@ def parse_spec(spec: str) -> list[ContextItem]:
             items.append(ContextItem("cells", int(arg) if arg else 1))
         else:
             raise ConfigurationError(
-                f"--context has no item {raw.strip()!r}: use error, cells:N (the last N cells) "
-                "and vars, separated by commas, e.g. --context error,cells:2."
+                f"{what} has no item {raw.strip()!r}: use error, cells:N (the last N cells) "
+                "and vars, separated by commas, e.g. 'error,cells:2'."
             )
     return items
 
@@ -199,12 +226,17 @@ def last_error() -> BaseException | None:
 
 
 def cells_context(
-    inputs: Sequence[str], outputs: Mapping[int, Any], count: int, budget: int = BUDGETS["cells"]
+    inputs: Sequence[str],
+    outputs: Mapping[int, Any],
+    count: int,
+    budget: int = BUDGETS["cells"],
+    printed: Mapping[int, Printed] | None = None,
 ) -> str | None:
-    """The last ``count`` executed cells before this one (code, then the text of its result).
+    """The last ``count`` executed cells before this one: code, what it printed, its result.
 
     ``inputs`` is IPython's ``In`` (its last entry is the running cell, left out);
-    ``outputs`` its ``Out``. Newest last.
+    ``outputs`` its ``Out``; ``printed`` what each cell wrote to stdout and stderr
+    (:class:`PrintedOutput`). Newest last.
     """
     numbers = [n for n in range(1, len(inputs) - 1) if inputs[n].strip()][-count:]
     if not numbers:
@@ -213,10 +245,149 @@ def cells_context(
     blocks = []
     for n in numbers:
         block = f"In [{n}]:\n```python\n{inputs[n].rstrip()}\n```"
+        output = (printed or {}).get(n)
+        text = output.text(per_cell // 2).rstrip() if output is not None else ""
+        if text:
+            block += f"\nPrinted:\n```\n{text}\n```"
         if n in outputs:
             block += f"\nOut[{n}]:\n```\n{summarize(outputs[n], per_cell // 2)}\n```"
         blocks.append(clip(block, per_cell, f"cell {n}"))
     return clip("\n\n".join(blocks), budget, "the cells")
+
+
+class PrintedOutput(Mapping[int, "Printed"]):
+    """What the last ``cells`` cells printed, by cell number (:class:`Printed`).
+
+    The extension calls :meth:`start` before a cell runs and :meth:`finish` after it (the
+    shell's ``pre_run_cell`` and ``post_run_cell`` events). In between, the ``write`` of
+    ``sys.stdout`` and ``sys.stderr`` also copies into the cell's :class:`Printed`: the
+    stream objects themselves stay, as in IPython's own output history, because ipykernel
+    checks the class of ``sys.stdout``. ``quiet()`` says when a write is not the cell's
+    printing (a terminal's display hook writing ``Out[n]:``, a display, a traceback).
+    :meth:`stop` puts the streams back at once (unloading the extension).
+    """
+
+    def __init__(self, quiet: Callable[[], bool] = lambda: False, cells: int = 100) -> None:
+        self._quiet = quiet
+        self._cells = cells
+        self._done: OrderedDict[int, Printed] = OrderedDict()
+        self._running: Printed | None = None
+        self._key: object = None
+        self._patched: list[tuple[Any, Any, Any]] = []  # stream, our write, its own write if any
+
+    def start(self, key: object) -> None:
+        """A cell starts; ``key`` is what :meth:`finish` will be given for it. A cell that
+        runs cells itself (``get_ipython().run_cell``) keeps one output for them all."""
+        if self._running is not None:
+            return
+        output = self._running = Printed()
+        self._key = key
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name, None)
+            if stream is not None and not any(stream is s for s, _, _ in self._patched):
+                self._patch(stream, output)
+
+    def _patch(self, stream: Any, output: Printed) -> None:
+        write = stream.write
+        quiet = self._quiet
+
+        def tee(data: Any, *args: Any, **kwargs: Any) -> Any:
+            result = write(data, *args, **kwargs)
+            # once its cell has ended (something wrapped this write since), a write is not kept
+            if output.open and isinstance(data, str) and data and not quiet():
+                output.add(data)
+            return result
+
+        own = getattr(stream, "__dict__", {}).get("write")
+        try:
+            stream.write = tee
+        except (AttributeError, TypeError):  # a stream that takes no attributes: not watched
+            return
+        self._patched.append((stream, tee, own))
+
+    def finish(self, key: object, number: int | None) -> None:
+        """The cell of ``key`` ended (``None``: whichever runs); keep its output as ``number``."""
+        output = self._running
+        if output is None or (key is not None and key is not self._key):
+            return
+        self.stop()
+        if number is not None:
+            self._done.pop(number, None)
+            self._done[number] = output
+            while len(self._done) > self._cells:
+                self._done.popitem(last=False)
+
+    def stop(self) -> None:
+        """Put the streams' ``write`` back (unless something else has replaced ours since)."""
+        if self._running is not None:
+            self._running.open = False
+        self._running = self._key = None
+        for stream, tee, own in self._patched:
+            if getattr(stream, "__dict__", {}).get("write") is tee:
+                if own is None:
+                    del stream.write
+                else:
+                    stream.write = own
+        self._patched.clear()
+
+    def __getitem__(self, number: int) -> Printed:
+        return self._done[number]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self._done))
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+
+# colours and cursor moves (terminal tracebacks, progress bars)
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
+
+
+class Printed:
+    """One cell's printed text: its first and last ``keep`` characters (the most a cell
+    can show within the ``cells`` budget) and how long it was, in constant memory."""
+
+    def __init__(self, keep: int = BUDGETS["cells"] // 2) -> None:
+        self.open = True
+        self._lock = threading.Lock()
+        self._keep = keep
+        self._head: list[str] = []
+        self._head_len = 0
+        self._tail: deque[str] = deque()
+        self._tail_len = 0
+        self.total = 0
+
+    def add(self, data: str) -> None:
+        with self._lock:
+            self.total += len(data)
+            if self._head_len < self._keep:
+                self._head.append(data[: self._keep - self._head_len])
+                self._head_len += len(self._head[-1])
+                data = data[len(self._head[-1]) :]
+            if data:
+                self._tail.append(data[-self._keep :])
+                self._tail_len += len(self._tail[-1])
+                while self._tail_len - len(self._tail[0]) >= self._keep:
+                    self._tail_len -= len(self._tail.popleft())
+
+    def text(self, budget: int) -> str:
+        """The text within ``budget``, as a terminal shows it (no colour codes; of a line
+        rewritten with \\r, such as a progress bar, its last state); a cut is marked."""
+        with self._lock:
+            head = "".join(self._head)
+            tail = "".join(self._tail)[-self._keep :]
+            total = self.total
+        if len(head) + len(tail) == total:
+            return clip(_as_shown(head + tail), budget, "the printed output")
+        start, end = _as_shown(head), _as_shown(tail)
+        total -= len(head) - len(start) + len(tail) - len(end)
+        return _ends(start, end, total, budget, "the printed output")
+
+
+def _as_shown(text: str) -> str:
+    lines = _ANSI.sub("", text).replace("\r\n", "\n").split("\n")
+    return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in lines)
 
 
 # -- variables --------------------------------------------------------------------------
@@ -371,8 +542,31 @@ def _is_long_container(value: Any) -> bool:
     return isinstance(value, (list, tuple, set, frozenset, dict)) and len(value) > PREVIEW_ITEMS
 
 
+class _Repr(reprlib.Repr):
+    """reprlib's short reprs, whose cuts, like ours, leave no piece of a secret behind."""
+
+    def repr_str(self, x: str, level: int) -> str:
+        n = self.maxstring
+        # the ends are all a cut keeps: a long string is not copied whole
+        return self._cut(repr(x if len(x) <= 2 * n else x[:n] + x[-n:]), n)
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        try:
+            return self._cut(repr(x), self.maxother)
+        except Exception:  # noqa: BLE001 - as reprlib does with a broken __repr__
+            return f"<{type(x).__name__} instance at {id(x):#x}>"
+
+    @staticmethod
+    def _cut(text: str, limit: int) -> str:
+        if len(text) <= limit:
+            return text
+        keep = max(0, limit - 3) // 2
+        head, tail = trim_cut(text[:keep], text[len(text) - keep :])
+        return f"{head}...{tail}"
+
+
 def _container(value: Any) -> str:
-    r = reprlib.Repr()
+    r = _Repr()
     r.maxlist = r.maxtuple = r.maxset = r.maxfrozenset = r.maxdict = PREVIEW_ITEMS
     r.maxstring = r.maxother = 200
     r.maxlevel = 3

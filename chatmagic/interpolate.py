@@ -12,7 +12,8 @@ written:
   ``$$…$$``), and braces right after a letter, digit, backslash, ``^``, ``_`` or ``}``
   (LaTeX such as ``\\frac{a}{b}``, ``x^{n}``, ``a_{i}``).
 
-Long values are shortened in the middle with a visible marker.
+Long values are shortened in the middle with a visible marker (never in the middle of
+a secret: see ``_secrets.trim_cut``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._secrets import trim_cut
 from .context import as_text
 
 DEFAULT_MAX_CHARS = 2000
@@ -69,8 +71,10 @@ def shorten(text: str, max_chars: int) -> tuple[str, bool]:
     if max_chars <= 0 or len(text) <= max_chars:
         return text, False
     keep = max(1, max_chars // 2)
-    omitted = len(text) - 2 * keep
-    return f"{text[:keep]}\n… [{omitted:,} characters omitted] …\n{text[-keep:]}", True
+    # no piece of a secret on either side of the cut: redaction looks for whole values
+    head, tail = trim_cut(text[:keep], text[-keep:])
+    omitted = len(text) - len(head) - len(tail)
+    return f"{head}\n… [{omitted:,} characters omitted] …\n{tail}", True
 
 
 def interpolate(text: str, namespace: Mapping[str, Any], max_chars: int = DEFAULT_MAX_CHARS) -> Expansion:

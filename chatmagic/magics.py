@@ -26,6 +26,7 @@ from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, observe, vali
 from ._state import get_session
 from .errors import ChatMagicError, ConfigurationError, TurnStopped, redact
 from .options import TurnOptions, check_base_url, check_params, check_proxy, parse_chain, parse_option
+from .present import HISTORY_LAST
 from .render import FORMATS, ReplyStream
 from .session import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS, TEXT_KEY_PREFIX, Turn
 
@@ -102,6 +103,10 @@ class ChatMagics(Magics):
         # set before the traits: loading %config values fires the observer below
         self.session = get_session()
         self._cell_id: str | None = None
+        from .context import PrintedOutput
+
+        #: what the last cells printed, for --context cells:N (filled by the two hooks below)
+        self.printed = PrintedOutput(quiet=self._not_printing)
         super().__init__(shell=shell, **kwargs)
         self._sync_session()
         self._note_notebook()  # panels made from Python log under this notebook too
@@ -155,7 +160,7 @@ class ChatMagics(Magics):
     def _valid_context(self, proposal: Any) -> str:
         from .context import parse_spec
 
-        _trait_check(parse_spec, proposal.value)
+        _trait_check(lambda spec: parse_spec(spec, "ChatMagics.context"), proposal.value)
         return str(proposal.value)
 
     @validate("timeout")
@@ -193,6 +198,22 @@ class ChatMagics(Magics):
     def pre_run_cell(self, info: Any) -> None:
         # JupyterLab sends the cell's id with each execution; IPython passes it here
         self._cell_id = getattr(info, "cell_id", None)
+        self.printed.start(info)
+
+    def post_run_cell(self, result: Any) -> None:
+        info = getattr(result, "info", None)
+        kept = info is None or getattr(info, "store_history", True)  # a cell with no In[n] has no number
+        self.printed.finish(info, getattr(result, "execution_count", None) if kept else None)
+
+    def _not_printing(self) -> bool:
+        """The shell itself is writing: the display hook (``Out[n]:`` in a terminal), a display
+        or a traceback, which are not what the cell printed."""
+        shell = self.shell
+        return bool(
+            getattr(getattr(shell, "displayhook", None), "is_active", False)
+            or getattr(getattr(shell, "display_pub", None), "is_publishing", False)
+            or getattr(shell, "showing_traceback", False)
+        )
 
     # -- %%chat --------------------------------------------------------------------
 
@@ -252,7 +273,7 @@ class ChatMagics(Magics):
         "--context",
         metavar="SPEC",
         help="Attach notebook context, items separated by commas: error (the last error), cells:N "
-        "(the last N cells with their results), vars (your variables: names, types, shapes). Each "
+        "(the last N cells: their code, what they printed and their results), vars (your variables: names, types, shapes). Each "
         "item has a size budget; cuts are marked.",
     )
     @magic_arguments.argument(
@@ -445,7 +466,9 @@ class ChatMagics(Magics):
                 text = ctx.error_context(ctx.last_error())
                 found.add("Error", text or "")
             elif item.kind == "cells":
-                text = ctx.cells_context(ns.get("In") or [], ns.get("Out") or {}, item.count)
+                text = ctx.cells_context(
+                    ns.get("In") or [], ns.get("Out") or {}, item.count, printed=self.printed
+                )
                 found.add(f"Last {item.count} cell{'s' if item.count > 1 else ''}", text or "")
             elif item.kind == "vars":
                 found.add("Variables", ctx.vars_context(ns) or "")
@@ -668,8 +691,9 @@ class ChatMagics(Magics):
         if conv is None or not len(conv):
             print(f"The conversation {name!r} is empty.")
             return
-        # drawn as the panel draws its transcript (chatmagic.present)
-        display(history_bundle(conv), raw=True)
+        # drawn as the panel draws its transcript (chatmagic.present); the newest exchanges
+        # only, unless told, so that a long conversation costs what is shown
+        display(history_bundle(conv, None if args.all else args.last), raw=True)
 
     def _cmd_reset(self, args: Any) -> None:
         name = args.name
@@ -790,8 +814,26 @@ def _line_parser() -> _CommandParser:
     fix.add_argument("-p", "--provider", metavar="PROVIDER")
     fix.add_argument("-m", "--model", metavar="MODEL")
     command("conversations", "list the conversations of this kernel")
-    command("history", "show a conversation").add_argument(
-        "name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION
+    history = command(
+        "history", f"show a conversation's newest {HISTORY_LAST} exchanges, the last N, or --all of them"
+    )
+    history.add_argument(
+        "name",
+        metavar="NAME",
+        nargs="?",
+        default=DEFAULT_CONVERSATION,
+        help="The conversation to show (default: 'default').",
+    )
+    shown = history.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--last",
+        metavar="N",
+        type=_positive_int,
+        default=HISTORY_LAST,
+        help=f"Show the newest N exchanges (default {HISTORY_LAST}); a line says how many earlier ones were left out.",
+    )
+    shown.add_argument(
+        "--all", action="store_true", help="Show every exchange, however long the conversation is."
     )
     command("reset", "forget a conversation's history").add_argument(
         "name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION

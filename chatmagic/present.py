@@ -18,6 +18,7 @@ Final status lines, as a cell shows them::
 from __future__ import annotations
 
 import html
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,12 +29,14 @@ if TYPE_CHECKING:
 __all__ = [
     "CSS",
     "FULL_STYLE",
+    "HISTORY_LAST",
     "PALETTE_CSS",
     "REPLY_CSS",
     "STYLE",
     "Status",
     "assistant_html",
     "cut_note",
+    "earlier_note",
     "exchange_head",
     "exchange_title",
     "final_status",
@@ -294,16 +297,32 @@ def assistant_html(body_html: str, title: str, *, stopped: bool = False) -> str:
     )
 
 
-def history_bundle(conv: Conversation) -> dict[str, str]:
-    """``%chat history``: the conversation as the panel shows it, and as plain text."""
+#: exchanges ``%chat history`` shows unless told otherwise: the newest, as the panel opens
+HISTORY_LAST = 20
+
+
+def history_bundle(conv: Conversation, last: int | None = HISTORY_LAST) -> dict[str, str]:
+    """``%chat history``: the conversation as the panel shows it, and as plain text.
+
+    Only the newest ``last`` exchanges are drawn (all of them when None), so that showing
+    a long conversation costs what is shown; a line above them says how many earlier ones
+    were left out and how to see them.
+    """
     from .render import markdown_html
 
+    with conv.lock:
+        total = len(conv.exchanges)
+        shown = conv.exchanges[-last:] if last is not None and last < total else list(conv.exchanges)
     parts = [FULL_STYLE, '<div class="chatmagic-transcript">']
     plain = []
     if conv.system:
         parts.append(status_html(f"system prompt: {conv.system}"))
         plain.append(f"system: {conv.system}")
-    for ex in conv.exchanges:
+    if len(shown) < total:
+        note = earlier_note(conv.name, total - len(shown))
+        parts.append(status_html(note))
+        plain.append(note)
+    for ex in shown:
         parts.append(user_html(ex.user.content))
         parts.append(
             assistant_html(markdown_html(ex.assistant.content), exchange_head(ex), stopped=ex.stopped)
@@ -312,6 +331,16 @@ def history_bundle(conv: Conversation) -> dict[str, str]:
         plain += [f"user: {ex.user.content}", f"assistant{mark}: {ex.assistant.content}"]
     parts.append("</div>")
     return {"text/html": "".join(parts), "text/plain": "\n\n".join(plain)}
+
+
+def earlier_note(name: str, left_out: int) -> str:
+    """What ``%chat history`` says above the exchanges it shows when it left earlier ones out."""
+    one = left_out == 1
+    command = f"%chat history {shlex.quote(name)}"
+    return (
+        f"{left_out:,} earlier exchange{'' if one else 's'} not shown: "
+        f"{command} --last N shows the newest N, {command} --all shows every one."
+    )
 
 
 # -- tables and notes (%chat providers, conversations, --dry-run) ---------------------

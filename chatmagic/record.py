@@ -23,13 +23,14 @@ import errno
 import json
 import math
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigurationError
+from .options import parse_chain
+from .providers._lines import valid_text
 from .session import DEFAULT_CONVERSATION, TEXT_KEY_PREFIX, ChatSession, Conversation, Exchange, Message
 
 __all__ = [
@@ -50,8 +51,6 @@ __all__ = [
 
 METADATA_KEY = "chatmagic"
 FORMAT_VERSION = 1
-
-_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def exchange_record(conversation: Conversation, exchange: Exchange) -> dict[str, Any]:
@@ -202,7 +201,7 @@ def _optional(record: Mapping[str, Any], name: str, kind: type, default: Any = N
         ok = isinstance(value, kind)
     if not ok:
         return _BAD
-    return _clean(value) if isinstance(value, str) else value
+    return valid_text(value) if isinstance(value, str) else value
 
 
 def _check(record: Mapping[str, Any]) -> SavedExchange | None:
@@ -229,11 +228,12 @@ def _check(record: Mapping[str, Any]) -> SavedExchange | None:
         "usage": _usage(record),
         "reasoning": _optional(record, "reasoning", str, ""),
     }
+    values["chain"] = _chain(values["chain"])
     if any(value is _BAD for value in values.values()):
         return None
     exchange = Exchange(
-        user=Message("user", _clean(record["user"])),
-        assistant=Message("assistant", _clean(record["assistant"]), stopped=values["stopped"]),
+        user=Message("user", valid_text(record["user"])),
+        assistant=Message("assistant", valid_text(record["assistant"]), stopped=values["stopped"]),
         provider=values["provider"],
         model=values["model"],
         key=values["key"],
@@ -266,9 +266,18 @@ def _usage(record: Mapping[str, Any]) -> Any:
     return dict(usage)
 
 
-def _clean(text: str) -> str:
-    """``text`` with each lone surrogate replaced by U+FFFD, so that it can be encoded."""
-    return _SURROGATES.sub("\ufffd", text)
+def _chain(chain: Any) -> Any:
+    """``chain``: None, or a provider list as ``-p`` takes it (normalized); else _BAD.
+
+    It becomes the conversation's provider: a list with an empty name would fail every
+    later turn of the conversation.
+    """
+    if chain is None or chain is _BAD:
+        return chain
+    try:
+        return ",".join(parse_chain(chain))
+    except ConfigurationError:
+        return _BAD
 
 
 # -- restoring ------------------------------------------------------------------------
@@ -352,12 +361,16 @@ def restore(session: ChatSession, path: str | os.PathLike[str], *, log: Any = No
     """
     records, invalid = saved_exchanges(read_notebook(path))
     if log is not None:
-        # the local log holds what the notebook cannot: the panels' exchanges
+        # the local log holds what the notebook cannot: the panels' exchanges. Its copies of
+        # what this kernel holds are left out: they add nothing, and a restarted kernel's own
+        # exchanges (its epoch, finished last) would pass for the newest records, as if the
+        # notebook's were from before a --new
+        held = _held(session)
         for raw in log.records(notebook=os.fspath(path)):
             checked = _check(raw) if isinstance(raw, dict) else None
             if checked is None:
                 invalid += 1
-            else:
+            elif _identity(checked.conversation, checked.exchange) not in held:
                 records.append(checked)
     report = RestoreReport(path=os.fspath(path), invalid=invalid)
     by_name: dict[str, list[SavedExchange]] = {}
@@ -366,6 +379,22 @@ def restore(session: ChatSession, path: str | os.PathLike[str], *, log: Any = No
     for name, group in by_name.items():
         report.conversations[name] = _restore_one(session.conversation(name), group)
     return report
+
+
+def _held(session: ChatSession) -> set[tuple[Any, ...]]:
+    """Each exchange the session's conversations hold, as :func:`_identity` names it."""
+    held: set[tuple[Any, ...]] = set()
+    for conv in session:
+        with conv.lock:
+            held.update(_identity(conv.name, ex) for ex in conv.exchanges)
+    return held
+
+
+def _identity(conversation: str, ex: Exchange) -> tuple[Any, ...]:
+    # this version of this exchange, wherever it stands now: a restore moves a restarted
+    # kernel's exchanges after the notebook's, into the notebook's epoch, and the log still
+    # has them in their first place
+    return (conversation, ex.key, ex.finished_at)
 
 
 def _restore_one(conv: Conversation, records: list[SavedExchange]) -> ConversationRestore:
@@ -541,7 +570,7 @@ def to_markdown(conv: Conversation) -> str:
             ex.assistant.content,
             "",
         ]
-    return _clean("\n".join(lines))
+    return valid_text("\n".join(lines))
 
 
 def to_json(conv: Conversation) -> str:
@@ -551,7 +580,7 @@ def to_json(conv: Conversation) -> str:
         "provider": conv.provider,
         "exchanges": [ex.to_dict() for ex in conv.exchanges],
     }
-    return _clean(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    return valid_text(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
 def export(conv: Conversation, path: str | os.PathLike[str]) -> Path:

@@ -405,7 +405,6 @@ class ReplyStream:
     frozen: int = 0
     #: bytes sent so far (display message contents, as in the IOPub messages)
     spent: int = 0
-    messages: int = 0
     #: displays made: the first one, then one per new tail
     outputs: int = 0
     next_at: float = field(default=float("-inf"))
@@ -450,7 +449,7 @@ class ReplyStream:
             "text/plain": plain_with_status("", status),
         }
         self.spent += message_size(bundle)
-        self.messages = self.outputs = 1
+        self.outputs = 1
         self._shown = (0, status)
         if now is not None:
             self.next_at = now + self.min_interval
@@ -538,7 +537,6 @@ class ReplyStream:
     def sent(self, op: Op, now: float) -> None:
         """``op`` went out at ``now``: count it, and move the finished line once the new tail is open."""
         self.spent += op.size
-        self.messages += 1
         self.next_at = max(self.next_at, now) + self.min_interval
         self._recent.append(now)
         if op.kind == "freeze":

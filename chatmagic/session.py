@@ -20,12 +20,13 @@ History rules:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -367,6 +368,7 @@ class Turn:
         self.messages: list[dict[str, str]] = []
         self._task: asyncio.Task[None] | None = None
         self._stop_requested = False
+        #: handed to the loop, which ends the turn (see ChatSession.start)
         self._submitted = False
 
     # -- reading -------------------------------------------------------------------
@@ -434,16 +436,35 @@ class Turn:
 
     def stop(self) -> None:
         """Stop the reply now: cancels the task, which closes the HTTP stream."""
-        # flag first, then look for the task: _run sets the task, then reads the flag,
-        # so whichever thread comes second sees what the other did
-        self._stop_requested = True
-        task = self._task
+        # under the lock that _run claims the turn with: either the task exists and is
+        # cancelled, or it will see the flag when it begins
+        with self._cond:
+            self._stop_requested = True
+            task = self._task
+            orphan = task is None and not self._submitted and self.state == "pending"
         if task is not None:
             self.session.runner.call_soon(task.cancel)
-        elif not self._submitted and self.state == "pending":
-            # interrupted before it was handed to the loop (Ctrl-C inside start()): it will
-            # never run, so it ends here, or its conversation would stay busy
+        elif orphan:
+            # never handed to the loop (Ctrl-C inside start()): it will never run, so it
+            # ends here, or its conversation would stay busy
             self._finish("stopped", TurnStopped("Stopped by the user.", partial=""))
+
+    def _not_handed_over(self, coro: Coroutine[Any, Any, None] | None) -> None:
+        """Ctrl-C (any exception) inside the hand-over to the loop: the turn ends stopped.
+
+        Whether the loop got ``coro`` is unknown. If it has begun, it is cancelled like any
+        stopped turn; if not, the turn ends here, and should the loop begin it later, it
+        returns at once (see :meth:`_run`).
+        """
+        with self._cond:
+            if self._task is None:
+                self._submitted = False
+        if not self._submitted and coro is not None:
+            try:
+                coro.close()  # never run: no "coroutine was never awaited" warning
+            except ValueError:  # beginning on the loop right now: it sees _submitted and ends
+                pass
+        self.stop()
 
     def _replay(self, saved: Exchange) -> None:
         """End at once with a saved reply: nothing is sent, the exchange stays as it was."""
@@ -465,7 +486,10 @@ class Turn:
         self.conversation._emit("end", self)
 
     async def _run(self) -> None:
-        self._task = asyncio.current_task()
+        with self._cond:
+            if not self._submitted:  # the hand-over was interrupted: start() ended the turn
+                return
+            self._task = asyncio.current_task()
         try:
             if self._stop_requested:
                 raise asyncio.CancelledError
@@ -747,7 +771,12 @@ class ChatSession:
         conversation until :meth:`start`, so a turn that cannot be sent loses nothing.
         """
         from .providers import get_provider
+        from .providers._lines import valid_text
 
+        # what the user typed may hold what UTF-8 cannot (a lone surrogate, from "\ud800" in
+        # an interpolated value, a widget, a string built in code): neither the request nor
+        # the history may hold it
+        prompt = valid_text(prompt)
         if not prompt.strip():
             raise ConfigurationError("The message is empty: write it in the cell body (or the box).")
         options = options or TurnOptions()
@@ -756,6 +785,9 @@ class ChatSession:
             kept_provider = None if fresh else conv.provider
             kept_model = None if fresh else conv.model
             kept_system = self.default_system if fresh else conv.system
+        system = valid_text(options.system if options.system is not None else kept_system or "") or None
+        if options.system and options.system != system:  # start() keeps the clean one
+            options = dataclasses.replace(options, system=system)
         names = options.chain or parse_chain(kept_provider or self.default_provider)
         if options.base_url and len(names) > 1:
             raise ConfigurationError(
@@ -774,7 +806,6 @@ class ChatSession:
         models = resolve_models(classes, model or None)
         turn = Turn(self, conv, prompt, options, key, chain=chain, model=models[chain[0]], fresh=fresh)
         turn.models = models
-        system = options.system if options.system is not None else kept_system
         before = None if fresh else conv.replaced_key(key)
         context, turn.history_sent, turn.history_total = self._context(
             None if fresh else conv, before, system, turn.redacted
@@ -867,9 +898,15 @@ class ChatSession:
         if saved is not None:
             turn._replay(saved)
             return turn
-        conv._emit("start", turn)
-        turn._submitted = True
-        self.runner.submit(turn._run())
+        coro = None
+        try:
+            conv._emit("start", turn)
+            coro = turn._run()
+            turn._submitted = True
+            self.runner.submit(coro)
+        except BaseException:  # Ctrl-C: the turn must end, or its conversation stays busy
+            turn._not_handed_over(coro)
+            raise
         return turn
 
     def send(

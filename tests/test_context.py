@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from IPython.utils.capture import capture_output
 
 from chatmagic.context import (
     Context,
@@ -108,3 +110,24 @@ def test_context_goes_before_the_message() -> None:
     sent = ctx.attach("why?")
     assert sent.startswith("Context from my Jupyter notebook:") and sent.endswith("---\n\nwhy?")
     assert ctx.titles == ["Error"]
+
+
+def test_a_long_string_in_a_container_is_not_cut_inside_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-repr-0123456789abcdefXYZ"
+    monkeypatch.setenv("MY_SERVICE_TOKEN", secret)
+    # reprlib keeps the two ends of a string longer than 200 characters: 98 and 98
+    value = ["x" * 85 + secret + "y" * 200 + secret + "z" * 85] * 11
+    text = as_text(value)
+    assert "list of 11 items" in text and "..." in text
+    pieces = {secret[i : i + 8] for i in range(len(secret) - 7)}
+    assert not [p for p in pieces if p in text]
+
+
+def test_a_terminal_shell_keeps_what_a_cell_printed_not_its_out_prompt(ip: Any, fresh: None) -> None:
+    with capture_output():
+        ip.run_cell("print('TERMINAL-PRINT')\n6 * 7", store_history=True)
+    with capture_output() as io:
+        ip.run_cell("%%chat --context cells:1 --dry-run\nhi", store_history=True)
+    plain = io.outputs[-1].data["text/plain"]
+    # the display hook's "Out[n]: 42" is the result, shown once, not printed output
+    assert "Printed:\n```\nTERMINAL-PRINT\n```\nOut[" in plain and plain.count("42") == 1

@@ -9,6 +9,7 @@ from typing import Any
 import nbformat
 import pytest
 from jupyter_client import KernelManager
+from nbclient import NotebookClient
 
 from chatmagic.sandbox import Sandbox
 
@@ -49,7 +50,9 @@ class NotebookKernel:
 
 
 @pytest.fixture
-def notebook(tmp_path: Path) -> Path:
+def notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    # a log of the test's own (kernels take it from the environment): no test sees another's
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
     path = tmp_path / "analysis.ipynb"
     nbformat.write(nbformat.v4.new_notebook(), path)
     return path
@@ -81,6 +84,81 @@ def test_a_panels_exchange_survives_a_kernel_restart(sandbox_thread: Sandbox, no
         assert "No exchange in the log matches" in second.text("%chat log walrus")
     finally:
         second.stop()
+
+
+def test_a_cells_exchange_is_found_in_the_log(sandbox_thread: Sandbox, notebook: Path) -> None:
+    kernel = NotebookKernel(sandbox_thread, notebook)
+    try:
+        kernel.text("%%chat\ntell me about the heron")
+        found = kernel.text("%chat log heron").splitlines()
+        assert found[0].endswith('analysis.ipynb · default · chatgptt · gpt-4o  "tell me about the heron"')
+        assert "«heron»" in found[1]
+    finally:
+        kernel.stop()
+
+
+#: asked in turns by cells (saved in the notebook, and logged) and a panel (logged only)
+PROMPTS = [
+    "first, from a cell: heron",
+    "second, from the panel: ibis",
+    "third, from a cell: crane",
+    "fourth, from the panel: stork",
+]
+
+
+def run_and_save(sandbox: Sandbox, notebook: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the notebook in a kernel of its own, as a frontend does, and save it with its outputs."""
+    urls = {site: sandbox.base_url(site) for site in SITES}
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(f"%load_ext chatmagic\n%config ChatMagics.base_urls = {urls!r}"),
+        nbformat.v4.new_code_cell(f"%%chat\n{PROMPTS[0]}"),
+        nbformat.v4.new_code_cell(
+            f"from chatmagic.panel import ChatPanel\npanel = ChatPanel()\n"
+            f"panel.send({PROMPTS[1]!r}).result(30); panel.wait(10)"
+        ),
+        nbformat.v4.new_code_cell(f"%%chat\n{PROMPTS[2]}"),
+        nbformat.v4.new_code_cell(f"panel.send({PROMPTS[3]!r}).result(30); panel.wait(10)"),
+    ]
+    with monkeypatch.context() as env:
+        env.setenv("JPY_SESSION_NAME", str(notebook))
+        NotebookClient(nb, timeout=60, kernel_name="python3").execute()
+    nbformat.write(nb, notebook)
+
+
+def prompts_of(kernel: NotebookKernel, command: str = "%chat history --all") -> list[str]:
+    shown = kernel.text(command)
+    return [part.removeprefix("user: ") for part in shown.split("\n\n") if part.startswith("user: ")]
+
+
+def test_restore_takes_the_notebooks_exchanges_and_the_logs_in_their_order(
+    sandbox_thread: Sandbox, notebook: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_and_save(sandbox_thread, notebook, monkeypatch)
+    kernel = NotebookKernel(sandbox_thread, notebook)  # after a restart: nothing in memory
+    try:
+        assert "default: 4 added" in kernel.text("%chat restore")
+        assert prompts_of(kernel) == PROMPTS  # each once, in the order they were asked
+        assert "default: 4 kept." in kernel.text("%chat restore")  # again: nothing doubled
+        assert prompts_of(kernel) == PROMPTS
+    finally:
+        kernel.stop()
+
+
+def test_restore_after_chatting_in_the_restarted_kernel(
+    sandbox_thread: Sandbox, notebook: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the log also holds the new kernel's exchange (its own epoch, finished last): that is
+    # not a --new, and must not push the notebook's exchanges aside
+    run_and_save(sandbox_thread, notebook, monkeypatch)
+    kernel = NotebookKernel(sandbox_thread, notebook)
+    try:
+        kernel.text("%%chat\nfifth, after the restart: egret")
+        assert "default: 4 added, 1 kept." in kernel.text("%chat restore")
+        assert prompts_of(kernel) == [*PROMPTS, "fifth, after the restart: egret"]
+        assert "default: 5 kept." in kernel.text("%chat restore")
+    finally:
+        kernel.stop()
 
 
 def test_the_log_can_be_turned_off(sandbox_thread: Sandbox, notebook: Path) -> None:

@@ -4,7 +4,8 @@ code into cells, the history budget, secrets, DataFrame summaries and replay."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,106 @@ def test_context_cells_and_vars_are_bounded_and_visible_in_a_dry_run(kernel: Ker
     assert "--context has no item 'frobs'" in kernel.shown("%%chat --context frobs\nhi")
 
 
+def test_cells_context_sends_what_the_cells_printed(kernel: Kernel, sandbox_thread: Sandbox) -> None:
+    kernel.run("import sys\nprint('PRINTED-OUTPUT')\nprint('ON-STDERR', file=sys.stderr)\n41 + 1")
+    shown = kernel.shown("%%chat -p opchatgpts --context cells:1\nWhat happened?")
+    # the reply still streams into the cell as usual
+    assert shown.startswith("[opchatgpts] You said: Context from my Jupyter notebook:")
+    (request,) = sent(sandbox_thread)
+    assert "PRINTED-OUTPUT" in request and "ON-STDERR" in request
+    # code, then what it printed, then its result
+    assert request.index("print('PRINTED-OUTPUT')") < request.index("Printed:") < request.index("Out[")
+    # newest last; the dry run shows the same
+    dry = kernel.shown("%%chat --context cells:2 --dry-run\nAnd now?")
+    assert "Printed:\n```\nPRINTED-OUTPUT\nON-STDERR\n```" in dry
+    assert dry.index("PRINTED-OUTPUT") < dry.index("What happened?")
+    # a flood of output keeps its first and last lines, the cut marked, within the budget
+    kernel.run("for i in range(200_000):\n    print(f'line {i}')")
+    dry = kernel.shown("%%chat --context cells:1 --dry-run\nToo much?")
+    assert "line 0\n" in dry and "line 199999" in dry
+    left_out = re.search(r"\[… ([\d,]+) characters of the printed output left out …\]", dry)
+    assert left_out and int(left_out.group(1).replace(",", "")) > 2_000_000
+    assert len(dry) < 8000
+
+
+def test_printed_output_is_no_longer_watched_once_unloaded(kernel: Kernel) -> None:
+    # a cell with a top-level await runs outside IPython's own output capture: what its
+    # write is, is what chatmagic left in place
+    probe = "import asyncio, sys\nawait asyncio.sleep(0)\nsys.stdout.write.__qualname__"
+    assert "PrintedOutput" in kernel.shown(probe)
+    kernel.run("%unload_ext chatmagic")
+    assert "PrintedOutput" not in kernel.shown(probe)
+    hooks = "[f.__qualname__ for f in get_ipython().events.callbacks['post_run_cell']]"
+    assert "ChatMagics" not in kernel.shown(hooks)
+
+
+def _on_the_cuts(secret: str, cut: Callable[[str], str], length: int) -> str:
+    """A text of ``length`` characters with ``secret`` across both places where ``cut`` cuts it."""
+    probe = cut("." * length)
+    head, tail = len(probe) - len(probe.lstrip(".")), len(probe) - len(probe.rstrip("."))
+    assert head + tail < length  # it is cut
+    half = len(secret) // 2
+    text = "." * length
+    for start in (head - half, length - tail - half):
+        text = text[:start] + secret + text[start + len(secret) :]
+    return text
+
+
+def test_a_secret_cut_in_two_leaves_no_piece(kernel: Kernel, sandbox_thread: Sandbox) -> None:
+    from chatmagic.context import clip
+    from chatmagic.interpolate import shorten
+
+    secret = "sk-cut-0123456789abcdefXYZ"
+    kernel.run(f"import os\nos.environ['MY_SERVICE_TOKEN'] = {secret!r}")
+    # {v} keeps the two ends of a long value (ChatMagics.interpolate_max_chars, 2000)
+    v = _on_the_cuts(secret, lambda text: shorten(text, 2000)[0], 5000)
+    kernel.run(f"v = {v!r}")
+    kernel.run("%%chat -i -p opchatgpts\nlook at {v}")
+    # cells:1 keeps the two ends of the last cell's result (half of the 6,000-character budget)
+    out = _on_the_cuts(secret, lambda text: clip(text, 3000, "the value"), 10_000)
+    kernel.run(f"out = {out!r}")
+    kernel.run("out")
+    kernel.run("%%chat -c other -p opchatgpts --context cells:1\nwhat is this?")
+    requests = sent(sandbox_thread)
+    assert len(requests) == 2
+    assert "characters omitted" in requests[0] and "characters of the value left out" in requests[1]
+    pieces = {secret[i : i + 8] for i in range(len(secret) - 7)}
+    assert not [p for r in requests for p in pieces if p in r]
+
+
+def test_a_default_context_goes_with_every_cell(kernel: Kernel, sandbox_thread: Sandbox) -> None:
+    kernel.run("%config ChatMagics.context = 'cells:1,vars'")
+    kernel.run("marker = 'DEFAULT-CONTEXT'")
+    shown = kernel.shown("%%chat -p opchatgpts\nhi")
+    (request,) = sent(sandbox_thread)
+    assert "marker = 'DEFAULT-CONTEXT'" in request and "- marker: str of length 15" in request
+    assert "with last 1 cell, variables" in shown
+    # a bad default says so in one line, naming the setting, and keeps the one before
+    shown = kernel.shown("%config ChatMagics.context = 'cells:1,frobs'")
+    assert "ChatMagics.context has no item 'frobs'" in shown and shown.count("\n") <= 1
+    assert kernel.shown("%config ChatMagics.context") == "'cells:1,vars'"
+
+
+def test_a_bad_default_context_set_before_loading_is_one_line(sandbox_thread: Sandbox) -> None:
+    from jupyter_client import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        kc.execute_interactive("%config ChatMagics.context = 'frobs'", timeout=60)
+        msgs: list[dict[str, Any]] = []
+        kc.execute_interactive("%load_ext chatmagic", timeout=60, output_hook=msgs.append)
+        shown = [m["content"] for m in msgs if m["msg_type"] in ("stream", "error")]
+        (only,) = shown
+        assert "ChatMagics.context has no item 'frobs'" in only["text"] and only["text"].count("\n") == 1
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
 def test_code_goes_into_a_new_cell(kernel: Kernel) -> None:
     reply_text = "[[reply]]Try this:\n\n```python\nprint('hi')\n```\n\nand then\n\n```\nx = 1\n```\nDone."
     content, msgs = kernel.run(f"%%chat -f code -p opchatgpts\n{reply_text}")
@@ -173,7 +274,7 @@ def test_a_large_dataframe_goes_as_a_summary(kernel: Kernel, sandbox_thread: San
     (request,) = sent(sandbox_thread)
     assert len(request) < 3000
     assert "100,000 rows and 3 columns" in request
-    assert "a: int64" in request and "c: object" in request or "c: str" in request
+    assert "a: int64" in request and ("c: object" in request or "c: str" in request)
     assert "shape (1000, 1000)" in request and "int64" in request
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 from chatmagic import present
 from chatmagic._state import get_session
 from chatmagic.panel import ChatPanel
 from chatmagic.sandbox import Sandbox
+from chatmagic.session import Exchange, Message
 
 from .test_magics import run
 
@@ -68,6 +71,54 @@ def test_cell_panel_history_and_export_share_one_look(ip: Any, tmp_path: Path) -
     assert f"({present.exchange_head(ex)})" in io.outputs[0].data["text/plain"]
     run(ip, f"%chat export look {tmp_path / 'look.md'}")
     assert f"## {present.exchange_title(ex)}\n" in (tmp_path / "look.md").read_text()
+
+
+def test_history_shows_the_newest_exchanges_of_a_long_conversation(ip: Any) -> None:
+    # what %chat restore does with a long saved conversation: one history taken whole
+    get_session().conversation("long").adopt(
+        [
+            Exchange(
+                Message("user", f"question {i}"),
+                Message("assistant", f"answer **{i}**"),
+                "chatgptt",
+                "gpt-4o",
+            )
+            for i in range(10_000)
+        ]
+    )
+
+    def history(line: str) -> tuple[str, str]:
+        with capture_output() as io:
+            ip.run_line_magic("chat", line)
+        (shown,) = io.outputs
+        return shown.data["text/plain"], shown.data["text/html"]
+
+    plain, page = history("history long")
+    note = (
+        "9,980 earlier exchanges not shown: %chat history long --last N shows the newest N, "
+        "%chat history long --all shows every one."
+    )
+    assert plain.startswith(note + "\n\nuser: question 9980\n\n")
+    assert plain.endswith("assistant (chatgptt · gpt-4o): answer **9999**")
+    assert "question 9979\n" not in plain
+    assert (
+        page.count('<div class="chatmagic-user-text">') == present.HISTORY_LAST
+        and "<strong>9999</strong>" in page
+    )
+    assert html.escape(note) in page
+
+    plain, page = history("history long --last 3")
+    assert (
+        plain.startswith("9,997 earlier exchanges not shown")
+        and page.count('<div class="chatmagic-user-text">') == 3
+    )
+
+    plain, page = history("history long --all")
+    assert plain.startswith("user: question 0\n\n") and "not shown" not in plain
+    assert page.count('<div class="chatmagic-user-text">') == 10_000
+
+    with pytest.raises(UsageError, match="--last: not allowed with argument --all"):
+        ip.run_line_magic("chat", "history long --all --last 3")
 
 
 def test_one_stylesheet() -> None:

@@ -6,10 +6,13 @@ real IPython shell against the local stand-in, or the session core directly.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -185,7 +188,16 @@ def test_a_bad_setting_is_refused_in_one_line(ip: Any, caplog: pytest.LogCapture
 # -- it stops when told --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("where", ["before start", "after start", "before the display"])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "before start",
+        "in the hand-over to the loop, before it",
+        "in the hand-over to the loop, after it",
+        "after start",
+        "before the display",
+    ],
+)
 def test_ctrl_c_in_the_first_moments_stops_the_turn(
     ip: Any, sandbox_thread: Sandbox, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
@@ -194,6 +206,7 @@ def test_ctrl_c_in_the_first_moments_stops_the_turn(
 
     session = get_session()
     real_start, real_display = session.start, magics.display
+    real_submit, submitted = session.runner.submit, []
 
     def start(turn: Any) -> Any:
         if where == "before start":
@@ -208,11 +221,23 @@ def test_ctrl_c_in_the_first_moments_stops_the_turn(
             raise KeyboardInterrupt
         return real_display(*args, **kwargs)
 
+    def submit(coro: Any) -> Any:
+        if submitted:  # only the turn's own hand-over is interrupted
+            return real_submit(coro)
+        submitted.append(coro)
+        if where.endswith("after it"):
+            real_submit(coro)
+        raise KeyboardInterrupt
+
     monkeypatch.setattr(session, "start", start)
     if where == "before the display":
         monkeypatch.setattr(magics, "display", display)
+    if where.startswith("in the hand-over"):
+        monkeypatch.setattr(session.runner, "submit", submit)
+    began = time.monotonic()
     result, io = run(ip, "%%chat -p opchatgpts\n[[words:30]][[delay:0.02]]")
     monkeypatch.undo()
+    assert time.monotonic() - began < 5  # stopped at once, not after waiting for a turn that never ran
     assert isinstance(result.error_in_exec, TurnStopped), said(io)
     assert "KeyboardInterrupt" not in said(io)
     time.sleep(1.0)  # long enough for the whole reply, had it kept streaming
@@ -224,11 +249,53 @@ def test_ctrl_c_in_the_first_moments_stops_the_turn(
     assert conv.exchanges[-1].user.content == "next" and not conv.exchanges[-1].stopped
 
 
+@pytest.mark.parametrize("after_it", [False, True], ids=["before the hand-over", "after the hand-over"])
+def test_ctrl_c_inside_the_hand_over_leaves_nothing_busy(
+    sandbox_thread: Sandbox, monkeypatch: pytest.MonkeyPatch, after_it: bool
+) -> None:
+    """Ctrl-C inside ``runner.submit`` (a panel send has no magic to stop the turn after it):
+    the turn ends stopped and the next turn on the conversation goes through."""
+    session = ChatSession()
+    session.retries = 0
+    session.base_urls = {"opchatgpts": sandbox_thread.base_url("opchatgpts")}
+    turns: list[Any] = []
+    conv = session.conversation("c")
+    conv.subscribe(lambda kind, conv, turn: turns.append(turn) if kind == "start" else None)
+    real_submit = session.runner.submit
+
+    def submit(coro: Any) -> Any:
+        monkeypatch.undo()
+        if after_it:
+            real_submit(coro)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(session.runner, "submit", submit)
+    options = TurnOptions(provider="opchatgpts")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            session.send("[[words:30]][[delay:0.02]]", conversation="c", options=options)
+        (turn,) = turns
+        assert after_it or turn.state == "stopped"  # never handed over: it ended at once
+        assert turn.wait(5) and turn.state == "stopped"
+        assert conv.active is None
+        time.sleep(1.0)  # long enough for the whole reply, had it kept streaming
+        assert not conv.exchanges  # nothing joined later
+        assert session.send("next", conversation="c", options=options).result(30).startswith("[opchatgpts]")
+        assert [ex.user.content for ex in conv.exchanges] == ["next"]
+    finally:
+        session.close()
+
+
 def test_a_real_interrupt_in_the_first_milliseconds(ip: Any) -> None:
     """SIGINT at 0-12 ms into a cell, many times: a reply never joins the history as complete
     after being interrupted, and once a turn exists the user sees the one-line message."""
     session = get_session()
+    # imports first: an interrupt inside one leaves a file open (a ResourceWarning, not ours)
+    reply(ip, "%%chat -c warm -p opchatgpts\nhi")
     for i in range(25):
+        conv = session.conversation(f"sig{i}")
+        began: list[str] = []  # the turn's events: start() was entered
+        conv.subscribe(lambda kind, conv, turn, began=began: began.append(kind) if turn else None)
         delay = (i % 13) / 1000
         timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
         try:
@@ -239,15 +306,20 @@ def test_a_real_interrupt_in_the_first_milliseconds(ip: Any) -> None:
             result = None
             timer.join()
         time.sleep(0.05)
-        conv = session.conversations.get(f"sig{i}")
-        if conv is not None:
-            deadline = time.monotonic() + 5
-            while conv.active is not None and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert conv.active is None
-            assert all(ex.stopped for ex in conv.exchanges), f"run {i}: a stopped reply joined as complete"
-        if result is not None and isinstance(result.error_in_exec, TurnStopped):
-            assert "Traceback" not in said(io)
+        deadline = time.monotonic() + 5
+        while conv.active is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert conv.active is None, f"run {i}: the conversation stayed busy"
+        assert all(ex.stopped for ex in conv.exchanges), f"run {i}: a stopped reply joined as complete"
+        if result is None:
+            continue
+        shown, error = said(io), result.error_in_exec
+        if began:  # the turn had begun: stopped in one line, whatever the moment
+            assert error is None or isinstance(error, TurnStopped), f"run {i}: {error!r}\n{shown}"
+            assert "Traceback" not in shown and "KeyboardInterrupt" not in shown, f"run {i}:\n{shown}"
+        else:  # before the turn began: IPython's own interruption of the cell, nothing was sent
+            assert error is None or isinstance(error, KeyboardInterrupt), f"run {i}: {error!r}\n{shown}"
+            assert not conv.exchanges
 
 
 # -- secrets in what is shown ---------------------------------------------------------------
@@ -296,6 +368,49 @@ def test_bad_options_are_usage_errors_before_anything_is_sent(
     assert "Traceback" not in said(io)
     assert sandbox_thread.requests == []
     assert len(get_session().conversation()) == 0
+
+
+@pytest.mark.parametrize("how", ["cell", "--interpolate", "panel", "session"])
+def test_a_lone_surrogate_in_what_the_user_sends_is_replaced(
+    ip: Any, sandbox_thread: Sandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """A prompt or system prompt holding what UTF-8 cannot encode (a lone surrogate, from a
+    variable, the panel's box, code) is sent and kept with U+FFFD in its place."""
+    session = get_session()
+    conv = session.conversation("odd")
+    odd, system = "x\ud800y", "be \udfffbrief"
+    if how == "cell":  # a cell's text cannot hold one (IPython compiles it): the magic can
+        with capture_output():
+            ip.run_cell_magic("chat", f"-c odd -p opchatgpts -s '{system}'", odd)
+    elif how == "--interpolate":
+        ip.user_ns["odd"] = odd
+        reply(ip, "%%chat -c odd -p opchatgpts --interpolate\n{odd}")
+    elif how == "panel":
+        panel = ChatPanel("odd", session=session)
+        try:
+            panel.provider = "opchatgpts"
+            turn = panel.send(odd)
+            assert turn is not None
+            turn.result(30)
+        finally:
+            panel.close()
+    else:
+        options = TurnOptions(provider="opchatgpts", system=system)
+        session.send(odd, conversation="odd", options=options).result(30)
+    (exchange,) = conv.exchanges
+    assert exchange.user.content == "x\ufffdy"
+    json.dumps(exchange.to_dict(), ensure_ascii=False).encode("utf-8")
+    if how in ("cell", "session"):
+        assert conv.system == "be \ufffdbrief"
+    sent = [r for r in sandbox_thread.requests if r.method == "POST"][-1]
+    assert "x\ufffdy" in json.dumps([sent.json, sent.form], ensure_ascii=False)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    # the conversation goes on, and everything that reads it works
+    assert reply(ip, "%%chat -c odd\nagain").startswith("[opchatgpts]")
+    for line in ("chat history odd", f"chat export odd {tmp_path / 'odd.md'}"):
+        result, io = run(ip, f"%{line}")
+        assert result.error_in_exec is None, said(io)
+    assert "x\ufffdy" in (tmp_path / "odd.md").read_text(encoding="utf-8")
 
 
 # -- tell the user what happened -------------------------------------------------------------
