@@ -377,6 +377,15 @@ class ChatMagics(Magics):
         turn = self.session.prepare(
             text, conversation=args.conversation, options=options, key=key, fresh=args.new
         )
+        try:
+            self._dry_run_or_run(turn, args, expansion, notes)
+        except KeyboardInterrupt:
+            # Ctrl-C once the turn exists but before _run took charge of it (or after it let
+            # go): the one-line message, never a raw KeyboardInterrupt from deep inside
+            turn.stop()
+            raise _stopped(turn) from None
+
+    def _dry_run_or_run(self, turn: Turn, args: Any, expansion: Any, notes: list[str]) -> None:
         turn.notes += notes
         if turn.redacted:
             turn.notes.append(f"redacted {', '.join(turn.redacted)}")
@@ -538,14 +547,7 @@ class ChatMagics(Magics):
         if turn.state == "failed" and turn.error is not None:
             raise turn.error
         if turn.state == "stopped" and interrupted:
-            raise TurnStopped(
-                "Stopped by the user. "
-                + (
-                    "The text so far is kept in the conversation, marked as stopped."
-                    if turn.exchange is not None
-                    else "Nothing was added to the conversation."
-                )
-            )
+            raise _stopped(turn)
 
     @staticmethod
     def _stream(turn: Turn, stream: ReplyStream, handles: list[Any]) -> Any:
@@ -940,6 +942,15 @@ def _parse(magic: Any, line: str) -> Any:
         return magic.parser.parse_args(argv)
     except UsageError as exc:  # argparse quotes what it could not read: a proxy password too
         raise UsageError(redact(str(exc))) from None
+
+
+def _stopped(turn: Turn) -> TurnStopped:
+    """The one-line message of a turn the user stopped with Ctrl-C."""
+    kept = "The text so far is kept in the conversation, marked as stopped."
+    return TurnStopped(
+        "Stopped by the user. "
+        + (kept if turn.exchange is not None else "Nothing was added to the conversation.")
+    )
 
 
 class _Thinking:

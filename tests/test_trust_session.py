@@ -196,6 +196,7 @@ def test_a_bad_setting_is_refused_in_one_line(ip: Any, caplog: pytest.LogCapture
         "in the hand-over to the loop, after it",
         "after start",
         "before the display",
+        "after prepare, before the run takes charge",
     ],
 )
 def test_ctrl_c_in_the_first_moments_stops_the_turn(
@@ -234,6 +235,12 @@ def test_ctrl_c_in_the_first_moments_stops_the_turn(
         monkeypatch.setattr(magics, "display", display)
     if where.startswith("in the hand-over"):
         monkeypatch.setattr(session.runner, "submit", submit)
+    if where.startswith("after prepare"):
+
+        def reply_stream(*args: Any, **kwargs: Any) -> Any:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(magics, "ReplyStream", reply_stream)
     began = time.monotonic()
     result, io = run(ip, "%%chat -p opchatgpts\n[[words:30]][[delay:0.02]]")
     monkeypatch.undo()
