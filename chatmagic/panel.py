@@ -19,11 +19,21 @@ conversation of 10,000 exchanges sends and keeps what opening one of 20 does.
 
 Traffic. The transcript is a list of messages in the browser, changed by *splices*
 (``{"type": "splice", "at": i, "remove": n, "items": [...]}``): the panel keeps the list
-it last sent and sends only where the new one differs. A streaming reply costs one small
-splice per paced update (:class:`~chatmagic.render.UpdatePacer`: the first text at once,
-then at most ten a second, each after the text grew by an eighth), its end one splice of
-two messages; earlier messages are never re-sent. A view that opens asks for the whole
-list (``hello``) and gets a ``reset``.
+it last sent and sends only where the new one differs; earlier messages are never re-sent.
+A view that opens asks for the whole list (``hello``) and gets a ``reset``.
+
+A streaming reply costs what it weighs, as in a cell (:class:`~chatmagic.render.ReplyStream`):
+its bubble enters the list once, then changes in place by ``live`` messages
+(``{"type": "live", "id": …}`` with any of: ``who``, the heading; ``thinking``, the Thinking
+block when reasoning begins; ``think``, its new summary and the reasoning added since;
+``blocks``, Markdown blocks that just finished (:func:`~chatmagic.render.stable_prefix`
+decides), placed above the tail once and never sent again; ``tail``, the open last block).
+``blocks`` and ``tail`` are ``[keep, html]``: the first ``keep`` characters of the tail's
+HTML the views hold, then ``html``; what they already have is not sent again. Updates are
+paid from a budget that grows with the text received (:data:`PER_CHAR` bytes a character,
+plus :data:`ALLOWANCE`), at most ten a second, the first text at once: the bytes sent while
+a reply streams are a fixed multiple of its length however long it takes
+(``bench/panel_cost.py``). Its end is one splice: the recorded exchange, rendered whole.
 
 Threads. Widget messages can arrive on a subshell thread (JupyterLab >= 4.4 with
 ipykernel >= 7), concurrently with a running cell; conversation events arrive on the
@@ -37,12 +47,13 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +63,7 @@ import traitlets
 
 from . import present
 from .errors import ChatMagicError
-from .render import UpdatePacer, markdown_html
+from .render import markdown_html, stable_prefix
 from .session import (
     DEFAULT_CONVERSATION,
     ChatSession,
@@ -64,10 +75,20 @@ from .session import (
     resolve_models,
 )
 
-__all__ = ["PAGE", "ChatPanel"]
+__all__ = ["ALLOWANCE", "PAGE", "PER_CHAR", "ChatPanel"]
 
 #: exchanges shown when a conversation opens, and added by each "Show earlier messages"
 PAGE = 20
+
+#: what a streaming reply's updates may cost: bytes a character received (text and
+#: reasoning), and before any; one update each MIN_INTERVAL seconds at most, and PER_SECOND
+#: in any second (the first text goes at once, within that)
+PER_CHAR = 2.5
+ALLOWANCE = 4096
+MIN_INTERVAL = 0.1
+PER_SECOND = 10
+# bytes of a widget message around its content: {"comm_id": "…", "data": {"method": "custom", …}}
+_ENVELOPE = 90
 
 _STATIC = Path(__file__).with_name("static")
 
@@ -77,12 +98,31 @@ Item = tuple[str, str]
 
 @dataclass
 class _Live:
-    """A turn streaming into the shown conversation, as the panel draws it."""
+    """A turn streaming into the shown conversation: what the browser has of its bubble."""
 
     turn: Turn
     number: int
-    pacer: UpdatePacer
+    #: the heading, the reasoning characters and the text characters in finished blocks shown
+    who: str = ""
+    thought: int = 0
+    frozen: int = 0
+    #: the finished blocks' HTML (for a view that opens meanwhile) and the open tail's
+    blocks: list[str] = field(default_factory=list)
+    tail: str = ""
+    #: the views hold ``tail`` as sent (not after the bubble was sent whole: see _draw)
+    tail_known: bool = False
+    #: (text size, reasoning size, heading) last shown, or looked at and not affordable
+    seen: tuple[int, int, str] = (0, 0, "")
+    spent: int = 0
+    #: when the last updates went (the bubble sent whole counts as one), and the next may
+    sent_at: list[float] = field(default_factory=list)
+    next_at: float = float("-inf")
+    #: the bubble whole, as a view that opens now gets it
     html: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"t{self.number}a"
 
 
 def _provider_rows() -> list[list[str]]:
@@ -411,7 +451,7 @@ class ChatPanel(anywidget.AnyWidget):
     def _adopt(self, turn: Turn) -> None:
         if all(live.turn is not turn for live in self._live):
             self._numbers += 1
-            self._live.append(_Live(turn, self._numbers, UpdatePacer()))
+            self._live.append(_Live(turn, self._numbers))
 
     # -- callbacks (any thread; they return at once) -----------------------------------
 
@@ -566,12 +606,26 @@ class ChatPanel(anywidget.AnyWidget):
             for live in finished:
                 self._ended(live.turn)
             self._list_conversations()
+        now = time.monotonic()
+        updates = [(live, self._update(live, now)) for live in self._live]
         items = self._items()
+        live_ids = {live.id for live in self._live}
         if self._reset_views:
             self._reset_views, self._greeted = False, True
             self._post({"type": "reset", "items": [list(item) for item in items]})
+            whole = live_ids
         elif self._greeted:
-            self._splice(items)
+            whole = self._splice(items, live_ids)
+        else:
+            whole = live_ids
+        for live, update in updates:
+            if live.id in whole:
+                # the bubble went whole, in its newest state: the views hold no tail string
+                live.tail_known = False
+            elif update is not None:
+                self._post(update)
+            if update is not None:  # when it went, for the rate cap
+                live.sent_at.append(time.monotonic())
         self._sent = items
         with self.hold_sync():
             self.earlier = self._start
@@ -599,42 +653,88 @@ class ChatPanel(anywidget.AnyWidget):
             items += [(f"{key}u", cached[1]), (f"{key}a", cached[2])]
         self._rendered = rendered  # only what is shown is kept
         for live in self._live:
-            self._draw_live(live)
-            items += [
-                (f"t{live.number}u", present.user_html(live.turn.prompt)),
-                (f"t{live.number}a", live.html),
-            ]
+            items += [(f"t{live.number}u", present.user_html(live.turn.prompt)), (live.id, live.html)]
         return items
 
-    def _draw_live(self, live: _Live) -> None:
-        """The streaming reply's HTML, re-made when the pacer says an update is due."""
-        turn, pacer = live.turn, live.pacer
-        size = turn.size + turn.reasoning_size
-        if not live.html or pacer.due(size):
-            live.html = _streaming_html(turn)
-            if size:
-                pacer.sent(size)
-            if turn.size:
-                self._set_status(self._live_status())
-        elif size > pacer.sent_size and self._flush is None:
-            # the text grew but an update is not due yet: make sure the rest arrives even if
-            # no further chunk comes to trigger it (the end of the turn redraws anyway)
-            self._flush = self.session.runner.loop.call_later(pacer.wait_time(), self._flush_due)
+    def _update(self, live: _Live, now: float) -> dict[str, Any] | None:
+        """The ``live`` message that brings the streaming bubble up to date, if one may go now.
 
-    def _splice(self, items: list[Item]) -> None:
-        """Send the one stretch where ``items`` differs from what the browser has."""
+        Moves ``live`` to the state the message brings the views to (they get it, or the
+        bubble whole: see _draw). None when nothing changed, the last update was too
+        recent (a flush is then due), or the budget does not cover it yet (more text will).
+        """
+        turn = live.turn
+        size, thought = turn.size, turn.reasoning_size
+        who = present.streaming(turn) if size else present.waiting(turn)
+        if (size, thought, who) == live.seen and live.html:
+            return None
+        first_text = size > 0 and live.seen[0] == 0
+        live.sent_at = [t for t in live.sent_at if t > now - 1.0]
+        due = live.next_at if not first_text else now
+        if len(live.sent_at) >= PER_SECOND:
+            due = max(due, live.sent_at[0] + 1.0)
+        if now < due:
+            if self._flush is None:  # the rest must arrive even if no further chunk comes
+                self._flush = self.session.runner.loop.call_later(due - now, self._flush_due)
+            return None
+        live.next_at = now + MIN_INTERVAL
+        text, reasoning = turn.text, turn.reasoning  # they may have grown since: all of it
+        size, thought = len(text), len(reasoning)
+        live.seen = (size, thought, who)
+        update: dict[str, Any] = {"type": "live", "id": live.id}
+        if who != live.who:
+            update["who"] = who
+        if thought > live.thought and not live.thought:
+            update["thinking"] = _thinking_html(reasoning)
+        elif thought > live.thought:
+            update["think"] = [_thinking_summary(reasoning), reasoning[live.thought :]]
+        rest = text[live.frozen :]
+        done = stable_prefix(rest)
+        blocks = markdown_html(rest[:done]) if done else ""
+        tail = markdown_html(rest[done:]) if len(rest) > done else ""
+        if blocks:  # mostly in the views already, as the tail they hold
+            keep = _common_prefix(live.tail, blocks) if live.tail_known else 0
+            update["blocks"] = [keep, blocks[keep:]]
+        if tail != live.tail or not live.tail_known:
+            keep = _common_prefix(live.tail, tail) if live.tail_known else 0
+            update["tail"] = [keep, tail[keep:]]
+        cost = _ENVELOPE + len(json.dumps(update, ensure_ascii=False).encode())
+        budget = ALLOWANCE + PER_CHAR * (size + thought) - live.spent
+        if cost > budget and not first_text and live.html:
+            return None
+        live.spent += cost
+        live.who, live.thought, live.tail, live.tail_known = who, thought, tail, True
+        if blocks:
+            live.blocks.append(blocks)
+            live.frozen += done
+        thinking = _thinking_html(reasoning) if thought else ""
+        body = thinking + "".join(live.blocks) + f'<div class="cm-tail">{tail}</div>'
+        live.html = present.assistant_html(body, who)
+        if size:
+            self._set_status(self._live_status())
+        return update
+
+    def _splice(self, items: list[Item], live: set[str]) -> set[str]:
+        """Send the one stretch where ``items`` differs from what the browser has; returns
+        the ids it sent. A streaming bubble (an id in ``live``) is the same while its id is:
+        it changes by ``live`` messages."""
+
+        def same(a: Item, b: Item) -> bool:
+            return a[0] == b[0] and (a[0] in live or a[1] == b[1])
+
         old = self._sent
         head = 0
         limit = min(len(old), len(items))
-        while head < limit and old[head] == items[head]:
+        while head < limit and same(old[head], items[head]):
             head += 1
         tail = 0
-        while tail < limit - head and old[len(old) - 1 - tail] == items[len(items) - 1 - tail]:
+        while tail < limit - head and same(old[len(old) - 1 - tail], items[len(items) - 1 - tail]):
             tail += 1
         remove = len(old) - head - tail
         new = items[head : len(items) - tail]
         if remove or new:
             self._post({"type": "splice", "at": head, "remove": remove, "items": [list(i) for i in new]})
+        return {item_id for item_id, _html in new}
 
     def _post(self, content: dict[str, Any]) -> None:
         # ipywidgets' own send (a custom message to every view): ChatPanel.send is the chat's
@@ -689,8 +789,26 @@ def _exchange_html(ex: Exchange) -> str:
     return present.assistant_html(thinking + body, present.exchange_head(ex), stopped=ex.stopped)
 
 
-def _streaming_html(turn: Turn) -> str:
-    text, reasoning = turn.text, turn.reasoning
-    thinking = present.thinking_html(reasoning, streaming=True)
-    head = present.streaming(turn) if text else present.waiting(turn)
-    return present.assistant_html(thinking + (markdown_html(text) if text else ""), head)
+def _thinking_html(reasoning: str) -> str:
+    """The Thinking block of a streaming reply, all of it (its new text is appended as it comes)."""
+    return present.thinking_html(reasoning, streaming=True, tail=len(reasoning))
+
+
+def _thinking_summary(reasoning: str) -> str:
+    """The summary line of that block (what present.thinking_html writes), as HTML."""
+    match = re.search(r"<summary>(.*?)</summary>", present.thinking_html(reasoning, streaming=True, tail=1))
+    return match.group(1) if match else ""
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo

@@ -1,9 +1,10 @@
 """The chat panel, message by message, against the local stand-in of the sites.
 
 :class:`Browser` does with the widget's messages what ``chatmagic/static/panel.js`` does:
-it keeps the transcript from the ``reset`` and ``splice`` messages, the controls from the
-state updates, and the box; and it sends what the page sends (Enter, Stop, New chat, the
-pickers). So the tests assert on what a user would see, and count what the panel sends.
+it keeps the transcript from the ``reset``, ``splice`` and ``live`` messages (on the HTML
+as a string, where panel.js changes the DOM), the controls from the state updates, and the
+box; and it sends what the page sends (Enter, Stop, New chat, the pickers). So the tests
+assert on what a user would see, and count what the panel sends.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from chatmagic._state import get_session
 from chatmagic.panel import PAGE, ChatPanel
 from chatmagic.providers import get_provider, list_providers
 from chatmagic.providers.endpoints import PRESETS
+from chatmagic.render import markdown_html
 from chatmagic.sandbox import Sandbox, SandboxSettings
 from chatmagic.session import ChatSession, Exchange, Message, TurnOptions
 
@@ -46,6 +48,9 @@ class Browser:
         self._lock = threading.Lock()
         self.items: list[list[str]] = []
         self.synced = False
+        #: a streaming bubble's open tail as sent, and the finished blocks placed above it (see _live)
+        self.tails: dict[str, str] = {}
+        self.blocks: dict[str, list[str]] = {}
         self.state: dict[str, Any] = dict(panel.get_state())
         self.box = str(self.state["draft"])
         #: every message the widget sent since this view opened
@@ -70,12 +75,60 @@ class Browser:
                 if msg["type"] == "reset":
                     self.synced = True
                     self.items = msg["items"]
+                    self.tails.clear()
                 elif msg["type"] == "splice" and self.synced:
+                    for item_id, _html in self.items[msg["at"] : msg["at"] + msg["remove"]]:
+                        self.tails.pop(item_id, None)
                     self.items[msg["at"] : msg["at"] + msg["remove"]] = msg["items"]
+                elif msg["type"] == "live" and self.synced:
+                    self._live(msg)
                 elif msg["type"] == "sent" and msg["text"] == self.box:
                     self.box = ""
                 elif msg["type"] == "give_back" and msg["text"] not in self.box:
                     self.box = f"{msg['text']}\n{self.box}" if self.box.strip() else msg["text"]
+
+    def _live(self, msg: dict[str, Any]) -> None:
+        """A streaming bubble changes in place (see chatmagic.panel, "Traffic")."""
+        (index,) = [i for i, (item_id, _html) in enumerate(self.items) if item_id == msg["id"]]
+        value = self.items[index][1]
+        who_end = value.index("</div>", value.index('<div class="chatmagic-who">'))
+        if "who" in msg:
+            start = value.index('<div class="chatmagic-who">') + len('<div class="chatmagic-who">')
+            value = value[:start] + html_lib.escape(msg["who"]) + value[who_end:]
+            who_end = value.index("</div>", start)
+        if "thinking" in msg:
+            if '<details class="chatmagic-thinking"' in value:
+                start = value.index('<details class="chatmagic-thinking"')
+                value = value[:start] + value[value.index("</details>", start) + len("</details>") :]
+            at = who_end + len("</div>")
+            value = value[:at] + msg["thinking"] + value[at:]
+        if "think" in msg:
+            summary, added = msg["think"]
+            value = re.sub(
+                r"<summary>.*?</summary>", lambda _: f"<summary>{summary}</summary>", value, count=1
+            )
+            at = value.index("</div></details>")
+            value = value[:at] + html_lib.escape(added) + value[at:]
+        tail_at = value.index('<div class="cm-tail">')
+        # as panel.js: [keep, html] on the tail it holds as Python sent it (never read back from the page)
+        for part in ("blocks", "tail"):
+            assert part not in msg or msg[part][0] == 0 or msg["id"] in self.tails, (
+                "a patch of a tail never sent"
+            )
+        held = self.tails.get(msg["id"], "")
+        if "blocks" in msg:
+            keep, added = msg["blocks"]
+            blocks = held[:keep] + added
+            self.blocks.setdefault(msg["id"], []).append(blocks)
+            value = value[:tail_at] + blocks + value[tail_at:]
+            tail_at += len(blocks)
+        if "tail" in msg:
+            keep, added = msg["tail"]
+            tail = held[:keep] + added
+            self.tails[msg["id"]] = tail
+            start = tail_at + len('<div class="cm-tail">')
+            value = value[:start] + tail + "</div></div>"
+        self.items[index] = [msg["id"], value]
 
     @property
     def texts(self) -> list[str]:
@@ -354,6 +407,48 @@ def test_exchange_made_elsewhere_appears(
     assert browser.texts == EMPTY
 
 
+MARKDOWN = (
+    "# A heading\n\n"
+    "A first paragraph with **bold** and `code`.\n\n"
+    "```python\ndef add(a, b):\n    return a + b  # the sum\n```\n\n"
+    "| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+    "- one\n- two\n\n"
+    "The last paragraph,\nwritten over two lines, goes on for a good many more words "
+    "than the others so that the blocks above it are finished while it is still streaming."
+)
+
+
+def test_a_streaming_reply_sends_each_finished_block_once(
+    open_panel: Callable[..., tuple[ChatPanel, Browser]],
+) -> None:
+    panel, browser = open_panel()
+    counted, _ = browser.count()
+    browser.enter(f"[[delay:0.02]][[reply]]{MARKDOWN}")
+    turn = panel.turn
+    assert turn is not None
+    wait_for(lambda: any("<pre" in block for blocks in browser.blocks.values() for block in blocks))
+    # the bubble built from the live messages is the one a view opening now would get whole
+    wait_for(lambda: browser.html == panel.messages and not turn.done)
+    browser.say(type="hello")  # a view opens mid-stream: the bubble comes whole, then changes again
+    assert panel.wait(15) and turn.state == "done"
+
+    (live_id,) = browser.blocks
+    placed = "".join(browser.blocks[live_id])
+    # each finished block went once, in order: together they are the rendering of whole blocks
+    ends = [i + 2 for i in range(len(MARKDOWN)) if MARKDOWN.startswith("\n\n", i)]
+    assert placed in [markdown_html(MARKDOWN[:end]) for end in ends]
+    assert len(placed) >= len(markdown_html(MARKDOWN[: ends[2]]))  # the heading, a paragraph, the code
+    # the bubble went whole once (and in the reset the view asked for); the rest were live messages
+    messages = [m["content"] for m in browser.received[counted:] if m["method"] == "custom"]
+    carrying = [m for m in messages if m["type"] == "splice" and live_id in {i for i, _ in m["items"]}]
+    assert len(carrying) == 1
+    assert sum(m["type"] == "live" for m in messages) >= 3
+    # the end: the complete, sanitized rendering of the reply, in place of the streaming bubble
+    assert markdown_html(MARKDOWN) in browser.html[-1]
+    assert browser.html == panel.messages and live_id not in {i for i, _ in browser.items}
+    assert panel.conversation.exchanges[-1].assistant.content == MARKDOWN
+
+
 def test_long_reply_costs_few_widget_messages(open_panel: Callable[..., tuple[ChatPanel, Browser]]) -> None:
     panel, browser = open_panel()
     browser.enter("warm up [[words:3]]")
@@ -440,6 +535,14 @@ def test_reasoning_shows_in_a_thinking_block(open_panel: Callable[..., tuple[Cha
     # after: closed, above the answer
     assert final.index('<details class="chatmagic-thinking">') < final.index("<p>")
     assert f"Thinking ({len(exchange.reasoning):,} characters)" in final
+    # while it streamed, the reasoning went once: the block, then only what was added to it
+    lives = [
+        m["content"] for m in browser.received if m["method"] == "custom" and m["content"]["type"] == "live"
+    ]
+    first = next(m["thinking"] for m in lives if "thinking" in m)
+    sent = html_lib.unescape(re.search(r'<div class="chatmagic-thinking-text">(.*?)</div>', first, re.S)[1])
+    sent += "".join(m["think"][1] for m in lives if "think" in m)
+    assert exchange.reasoning.startswith(sent) and sent
 
 
 # -- New chat and the conversation picker ---------------------------------------------------

@@ -150,12 +150,16 @@ function render({ model, el }) {
   let nodes = []; // one element per item, in order
   let synced = false; // a reset has arrived: splices apply from now on
   const opened = new Map(); // item id -> the Thinking block's state the user chose
+  const tails = new Map(); // item id -> the open tail's HTML as Python sent it
 
+  function outward(node) {
+    for (const a of node.querySelectorAll("a[href]")) a.target = "_blank"; // never leave the notebook
+  }
   function itemNode([id, html]) {
     const node = make("div", "cm-item");
     node.dataset.id = id;
     node.innerHTML = html; // sanitized in Python (chatmagic.render.markdown_html)
-    for (const a of node.querySelectorAll("a[href]")) a.target = "_blank"; // never leave the notebook
+    outward(node);
     const details = node.querySelector("details.chatmagic-thinking");
     if (details && opened.has(id)) details.open = opened.get(id);
     return node;
@@ -171,7 +175,10 @@ function render({ model, el }) {
     const anchor = nodes[at + remove] || null;
     const anchorTop = anchor ? anchor.offsetTop - scroller.scrollTop : 0;
     const fresh = items.map(itemNode);
-    for (const node of nodes.slice(at, at + remove)) node.remove();
+    for (const node of nodes.slice(at, at + remove)) {
+      node.remove();
+      tails.delete(node.dataset.id);
+    }
     for (const node of fresh) itemsBox.insertBefore(node, anchor);
     nodes.splice(at, remove, ...fresh);
     empty.hidden = nodes.length > 0;
@@ -179,6 +186,49 @@ function render({ model, el }) {
     if (stick) scroller.scrollTop = scroller.scrollHeight;
     else if (anchor) scroller.scrollTop = anchor.offsetTop - anchorTop;
   }
+  // a streaming reply: its bubble changes in place (see chatmagic.panel, "Traffic")
+  function live(msg) {
+    const node = nodes.find((n) => n.dataset.id === msg.id);
+    const bubble = node && node.querySelector(":scope > .chatmagic-msg");
+    const tail = bubble && bubble.querySelector(":scope > .cm-tail");
+    if (!tail) return;
+    if (msg.who !== undefined) bubble.querySelector(":scope > .chatmagic-who").textContent = msg.who;
+    if (msg.thinking !== undefined) {
+      const old = bubble.querySelector(":scope > details.chatmagic-thinking");
+      if (old) old.remove();
+      bubble.querySelector(":scope > .chatmagic-who").insertAdjacentHTML("afterend", msg.thinking);
+      const details = bubble.querySelector(":scope > details.chatmagic-thinking");
+      if (details && opened.has(msg.id)) details.open = opened.get(msg.id);
+    }
+    if (msg.think !== undefined) {
+      const details = bubble.querySelector(":scope > details.chatmagic-thinking");
+      const text = details && details.querySelector(".chatmagic-thinking-text");
+      if (text) {
+        const following = text.scrollHeight - text.scrollTop - text.clientHeight < 20;
+        details.querySelector("summary").innerHTML = msg.think[0]; // made in Python (chatmagic.present)
+        text.append(msg.think[1]); // reasoning is shown as text
+        if (following) text.scrollTop = text.scrollHeight;
+      }
+    }
+    // [keep, html]: the first keep characters of the tail held (as Python sent it), then html
+    const held = tails.get(msg.id) || "";
+    const patched = ([keep, html]) => held.slice(0, keep) + html;
+    if (msg.blocks !== undefined) {
+      // finished Markdown blocks, sanitized in Python: they go above the open tail, once
+      const box = document.createElement("template");
+      box.innerHTML = patched(msg.blocks);
+      outward(box.content);
+      tail.before(box.content);
+    }
+    if (msg.tail !== undefined) {
+      const value = patched(msg.tail);
+      tails.set(msg.id, value);
+      tail.innerHTML = value; // sanitized in Python
+      outward(tail);
+    }
+    if (stick) scroller.scrollTop = scroller.scrollHeight;
+  }
+
   itemsBox.addEventListener("click", (event) => {
     const summary = event.target.closest("summary");
     const item = summary && summary.closest(".cm-item");
@@ -192,6 +242,8 @@ function render({ model, el }) {
       splice(0, nodes.length, msg.items);
     } else if (msg.type === "splice" && synced) {
       splice(msg.at, msg.remove, msg.items);
+    } else if (msg.type === "live" && synced) {
+      live(msg);
     } else if (msg.type === "sent") {
       // the box's text was sent from Python (panel.send())
       if (box.value === msg.text) {
