@@ -67,12 +67,12 @@ from .render import markdown_html, stable_prefix
 from .session import (
     DEFAULT_CONVERSATION,
     ChatSession,
+    Choice,
     Conversation,
     Exchange,
     Turn,
     TurnOptions,
     new_key,
-    resolve_models,
 )
 
 __all__ = ["ALLOWANCE", "PAGE", "PER_CHAR", "ChatPanel"]
@@ -129,18 +129,6 @@ def _provider_rows() -> list[list[str]]:
     from .providers import list_providers
 
     return [[r["name"], f"{r['label']} ({r['name']})"] for r in list_providers() if "error" not in r]
-
-
-def _default_model(provider: str) -> str:
-    """The model a provider answers with when none is named ("" when its server decides)."""
-    from .providers import get_provider
-    from .providers.base import Provider
-
-    try:
-        cls: type[Provider] = get_provider(provider.split(",")[0])
-    except ChatMagicError:
-        return ""
-    return cls.get_model(None)
 
 
 class ChatPanel(anywidget.AnyWidget):
@@ -412,21 +400,16 @@ class ChatPanel(anywidget.AnyWidget):
         self._request_draw()
 
     def _settings(self) -> tuple[str, str]:
-        """The conversation's provider and model: what its next turn uses unless one is named
-        (the rule of ChatSession.prepare, without building a turn)."""
+        """The conversation's provider and model: what its next turn uses unless one is named."""
         session, conv = self.session, self.conversation
-        with conv.lock:
-            provider, model = conv.provider, conv.model
-        spec = provider or session.default_provider
-        model = model or session.default_model_for(spec)
         try:
-            from .options import parse_chain
-            from .providers import get_provider
-
-            classes = [get_provider(name) for name in parse_chain(spec)]
-            return spec, resolve_models(classes, model or None)[classes[0].name]
-        except ChatMagicError:
-            return spec, model or ""
+            chosen = session.choice(conv.name)
+        except ChatMagicError:  # an unknown provider or model: show it as it is (send says why)
+            with conv.lock:
+                provider, model = conv.provider, conv.model
+            spec = provider or session.default_provider
+            return spec, model or session.default_model_for(spec)
+        return chosen.provider, chosen.model
 
     def _show_settings(self) -> None:
         provider, model = self._settings()
@@ -506,9 +489,13 @@ class ChatPanel(anywidget.AnyWidget):
         with self._lock:
             if self._quiet:
                 return
-            # a model belongs to its provider: the new one starts with its own default
+            # the model the next turn would use with this provider (the session's rule)
+            try:
+                model = self._choice(self.provider).model
+            except ChatMagicError:
+                model = ""
             with self._quietly():
-                self.model = _default_model(self.provider)
+                self.model = model
             self._ask_models()
             self._status_if_idle()
 
@@ -516,15 +503,18 @@ class ChatPanel(anywidget.AnyWidget):
         with self._lock:
             if self._quiet:
                 return
-            from .providers import get_provider
-
             try:
                 # a web site's chat has a fixed list; a server takes any name (it says if it has it)
-                get_provider(self.provider.split(",")[0]).get_model(self.model.strip() or None)
+                self._choice(self.provider, self.model)
             except ChatMagicError as exc:
                 self._set_status(str(exc), error=True)
                 return
             self._status_if_idle()
+
+    def _choice(self, provider: str, model: str = "") -> Choice:
+        """What a turn sent from here with this provider and model would use (as send() asks)."""
+        options = TurnOptions(provider=provider or None, model=model.strip() or None)
+        return self.session.choice(self.conversation.name, options)
 
     def _status_if_idle(self) -> None:
         if not self._live:
@@ -796,8 +786,7 @@ def _thinking_html(reasoning: str) -> str:
 
 def _thinking_summary(reasoning: str) -> str:
     """The summary line of that block (what present.thinking_html writes), as HTML."""
-    match = re.search(r"<summary>(.*?)</summary>", present.thinking_html(reasoning, streaming=True, tail=1))
-    return match.group(1) if match else ""
+    return html.escape(present.thinking_summary(reasoning, streaming=True))
 
 
 def _common_prefix(a: str, b: str) -> int:

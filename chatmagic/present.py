@@ -48,6 +48,7 @@ __all__ = [
     "streaming",
     "table_bundle",
     "thinking_html",
+    "thinking_summary",
     "timing",
     "usage_note",
     "user_html",
@@ -208,15 +209,16 @@ def thinking_html(reasoning: str, *, streaming: bool = False, tail: int = 1500) 
     if not reasoning:
         return ""
     shown = reasoning if not streaming or len(reasoning) <= tail else "…" + reasoning[-tail:]
-    words = (
-        f"Thinking… ({len(reasoning):,} characters)"
-        if streaming
-        else f"Thinking ({len(reasoning):,} characters)"
-    )
+    words = html.escape(thinking_summary(reasoning, streaming=streaming))
     return (
         f'<details class="chatmagic-thinking"{" open" if streaming else ""}><summary>{words}</summary>'
         f'<div class="chatmagic-thinking-text">{html.escape(shown)}</div></details>'
     )
+
+
+def thinking_summary(reasoning: str, *, streaming: bool = False) -> str:
+    """The summary line of the Thinking block (text): what was thought, and whether it goes on."""
+    return f"Thinking{'…' if streaming else ''} ({len(reasoning):,} characters)"
 
 
 def waiting(turn: Turn) -> str:

@@ -19,8 +19,10 @@ takes; at most ten messages a second; the first text at once. The final update (
 with the status line, the whole reply as plain text and the record for ``%chat
 restore``) is the one message outside the budget.
 
-:class:`UpdatePacer` is the simpler rule the panel still uses: re-send the whole text
-at most ten times a second, each once it has grown by an eighth, or after 1-5 seconds.
+:class:`UpdatePacer` is the previous, simpler rule, kept for the simulations in
+``bench/display_cost.py`` and ``bench/stream_cost.py`` that compare against it: re-send
+the whole text at most ten times a second, each once it has grown by an eighth, or after
+1-5 seconds.
 """
 
 from __future__ import annotations

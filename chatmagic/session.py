@@ -662,6 +662,26 @@ class Turn:
         conv._emit("end", self)
 
 
+@dataclass(frozen=True)
+class Choice:
+    """Which providers and models a turn uses (:meth:`ChatSession.choice`)."""
+
+    #: the providers in the order they are tried, by their registered names
+    chain: list[str]
+    #: the model of each provider of the chain
+    models: dict[str, str]
+
+    @property
+    def provider(self) -> str:
+        """The chain as one name, as a conversation keeps it (``"a,b"``)."""
+        return ",".join(self.chain)
+
+    @property
+    def model(self) -> str:
+        """The model of the first provider ("" when its server decides)."""
+        return self.models[self.chain[0]]
+
+
 class ChatSession:
     """Named conversations, defaults, and live provider instances."""
 
@@ -759,18 +779,11 @@ class ChatSession:
     ) -> Turn:
         """Check everything that can be checked before sending; returns an unstarted turn.
 
-        Which provider and model answer (the one rule, also in the README):
-
-        - ``options.provider``, else the conversation's provider, else the session default;
-        - ``options.model``; else the conversation's model, unless this turn names another
-          provider (a model belongs to its provider); else the default model of the session
-          when the provider is the default one; else the provider's own default.
-
-        ``fresh``: the turn starts the conversation afresh (``--new``): no history, and the
-        session's defaults instead of the conversation's settings. Nothing changes on the
-        conversation until :meth:`start`, so a turn that cannot be sent loses nothing.
+        The providers and model are :meth:`choice`'s. ``fresh``: the turn starts the
+        conversation afresh (``--new``): no history, and the session's defaults instead of
+        the conversation's settings. Nothing changes on the conversation until
+        :meth:`start`, so a turn that cannot be sent loses nothing.
         """
-        from .providers import get_provider
         from .providers._lines import valid_text
 
         # what the user typed may hold what UTF-8 cannot (a lone surrogate, from "\ud800" in
@@ -782,30 +795,18 @@ class ChatSession:
         options = options or TurnOptions()
         conv = self.conversation(conversation)
         with conv.lock:
-            kept_provider = None if fresh else conv.provider
-            kept_model = None if fresh else conv.model
             kept_system = self.default_system if fresh else conv.system
         system = valid_text(options.system if options.system is not None else kept_system or "") or None
         if options.system and options.system != system:  # start() keeps the clean one
             options = dataclasses.replace(options, system=system)
-        names = options.chain or parse_chain(kept_provider or self.default_provider)
-        if options.base_url and len(names) > 1:
+        chosen = self.choice(conversation, options, fresh=fresh)
+        if options.base_url and len(chosen.chain) > 1:
             raise ConfigurationError(
                 "--base-url names one site, and this is a chain of providers: set each one's "
                 "address with %config ChatMagics.base_urls = {'openai': 'http://…/v1', …}."
             )
-        classes = [get_provider(name) for name in names]
-        chain = [cls.name for cls in classes]
-        spec = ",".join(chain)
-        if options.model:
-            model = options.model
-        elif kept_model and (kept_provider is None or spec == kept_provider):
-            model = kept_model
-        else:
-            model = self.default_model_for(spec)
-        models = resolve_models(classes, model or None)
-        turn = Turn(self, conv, prompt, options, key, chain=chain, model=models[chain[0]], fresh=fresh)
-        turn.models = models
+        turn = Turn(self, conv, prompt, options, key, chain=chosen.chain, model=chosen.model, fresh=fresh)
+        turn.models = chosen.models
         before = None if fresh else conv.replaced_key(key)
         context, turn.history_sent, turn.history_total = self._context(
             None if fresh else conv, before, system, turn.redacted
@@ -816,6 +817,45 @@ class ChatSession:
         turn.redacted = sorted(set(turn.redacted))
         turn.context_hash = fingerprint(context)
         return turn
+
+    def choice(
+        self,
+        conversation: str = DEFAULT_CONVERSATION,
+        options: TurnOptions | None = None,
+        *,
+        fresh: bool = False,
+    ) -> Choice:
+        """Which providers and model the next turn of ``conversation`` uses with ``options``.
+
+        The one rule (also in the README), which :meth:`prepare` and the panel both ask:
+
+        - ``options.provider``, else the conversation's provider, else the session default;
+        - ``options.model``; else the conversation's model, unless this turn names another
+          provider (a model belongs to its provider); else the default model of the session
+          when the provider is the default one; else the provider's own default.
+
+        ``fresh``: as for a turn that starts the conversation afresh (the session's
+        defaults, not the conversation's). Raises as :meth:`prepare` would: an unknown
+        provider, a model that the provider (or no provider of the chain) offers.
+        """
+        from .providers import get_provider
+
+        options = options or TurnOptions()
+        conv = self.conversation(conversation)
+        with conv.lock:
+            kept_provider = None if fresh else conv.provider
+            kept_model = None if fresh else conv.model
+        names = options.chain or parse_chain(kept_provider or self.default_provider)
+        classes = [get_provider(name) for name in names]
+        chain = [cls.name for cls in classes]
+        spec = ",".join(chain)
+        if options.model:
+            model = options.model
+        elif kept_model and (kept_provider is None or spec == _as_named(kept_provider)):
+            model = kept_model
+        else:
+            model = self.default_model_for(spec)
+        return Choice(chain, resolve_models(classes, model or None))
 
     def _redacted(self, text: str, replaced: list[str]) -> str:
         return scrub(text, replaced=replaced) if self.redact_secrets else text
@@ -1010,6 +1050,14 @@ def is_retryable(exc: ChatMagicError) -> bool:
         and not isinstance(exc, BotCheckError)
         and (exc.status == 429 or exc.status >= 500)
     )
+
+
+def _as_named(spec: str) -> str:
+    """A chain as the registry names it (``" ChatGPTT"`` → ``"chatgptt"``), as typed if malformed."""
+    try:
+        return ",".join(parse_chain(spec))
+    except ConfigurationError:
+        return spec
 
 
 def resolve_models(classes: list[Any], requested: str | None) -> dict[str, str]:

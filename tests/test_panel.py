@@ -743,3 +743,44 @@ def test_panel_and_cells_share_the_conversation(ip: Any, fresh: None) -> None:
         assert len(browser.texts) == 6
     finally:
         panel.close()
+
+
+def test_the_model_box_shows_what_a_cell_with_that_provider_uses(ip: Any, fresh: None) -> None:
+    # the session's default model belongs to the default provider: picking that provider in
+    # the panel shows it, as a %%chat -p cell naming that provider uses it
+    ip.run_line_magic("config", "ChatMagics.default_model = 'gpt-4o-mini'")
+    panel = ChatPanel("picked", session=get_session())
+    try:
+        browser = Browser(panel)
+        assert browser.state["model"] == "gpt-4o-mini"
+        browser.set(provider=STREAMING)
+        assert browser.state["model"] == get_provider(STREAMING).default_model
+        browser.set(provider="chatgptt")
+        shown = browser.state["model"]
+        with capture_output() as io:
+            result = ip.run_cell("%%chat -c picked -p chatgptt\n[[words:2]]")
+        assert result.error_in_exec is None, io.stdout
+        (exchange,) = get_session().conversation("picked").exchanges
+        assert shown == exchange.model == "gpt-4o-mini"
+    finally:
+        panel.close()
+        ip.run_line_magic("config", "ChatMagics.default_model = ''")
+
+
+def test_a_provider_kept_in_other_case_shows_what_a_cell_uses(ip: Any, fresh: None) -> None:
+    # a restored conversation may hold the provider as it was typed
+    ip.run_line_magic("config", "ChatMagics.default_model = 'gpt-4o-mini'")
+    session = get_session()
+    session.conversation("typed").adopt([], provider=" ChatGPTT ")
+    panel = ChatPanel("typed", session=session)
+    try:
+        browser = Browser(panel)
+        shown = (browser.state["provider"], browser.state["model"])
+        with capture_output() as io:
+            result = ip.run_cell("%%chat -c typed\n[[words:2]]")
+        assert result.error_in_exec is None, io.stdout
+        (exchange,) = session.conversation("typed").exchanges
+        assert shown == (exchange.provider, exchange.model) == ("chatgptt", "gpt-4o-mini")
+    finally:
+        panel.close()
+        ip.run_line_magic("config", "ChatMagics.default_model = ''")

@@ -141,3 +141,11 @@ def test_providers_say_which_stream_and_what_the_columns_mean(ip: Any) -> None:
     assert any(row.startswith("chatgptt (default) ") for row in rows)
     for column in ("streams —", "system —", "history —", "(default) answers"):
         assert column in plain
+
+
+def test_the_thinking_summary_is_the_blocks_summary() -> None:
+    for streaming in (False, True):
+        block = present.thinking_html("a" * 12_345, streaming=streaming)
+        summary = present.thinking_summary("a" * 12_345, streaming=streaming)
+        assert f"<summary>{html.escape(summary)}</summary>" in block
+    assert present.thinking_summary("abc") == "Thinking (3 characters)"

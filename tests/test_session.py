@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatmagic.errors import HTTPStatusError, TurnStopped, UnknownProviderError
+from chatmagic.errors import HTTPStatusError, TurnStopped, UnknownModelError, UnknownProviderError
 from chatmagic.sandbox import Sandbox
-from chatmagic.session import ChatSession, TurnOptions
+from chatmagic.session import ChatSession, Choice, TurnOptions
 
 from .conftest import SITES
 
@@ -101,3 +101,29 @@ def test_listeners_see_start_updates_and_end(session: ChatSession) -> None:
     unsubscribe()
     # updates come in batches (what one network read brought), at least one, at most one a chunk
     assert seen[0] == "start" and 1 <= seen.count("update") <= 5 and seen[-2:] == ["recorded", "end"]
+
+
+def test_choice_is_what_the_next_turn_uses(session: ChatSession) -> None:
+    session.default_model = "gpt-4o-mini"  # belongs to the default provider, chatgptt
+    assert session.choice("new") == Choice(["chatgptt"], {"chatgptt": "gpt-4o-mini"})
+    assert session.choice("new", TurnOptions(provider=" ChatGPTT")).model == "gpt-4o-mini"
+    assert session.choice("new", TurnOptions(provider="opchatgpts")).model == "gpt-3.5-turbo"
+    chain = session.choice("new", TurnOptions(provider="chatgptt, opchatgpts", model="gpt-4"))
+    assert (chain.provider, chain.models) == (
+        "chatgptt,opchatgpts",
+        {"chatgptt": "gpt-4", "opchatgpts": "gpt-3.5-turbo"},
+    )
+    # a restored conversation may hold its provider as typed: naming it again keeps its model
+    conv = session.conversation("kept")
+    conv.adopt([], provider=" ChatGPTT", model="gpt-4")
+    assert session.choice("kept") == Choice(["chatgptt"], {"chatgptt": "gpt-4"})
+    assert session.choice("kept", TurnOptions(provider="chatgptt")).model == "gpt-4"
+    assert session.choice("kept", TurnOptions(provider="chatgpt4online")).provider == "chatgpt4online"
+    assert session.choice("kept", fresh=True).model == "gpt-4o-mini"
+    assert (conv.provider, conv.model) == (" ChatGPTT", "gpt-4")  # asking changes nothing
+    turn = session.prepare("hi", conversation="kept", options=TurnOptions(provider="chatgptt"))
+    assert (turn.chain, turn.model) == (["chatgptt"], "gpt-4")
+    with pytest.raises(UnknownModelError):
+        session.choice("kept", TurnOptions(model="no-such-model"))
+    with pytest.raises(UnknownProviderError):
+        session.choice("kept", TurnOptions(provider="nosuch"))
