@@ -14,13 +14,19 @@ def load(ip: Any) -> None:
     from .magics import ChatMagics
 
     unload(ip)  # a second %load_ext, or a reload, starts clean
+    before: dict[str, Any] | None = getattr(ip, "_chatmagic_settings", None)  # what it had taken
     try:
         magics = ChatMagics(shell=ip)
-    except TraitError as exc:  # a bad ChatMagics setting in the configuration, set before loading
-        raise UsageError(
-            f"chatmagic is not loaded: {exc} Correct the setting (ipython_config.py, or %config) "
-            "and load it again."
-        ) from None
+    except TraitError as exc:
+        # A bad ChatMagics setting in the configuration: from ipython_config.py, or a %config
+        # that was refused (the shell keeps a refused value in its own config all the same,
+        # so a later %reload_ext would meet it). Load without it, and say so in one line.
+        magics, refused = _without_refused(ip, ChatMagics, before)
+        if not refused:
+            raise UsageError(f"chatmagic is not loaded: {exc}") from None
+        for name, why in refused:
+            kept = "the value it had is kept" if before is not None else "its default is used"
+            print(f"chatmagic: ChatMagics.{name} was not taken ({why}); {kept}.")
     manager = ip.magics_manager
     taken = manager.magics["cell"].get("chat")
     if taken is not None and not isinstance(getattr(taken, "__self__", None), ChatMagics):
@@ -45,6 +51,7 @@ def unload(ip: Any) -> None:
     if magics is None:
         return
     del ip._chatmagic_magics
+    ip._chatmagic_settings = {name: getattr(magics, name) for name in magics.trait_names(config=True)}
     for kind in ("cell", "line"):
         table = ip.magics_manager.magics[kind]
         for name in _NAMES:
@@ -59,3 +66,32 @@ def unload(ip: Any) -> None:
         except ValueError:
             pass
     magics.printed.stop()  # unloaded inside a cell: its post_run_cell will not come
+
+
+def _without_refused(ip: Any, cls: Any, before: dict[str, Any] | None) -> tuple[Any, list[tuple[str, str]]]:
+    """``cls`` made with the shell's config less the settings it refuses; which, and why.
+
+    A refused setting goes back, in the shell's config too, to the value it had when
+    chatmagic was last unloaded (``before``: a reload), or to its default.
+    """
+    from traitlets import TraitError
+
+    section = ip.config.get(cls.__name__)
+    wanted = dict(section or {})
+    if section:
+        section.clear()
+    magics = cls(shell=ip)
+    refused: list[tuple[str, str]] = []
+    for name, value in wanted.items():
+        if not magics.has_trait(name):
+            section[name] = value
+            continue
+        try:
+            setattr(magics, name, value)
+            section[name] = value
+        except TraitError as exc:
+            refused.append((name, str(exc).rstrip(".")))
+            if before is not None and name in before:
+                setattr(magics, name, before[name])
+                section[name] = before[name]
+    return magics, refused
