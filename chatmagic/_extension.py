@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from copy import deepcopy
 from typing import Any
 
 _NAMES = ("chat", "chatmagic")
@@ -51,7 +52,7 @@ def unload(ip: Any) -> None:
     if magics is None:
         return
     del ip._chatmagic_magics
-    ip._chatmagic_settings = {name: getattr(magics, name) for name in magics.trait_names(config=True)}
+    ip._chatmagic_settings = {n: deepcopy(getattr(magics, n)) for n in magics.trait_names(config=True)}
     for kind in ("cell", "line"):
         table = ip.magics_manager.magics[kind]
         for name in _NAMES:
