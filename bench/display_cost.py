@@ -28,15 +28,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import sys
 import time
-from datetime import datetime
 from typing import Any
 
 from _reply_text import markdown_reply, pieces
-from stream_cost import SITE, Kernel, SandboxProcess, fmt_bytes, size
+from stream_cost import SITE, Kernel, SandboxProcess, fmt_bytes, load_average, machine, size
 
 DISPLAY = ("display_data", "update_display_data")
 
@@ -122,6 +119,14 @@ def previous_design(text: str, seconds: float) -> tuple[int, int]:
     return msgs, total
 
 
+def reply_header(text: str) -> str:
+    """What heads the output of a bench that streams ``text``: the machine, then the reply."""
+    return (
+        f"{machine()}\nreply: {len(text):,} characters of Markdown in {len(pieces(text)):,} pieces "
+        f"(bench/_reply_text.py), from {SITE}\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -133,13 +138,7 @@ def main() -> None:
     args = parser.parse_args()
     durations = [float(d) for d in args.durations.split(",")]
     text = markdown_reply(args.chars)
-    load = os.getloadavg()
-    print(
-        f"{datetime.now():%Y-%m-%d %H:%M}  Python {sys.version.split()[0]}  {os.cpu_count()} CPUs  "
-        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n"
-        f"reply: {len(text):,} characters of Markdown in {len(pieces(text)):,} pieces "
-        f"(bench/_reply_text.py), from {SITE}\n"
-    )
+    print(reply_header(text))
     sb = SandboxProcess()
     k = None
     results = []
@@ -182,8 +181,7 @@ def main() -> None:
     for seconds, _ in results:
         msgs, total = previous_design(text, seconds)
         print(f"  {seconds:>9.1f} s {fmt_bytes(total):>10} {total / chars:>7.2f}x {msgs:>5}")
-    load = os.getloadavg()
-    print(f"\nload average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"\n{load_average(after=True)}")
     print(json.dumps({f"{s:g}s": round(r["bytes"] / chars, 3) for s, r in results}))
 
 

@@ -23,14 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import sys
 import time
-from datetime import datetime
 from typing import Any
 
-from stream_cost import SITE, Kernel, SandboxProcess, words
+from stream_cost import SITE, Kernel, SandboxProcess, load_average, machine, words
 
 BARE = '''
 import aiohttp, json, time
@@ -81,10 +78,8 @@ def main() -> None:
     args = parser.parse_args()
     n, rep = args.words, args.repeat
     expected = words(n)
-    load = os.getloadavg()
     print(
-        f"{datetime.now():%Y-%m-%d %H:%M}  Python {sys.version.split()[0]}  {os.cpu_count()} CPUs  "
-        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n"
+        f"{machine()}\n"
         f"reply: [[words:{n}]] from {SITE} = {n} chunks, {len(expected):,} characters; "
         f"{rep} reads each, taking turns\n"
     )
@@ -163,8 +158,7 @@ def main() -> None:
     print(f"\n  C / A = {med['C'] / med['A']:.2f}x   (%%chat in a kernel against bare aiohttp)")
     print(f"  C / B = {med['C'] / med['B']:.2f}x   (what chatmagic adds inside the same kernel)")
     print("  runs (s): " + json.dumps({k_: [round(x, 3) for x in v] for k_, v in times.items()}))
-    load = os.getloadavg()
-    print(f"  load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"  {load_average(after=True)}")
 
 
 if __name__ == "__main__":

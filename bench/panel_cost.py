@@ -31,17 +31,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import sys
 import threading
 import time
-from datetime import datetime
 from typing import Any
 
 from _reply_text import markdown_reply, pieces
-from display_cost import piece_overhead
-from stream_cost import SITE, SandboxProcess, fmt_bytes
+from display_cost import piece_overhead, reply_header
+from stream_cost import SITE, SandboxProcess, fmt_bytes, load_average
 
 
 class Wire:
@@ -133,13 +130,7 @@ def main() -> None:
     args = parser.parse_args()
     durations = [float(d) for d in args.durations.split(",")]
     text = markdown_reply(args.chars)
-    load = os.getloadavg()
-    print(
-        f"{datetime.now():%Y-%m-%d %H:%M}  Python {sys.version.split()[0]}  {os.cpu_count()} CPUs  "
-        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n"
-        f"reply: {len(text):,} characters of Markdown in {len(pieces(text)):,} pieces "
-        f"(bench/_reply_text.py), from {SITE}\n"
-    )
+    print(reply_header(text))
     from chatmagic.session import ChatSession
 
     sb = SandboxProcess()
@@ -173,8 +164,7 @@ def main() -> None:
             f" {r['transcript']:>10} {r['per_second']:>6} {statistics.median(g) if g else 0:>9.2f}s"
             f" {p90:>5.2f}s {g[-1] if g else 0:>7.2f}s {fmt_bytes(r['final']):>10}"
         )
-    load = os.getloadavg()
-    print(f"\nload average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"\n{load_average(after=True)}")
     print(
         json.dumps({f"{d:g}s": round(r["bytes"] / chars, 3) for d, r in zip(durations, results, strict=True)})
     )

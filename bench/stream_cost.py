@@ -328,6 +328,17 @@ def simulate_pacer(n: int, seconds: float) -> tuple[int, int]:
 # -- main -----------------------------------------------------------------------------
 
 
+def load_average(after: bool = False) -> str:
+    """The machine's load average, printed with every figure: a busy machine skews timings."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average{' after:' if after else ''} {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def machine() -> str:
+    """The line that heads a bench's output: when, which Python, how many CPUs, how busy."""
+    return f"{datetime.now():%Y-%m-%d %H:%M}  Python {sys.version.split()[0]}  {os.cpu_count()} CPUs  {load_average()}"
+
+
 def fmt_bytes(b: float) -> str:
     return f"{b / 1e6:.2f} MB" if b >= 1e6 else f"{b / 1e3:.1f} kB"
 
