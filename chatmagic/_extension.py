@@ -22,6 +22,7 @@ def load(ip: Any) -> None:
         # A bad ChatMagics setting in the configuration: from ipython_config.py, or a %config
         # that was refused (the shell keeps a refused value in its own config all the same,
         # so a later %reload_ext would meet it). Load without it, and say so in one line.
+        _forget(ip, ChatMagics)  # IPython's Magics.__init__ listed the half-made one
         magics, refused = _without_refused(ip, ChatMagics, before)
         if not refused:
             raise UsageError(f"chatmagic is not loaded: {exc}") from None
@@ -41,7 +42,7 @@ def load(ip: Any) -> None:
         ip.register_magics(magics)
         manager.register_function(magics.chat, "cell", "chatmagic")
         manager.register_function(magics.chat_line, "line", "chatmagic")
-    ip.configurables.append(magics)
+    # Magics.__init__ has put it in ip.configurables (what %config sets): once is enough
     ip.events.register("pre_run_cell", magics.pre_run_cell)
     ip.events.register("post_run_cell", magics.post_run_cell)
     ip._chatmagic_magics = magics
@@ -59,14 +60,19 @@ def unload(ip: Any) -> None:
             fn = table.get(name)
             if getattr(fn, "__self__", None) is magics:
                 del table[name]
-    if magics in ip.configurables:
-        ip.configurables.remove(magics)
+    _forget(ip, type(magics))
     for event in ("pre_run_cell", "post_run_cell"):
         try:
             ip.events.unregister(event, getattr(magics, event))
         except ValueError:
             pass
     magics.printed.stop()  # unloaded inside a cell: its post_run_cell will not come
+
+
+def _forget(ip: Any, cls: type) -> None:
+    """Take every ``cls`` out of ``ip.configurables``: one left there would go on taking
+    ``%config`` values (and passing them to the shared session) after it was unloaded."""
+    ip.configurables[:] = [c for c in ip.configurables if not isinstance(c, cls)]
 
 
 def _without_refused(ip: Any, cls: Any, before: dict[str, Any] | None) -> tuple[Any, list[tuple[str, str]]]:

@@ -218,6 +218,44 @@ def test_a_bad_default_context_set_before_loading_is_one_line(sandbox_thread: Sa
         km.shutdown_kernel(now=True)
 
 
+def test_a_refused_setting_does_not_stop_a_reload(sandbox_thread: Sandbox) -> None:
+    """IPython keeps a value %config refused in the shell's config: a reload meets it."""
+    from jupyter_client import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    url = sandbox_thread.base_url("opchatgpts")
+
+    def shown(code: str) -> str:
+        msgs: list[dict[str, Any]] = []
+        kc.execute_interactive(code, timeout=60, output_hook=msgs.append)
+        return "".join(
+            m["content"].get("text") or m["content"].get("data", {}).get("text/plain", "")
+            for m in msgs
+            if m["msg_type"] in ("stream", "execute_result", "error", "display_data", "update_display_data")
+        )
+
+    try:
+        kc.wait_for_ready(timeout=60)
+        shown("%load_ext chatmagic")
+        shown(f"%config ChatMagics.base_urls = {{'opchatgpts': {url!r}}}")
+        shown("%config ChatMagics.base_urls = {'opchatgpts': 'localhost:11434'}")  # refused
+        said = shown("%reload_ext chatmagic")
+        assert "Traceback" not in said and said.count("\n") == 1, said
+        assert "ChatMagics.base_urls was not taken" in said and "the value it had is kept" in said
+        assert shown("%config ChatMagics.base_urls") == repr({"opchatgpts": url})
+        # one ChatMagics takes %config values: none left over from the load that failed, or
+        # from before the reload, passing its own values on to the shared session
+        count = "from chatmagic.magics import ChatMagics as M; sum(isinstance(c, M) for c in get_ipython().configurables)"
+        assert shown(count) == "1"
+        assert "You said: hi" in shown("%%chat -p opchatgpts\nhi")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
 def test_code_goes_into_a_new_cell(kernel: Kernel) -> None:
     reply_text = "[[reply]]Try this:\n\n```python\nprint('hi')\n```\n\nand then\n\n```\nx = 1\n```\nDone."
     content, msgs = kernel.run(f"%%chat -f code -p opchatgpts\n{reply_text}")
