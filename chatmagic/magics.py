@@ -405,7 +405,9 @@ class ChatMagics(Magics):
     def _code_to_cell(self, turn: Turn) -> None:
         from .code import code_blocks
 
-        blocks = code_blocks(turn.text) if turn.state == "done" else []
+        # a replayed reply is a saved text, maybe from someone else's notebook: its code goes
+        # into no cell without the user (Turn._replay says so in the status line)
+        blocks = code_blocks(turn.text) if turn.state == "done" and turn.code_to_cell else []
         if blocks and self.shell is not None:
             # JupyterLab and Notebook 7 insert it as a new cell below; the terminal pre-fills the prompt
             self.shell.set_next_input("\n\n".join(blocks), replace=False)
@@ -727,7 +729,7 @@ class ChatMagics(Magics):
                 "Which notebook? This frontend does not say: %chat restore path/to/notebook.ipynb "
                 "(save the notebook first)."
             )
-        report = restore(self.session, path, log=self.session.log)
+        report = restore(self.session, path, log=self.session.log, settings=args.settings)
         print(report.summary())
 
     def _cmd_log(self, args: Any) -> None:
@@ -846,9 +848,14 @@ def _line_parser() -> _CommandParser:
     command("panel", "open the chat panel on a conversation").add_argument(
         "name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION
     )
-    command(
-        "restore", "rebuild the conversations saved in a notebook, merged with this kernel's"
-    ).add_argument("notebook", metavar="NOTEBOOK", nargs="?")
+    restore = command("restore", "rebuild the conversations saved in a notebook, merged with this kernel's")
+    restore.add_argument("notebook", metavar="NOTEBOOK", nargs="?")
+    restore.add_argument(
+        "--settings",
+        action="store_true",
+        help="Also take the provider chains and system prompts the notebook saved (a notebook from "
+        "someone else decides nothing without it: they are only named).",
+    )
     log = command("log", "list the latest exchanges of every notebook, or search them for TEXT")
     log.add_argument("text", metavar="TEXT", nargs="*")
     log.add_argument("-n", "--limit", metavar="N", type=_positive_int, default=20)

@@ -23,14 +23,18 @@ import errno
 import json
 import math
 import os
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._secrets import scrub
 from .errors import ConfigurationError
 from .options import parse_chain
+from .providers import provider_names
 from .providers._lines import valid_text
+from .providers.endpoints import endpoint_names
 from .session import DEFAULT_CONVERSATION, TEXT_KEY_PREFIX, ChatSession, Conversation, Exchange, Message
 
 __all__ = [
@@ -42,8 +46,10 @@ __all__ = [
     "exchange_record",
     "export",
     "log_metadata",
+    "logged_exchanges",
     "read_notebook",
     "restore",
+    "saved_before",
     "saved_exchanges",
     "to_json",
     "to_markdown",
@@ -89,20 +95,21 @@ class SavedExchange:
     exchange: Exchange
 
 
+#: the largest file read as a notebook: notebooks with many figures run to tens of MB
+MAX_NOTEBOOK_BYTES = 256 * 1024 * 1024
+#: what is read first, to tell a notebook (a JSON object) from any other file before the rest
+_HEAD_BYTES = 4096
+
+
 def read_notebook(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The notebook's JSON object; ConfigurationError when there is none to read."""
+    """The notebook's JSON object; ConfigurationError when there is none to read.
+
+    Only a regular file of at most :data:`MAX_NOTEBOOK_BYTES` is read, and only once its
+    first bytes look like a JSON object: ``/dev/zero``, a pipe or a multi-GB file is
+    refused in one line, never read until memory runs out.
+    """
+    text = _notebook_text(path)
     shown = os.fspath(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigurationError(f"There is no notebook at {shown!r}.") from None
-    except IsADirectoryError:
-        raise ConfigurationError(f"{shown!r} is a folder: give the path of a .ipynb file.") from None
-    except UnicodeDecodeError:
-        raise ConfigurationError(f"{shown!r} is not a notebook: it is not UTF-8 text.") from None
-    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-        reason = getattr(exc, "strerror", None) or exc
-        raise ConfigurationError(f"Cannot read {shown!r}: {reason}.") from None
     try:
         nb = json.loads(text)
     except RecursionError:
@@ -116,6 +123,56 @@ def read_notebook(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{shown!r} is not a notebook: it holds a JSON {type(nb).__name__}, not an object with cells."
         )
     return nb
+
+
+def _notebook_text(path: str | os.PathLike[str]) -> str:
+    shown = os.fspath(path)
+    try:
+        # O_NONBLOCK: opening a named pipe must not wait for a writer (regular files ignore it)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise ConfigurationError(f"There is no notebook at {shown!r}.") from None
+    except IsADirectoryError:
+        raise ConfigurationError(f"{shown!r} is a folder: give the path of a .ipynb file.") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = getattr(exc, "strerror", None) or exc
+        raise ConfigurationError(f"Cannot read {shown!r}: {reason}.") from None
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(f.fileno())
+        if stat.S_ISDIR(mode.st_mode):
+            raise ConfigurationError(f"{shown!r} is a folder: give the path of a .ipynb file.")
+        if not stat.S_ISREG(mode.st_mode):
+            raise ConfigurationError(
+                f"{shown!r} is not a notebook: it is a device, pipe or socket, not a file. "
+                "Give the path of a .ipynb file."
+            )
+        if mode.st_size > MAX_NOTEBOOK_BYTES:
+            raise ConfigurationError(_too_large(shown, mode.st_size))
+        try:
+            head = f.read(_HEAD_BYTES)
+            start = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+            if start and start != b"{":
+                raise ConfigurationError(
+                    f"{shown!r} is not a notebook: it does not begin as a JSON object (a notebook begins with '{{')."
+                )
+            # a file that grows while read (or one whose size the system does not report, as
+            # in /proc) stops at the limit
+            data = head + f.read(MAX_NOTEBOOK_BYTES + 1 - len(head))
+        except OSError as exc:
+            raise ConfigurationError(f"Cannot read {shown!r}: {exc.strerror or exc}.") from None
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        raise ConfigurationError(_too_large(shown, len(data)))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{shown!r} is not a notebook: it is not UTF-8 text.") from None
+
+
+def _too_large(shown: str, size: int) -> str:
+    return (
+        f"{shown!r} is {size / 2**20:,.0f} MB, more than chatmagic reads as a notebook "
+        f"({MAX_NOTEBOOK_BYTES // 2**20} MB). Give the path of a .ipynb file."
+    )
 
 
 def saved_exchanges(nb: Mapping[str, Any]) -> tuple[list[SavedExchange], int]:
@@ -229,6 +286,8 @@ def _check(record: Mapping[str, Any]) -> SavedExchange | None:
         "reasoning": _optional(record, "reasoning", str, ""),
     }
     values["chain"] = _chain(values["chain"])
+    if isinstance(values["seq"], int) and not 0 <= values["seq"] <= _MAX_SEQ:
+        values["seq"] = _BAD  # a place no conversation reaches: numbering on from it breaks
     if any(value is _BAD for value in values.values()):
         return None
     exchange = Exchange(
@@ -255,13 +314,26 @@ def _check(record: Mapping[str, Any]) -> SavedExchange | None:
     )
 
 
+#: a token count no reply reaches (a trillion): a larger one is made up, and counts of
+#: thousands of digits cannot even be printed (Python's int-to-text limit)
+_MAX_COUNT = 10**12
+#: the most token counts one reply reports (prompt, completion, reasoning, cached, ...)
+_MAX_COUNTS = 32
+#: a place in a conversation beyond any real one
+_MAX_SEQ = 10**9
+
+
 def _usage(record: Mapping[str, Any]) -> Any:
-    """``usage``: None, or a dict of token counts (whole numbers, not negative); else _BAD."""
+    """``usage``: None, or a few token counts (whole numbers, 0 to a trillion); else _BAD."""
     usage = _optional(record, "usage", dict)
     if usage is None or usage is _BAD:
         return usage
+    if len(usage) > _MAX_COUNTS:
+        return _BAD
     for name, count in usage.items():
-        if not isinstance(name, str) or not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        if not isinstance(name, str) or len(name) > 100:
+            return _BAD
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= _MAX_COUNT:
             return _BAD
     return dict(usage)
 
@@ -295,6 +367,13 @@ class ConversationRestore:
     kept: int = 0
     #: the notebook's exchanges left out: from before a --new (an older epoch)
     older: int = 0
+    #: settings the file saved for the conversation that differ from what it has:
+    #: ``provider`` (a chain) and ``system`` (a system prompt)
+    offered: dict[str, str] = field(default_factory=dict)
+    #: the offered settings were made the conversation's (``%chat restore --settings``)
+    applied: bool = False
+    #: provider names of the offered chain that this kernel does not have: never applied
+    unknown: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         parts = [
@@ -308,6 +387,32 @@ class ConversationRestore:
             if n
         ]
         return ", ".join(parts) or "nothing to restore"
+
+    def describe_settings(self) -> str:
+        """The offered settings as a user reads them: the chain, the system prompt shortened."""
+        parts = []
+        if "provider" in self.offered:
+            chain = self.offered["provider"]
+            if self.unknown:
+                missing = ", ".join(self.unknown)
+                parts.append(f"provider {chain} (not applied: no provider named {missing} here)")
+            else:
+                parts.append(f"provider {chain}")
+        if "system" in self.offered:
+            parts.append(f"system prompt {_shown(self.offered['system'])}")
+        return ", ".join(parts)
+
+
+#: how much of a saved system prompt the restore summary shows
+SHOWN_SYSTEM_CHARS = 80
+
+
+def _shown(text: str) -> str:
+    """A saved text on one line, quoted, its secrets out, cut visibly when long."""
+    one_line = " ".join(scrub(text).split())
+    if len(one_line) <= SHOWN_SYSTEM_CHARS:
+        return f'"{one_line}"'
+    return f'"{one_line[:SHOWN_SYSTEM_CHARS]}…" ({len(text):,} characters)'
 
 
 @dataclass
@@ -332,18 +437,35 @@ class RestoreReport:
                 return f"No chatmagic exchange could be restored from {self.path}. {skipped}"
             return f"No chatmagic exchanges are saved in {self.path}: run %%chat cells and save the notebook."
         parts = "; ".join(f"{name}: {counts.describe()}" for name, counts in self.conversations.items())
-        return f"Restored from {self.path}: {parts}." + (f" {skipped}" if skipped else "")
+        lines = [f"Restored from {self.path}: {parts}."]
+        # a file's settings decide where the next message goes and what the model is told:
+        # they are always named, and taken only when the user said so
+        for applied, head, tail in (
+            (False, "Settings saved in the file, not applied", " %chat restore --settings applies them."),
+            (True, "Settings from the file, now the conversation's", ""),
+        ):
+            named = [
+                f"{name}: {counts.describe_settings()}"
+                for name, counts in self.conversations.items()
+                if counts.offered and counts.applied is applied
+            ]
+            if named:
+                lines.append(f"{head}: {'; '.join(named)}.{tail}")
+        if skipped:  # last: after a line of settings, on a line of its own
+            lines[-1:] = [f"{lines[-1]} {skipped}"] if len(lines) == 1 else [lines[-1], skipped]
+        return "\n".join(lines)
 
 
-def restore(session: ChatSession, path: str | os.PathLike[str], *, log: Any = None) -> RestoreReport:
+def restore(
+    session: ChatSession, path: str | os.PathLike[str], *, log: Any = None, settings: bool = False
+) -> RestoreReport:
     """Merge the conversations saved in a notebook into the session's.
 
     Conversations the notebook does not mention are left alone. For each one it does:
 
     - Only the records of the notebook's newest epoch count: the older ones are from
       before a ``--new`` (or *New chat*).
-    - An empty conversation takes those exchanges, with their epoch, system prompt and
-      provider chain.
+    - An empty conversation takes those exchanges, with their epoch.
     - A conversation that holds exchanges keeps them all. If its epoch differs from
       the notebook's, it was started afresh (``--new``, *New chat*) and its newest
       exchange finished later, the notebook's records are from before that and are
@@ -353,6 +475,13 @@ def restore(session: ChatSession, path: str | os.PathLike[str], *, log: Any = No
       that differ, the one that finished later stays; the notebook's other exchanges
       are added. The merged history is ordered by place (``seq``), then time, and
       numbered afresh.
+
+    The provider chain and system prompt saved with a conversation are data from a file,
+    which may come from anyone: they are named in the report (``offered``) and become the
+    conversation's only with ``settings=True`` (``%chat restore --settings``). An empty
+    conversation, or one the notebook's started afresh after, takes them; one that merges
+    takes those it has none of its own of (no ``-p``, the default system prompt). A chain
+    naming a provider this kernel does not have is never taken.
 
     ``log``: a :class:`chatmagic.log.ExchangeLog` whose records of this notebook (panels'
     exchanges, which the notebook does not hold) are read after the notebook's own.
@@ -366,19 +495,48 @@ def restore(session: ChatSession, path: str | os.PathLike[str], *, log: Any = No
         # exchanges (its epoch, finished last) would pass for the newest records, as if the
         # notebook's were from before a --new
         held = _held(session)
-        for raw in log.records(notebook=os.fspath(path)):
-            checked = _check(raw) if isinstance(raw, dict) else None
-            if checked is None:
-                invalid += 1
-            elif _identity(checked.conversation, checked.exchange) not in held:
-                records.append(checked)
+        logged, bad = logged_exchanges(log, path)
+        invalid += bad
+        records += [s for s in logged if _identity(s.conversation, s.exchange) not in held]
     report = RestoreReport(path=os.fspath(path), invalid=invalid)
     by_name: dict[str, list[SavedExchange]] = {}
     for saved in records:
         by_name.setdefault(saved.conversation, []).append(saved)
     for name, group in by_name.items():
-        report.conversations[name] = _restore_one(session.conversation(name), group)
+        conv = session.conversation(name)
+        report.conversations[name] = _restore_one(conv, group, settings, session.default_system)
     return report
+
+
+def logged_exchanges(
+    log: Any, path: str | os.PathLike[str], conversation: str | None = None
+) -> tuple[list[SavedExchange], int]:
+    """The valid records the exchange log holds for a notebook, and how many were not valid."""
+    found: list[SavedExchange] = []
+    invalid = 0
+    for raw in log.records(notebook=os.fspath(path), conversation=conversation):
+        checked = _check(raw) if isinstance(raw, dict) else None
+        if checked is None:
+            invalid += 1
+        else:
+            found.append(checked)
+    return found, invalid
+
+
+def saved_before(exchanges: list[SavedExchange], key: str | None) -> int:
+    """How many exchanges of one conversation's records came before the exchange ``key``
+    (all of the newest epoch's when no record has that key): what a turn redoing it, or
+    going on after them, would be sent with."""
+    if not exchanges:
+        return 0
+    mine = [s for s in exchanges if key is not None and s.exchange.key == key]
+    if mine:
+        this = max(mine, key=lambda s: s.exchange.finished_at)
+        earlier = [s for s in exchanges if s.epoch == this.epoch and s.exchange.seq < this.exchange.seq]
+    else:
+        newest = max(exchanges, key=lambda s: s.exchange.finished_at)
+        earlier = [s for s in exchanges if s.epoch == newest.epoch]
+    return len(_unique(s.exchange for s in earlier))
 
 
 def _held(session: ChatSession) -> set[tuple[Any, ...]]:
@@ -397,7 +555,9 @@ def _identity(conversation: str, ex: Exchange) -> tuple[Any, ...]:
     return (conversation, ex.key, ex.finished_at)
 
 
-def _restore_one(conv: Conversation, records: list[SavedExchange]) -> ConversationRestore:
+def _restore_one(
+    conv: Conversation, records: list[SavedExchange], settings: bool, default_system: str | None
+) -> ConversationRestore:
     newest = max(records, key=lambda s: s.exchange.finished_at)
     older = _unique([s.exchange for s in records if s.epoch != newest.epoch])
     saved = _unique([s.exchange for s in records if s.epoch == newest.epoch])
@@ -409,11 +569,14 @@ def _restore_one(conv: Conversation, records: list[SavedExchange]) -> Conversati
             epoch = conv.epoch
             afresh = conv.started_afresh
         counts = ConversationRestore(older=len(older))
-        settings: dict[str, str | None] = {}
+        new_epoch: str | None = None
+        # "take": the file's settings are the conversation's from now on (it was empty, or
+        # the file's conversation started afresh after it); "fill": only those it lacks
+        how = "fill"
         if not held:
             merged = _in_order(saved)
             counts.added = len(saved)
-            settings = {"epoch": newest.epoch, "system": newest.system or "", "provider": newest.chain}
+            new_epoch, how = newest.epoch, "take"
         elif newest.epoch is None or newest.epoch == epoch:
             kept, added = _merge(held, saved, counts)
             merged = _in_order(kept + added)
@@ -427,21 +590,58 @@ def _restore_one(conv: Conversation, records: list[SavedExchange]) -> Conversati
             # their epoch
             kept, added = _merge(held, saved, counts)
             merged = _in_order(added) + _in_order(kept)
-            settings = {"epoch": newest.epoch}
+            new_epoch = newest.epoch
         else:
             # the notebook's conversation started afresh after the kernel's: it follows the
             # kernel's exchanges (the places of two epochs are not comparable) and goes on
-            # in its epoch, with its settings
+            # in its epoch
             kept, added = _merge(held, saved, counts)
             merged = _in_order(kept) + _in_order(added)
-            settings = {"epoch": newest.epoch, "system": newest.system or "", "provider": newest.chain}
+            new_epoch, how = newest.epoch, "take"
         merged = [ex if ex.seq == i else dataclasses.replace(ex, seq=i) for i, ex in enumerate(merged)]
         with conv.lock:
             unchanged = _same_list(conv.exchanges, held)
+            counts.offered = _offered(conv, newest, how, default_system)
         if unchanged:
-            if settings or not _same_list(merged, held):  # else nothing to tell the panels
-                conv.adopt(merged, **settings)
+            counts.unknown = _unknown_providers(counts.offered.get("provider"))
+            counts.applied = settings and bool(counts.offered)
+            fields = dict(counts.offered) if settings else {}
+            if counts.unknown:
+                fields.pop("provider", None)
+            if new_epoch is not None:
+                fields["epoch"] = new_epoch
+            if fields or not _same_list(merged, held):  # else nothing to tell the panels
+                conv.adopt(merged, **fields)
             return counts
+
+
+def _offered(
+    conv: Conversation, newest: SavedExchange, how: str, default_system: str | None
+) -> dict[str, str]:
+    """The settings the file saved that would change the conversation (see :func:`restore`)."""
+    offered: dict[str, str] = {}
+    if newest.system and newest.system != conv.system:
+        if how == "take" or conv.system in (None, default_system):
+            offered["system"] = newest.system
+    if newest.chain and newest.chain != _as_chain(conv.provider):
+        if how == "take" or conv.provider is None:
+            offered["provider"] = newest.chain
+    return offered
+
+
+def _as_chain(spec: str | None) -> str | None:
+    try:
+        return ",".join(parse_chain(spec)) if spec else None
+    except ConfigurationError:
+        return spec
+
+
+def _unknown_providers(chain: str | None) -> list[str]:
+    """The names of ``chain`` that are no provider of this kernel (nor an endpoint)."""
+    if not chain:
+        return []
+    known = {*provider_names(), *endpoint_names()}
+    return [name for name in parse_chain(chain) if name not in known]
 
 
 def _merge(

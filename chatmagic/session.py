@@ -471,6 +471,11 @@ class Turn:
         with self._cond:
             self.replayed = True
             self.notes.insert(0, "replayed: nothing was sent")
+            if self.code_to_cell:
+                # the saved reply is text from a file (perhaps someone else's notebook): its
+                # code goes into no new cell unless the user puts it there
+                self.code_to_cell = False
+                self.notes.append("its code was not put in a new cell: copy it from the reply to use it")
             self.provider, self.model = saved.provider, saved.model
             self._pieces[:] = [saved.assistant.content]
             self.size = len(saved.assistant.content)

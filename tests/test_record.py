@@ -83,14 +83,18 @@ def test_restore_after_restart_from_the_saved_notebook(tmp_path: Path) -> None:
         [
             "%load_ext chatmagic",
             "%chat sandbox",
-            f"%chat restore {saved}",
+            f"%chat restore --settings {saved}",  # my own notebook: its settings too
             "%%chat\nthird",
             "import chatmagic\nc = chatmagic.get_session().conversation('other')\nprint(len(c), c.system)",
         ],
         tmp_path / "second.ipynb",
     )
     restored = nb.cells[2].outputs[0]["text"]
-    assert restored.strip() == f"Restored from {saved}: default: 2 added; other: 1 added."
+    assert restored.strip() == (
+        f"Restored from {saved}: default: 2 added; other: 1 added.\n"
+        "Settings from the file, now the conversation's: default: provider opchatgpts; "
+        'other: system prompt "Sys prompt.".'
+    )
     third = nb.cells[3].outputs[-1]["data"]["text/plain"]
     assert third.startswith("[opchatgpts] You said: third\n\nEarlier messages: 4.")
     assert nb.cells[4].outputs[0]["text"] == "1 Sys prompt.\n"

@@ -108,7 +108,7 @@ def test_restore_adds_what_the_kernel_lacks_in_its_place(ip: Any, tmp_path: Path
         exchange_record(review, _exchange("r2", "a2", key=None, at=2.0)),
     )
 
-    report = restore(get_session(), path)
+    report = restore(get_session(), path, settings=True)
 
     assert _texts(conv) == [
         ("one", "first answer"),  # the kernel's is newer: kept
@@ -123,7 +123,11 @@ def test_restore_adds_what_the_kernel_lacks_in_its_place(ip: Any, tmp_path: Path
     restored = get_session().conversation("review")
     assert _texts(restored) == [("r1", "a1"), ("r2", "a2")]
     assert (restored.system, restored.provider, restored.epoch) == ("Review it.", "opchatgpts", review.epoch)
-    assert report.summary() == f"Restored from {path}: default: 2 added, 4 kept; review: 2 added."
+    assert report.summary() == (
+        f"Restored from {path}: default: 2 added, 4 kept; review: 2 added.\n"
+        "Settings from the file, now the conversation's: review: provider opchatgpts, "
+        'system prompt "Review it.".'
+    )
     # the conversation goes on in order, with everything in it
     assert "You said: six\n\nEarlier messages: 12." in reply(ip, "%%chat\nsix")
     assert [ex.seq for ex in conv.exchanges] == list(range(7))
@@ -190,8 +194,19 @@ def test_a_newer_notebook_of_another_epoch_follows_the_kernels_exchanges(ip: Any
 
     assert [u for u, _ in _texts(conv)] == ["one", "two", "three", "four", "n1", "n2"]
     assert [ex.seq for ex in conv.exchanges] == list(range(6))
+    # the file's system prompt is named, not taken: the user says so with --settings
+    assert (conv.epoch, conv.system) == (other.epoch, None)
+    assert report.summary() == (
+        f"Restored from {path}: default: 2 added, 4 kept.\n"
+        'Settings saved in the file, not applied: default: system prompt "Later system.". '
+        "%chat restore --settings applies them."
+    )
+    report = restore(get_session(), path, settings=True)
     assert (conv.epoch, conv.system) == (other.epoch, "Later system.")
-    assert report.summary() == f"Restored from {path}: default: 2 added, 4 kept."
+    assert report.summary() == (
+        f"Restored from {path}: default: 6 kept.\n"
+        'Settings from the file, now the conversation\'s: default: system prompt "Later system.".'
+    )
 
 
 def test_a_restarted_kernel_that_chatted_first_gets_the_notebook_before_its_own(
