@@ -29,6 +29,7 @@ from .options import TurnOptions, check_base_url, check_params, check_proxy, par
 from .present import HISTORY_LAST
 from .render import FORMATS, ReplyStream
 from .session import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS, TEXT_KEY_PREFIX, Turn
+from .unrestored import unrestored_message
 
 FIX_REQUEST = (
     "Explain briefly what caused this error, then give the corrected code in one Python code block, "
@@ -374,6 +375,10 @@ class ChatMagics(Magics):
     ) -> None:
         """Prepare, then show the dry run or run the turn: the one path of %%chat and %chat fix."""
         self._note_notebook()
+        if not args.new:  # never from an empty history while the notebook holds this one's
+            refused = unrestored_message(self.session, args.conversation, key)
+            if refused is not None:
+                raise UsageError(refused)
         turn = self.session.prepare(
             text, conversation=args.conversation, options=options, key=key, fresh=args.new
         )

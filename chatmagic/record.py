@@ -504,7 +504,8 @@ def restore(
         by_name.setdefault(saved.conversation, []).append(saved)
     for name, group in by_name.items():
         conv = session.conversation(name)
-        report.conversations[name] = _restore_one(conv, group, settings, session.default_system)
+        defaults = (session.default_system, session.default_provider)
+        report.conversations[name] = _restore_one(conv, group, settings, defaults)
     return report
 
 
@@ -556,7 +557,7 @@ def _identity(conversation: str, ex: Exchange) -> tuple[Any, ...]:
 
 
 def _restore_one(
-    conv: Conversation, records: list[SavedExchange], settings: bool, default_system: str | None
+    conv: Conversation, records: list[SavedExchange], settings: bool, defaults: tuple[str | None, str]
 ) -> ConversationRestore:
     newest = max(records, key=lambda s: s.exchange.finished_at)
     older = _unique([s.exchange for s in records if s.epoch != newest.epoch])
@@ -601,7 +602,7 @@ def _restore_one(
         merged = [ex if ex.seq == i else dataclasses.replace(ex, seq=i) for i, ex in enumerate(merged)]
         with conv.lock:
             unchanged = _same_list(conv.exchanges, held)
-            counts.offered = _offered(conv, newest, how, default_system)
+            counts.offered = _offered(conv, newest, how, defaults)
         if unchanged:
             counts.unknown = _unknown_providers(counts.offered.get("provider"))
             counts.applied = settings and bool(counts.offered)
@@ -616,14 +617,19 @@ def _restore_one(
 
 
 def _offered(
-    conv: Conversation, newest: SavedExchange, how: str, default_system: str | None
+    conv: Conversation, newest: SavedExchange, how: str, defaults: tuple[str | None, str]
 ) -> dict[str, str]:
-    """The settings the file saved that would change the conversation (see :func:`restore`)."""
+    """The settings the file saved that would change the conversation (see :func:`restore`).
+
+    ``defaults``: the session's system prompt and provider, which a conversation without
+    settings of its own has.
+    """
+    default_system, default_provider = defaults
     offered: dict[str, str] = {}
     if newest.system and newest.system != conv.system:
         if how == "take" or conv.system in (None, default_system):
             offered["system"] = newest.system
-    if newest.chain and newest.chain != _as_chain(conv.provider):
+    if newest.chain and newest.chain != _as_chain(conv.provider or default_provider):
         if how == "take" or conv.provider is None:
             offered["provider"] = newest.chain
     return offered

@@ -153,7 +153,13 @@ def test_restore_after_chatting_in_the_restarted_kernel(
     run_and_save(sandbox_thread, notebook, monkeypatch)
     kernel = NotebookKernel(sandbox_thread, notebook)
     try:
-        kernel.text("%%chat\nfifth, after the restart: egret")
+        # a cell is refused until restored (the notebook holds this conversation); a panel
+        # opened first chats from the kernel's empty history
+        assert "%chat restore brings them back" in kernel.text("%%chat\nfifth, after the restart: egret")
+        kernel.text(
+            "from chatmagic.panel import ChatPanel\npanel = ChatPanel()\n"
+            "panel.send('fifth, after the restart: egret').result(30); panel.wait(10)"
+        )
         assert "default: 4 added, 1 kept." in kernel.text("%chat restore")
         assert prompts_of(kernel) == [*PROMPTS, "fifth, after the restart: egret"]
         assert "default: 5 kept." in kernel.text("%chat restore")

@@ -267,3 +267,10 @@ def test_a_replayed_code_cell_inserts_nothing(
     reply(ip, "%%chat -f code\n[[reply]]```python\nprint(1)\n```", cell_id="c2")
     assert ip.rl_next_input == "print(1)"
     ip.rl_next_input = None
+
+
+def test_settings_that_change_nothing_are_not_named(ip: Any, user_default: None, tmp_path: Path) -> None:
+    # my own notebook, made with my default provider and no system prompt
+    path = _save(tmp_path / "mine.ipynb", _record("hello", "hi", seq=0, system=None, chain="ollama"))
+    result, io = run(ip, f"%chat restore {path}")
+    assert io.stdout.strip() == f"Restored from {path}: default: 1 added."
