@@ -54,7 +54,7 @@ def unrestored_message(session: ChatSession, conversation: str, key: str | None)
     one = missing == 1
     named = "" if conversation == DEFAULT_CONVERSATION else f" -c {conversation}"
     return (
-        f"This notebook holds {missing} earlier exchange{'' if one else 's'} of {conversation!r} "
+        f"This notebook holds {missing:,} earlier exchange{'' if one else 's'} of {conversation!r} "
         f"that this kernel does not (a restarted kernel starts empty): %chat restore brings "
         f"{'it' if one else 'them'} back; %%chat{named} --new starts the conversation afresh."
     )
