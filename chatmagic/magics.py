@@ -726,7 +726,8 @@ class ChatMagics(Magics):
         print(f"Default provider: {cls.name}, model {model}.")
 
     def _cmd_restore(self, args: Any) -> None:
-        from .record import current_notebook, restore
+        from .record import current_notebook
+        from .restore import restore
 
         path = args.notebook or current_notebook(self._user_ns())
         if path is None:

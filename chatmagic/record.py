@@ -3,8 +3,8 @@
 Each exchange a ``%%chat`` cell completes is written into the notebook itself, in the
 metadata of the cell's reply output (``metadata["chatmagic"]``): the conversation's
 name and system prompt, the prompt as sent, the reply, provider, model and timings.
-Saving the notebook saves the conversations; :func:`restore` rebuilds them from the
-saved file.
+Saving the notebook saves the conversations; :func:`chatmagic.restore.restore` rebuilds
+them from the saved file.
 
 A saved notebook is outside data: it may have been edited by hand, by another tool, or
 by another version of chatmagic. Every record is checked field by field before it
@@ -12,44 +12,35 @@ becomes an :class:`~chatmagic.session.Exchange`; a record with a missing or wron
 field is skipped and counted, never guessed at. Lone surrogates (``"\\ud800"`` escapes,
 which JSON allows and UTF-8 cannot encode) are replaced by U+FFFD.
 
-Restoring never discards an exchange the kernel holds: the notebook's exchanges are
-merged into the live conversation (see :func:`restore` for the rules).
+Rebuilding conversations from these records is :mod:`chatmagic.restore`'s job.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import json
 import math
 import os
 import stat
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._secrets import scrub
 from .errors import ConfigurationError
 from .options import parse_chain
-from .providers import provider_names
 from .providers._lines import valid_text
-from .providers.endpoints import endpoint_names
-from .session import DEFAULT_CONVERSATION, TEXT_KEY_PREFIX, ChatSession, Conversation, Exchange, Message
+from .session import DEFAULT_CONVERSATION, Conversation, Exchange, Message
 
 __all__ = [
-    "ConversationRestore",
-    "RestoreReport",
     "SavedExchange",
+    "check_record",
     "current_notebook",
     "exchange_metadata",
     "exchange_record",
     "export",
     "log_metadata",
-    "logged_exchanges",
     "read_notebook",
-    "restore",
-    "saved_before",
     "saved_exchanges",
     "to_json",
     "to_markdown",
@@ -185,7 +176,7 @@ def saved_exchanges(nb: Mapping[str, Any]) -> tuple[list[SavedExchange], int]:
     found: list[SavedExchange] = []
     invalid = 0
     for raw in _raw_records(nb):
-        saved = _check(raw) if isinstance(raw, dict) else None
+        saved = check_record(raw) if isinstance(raw, dict) else None
         if saved is None:
             invalid += 1
         else:
@@ -261,7 +252,7 @@ def _optional(record: Mapping[str, Any], name: str, kind: type, default: Any = N
     return valid_text(value) if isinstance(value, str) else value
 
 
-def _check(record: Mapping[str, Any]) -> SavedExchange | None:
+def check_record(record: Mapping[str, Any]) -> SavedExchange | None:
     """The record as a SavedExchange, or None if any field is missing or of the wrong type."""
     if not isinstance(record.get("user"), str) or not isinstance(record.get("assistant"), str):
         return None
@@ -350,409 +341,6 @@ def _chain(chain: Any) -> Any:
         return ",".join(parse_chain(chain))
     except ConfigurationError:
         return _BAD
-
-
-# -- restoring ------------------------------------------------------------------------
-
-
-@dataclass
-class ConversationRestore:
-    """What restoring did to one conversation."""
-
-    #: the notebook's exchanges that the conversation did not hold
-    added: int = 0
-    #: the conversation's exchanges replaced by a newer version saved in the notebook
-    replaced: int = 0
-    #: the conversation's exchanges kept as they were
-    kept: int = 0
-    #: the notebook's exchanges left out: from before a --new (an older epoch)
-    older: int = 0
-    #: settings the file saved for the conversation that differ from what it has:
-    #: ``provider`` (a chain) and ``system`` (a system prompt)
-    offered: dict[str, str] = field(default_factory=dict)
-    #: the offered settings were made the conversation's (``%chat restore --settings``)
-    applied: bool = False
-    #: provider names of the offered chain that this kernel does not have: never applied
-    unknown: list[str] = field(default_factory=list)
-
-    def describe(self) -> str:
-        parts = [
-            f"{n} {what}"
-            for n, what in (
-                (self.added, "added"),
-                (self.replaced, "replaced"),
-                (self.kept, "kept"),
-                (self.older, "from before a --new skipped"),
-            )
-            if n
-        ]
-        return ", ".join(parts) or "nothing to restore"
-
-    def describe_settings(self) -> str:
-        """The offered settings as a user reads them: the chain, the system prompt shortened."""
-        parts = []
-        if "provider" in self.offered:
-            chain = self.offered["provider"]
-            if self.unknown:
-                missing = ", ".join(self.unknown)
-                parts.append(f"provider {chain} (not applied: no provider named {missing} here)")
-            else:
-                parts.append(f"provider {chain}")
-        if "system" in self.offered:
-            parts.append(f"system prompt {_shown(self.offered['system'])}")
-        return ", ".join(parts)
-
-
-#: how much of a saved system prompt the restore summary shows
-SHOWN_SYSTEM_CHARS = 80
-
-
-def _shown(text: str) -> str:
-    """A saved text on one line, quoted, its secrets out, cut visibly when long."""
-    one_line = " ".join(scrub(text).split())
-    if len(one_line) <= SHOWN_SYSTEM_CHARS:
-        return f'"{one_line}"'
-    return f'"{one_line[:SHOWN_SYSTEM_CHARS]}…" ({len(text):,} characters)'
-
-
-@dataclass
-class RestoreReport:
-    """What :func:`restore` did; ``summary()`` says it in a sentence or two."""
-
-    path: str
-    conversations: dict[str, ConversationRestore] = field(default_factory=dict)
-    #: saved records (or parts of the notebook) skipped because they were not valid
-    invalid: int = 0
-
-    def summary(self) -> str:
-        skipped = ""
-        if self.invalid:
-            one = self.invalid == 1
-            skipped = (
-                f"Skipped {self.invalid} saved record{'' if one else 's'} "
-                f"that {'was' if one else 'were'} not valid."
-            )
-        if not self.conversations:
-            if skipped:
-                return f"No chatmagic exchange could be restored from {self.path}. {skipped}"
-            return f"No chatmagic exchanges are saved in {self.path}: run %%chat cells and save the notebook."
-        parts = "; ".join(f"{name}: {counts.describe()}" for name, counts in self.conversations.items())
-        lines = [f"Restored from {self.path}: {parts}."]
-        # a file's settings decide where the next message goes and what the model is told:
-        # they are always named, and taken only when the user said so
-        for applied, head, tail in (
-            (False, "Settings saved in the file, not applied", " %chat restore --settings applies them."),
-            (True, "Settings from the file, now the conversation's", ""),
-        ):
-            named = [
-                f"{name}: {counts.describe_settings()}"
-                for name, counts in self.conversations.items()
-                if counts.offered and counts.applied is applied
-            ]
-            if named:
-                lines.append(f"{head}: {'; '.join(named)}.{tail}")
-        if skipped:  # last: after a line of settings, on a line of its own
-            lines[-1:] = [f"{lines[-1]} {skipped}"] if len(lines) == 1 else [lines[-1], skipped]
-        return "\n".join(lines)
-
-
-def restore(
-    session: ChatSession, path: str | os.PathLike[str], *, log: Any = None, settings: bool = False
-) -> RestoreReport:
-    """Merge the conversations saved in a notebook into the session's.
-
-    Conversations the notebook does not mention are left alone. For each one it does:
-
-    - Only the records of the notebook's newest epoch count: the older ones are from
-      before a ``--new`` (or *New chat*).
-    - An empty conversation takes those exchanges, with their epoch.
-    - A conversation that holds exchanges keeps them all. If its epoch differs from
-      the notebook's, it was started afresh (``--new``, *New chat*) and its newest
-      exchange finished later, the notebook's records are from before that and are
-      skipped; if it was not started afresh (a restarted kernel that chatted before
-      restoring), the notebook's exchanges go first. Otherwise the two are merged: an exchange
-      is matched by its key (or, without one, by its prompt and reply); of two versions
-      that differ, the one that finished later stays; the notebook's other exchanges
-      are added. The merged history is ordered by place (``seq``), then time, and
-      numbered afresh.
-
-    The provider chain and system prompt saved with a conversation are data from a file,
-    which may come from anyone: they are named in the report (``offered``) and become the
-    conversation's only with ``settings=True`` (``%chat restore --settings``). An empty
-    conversation, or one the notebook's started afresh after, takes them; one that merges
-    takes those it has none of its own of (no ``-p``, the default system prompt). A chain
-    naming a provider this kernel does not have is never taken.
-
-    ``log``: a :class:`chatmagic.log.ExchangeLog` whose records of this notebook (panels'
-    exchanges, which the notebook does not hold) are read after the notebook's own.
-
-    Raises ConfigurationError when the file cannot be read as a notebook.
-    """
-    records, invalid = saved_exchanges(read_notebook(path))
-    if log is not None:
-        # the local log holds what the notebook cannot: the panels' exchanges. Its copies of
-        # what this kernel holds are left out: they add nothing, and a restarted kernel's own
-        # exchanges (its epoch, finished last) would pass for the newest records, as if the
-        # notebook's were from before a --new
-        held = _held(session)
-        logged, bad = logged_exchanges(log, path)
-        invalid += bad
-        records += [s for s in logged if _identity(s.conversation, s.exchange) not in held]
-    report = RestoreReport(path=os.fspath(path), invalid=invalid)
-    by_name: dict[str, list[SavedExchange]] = {}
-    for saved in records:
-        by_name.setdefault(saved.conversation, []).append(saved)
-    for name, group in by_name.items():
-        conv = session.conversation(name)
-        defaults = (session.default_system, session.default_provider)
-        report.conversations[name] = _restore_one(conv, group, settings, defaults)
-    return report
-
-
-def logged_exchanges(
-    log: Any, path: str | os.PathLike[str], conversation: str | None = None
-) -> tuple[list[SavedExchange], int]:
-    """The valid records the exchange log holds for a notebook, and how many were not valid."""
-    found: list[SavedExchange] = []
-    invalid = 0
-    for raw in log.records(notebook=os.fspath(path), conversation=conversation):
-        checked = _check(raw) if isinstance(raw, dict) else None
-        if checked is None:
-            invalid += 1
-        else:
-            found.append(checked)
-    return found, invalid
-
-
-def saved_before(exchanges: list[SavedExchange], key: str | None) -> int:
-    """How many exchanges of one conversation's records came before the exchange ``key``
-    (all of the newest epoch's when no record has that key): what a turn redoing it, or
-    going on after them, would be sent with."""
-    if not exchanges:
-        return 0
-    mine = [s for s in exchanges if key is not None and s.exchange.key == key]
-    if mine:
-        this = max(mine, key=lambda s: s.exchange.finished_at)
-        earlier = [s for s in exchanges if s.epoch == this.epoch and s.exchange.seq < this.exchange.seq]
-    else:
-        newest = max(exchanges, key=lambda s: s.exchange.finished_at)
-        earlier = [s for s in exchanges if s.epoch == newest.epoch]
-    return len(_unique(s.exchange for s in earlier))
-
-
-def _held(session: ChatSession) -> set[tuple[Any, ...]]:
-    """Each exchange the session's conversations hold, as :func:`_identity` names it."""
-    held: set[tuple[Any, ...]] = set()
-    for conv in session:
-        with conv.lock:
-            held.update(_identity(conv.name, ex) for ex in conv.exchanges)
-    return held
-
-
-def _identity(conversation: str, ex: Exchange) -> tuple[Any, ...]:
-    # this version of this exchange, wherever it stands now: a restore moves a restarted
-    # kernel's exchanges after the notebook's, into the notebook's epoch, and the log still
-    # has them in their first place
-    return (conversation, ex.key, ex.finished_at)
-
-
-def _restore_one(
-    conv: Conversation, records: list[SavedExchange], settings: bool, defaults: tuple[str | None, str]
-) -> ConversationRestore:
-    newest = max(records, key=lambda s: s.exchange.finished_at)
-    older = _unique([s.exchange for s in records if s.epoch != newest.epoch])
-    saved = _unique([s.exchange for s in records if s.epoch == newest.epoch])
-    # the merge is worked out from a snapshot and installed only if no turn ended meanwhile
-    # (holding the lock across adopt() would call listeners, the panels, under it)
-    while True:
-        with conv.lock:
-            held = list(conv.exchanges)
-            epoch = conv.epoch
-            afresh = conv.started_afresh
-        counts = ConversationRestore(older=len(older))
-        new_epoch: str | None = None
-        # "take": the file's settings are the conversation's from now on (it was empty, or
-        # the file's conversation started afresh after it); "fill": only those it lacks
-        how = "fill"
-        if not held:
-            merged = _in_order(saved)
-            counts.added = len(saved)
-            new_epoch, how = newest.epoch, "take"
-        elif newest.epoch is None or newest.epoch == epoch:
-            kept, added = _merge(held, saved, counts)
-            merged = _in_order(kept + added)
-        elif max(ex.finished_at for ex in held) > newest.exchange.finished_at and afresh:
-            counts.older += len(saved)
-            counts.kept = len(held)
-            return counts
-        elif max(ex.finished_at for ex in held) > newest.exchange.finished_at:
-            # a restarted kernel chatted before restoring: its epoch is only its first, not a
-            # --new. The notebook's exchanges come first and the conversation goes on in
-            # their epoch
-            kept, added = _merge(held, saved, counts)
-            merged = _in_order(added) + _in_order(kept)
-            new_epoch = newest.epoch
-        else:
-            # the notebook's conversation started afresh after the kernel's: it follows the
-            # kernel's exchanges (the places of two epochs are not comparable) and goes on
-            # in its epoch
-            kept, added = _merge(held, saved, counts)
-            merged = _in_order(kept) + _in_order(added)
-            new_epoch, how = newest.epoch, "take"
-        merged = [ex if ex.seq == i else dataclasses.replace(ex, seq=i) for i, ex in enumerate(merged)]
-        with conv.lock:
-            unchanged = _same_list(conv.exchanges, held)
-            counts.offered = _offered(conv, newest, how, defaults)
-        if unchanged:
-            counts.unknown = _unknown_providers(counts.offered.get("provider"))
-            counts.applied = settings and bool(counts.offered)
-            fields = dict(counts.offered) if settings else {}
-            if counts.unknown:
-                fields.pop("provider", None)
-            if new_epoch is not None:
-                fields["epoch"] = new_epoch
-            if fields or not _same_list(merged, held):  # else nothing to tell the panels
-                conv.adopt(merged, **fields)
-            return counts
-
-
-def _offered(
-    conv: Conversation, newest: SavedExchange, how: str, defaults: tuple[str | None, str]
-) -> dict[str, str]:
-    """The settings the file saved that would change the conversation (see :func:`restore`).
-
-    ``defaults``: the session's system prompt and provider, which a conversation without
-    settings of its own has.
-    """
-    default_system, default_provider = defaults
-    offered: dict[str, str] = {}
-    if newest.system and newest.system != conv.system:
-        if how == "take" or conv.system in (None, default_system):
-            offered["system"] = newest.system
-    if newest.chain and newest.chain != _as_chain(conv.provider or default_provider):
-        if how == "take" or conv.provider is None:
-            offered["provider"] = newest.chain
-    return offered
-
-
-def _as_chain(spec: str | None) -> str | None:
-    try:
-        return ",".join(parse_chain(spec)) if spec else None
-    except ConfigurationError:
-        return spec
-
-
-def _unknown_providers(chain: str | None) -> list[str]:
-    """The names of ``chain`` that are no provider of this kernel (nor an endpoint)."""
-    if not chain:
-        return []
-    known = {*provider_names(), *endpoint_names()}
-    return [name for name in parse_chain(chain) if name not in known]
-
-
-def _merge(
-    held: list[Exchange], saved: list[Exchange], counts: ConversationRestore
-) -> tuple[list[Exchange], list[Exchange]]:
-    """The kernel's exchanges (with newer versions from the notebook) and those it lacked."""
-    kept = list(held)
-    added = []
-    place = {id(ex): i for i, ex in enumerate(held)}
-    for i, mine in _pair(held, saved):
-        theirs = saved[i]
-        if mine is None:
-            added.append(theirs)
-        elif theirs.finished_at > mine.finished_at:
-            # the newer version takes the place of the one it replaces, as a re-run does
-            kept[place[id(mine)]] = dataclasses.replace(theirs, seq=mine.seq)
-            counts.replaced += 1
-    counts.added = len(added)
-    counts.kept = len(held) - counts.replaced
-    return kept, added
-
-
-def _in_order(exchanges: list[Exchange]) -> list[Exchange]:
-    """In conversation order: by place (``seq``), then, for two in one place, by time."""
-    return sorted(exchanges, key=lambda ex: (ex.seq, ex.finished_at))
-
-
-def _pair(held: list[Exchange], saved: list[Exchange]) -> Iterator[tuple[int, Exchange | None]]:
-    """Each saved exchange's index with the held exchange it is a version of (or None).
-
-    A cell's exchange matches by its cell key. The others can be asked more than once
-    in one conversation: a panel's (no key) match by prompt and reply, those keyed by a
-    cell's text by that key; of several candidates, an identical one is the match, else
-    the one in the same place (``seq``). A cell's text asked again takes the key from
-    the earlier exchange (ChatSession.start), whose record in the notebook still has it:
-    that record matches the keyless exchange with everything else the same. Any other is
-    a different exchange, never one to replace: a merge may keep a duplicate, but must
-    not lose an exchange.
-    """
-    candidates: dict[tuple[str, ...], list[Exchange]] = {}
-    for ex in held:
-        candidates.setdefault(_match_id(ex), []).append(ex)
-
-    def group(ex: Exchange, by_text: bool = False) -> list[Exchange]:
-        return candidates.get(_match_id(ex, by_text=by_text), [])
-
-    mates: dict[int, Exchange | None] = {}
-    for i, ex in enumerate(saved):
-        mates[i] = _take(group(ex), ex, "same")
-    for i, ex in enumerate(saved):
-        if mates[i] is None:
-            mates[i] = _take(group(ex), ex, "any" if _is_cell_key(ex.key) else "place")
-    for i, ex in enumerate(saved):
-        if mates[i] is None and ex.key is not None and not _is_cell_key(ex.key):
-            mates[i] = _take(group(ex, by_text=True), ex, "same but key")
-    return iter(mates.items())
-
-
-def _take(group: list[Exchange], ex: Exchange, how: str) -> Exchange | None:
-    """Remove and return the first of ``group`` that is ``ex`` (``how``), or None."""
-    for n, other in enumerate(group):
-        if (
-            how == "any"
-            or (how == "place" and other.seq == ex.seq)
-            or (how == "same" and _same(other, ex))
-            or (how == "same but key" and _same(other, ex, but=("seq", "key")))
-        ):
-            return group.pop(n)
-    return None
-
-
-def _unique(exchanges: Iterable[Exchange]) -> list[Exchange]:
-    """One version of each exchange saved more than once (a re-run, two panels): the newest.
-
-    The same exchange has the same cell key or, without one, the same key or text and
-    the same place.
-    """
-    newest: dict[tuple[Any, ...], Exchange] = {}
-    for ex in exchanges:
-        ident = _match_id(ex) if _is_cell_key(ex.key) else (*_match_id(ex), ex.seq)
-        old = newest.get(ident)
-        if old is None or ex.finished_at >= old.finished_at:
-            newest[ident] = ex
-    return list(newest.values())
-
-
-def _is_cell_key(key: str | None) -> bool:
-    """A key that one exchange of a conversation holds at most (a cell's id)."""
-    return key is not None and not key.startswith(TEXT_KEY_PREFIX)
-
-
-def _match_id(ex: Exchange, *, by_text: bool = False) -> tuple[str, ...]:
-    if ex.key is not None and not by_text:
-        return ("key", ex.key)
-    return ("text", ex.user.content, ex.assistant.content)
-
-
-def _same(a: Exchange, b: Exchange, *, but: tuple[str, ...] = ("seq",)) -> bool:
-    """The same version of an exchange (as saved), wherever it stands."""
-    mine, theirs = a.to_dict(), b.to_dict()
-    return all(mine[name] == theirs.get(name) for name in mine if name not in but)
-
-
-def _same_list(a: list[Exchange], b: list[Exchange]) -> bool:
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
 # -- exporting ------------------------------------------------------------------------

@@ -7,7 +7,7 @@ said, and nothing would say so. So the first turn of such a conversation is refu
 one line that names ``%chat restore`` (and ``--new``, to start afresh on purpose).
 
 Refused rather than restored by itself: the notebook may be one someone sent. Restoring
-is the user's act (``%chat restore``), and its report names what the file holds; a turn
+is the user's act (``%chat restore``, :mod:`chatmagic.restore`), and its report names what the file holds; a turn
 that restored by itself would make a stranger's history (and tempt one to make its
 settings) the conversation's without the user seeing it.
 
@@ -22,7 +22,8 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import ConfigurationError
-from .record import logged_exchanges, read_notebook, saved_before, saved_exchanges
+from .record import read_notebook, saved_exchanges
+from .restore import logged_exchanges, saved_before
 from .session import DEFAULT_CONVERSATION, ChatSession
 
 __all__ = ["unrestored_message"]

@@ -13,6 +13,7 @@ from nbclient import NotebookClient
 from chatmagic import record as chatrecord
 from chatmagic._state import get_session
 from chatmagic.errors import ConfigurationError
+from chatmagic.restore import restore
 
 from .test_magics import reply, run
 
@@ -337,10 +338,10 @@ def test_restore_skips_what_is_not_valid_and_everything_works_after(
     session = get_session()
     if skipped < 0:
         with pytest.raises(ConfigurationError, match="nb.ipynb"):
-            chatrecord.restore(session, path)
+            restore(session, path)
         assert not session.conversations
     else:
-        report = chatrecord.restore(session, path)
+        report = restore(session, path)
         assert report.invalid == skipped
         assert sum(len(conv) for conv in session) == valid
         summary = report.summary()

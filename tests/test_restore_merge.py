@@ -9,7 +9,8 @@ import nbformat
 import pytest
 
 from chatmagic._state import get_session
-from chatmagic.record import exchange_record, restore
+from chatmagic.record import exchange_record
+from chatmagic.restore import restore
 from chatmagic.session import TEXT_KEY_PREFIX, Conversation, Exchange, Message
 
 from .test_magics import reply, run
