@@ -73,27 +73,36 @@ class ConversationRestore:
         """The offered settings as a user reads them: the chain, the system prompt shortened."""
         parts = []
         if "provider" in self.offered:
-            chain = self.offered["provider"]
+            chain = _plain(self.offered["provider"], SHOWN_CHAIN_CHARS)
             if self.unknown:
-                missing = ", ".join(self.unknown)
+                missing = _plain(", ".join(self.unknown), SHOWN_CHAIN_CHARS)
                 parts.append(f"provider {chain} (not applied: no provider named {missing} here)")
             else:
                 parts.append(f"provider {chain}")
         if "system" in self.offered:
-            parts.append(f"system prompt {_shown(self.offered['system'])}")
+            system = self.offered["system"]
+            shown = _plain(system, SHOWN_SYSTEM_CHARS)
+            cut = f" ({len(system):,} characters)" if shown.endswith("…") else ""
+            parts.append(f'system prompt "{shown}"{cut}')
         return ", ".join(parts)
 
 
-#: how much of a saved system prompt the restore summary shows
+def _name(conversation: str) -> str:
+    return _plain(conversation, SHOWN_NAME_CHARS) or repr(conversation)
+
+
+#: how much of a saved system prompt, and of a chain, the restore summary shows
 SHOWN_SYSTEM_CHARS = 80
+SHOWN_CHAIN_CHARS = 60
+SHOWN_NAME_CHARS = 40
 
 
-def _shown(text: str) -> str:
-    """A saved text on one line, quoted, its secrets out, cut visibly when long."""
-    one_line = " ".join(scrub(text).split())
-    if len(one_line) <= SHOWN_SYSTEM_CHARS:
-        return f'"{one_line}"'
-    return f'"{one_line[:SHOWN_SYSTEM_CHARS]}…" ({len(text):,} characters)'
+def _plain(text: str, limit: int) -> str:
+    """Text from a file as one printable line (control, escape and bidi characters are
+    blanks), its secrets out, cut visibly at ``limit`` characters."""
+    printable = "".join(ch if ch.isprintable() else " " for ch in scrub(text))
+    one_line = " ".join(printable.split())
+    return one_line if len(one_line) <= limit else one_line[:limit] + "…"
 
 
 @dataclass
@@ -117,7 +126,9 @@ class RestoreReport:
             if skipped:
                 return f"No chatmagic exchange could be restored from {self.path}. {skipped}"
             return f"No chatmagic exchanges are saved in {self.path}: run %%chat cells and save the notebook."
-        parts = "; ".join(f"{name}: {counts.describe()}" for name, counts in self.conversations.items())
+        parts = "; ".join(
+            f"{_name(name)}: {counts.describe()}" for name, counts in self.conversations.items()
+        )
         lines = [f"Restored from {self.path}: {parts}."]
         # a file's settings decide where the next message goes and what the model is told:
         # they are always named, and taken only when the user said so
@@ -126,7 +137,7 @@ class RestoreReport:
             (True, "Settings from the file, now the conversation's", ""),
         ):
             named = [
-                f"{name}: {counts.describe_settings()}"
+                f"{_name(name)}: {counts.describe_settings()}"
                 for name, counts in self.conversations.items()
                 if counts.offered and counts.applied is applied
             ]

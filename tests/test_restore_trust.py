@@ -274,3 +274,25 @@ def test_settings_that_change_nothing_are_not_named(ip: Any, user_default: None,
     path = _save(tmp_path / "mine.ipynb", _record("hello", "hi", seq=0, system=None, chain="ollama"))
     result, io = run(ip, f"%chat restore {path}")
     assert io.stdout.strip() == f"Restored from {path}: default: 1 added."
+
+
+def test_the_summary_shows_what_the_file_says_as_plain_bounded_text(
+    ip: Any, user_default: None, tmp_path: Path
+) -> None:
+    system = "\x1b[2J\x1b[8mhidden\u202eevil\nsecond line " + "x" * 5000
+    chain = ",".join(["nosuch"] * 5000)
+    path = _save(
+        tmp_path / "sent.ipynb",
+        _record(
+            "hello", "hi", seq=0, system=system, chain=chain, conversation="\x1b[31mred\u202e" + "n" * 500
+        ),
+    )
+    result, io = run(ip, f"%chat restore --settings {path}")
+    assert result.error_in_exec is None
+    out = io.stdout
+    assert "\x1b" not in out and "\u202e" not in out
+    assert len(out) < 800, out
+    assert "[2J [8mhidden evil second line xxx" in out and f"({len(system):,} characters)" in out
+    assert "(not applied: no provider named nosuch, nosuch" in out
+    conv = get_session().conversation("\x1b[31mred\u202e" + "n" * 500)
+    assert conv.provider is None and conv.system == system  # the user said --settings
