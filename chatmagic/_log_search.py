@@ -45,7 +45,8 @@ def newest_matches(conn: sqlite3.Connection, query: str, limit: int) -> list[tup
             return _sorted(conn, query, limit)
         if late:
             rows += _rows_of(conn, query, late)
-            rows.sort(key=lambda row: (_seconds(row[1]), row[0]), reverse=True)
+    # every match, or every one that can be among the newest: by time, as the listing promises
+    rows.sort(key=lambda row: (_seconds(row[1]), row[0]), reverse=True)
     return [row[1:] for row in rows[:limit]]
 
 
