@@ -9,8 +9,11 @@ finished one second apart, in id order, as a kernel logs them.
 
 Each query runs ``--repeat`` times through ``ExchangeLog.search`` (limit 20, as
 ``%chat log``), median and max; then the query main had (dc00e9b: sort every match by time,
-a snippet each) once, for comparison. Then one old exchange is given the newest time (a
-clock set back: the log is out of order) and the queries run again: the exact, slower path.
+a snippet each) once, for comparison, and whether both list the same exchanges and
+snippets. Then the log is put out of order and the queries run again: one old exchange
+given the newest time (it is taken in), then 2,001 (past ``_MOST_OUT_OF_ORDER``: every
+match is sorted by time, without snippets). Last, how long rebuilding the full-text index
+from the rows takes (``'rebuild'``: what building it for an existing log would cost).
 
     .venv/bin/python bench/log_search.py [--exchanges 100000] [--repeat 5] [--no-old]
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -31,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _reply_text import markdown_reply  # noqa: E402
 
-from chatmagic.log import ExchangeLog  # noqa: E402
+from chatmagic.log import ExchangeLog, _match_query  # noqa: E402
 
 QUERIES = (
     "filler text",  # common words: in most prompts
@@ -77,40 +81,40 @@ def build(path: Path, count: int) -> float:
     return time.perf_counter() - start
 
 
-def timed(log: ExchangeLog, text: str, repeat: int) -> tuple[list[float], int]:
-    times, found = [], 0
+def timed(log: ExchangeLog, text: str, repeat: int) -> tuple[list[float], list[tuple[float, str]]]:
+    times, found = [], []
     for _ in range(repeat):
         start = time.perf_counter()
-        found = len(log.search(text, limit=20))
+        found = [(entry.when, entry.snippet) for entry in log.search(text, limit=20)]
         times.append(time.perf_counter() - start)
     return times, found
 
 
-def old_time(path: Path, text: str) -> float:
-    import sqlite3
-
-    from chatmagic.log import _match_query
-
+def old_search(path: Path, text: str) -> tuple[float, list[tuple[float, str]]]:
+    """main's query: its time, and what it lists (time and snippet of each)."""
     query = _match_query(text)
     conn = sqlite3.connect(path)
     try:
         start = time.perf_counter()
-        if query is not None:
-            conn.execute(_OLD_SQL, (query, 20)).fetchall()
-        return time.perf_counter() - start
+        rows = conn.execute(_OLD_SQL, (query, 20)).fetchall() if query is not None else []
+        return time.perf_counter() - start, [(row[0], " ".join(row[6].split())) for row in rows]
     finally:
         conn.close()
 
 
 def table(path: Path, repeat: int, old: bool) -> None:
-    print(f"{'query':<26} {'found':>5} {'median s':>9} {'max s':>7}" + ("  main (dc00e9b) s" if old else ""))
+    print(
+        f"{'query':<36} {'found':>5} {'median s':>9} {'max s':>7}"
+        + ("  main (dc00e9b) s  same list" if old else "")
+    )
     with ExchangeLog(path) as log:
         log.search("warm up")
         for text in QUERIES:
             times, found = timed(log, text, repeat)
-            line = f"{text!r:<26} {found:>5} {statistics.median(times):>9.3f} {max(times):>7.3f}"
+            line = f"{text!r:<36} {len(found):>5} {statistics.median(times):>9.3f} {max(times):>7.3f}"
             if old:
-                line += f"  {old_time(path, text):>17.3f}"
+                seconds, listed = old_search(path, text)
+                line += f"  {seconds:>17.3f}  {'yes' if listed == found else 'NO'}"
             print(line)
 
 
@@ -134,8 +138,17 @@ def main() -> None:
             conn = log._connection(create=False)  # noqa: SLF001 - a clock set back
             assert conn is not None
             conn.execute("UPDATE exchanges SET finished_at = ? WHERE id = 1000", (_T0 + 10 * args.exchanges,))
-        print("\nOut of order (exchange 1000 given the newest time):")
-        table(path, args.repeat, False)
+        print("\nA few out of order (exchange 1000 given the newest time):")
+        table(path, args.repeat, args.old)
+        with ExchangeLog(path) as log:
+            conn = log._connection(create=False)  # noqa: SLF001 - a clock set back for a while
+            assert conn is not None
+            conn.execute(
+                "UPDATE exchanges SET finished_at = finished_at + ? WHERE id BETWEEN 2000 AND 4000",
+                (args.exchanges,),
+            )
+        print("\nFar out of order (exchanges 2000-4000 later than all others: every match sorted):")
+        table(path, args.repeat, args.old)
         start = time.perf_counter()
         with ExchangeLog(path) as log:
             conn = log._connection(create=False)  # noqa: SLF001

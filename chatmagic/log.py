@@ -9,7 +9,8 @@ Each row holds the record exactly as :func:`chatmagic.record.exchange_record` ma
 (JSON, the notebook's format, so :mod:`chatmagic.record` checks it like a saved one) and
 a few columns to find it by: the notebook's path, the conversation, its epoch, the
 exchange's key and place, when it finished. The prompt and the reply are indexed for
-full-text search (FTS5).
+full-text search (FTS5); :mod:`chatmagic._log_search` finds the newest matches without
+sorting every one (``bench/log_search.py``).
 
 The log is a convenience, never a reason for chat to fail: constructing one touches no
 file (``%load_ext`` stays fast), the file and its folder are made on the first write,
