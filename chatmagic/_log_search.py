@@ -14,7 +14,7 @@ twenty took 5.7 s for common words on 100,000 exchanges (``bench/log_search.py``
 
 from __future__ import annotations
 
-import math
+import json
 import sqlite3
 from typing import Any
 
@@ -40,27 +40,26 @@ def newest_matches(conn: sqlite3.Connection, query: str, limit: int) -> list[tup
     # with the order FTS5 keeps (rowid) and a limit, it stops early and makes `limit` snippets
     rows = conn.execute(f"{_ROWS} ORDER BY exchanges_text.rowid DESC LIMIT ?", (query, limit)).fetchall()
     if len(rows) == limit:
-        late = _written_out_of_order(conn, [row[0] for row in rows])
+        late = _written_out_of_order(conn, rows)
         if late is None:
             return _sorted(conn, query, limit)
         if late:
             rows += _rows_of(conn, query, late)
     # every match, or every one that can be among the newest: by time, as the listing promises
-    rows.sort(key=lambda row: (_seconds(row[1]), row[0]), reverse=True)
+    rows.sort(key=lambda row: (_sqlite_order(row[1]), row[0]), reverse=True)
     return [row[1:] for row in rows[:limit]]
 
 
-def _written_out_of_order(conn: sqlite3.Connection, ids: list[int]) -> list[int] | None:
-    """The exchanges below ``ids`` that finished later than the oldest of them; None: too many.
+def _written_out_of_order(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[int] | None:
+    """The exchanges below ``rows`` that finished later than the oldest of them; None: too many.
 
-    Only those (where they match) can belong among the newest matches with ``ids``: none
+    Only those (where they match) can belong among the newest matches with ``rows``: none
     where the log is in order, a few after a clock was set back or two kernels wrote at once.
     """
-    # the earliest time in SQL, not Python: a time edited by hand into text still compares
+    earliest = min((row[1] for row in rows), key=_sqlite_order)
     late = conn.execute(
-        f"SELECT id FROM exchanges WHERE id < ? AND finished_at > (SELECT min(finished_at) FROM exchanges"
-        f" WHERE id IN ({','.join('?' * len(ids))})) LIMIT ?",
-        (min(ids), *ids, _MOST_OUT_OF_ORDER + 1),
+        "SELECT id FROM exchanges WHERE id < ? AND finished_at > ? LIMIT ?",
+        (min(row[0] for row in rows), earliest, _MOST_OUT_OF_ORDER + 1),
     ).fetchall()
     return None if len(late) > _MOST_OUT_OF_ORDER else [row[0] for row in late]
 
@@ -68,10 +67,12 @@ def _written_out_of_order(conn: sqlite3.Connection, ids: list[int]) -> list[int]
 def _rows_of(conn: sqlite3.Connection, query: str, ids: list[int]) -> list[tuple[Any, ...]]:
     """The rows of those of ``ids`` that match."""
     # the range lets FTS5 seek; the unary + keeps the list a filter (as a constraint, FTS5
-    # would run the whole query once per id: seconds for a prefix like ``t*``)
+    # would run the whole query once per id: seconds for a prefix like ``t*``); one JSON
+    # parameter, as ``-n 50000`` would pass SQLite's limit of parameters
     return conn.execute(
-        f"{_ROWS} AND exchanges_text.rowid BETWEEN ? AND ? AND +exchanges_text.rowid IN ({','.join('?' * len(ids))})",
-        (query, min(ids), max(ids), *ids),
+        f"{_ROWS} AND exchanges_text.rowid BETWEEN ? AND ?"
+        " AND +exchanges_text.rowid IN (SELECT value FROM json_each(?))",
+        (query, min(ids), max(ids), json.dumps(ids)),
     ).fetchall()
 
 
@@ -86,6 +87,10 @@ def _sorted(conn: sqlite3.Connection, query: str, limit: int) -> list[tuple[Any,
     return [row[1:] for row in sorted(rows, key=lambda row: order[row[0]])]
 
 
-def _seconds(value: Any) -> float:
-    # SQLite puts text after numbers; a time edited by hand into text sorts as the oldest here
-    return float(value) if isinstance(value, (int, float)) else -math.inf
+def _sqlite_order(value: Any) -> tuple[int, Any]:
+    """A key that sorts values as SQLite does: NULL, numbers, text, blobs (a time edited by hand)."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, (int, float)):
+        return (1, value)
+    return (2, value) if isinstance(value, str) else (3, bytes(value))

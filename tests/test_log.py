@@ -301,6 +301,24 @@ def test_search_lists_the_newest_matches_by_time_whatever_the_order_written(
     assert log.search("heron") and log.search(_SECRETS[0]) and not log.search("zebra")
 
 
+@pytest.mark.parametrize("order", ["in order", "shuffled"])
+def test_a_long_listing_and_a_time_edited_by_hand(log: ExchangeLog, order: str) -> None:
+    _random_log(log, order, count=120)
+    conn = log._conn  # noqa: SLF001 - a hand edit, and SQLite's limit of parameters made small
+    assert conn is not None
+    conn.execute("UPDATE exchanges SET finished_at = 'yesterday' WHERE id = 3")
+    # `-n 50000` on a large log passes the default limit (32,766) the way 30 passes this one
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 10)
+    reference = sqlite3.connect(log.path)
+    for text in ("the", "t*", "the a of data"):
+        query = chatmagic.log._match_query(text)
+        assert query is not None
+        expected = [row[:2] for row in reference.execute(_SORT_EVERY_MATCH, (query, 30))]
+        assert [(e.when, e.user) for e in log.search(text, limit=30)] == expected, text
+    reference.close()
+    assert log.search("the", limit=30)[0].when == "yesterday"  # SQLite sorts text after numbers
+
+
 def test_search_work_does_not_grow_with_the_log(log: ExchangeLog) -> None:
     """The newest 20 of 3,000 matches cost what the newest 20 of 300 do (main sorted them all).
 
