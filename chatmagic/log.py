@@ -9,7 +9,8 @@ Each row holds the record exactly as :func:`chatmagic.record.exchange_record` ma
 (JSON, the notebook's format, so :mod:`chatmagic.record` checks it like a saved one) and
 a few columns to find it by: the notebook's path, the conversation, its epoch, the
 exchange's key and place, when it finished. The prompt and the reply are indexed for
-full-text search (FTS5).
+full-text search (FTS5); :mod:`chatmagic._log_search` finds the newest matches without
+sorting every one (``bench/log_search.py``).
 
 The log is a convenience, never a reason for chat to fail: constructing one touches no
 file (``%load_ext`` stays fast), the file and its folder are made on the first write,
@@ -29,10 +30,12 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ._log_search import ENTRY_COLUMNS, newest_matches
 
 __all__ = ["ExchangeLog", "LogEntry", "default_log_path", "format_entries"]
 
@@ -44,7 +47,6 @@ BUSY_TIMEOUT_S = 2.0
 #: the keys of exchanges made from a cell's text (chatmagic.session.TEXT_KEY_PREFIX): such a
 #: key names the exchange in one place only, as the same text asked again later is another one
 _TEXT_KEY_PREFIX = "text:"
-_MARK_START, _MARK_END = "«", "»"
 
 _SCHEMA = (
     """CREATE TABLE exchanges (
@@ -215,10 +217,9 @@ class ExchangeLog:
         """
         if limit <= 0:
             return []
-        columns = "e.finished_at, e.notebook, e.conversation, e.provider, e.model, substr(e.user, 1, 500)"
         if text is None or not text.strip():
             sql = (
-                f"SELECT {columns}, substr(e.assistant, 1, 500) FROM exchanges AS e"
+                f"SELECT {ENTRY_COLUMNS}, substr(e.assistant, 1, 500) FROM exchanges AS e"
                 " ORDER BY e.finished_at DESC, e.id DESC LIMIT ?"
             )
             rows = self._read(sql, [limit])
@@ -226,23 +227,21 @@ class ExchangeLog:
         query = _match_query(text)
         if query is None:  # nothing in the text that the index holds (punctuation only)
             return []
-        sql = (
-            f"SELECT {columns}, snippet(exchanges_text, -1, '{_MARK_START}', '{_MARK_END}', '…', 12)"
-            " FROM exchanges_text JOIN exchanges AS e ON e.id = exchanges_text.rowid"
-            " WHERE exchanges_text MATCH ? ORDER BY e.finished_at DESC, e.id DESC LIMIT ?"
-        )
-        rows = self._read(sql, [query, limit])
+        rows = self._reading(lambda conn: newest_matches(conn, query, limit))
         return [_entry(row, _one_line(row[6])) for row in rows]
 
     # -- the connection --------------------------------------------------------------
 
     def _read(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        return self._reading(lambda conn: conn.execute(sql, params).fetchall())
+
+    def _reading(self, read: Callable[[sqlite3.Connection], list[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
         try:
             with self._lock:
                 conn = self._connection(create=False)
                 if conn is None:  # nothing logged yet: no file to make
                     return []
-                return conn.execute(sql, params).fetchall()
+                return read(conn)
         except Exception as exc:  # noqa: BLE001 - a damaged log reads as an empty one
             self._trouble("read", exc)
             return []

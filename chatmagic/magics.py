@@ -600,7 +600,9 @@ class ChatMagics(Magics):
         try:
             words = shlex.split(line)
         except ValueError as exc:
-            raise UsageError(f"%chat: {exc} in: {redact(line)}") from None
+            if line.split()[:1] != ["log"]:
+                raise UsageError(f"%chat: {exc} in: {redact(line)}") from None
+            words = line.split()  # a search for "don't": its quote is text, as every quote there
         parser = _line_parser()
         if words and words[0].lower() not in _commands(parser):
             close = difflib.get_close_matches(words[0].lower(), _commands(parser), n=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import chatmagic._log_search
 import chatmagic.log
 from chatmagic.log import ExchangeLog, LogEntry, default_log_path, format_entries
 from chatmagic.record import exchange_record, log_metadata, saved_exchanges
@@ -235,6 +237,119 @@ def test_search_words_are_plain_text(log: ExchangeLog) -> None:
     assert len(log.search("(or AND)")) == 1
     assert len(log.search('"quoted"')) == 1
     assert log.search("OR pivot") == []
+
+
+#: main's query (dc00e9b): every match sorted by time, a snippet each; the reference for what
+#: the fast search must list
+_SORT_EVERY_MATCH = (
+    "SELECT e.finished_at, e.user, snippet(exchanges_text, -1, '«', '»', '…', 12)"
+    " FROM exchanges_text JOIN exchanges AS e ON e.id = exchanges_text.rowid"
+    " WHERE exchanges_text MATCH ? ORDER BY e.finished_at DESC, e.id DESC LIMIT ?"
+)
+_WORDS = "the a of data model filler text cache pivot table sales heron".split()
+_SECRETS = [
+    "sk-proj-Ab12Cd34Ef56Gh78",
+    "ghp_0123456789abcdefABCDEF",
+    "AKIAIOSFODNN7EXAMPLE",
+    "https://alice:pw@host/x",
+]
+
+
+def _random_log(log: ExchangeLog, order: str, count: int = 300) -> None:
+    rng = random.Random(16)
+    for i in range(count):
+        words = rng.choices(_WORDS, weights=[30, 30, 20, 10, 10, 8, 8, 5, 2, 2, 2, 1], k=12)
+        if i % 50 == 7:
+            words.append(_SECRETS[(i // 50) % len(_SECRETS)])
+        when = T0 + i // 2  # pairs at the same time: the id decides between them
+        if order == "a few late" and i % 97 == 5:
+            when = T0 + count  # written with a clock set ahead: newer than everything after it
+        elif order == "shuffled":
+            when = T0 + rng.randrange(count)
+        log.add(record(f"Q{i}: {' '.join(words[:6])}", " ".join(words), finished_at=when), notebook=None)
+
+
+@pytest.mark.parametrize("order", ["in order", "a few late", "shuffled"])
+@pytest.mark.parametrize("limit", [1, 5, 20, 1000])
+def test_search_lists_the_newest_matches_by_time_whatever_the_order_written(
+    log: ExchangeLog, monkeypatch: pytest.MonkeyPatch, order: str, limit: int
+) -> None:
+    # a few exchanges out of order are taken in; more than this, every match is sorted
+    monkeypatch.setattr(chatmagic._log_search, "_MOST_OUT_OF_ORDER", 8)
+    _random_log(log, order)
+    reference = sqlite3.connect(log.path)
+    queries = [
+        "the",  # in nearly every exchange
+        "the a of data",  # several common words
+        "filler text",
+        "heron",  # rare
+        '"pivot table"',  # quoted: both words, as before
+        "pivot? (table) AND -sales-",  # punctuation and operators: plain words
+        "t*",  # a prefix: the, table, text
+        "zebra",  # nothing
+        *_SECRETS,  # secret-shaped: plain text too
+    ]
+    for text in queries:
+        query = chatmagic.log._match_query(text)
+        assert query is not None
+        expected = reference.execute(_SORT_EVERY_MATCH, (query, limit)).fetchall()
+        found = log.search(text, limit=limit)
+        assert [(e.when, e.user, e.snippet) for e in found] == [
+            (when, user, " ".join(snippet.split())) for when, user, snippet in expected
+        ], text
+    reference.close()
+    assert log.search("heron") and log.search(_SECRETS[0]) and not log.search("zebra")
+
+
+@pytest.mark.parametrize("order", ["in order", "shuffled"])
+def test_a_long_listing_and_a_time_edited_by_hand(log: ExchangeLog, order: str) -> None:
+    _random_log(log, order, count=120)
+    conn = log._conn  # noqa: SLF001 - a hand edit, and SQLite's limit of parameters made small
+    assert conn is not None
+    conn.execute("UPDATE exchanges SET finished_at = 'yesterday' WHERE id = 3")
+    # `-n 50000` on a large log passes the default limit (32,766) the way 30 passes this one
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 10)
+    reference = sqlite3.connect(log.path)
+    for text in ("the", "t*", "the a of data"):
+        query = chatmagic.log._match_query(text)
+        assert query is not None
+        expected = [row[:2] for row in reference.execute(_SORT_EVERY_MATCH, (query, 30))]
+        assert [(e.when, e.user) for e in log.search(text, limit=30)] == expected, text
+    reference.close()
+    assert log.search("the", limit=30)[0].when == "yesterday"  # SQLite sorts text after numbers
+
+
+def test_search_work_does_not_grow_with_the_log(log: ExchangeLog) -> None:
+    """The newest 20 of 3,000 matches cost what the newest 20 of 300 do (main sorted them all).
+
+    Counted in SQLite's own steps (a progress handler every 100), not in seconds: main's
+    query took 120 for 300 exchanges, 1,173 for 3,000; this one 10-16 for both.
+    """
+
+    def steps(text: str) -> int:
+        conn = log._conn  # noqa: SLF001 - SQLite's count of the work a search does
+        assert conn is not None
+        counted = [0]
+
+        def count() -> int:
+            counted[0] += 1
+            return 0
+
+        conn.set_progress_handler(count, 100)
+        try:
+            assert len(log.search(text)) == 20
+        finally:
+            conn.set_progress_handler(None, 100)
+        return counted[0]
+
+    for i in range(300):
+        log.add(record(f"Q{i}: the filler text", "The answer, with the usual words."), notebook=None)
+    small = {text: steps(text) for text in ("the", "filler text", "t*")}
+    for i in range(300, 3000):
+        log.add(record(f"Q{i}: the filler text", "The answer, with the usual words."), notebook=None)
+    large = {text: steps(text) for text in ("the", "filler text", "t*")}
+    for text in small:
+        assert large[text] <= small[text] * 1.5 + 5, (small, large)
 
 
 # -- the listing ------------------------------------------------------------------------

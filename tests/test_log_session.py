@@ -177,3 +177,38 @@ def test_the_log_can_be_turned_off(sandbox_thread: Sandbox, notebook: Path) -> N
         assert "No exchange in the log matches" in kernel.text("%chat log ibis")
     finally:
         kernel.stop()
+
+
+def test_log_search_takes_quotes_and_operators_as_text(ip: Any, fresh: None, tmp_path: Path) -> None:
+    from IPython.utils.capture import capture_output
+
+    def shown(line: str) -> str:
+        with capture_output() as io:
+            ip.run_line_magic("chat", line)
+        return io.stdout
+
+    ip.run_line_magic("config", f"ChatMagics.log_path = {str(tmp_path / 'log.sqlite3')!r}")
+    try:
+        with capture_output():
+            ip.run_cell('%%chat\nWhy don\'t (NOT or AND) "quoted" words about the heron* count?')
+        for query in (
+            "don't",
+            "heron",
+            '"heron" AND (not)',
+            "(heron don't)",
+            "heron*",
+            "about-the-heron",
+            'quoted"',
+        ):
+            found = shown(f"log {query}").splitlines()
+            assert found[0].endswith('"Why don\'t (NOT or AND) "quoted" words about the heron* coun…"'), query
+        assert shown("log -n 1 heron's").startswith("No exchange in the log matches")
+        for query in (
+            "sk-proj-Ab12Cd34Ef56Gh78Ij90",
+            "ghp_0123456789abcdefABCDEF0123",
+            "https://u:pw@host",
+            "'",
+        ):
+            assert shown(f"log {query}").startswith("No exchange in the log matches"), query
+    finally:
+        ip.run_line_magic("config", "ChatMagics.log_path = None")
