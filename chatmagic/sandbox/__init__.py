@@ -54,6 +54,8 @@ from ._proxy import ForwardProxy
 from ._reply import reply_text
 from ._server import Sandbox
 from ._state import OPENAI_APIS, OPENAI_PRESETS, SITES, RecordedRequest, SandboxSettings
+from ._tokens import count_prompt, render, tokenize
+from ._tools import tool_answer_text
 
 __all__ = [
     "FAULTS",
@@ -66,7 +68,11 @@ __all__ = [
     "RecordedRequest",
     "Sandbox",
     "SandboxSettings",
+    "count_prompt",
     "make_app",
     "reasoning_text",
+    "render",
     "reply_text",
+    "tokenize",
+    "tool_answer_text",
 ]
