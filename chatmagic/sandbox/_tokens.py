@@ -13,8 +13,8 @@ Deterministic and stateless: special tokens (``<s>``, ``</s>``, ``<|im_start|>``
 leading space, or one whitespace character), and a piece over ``MAX_PIECE_BYTES`` of
 UTF-8 is cut again at character boundaries (as BPE splits rare long words). A piece's id
 is its UTF-8 bytes read as a big-endian integer behind a ``0x01`` marker byte, so
-detokenizing needs no vocabulary and ids stay below 2**40; special tokens have the small
-ids 1 to 4.
+detokenizing needs no vocabulary and ids stay below 2**56 (under vLLM's 2**63 bound);
+special tokens have the small ids 1 to 4.
 
 The template
 ------------
@@ -49,7 +49,7 @@ SPECIAL = {BOS: 1, EOS: 2, IM_START: 3, IM_END: 4}
 _SPECIAL_TEXT = {v: k for k, v in SPECIAL.items()}
 _SPECIAL_RE = re.compile("|".join(re.escape(s) for s in SPECIAL))
 _PIECE = re.compile(r" ?\w+| ?[^\w\s]|\s", re.UNICODE)
-MAX_PIECE_BYTES = 4
+MAX_PIECE_BYTES = 6
 _MARK = 0x01
 
 #: shown by llama.cpp's ``/props`` as ``chat_template`` (the Jinja text of the same template)
