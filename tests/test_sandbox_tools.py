@@ -308,3 +308,23 @@ async def test_a_whole_answer_that_only_calls(sandbox: Sandbox, site: str, conte
         "arguments": "{}",
     }
     assert body["choices"][0]["finish_reason"] == "tool_calls"
+
+
+async def test_vllm_refuses_in_its_own_shape(sandbox: Sandbox) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            sandbox.base_url("vllm") + "/chat/completions",
+            json={"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "tools": {}},
+        ) as r,
+    ):
+        body = await r.json()
+    assert r.status == 400
+    assert body == {
+        "error": {
+            "message": "Invalid type for 'tools': expected an array.",
+            "type": "BadRequestError",
+            "param": "tools",
+            "code": 400,
+        }
+    }

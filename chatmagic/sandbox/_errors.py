@@ -78,6 +78,10 @@ def error_body(
         )
     if dialect == "llama_server":
         return dumps({"error": {"code": status, "message": message, "type": type_}})
+    if dialect == "vllm":
+        # vLLM's ErrorResponse: the exception's class as the type, the status as the code
+        kind = "BadRequestError" if status == 400 else str(type_)
+        return dumps({"error": {"message": message, "type": kind, "param": param, "code": status}})
     return dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
 
 

@@ -158,7 +158,8 @@ async def _chat(ctx: Ctx, state: State) -> web.StreamResponse:
         return api_error(400, f"Bad sandbox directive: {exc}")
     said = dialect(ctx)
     model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else None
-    refused = await front_door(ctx, model) or refuse_key(ctx) or invalid(body, said)
+    shape = said or ("vllm" if flavour(ctx) == "vllm" else None)
+    refused = await front_door(ctx, model) or refuse_key(ctx) or invalid(body, shape)
     if refused is not None:
         return refused
     assert isinstance(body, dict) and model is not None
