@@ -328,3 +328,30 @@ async def test_vllm_refuses_in_its_own_shape(sandbox: Sandbox) -> None:
             "code": 400,
         }
     }
+
+
+@pytest.mark.parametrize(
+    ("site", "status", "words"),
+    [
+        ("llamacpp", 500, "tools param requires --jinja flag"),
+        ("ollama", 400, "registry.ollama.ai/library/llama3.2:latest does not support tools"),
+        ("vllm", 400, '"auto" tool choice requires --enable-auto-tool-choice'),
+        ("openai", 400, "Unsupported parameter: 'tools' is not supported with this model."),
+    ],
+)
+async def test_a_server_that_takes_no_tools(sandbox: Sandbox, site: str, status: int, words: str) -> None:
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": "[[fault:no_tools]]hi"}]}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            sandbox.base_url(site) + "/chat/completions",
+            json={**body, "tools": [CLOCK]},
+            headers={"Authorization": f"Bearer {KEY}"},
+        ) as r:
+            refused = await r.json()
+        assert r.status == status and words in refused["error"]["message"]
+        async with http.post(
+            sandbox.base_url(site) + "/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {KEY}"},
+        ) as r:
+            assert r.status == 200  # without tools, the same server answers

@@ -27,6 +27,7 @@ __all__ = [
     "flavour",
     "front_door",
     "no_model",
+    "no_tools",
     "overflow",
     "refuse_key",
     "server_error_body",
@@ -140,6 +141,37 @@ def overflow(ctx: Ctx, prompt_tokens: int) -> web.Response | None:
         )
         return api_error(400, message, param="messages", code="context_length_exceeded", dialect=dialect(ctx))
     return None
+
+
+def no_tools(ctx: Ctx, model: str) -> web.Response:
+    """A server that takes no tools (mode ``no_tools``), in its words.
+
+    - llama.cpp without ``--jinja``: ``oaicompat_chat_params_parse`` throws
+      ``std::runtime_error("tools param requires --jinja flag")``, answered as a 500
+      ``server_error`` (observed bodies: ``{"error":{"code":500,"message":"tools param
+      requires --jinja flag","type":"server_error"}}``).
+    - Ollama, a model whose template has no tools: 400 "registry.ollama.ai/library/<model>
+      does not support tools".
+    - vLLM without ``--enable-auto-tool-choice``: 400 '"auto" tool choice requires
+      --enable-auto-tool-choice and --tool-call-parser to be set'.
+    - OpenAI, a model without tools: its ``unsupported_parameter`` refusal.
+    """
+    kind = flavour(ctx)
+    if kind == "llamacpp":
+        return api_error(500, "tools param requires --jinja flag", "server_error", dialect="llama_server")
+    if kind == "ollama":
+        name = model if ":" in model else f"{model}:latest"
+        return api_error(400, f"registry.ollama.ai/library/{name} does not support tools", "api_error")
+    if kind == "vllm":
+        message = '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
+        return api_error(400, message, dialect="vllm")
+    return api_error(
+        400,
+        "Unsupported parameter: 'tools' is not supported with this model.",
+        param="tools",
+        code="unsupported_parameter",
+        dialect=dialect(ctx),
+    )
 
 
 def no_model(ctx: Ctx, name: str) -> web.Response:

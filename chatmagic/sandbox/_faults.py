@@ -56,6 +56,10 @@ MODES: dict[str, str] = {
         "argument piece in one delta, its window error (the vllm site does this by itself)"
     ),
     "tool_args_whole": "each tool call's arguments in one piece instead of fragments",
+    "no_tools": (
+        "the server takes no tools: a request with tools gets llama-server's 500 'tools param "
+        "requires --jinja flag', Ollama's or vLLM's 400, or OpenAI's unsupported_parameter"
+    ),
     "llama_cpp_python": (
         "llama-cpp-python: 401 as {\"detail\": ...}, ': ping - <date>' comments in the stream, "
         "any model name accepted"

@@ -27,6 +27,7 @@ from ._errors import (
     flavour,
     front_door,
     no_model,
+    no_tools,
     overflow,
     refuse_key,
     server_error_body,
@@ -167,6 +168,8 @@ async def _chat(ctx: Ctx, state: State) -> web.StreamResponse:
     if model not in ctx.settings.openai_models and said != "llama_cpp_python":
         return no_model(ctx, model)
 
+    if ctx.has("no_tools") and body.get("tools"):
+        return no_tools(ctx, model)
     messages: list[dict[str, Any]] = body["messages"]
     # counted as the server's tokenizer counts the templated prompt (see _tokens)
     prompt_tokens = count_prompt(messages, body.get("tools"))
