@@ -27,7 +27,19 @@ trailing whitespace. Directives in the last user message (removed from the echo)
 
 - ``[[words:N]]``: the reply is ``w1 w2 ... wN `` (N pieces);
 - ``[[reply]]text``: the reply is exactly ``text`` (everything after the directive);
-- ``[[fault:a,b]]``: inject faults; ``[[delay:SECONDS]]``: pause between pieces.
+- ``[[fault:a,b]]``: inject faults; ``[[delay:SECONDS]]``: pause between pieces;
+- OpenAI-compatible sites: ``[[tool:NAME {"arg": 1}]]`` calls a tool (a request with
+  ``tools`` and no directive calls the first one), ``[[steps:N]]`` calls again after each
+  result; messages ending in ``tool`` results get ``tool_answer_text`` (docs/sandbox.md,
+  "Tool calls").
+
+Tokens
+------
+``usage.prompt_tokens`` is ``count_prompt(messages, tools)``: a toy tokenizer over a
+ChatML template, the same counts llama.cpp's ``/tokenize`` and ``/apply-template``,
+vLLM's ``/tokenize`` give under ``/llamacpp`` and ``/vllm``; the window is in
+``/llamacpp/props``, vLLM's ``max_model_len`` and Ollama's ``/api/show``, and a prompt
+over it gets each server's 400 (docs/sandbox.md, "Tokens and context windows").
 
 Faults
 ------
@@ -54,6 +66,8 @@ from ._proxy import ForwardProxy
 from ._reply import reply_text
 from ._server import Sandbox
 from ._state import OPENAI_APIS, OPENAI_PRESETS, SITES, RecordedRequest, SandboxSettings
+from ._tokens import count_prompt, render, tokenize
+from ._tools import tool_answer_text
 
 __all__ = [
     "FAULTS",
@@ -66,7 +80,11 @@ __all__ = [
     "RecordedRequest",
     "Sandbox",
     "SandboxSettings",
+    "count_prompt",
     "make_app",
     "reasoning_text",
+    "render",
     "reply_text",
+    "tokenize",
+    "tool_answer_text",
 ]

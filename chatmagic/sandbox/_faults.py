@@ -37,7 +37,7 @@ MODES: dict[str, str] = {
     "reasoning_only": 'only reasoning, then finish_reason "length": every token spent thinking',
     "reasoning_field": "reasoning goes in delta.reasoning instead of delta.reasoning_content",
     "refusal": "the model refuses: delta.refusal pieces and no content",
-    "tool_calls": 'the reply is only a tool call (delta.tool_calls, finish_reason "tool_calls")',
+    "tool_calls": 'the reply is only a call of the tool lookup, tools offered or not (finish_reason "tool_calls")',
     "split_data": "each event's JSON spread over several data: lines (one event, joined by LF)",
     "usage_no_choices": "the usage chunk has no choices key at all",
     "usage_empty_delta": 'the usage chunk\'s choices is [{"index": 0, "delta": {}}] (LiteLLM)',
@@ -49,7 +49,16 @@ MODES: dict[str, str] = {
     ),
     "llama_server": (
         "llama.cpp's llama-server (router): the role chunk's content null, a timings object, "
-        "integer error codes, an unknown model a 400"
+        "integer error codes, an unknown model a 400, its tool calls, token endpoints and window"
+    ),
+    "vllm": (
+        "vLLM's shapes on any site: tool call ids chatcmpl-tool-<hex>, a call's name and first "
+        "argument piece in one delta, its window error (the vllm site does this by itself)"
+    ),
+    "tool_args_whole": "each tool call's arguments in one piece instead of fragments",
+    "no_tools": (
+        "the server takes no tools: a request with tools gets llama-server's 500 'tools param "
+        "requires --jinja flag', Ollama's or vLLM's 400, or OpenAI's unsupported_parameter"
     ),
     "llama_cpp_python": (
         "llama-cpp-python: 401 as {\"detail\": ...}, ': ping - <date>' comments in the stream, "

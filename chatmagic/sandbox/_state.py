@@ -55,6 +55,10 @@ class SandboxSettings:
     """The key the ``openai`` site wants as ``Authorization: Bearer``; None: no key (the presets want none)."""
     openai_models: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o", "llama3.2")
     """The models the OpenAI-compatible API serves (``GET /openai/v1/models``)."""
+    context_window: int = 32768
+    """The local servers' window in tokens (llama.cpp ``n_ctx``, vLLM ``max_model_len``, Ollama's ``context_length``)."""
+    openai_context_window: int = 128000
+    """The window of the ``openai`` site's models (gpt-4o's)."""
 
 
 @dataclass
