@@ -50,7 +50,7 @@ def test_the_error_names_the_users_frames_and_summarizes_the_rest() -> None:
     except ValueError as exc:
         text = error_context(exc)
     assert text is not None
-    assert text.startswith("JSONDecodeError: Expecting property name")
+    assert text.startswith("```\nJSONDecodeError: Expecting property name")  # fenced: data
     assert "return json.loads(text)" in text  # this file is the user's code here
     assert "frame(s) inside the standard library" in text
     assert "decoder.py" not in text
@@ -99,7 +99,7 @@ def test_a_broken_repr_does_not_break_the_message() -> None:
         def __repr__(self) -> str:
             raise RuntimeError("no")
 
-    assert "could not be shown" in as_text(Broken(), repr)
+    assert "could not read" in as_text(Broken(), repr)
 
 
 def test_context_goes_before_the_message() -> None:
