@@ -427,15 +427,7 @@ def vars_context(
 ) -> str | None:
     """The user's variables: name, type, and shape or length. No values."""
     deadline = deadline or Deadline()
-    # type(), not isinstance(): isinstance reads __class__, which a proxy may make raise
-    names = [
-        name
-        for name, value in list(namespace.items())
-        if not name.startswith("_")
-        and name not in _HIDDEN
-        and not issubclass(type(value), types.ModuleType)
-        and not (issubclass(type(value), type) and value.__module__ in ("builtins", "typing"))
-    ]
+    names = [name for name, value in list(namespace.items()) if _is_users(name, value)]
     described = deadline.map(lambda name: _describe(name, namespace[name]), names)
     rows = [row for row in described if row is not None]
     if len(rows) < len(names):
@@ -443,6 +435,19 @@ def vars_context(
     if not rows:
         return None
     return fence(clip("\n".join(rows), budget, "the variables"))
+
+
+def _is_users(name: str, value: Any) -> bool:
+    """A variable of the user's, not a module, a builtin type or the notebook's own name."""
+    if name.startswith("_") or name in _HIDDEN:
+        return False
+    # type(), not isinstance(): isinstance reads __class__, which a proxy may make raise
+    if issubclass(type(value), types.ModuleType):
+        return False
+    try:
+        return not (issubclass(type(value), type) and value.__module__ in ("builtins", "typing"))
+    except Exception:  # noqa: BLE001 - a class whose __module__ raises: listed, with its note
+        return True
 
 
 def _describe(name: str, value: Any) -> str:

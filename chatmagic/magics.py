@@ -879,7 +879,13 @@ def _line_parser() -> _CommandParser:
         "usage", "total the tokens a conversation's replies used, as the servers counted them"
     ).add_argument("name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION)
     fix = command("fix", "explain the last error and propose a fix; the reply streams here")
-    fix.add_argument("-c", "--conversation", metavar="NAME", default=None)
+    fix.add_argument(
+        "-c",
+        "--conversation",
+        metavar="NAME",
+        default=None,
+        help=f"Continue this conversation (default: {FIX_CONVERSATION!r}, started afresh: the error alone).",
+    )
     fix.add_argument("-p", "--provider", metavar="PROVIDER")
     fix.add_argument("-m", "--model", metavar="MODEL")
     command("conversations", "list the conversations of this kernel")

@@ -107,7 +107,10 @@ class Deadline:
             for i, item in enumerate(items):
                 if stop.is_set():
                     return
-                results[i] = fn(item)
+                try:
+                    results[i] = fn(item)
+                except Exception as exc:  # noqa: BLE001 - fn guards the value; this guards fn
+                    results[i] = f"<{could_not_read('this value', exc)}>"
 
         worker = threading.Thread(target=work, name="chatmagic-summaries", daemon=True)
         worker.start()
