@@ -15,6 +15,8 @@ from typing import Any
 
 __all__ = ["LastError"]
 
+_CELL_MAGICS = ("%%chat ", "%%chat\n", "%%chatmagic ", "%%chatmagic\n")
+
 
 class LastError:
     """The last exception one of the user's cells raised (never one of chatmagic's)."""
@@ -32,5 +34,11 @@ class LastError:
         """A cell ended with the shell's ``ExecutionResult``: keep its error if it is the user's."""
         ours, self._ours = self._ours, None
         error = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
-        if isinstance(error, BaseException) and error is not ours:
-            self.value = error
+        if not isinstance(error, BaseException) or error is ours:
+            return
+        # a %%chat cell is chatmagic's whole: an error there is ours even when it did not
+        # pass through the magic (Ctrl-C landing in IPython's code just before it ran)
+        source = getattr(getattr(result, "info", None), "raw_cell", None)
+        if isinstance(source, str) and source.lstrip().startswith(_CELL_MAGICS):
+            return
+        self.value = error

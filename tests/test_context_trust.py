@@ -266,3 +266,22 @@ def test_sandbox_points_the_users_endpoints_at_the_stand_in(ip: Any) -> None:
     finally:
         _state.stop_sandbox(get_session())
         ip.run_line_magic("config", "ChatMagics.endpoints = {}")
+
+
+def test_an_interrupt_of_a_chat_cell_outside_the_magic_is_not_the_last_error() -> None:
+    """Ctrl-C may land in IPython's code just before the magic runs: a %%chat cell is
+    chatmagic's whole, so its error is never the user's (a loop of theirs, interrupted, is)."""
+    from IPython.core.interactiveshell import ExecutionInfo, ExecutionResult
+
+    from chatmagic._lasterror import LastError
+
+    def ended(source: str) -> ExecutionResult:
+        result = ExecutionResult(ExecutionInfo(source, True, False, True, None))
+        result.error_in_exec = KeyboardInterrupt()
+        return result
+
+    last = LastError()
+    last.cell_ended(ended("%%chat -p opchatgpts\nhello"))
+    assert last.value is None
+    last.cell_ended(ended("for i in range(10**9):\n    pass"))
+    assert isinstance(last.value, KeyboardInterrupt)
