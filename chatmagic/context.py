@@ -24,16 +24,15 @@ import os
 import re
 import sys
 import sysconfig
-import threading
 import traceback
 import types
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigurationError
-from .summaries import Deadline, _ends, as_text, clip, could_not_read, describe_type, summarize
+from .printed import KEEP_CHARS, Printed, PrintedOutput
+from .summaries import Deadline, as_text, clip, could_not_read, describe_type, summarize
 
 __all__ = [
     "BUDGETS",
@@ -49,7 +48,7 @@ __all__ = [
 ]
 
 #: characters each item of ``--context`` may add
-BUDGETS = {"error": 6000, "cells": 6000, "vars": 3000}
+BUDGETS = {"error": 6000, "cells": 2 * KEEP_CHARS, "vars": 3000}  # a cell keeps what the budget can show
 #: the notebook's own names, never listed as the user's variables
 _HIDDEN = {"In", "Out", "exit", "quit", "get_ipython", "open"}
 
@@ -282,141 +281,6 @@ def cells_context(
     if len(kept) < len(blocks):
         kept.insert(0, f"[… {len(blocks) - len(kept)} earlier cell(s) left out: over the budget …]")
     return "\n\n".join(kept)
-
-
-class PrintedOutput(Mapping[int, "Printed"]):
-    """What the last ``cells`` cells printed, by cell number (:class:`Printed`).
-
-    The extension calls :meth:`start` before a cell runs and :meth:`finish` after it (the
-    shell's ``pre_run_cell`` and ``post_run_cell`` events). In between, the ``write`` of
-    ``sys.stdout`` and ``sys.stderr`` also copies into the cell's :class:`Printed`: the
-    stream objects themselves stay, as in IPython's own output history, because ipykernel
-    checks the class of ``sys.stdout``. ``quiet()`` says when a write is not the cell's
-    printing (a terminal's display hook writing ``Out[n]:``, a display, a traceback).
-    :meth:`stop` puts the streams back at once (unloading the extension).
-    """
-
-    def __init__(self, quiet: Callable[[], bool] = lambda: False, cells: int = 100) -> None:
-        self._quiet = quiet
-        self._cells = cells
-        self._done: OrderedDict[int, Printed] = OrderedDict()
-        self._running: Printed | None = None
-        self._key: object = None
-        self._patched: list[tuple[Any, Any, Any]] = []  # stream, our write, its own write if any
-
-    def start(self, key: object) -> None:
-        """A cell starts; ``key`` is what :meth:`finish` will be given for it. A cell that
-        runs cells itself (``get_ipython().run_cell``) keeps one output for them all."""
-        if self._running is not None:
-            return
-        output = self._running = Printed()
-        self._key = key
-        for name in ("stdout", "stderr"):
-            stream = getattr(sys, name, None)
-            if stream is not None and not any(stream is s for s, _, _ in self._patched):
-                self._patch(stream, output)
-
-    def _patch(self, stream: Any, output: Printed) -> None:
-        write = stream.write
-        quiet = self._quiet
-
-        def tee(data: Any, *args: Any, **kwargs: Any) -> Any:
-            result = write(data, *args, **kwargs)
-            # once its cell has ended (something wrapped this write since), a write is not kept
-            if output.open and isinstance(data, str) and data and not quiet():
-                output.add(data)
-            return result
-
-        own = getattr(stream, "__dict__", {}).get("write")
-        try:
-            stream.write = tee
-        except (AttributeError, TypeError):  # a stream that takes no attributes: not watched
-            return
-        self._patched.append((stream, tee, own))
-
-    def finish(self, key: object, number: int | None) -> None:
-        """The cell of ``key`` ended (``None``: whichever runs); keep its output as ``number``."""
-        output = self._running
-        if output is None or (key is not None and key is not self._key):
-            return
-        self.stop()
-        if number is not None:
-            self._done.pop(number, None)
-            self._done[number] = output
-            while len(self._done) > self._cells:
-                self._done.popitem(last=False)
-
-    def stop(self) -> None:
-        """Put the streams' ``write`` back (unless something else has replaced ours since)."""
-        if self._running is not None:
-            self._running.open = False
-        self._running = self._key = None
-        for stream, tee, own in self._patched:
-            if getattr(stream, "__dict__", {}).get("write") is tee:
-                if own is None:
-                    del stream.write
-                else:
-                    stream.write = own
-        self._patched.clear()
-
-    def __getitem__(self, number: int) -> Printed:
-        return self._done[number]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(list(self._done))
-
-    def __len__(self) -> int:
-        return len(self._done)
-
-
-# colours and cursor moves (terminal tracebacks, progress bars)
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
-
-
-class Printed:
-    """One cell's printed text: its first and last ``keep`` characters (the most a cell
-    can show within the ``cells`` budget) and how long it was, in constant memory."""
-
-    def __init__(self, keep: int = BUDGETS["cells"] // 2) -> None:
-        self.open = True
-        self._lock = threading.Lock()
-        self._keep = keep
-        self._head: list[str] = []
-        self._head_len = 0
-        self._tail: deque[str] = deque()
-        self._tail_len = 0
-        self.total = 0
-
-    def add(self, data: str) -> None:
-        with self._lock:
-            self.total += len(data)
-            if self._head_len < self._keep:
-                self._head.append(data[: self._keep - self._head_len])
-                self._head_len += len(self._head[-1])
-                data = data[len(self._head[-1]) :]
-            if data:
-                self._tail.append(data[-self._keep :])
-                self._tail_len += len(self._tail[-1])
-                while self._tail_len - len(self._tail[0]) >= self._keep:
-                    self._tail_len -= len(self._tail.popleft())
-
-    def text(self, budget: int) -> str:
-        """The text within ``budget``, as a terminal shows it (no colour codes; of a line
-        rewritten with \\r, such as a progress bar, its last state); a cut is marked."""
-        with self._lock:
-            head = "".join(self._head)
-            tail = "".join(self._tail)[-self._keep :]
-            total = self.total
-        if len(head) + len(tail) == total:
-            return clip(_as_shown(head + tail), budget, "the printed output")
-        start, end = _as_shown(head), _as_shown(tail)
-        total -= len(head) - len(start) + len(tail) - len(end)
-        return _ends(start, end, total, budget, "the printed output")
-
-
-def _as_shown(text: str) -> str:
-    lines = _ANSI.sub("", text).replace("\r\n", "\n").split("\n")
-    return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in lines)
 
 
 # -- variables --------------------------------------------------------------------------
