@@ -342,20 +342,20 @@ class ChatMagics(Magics):
 
         See ``%chat help`` for the line commands (providers, history, reset, panel, ...).
         """
-        with self._own_errors():
+        with self._own_errors(" Nothing was sent."):
             args = _parse(self.chat, line)
             # the cell's trailing newline and blank lines around it are not part of the message
             self._chat(args, cell.strip("\n").rstrip())
 
     @contextmanager
-    def _own_errors(self) -> Iterator[None]:
+    def _own_errors(self, stopped_note: str = "") -> Iterator[None]:
         """What leaves a %%chat or %chat is chatmagic's own error, never the user's last one;
         Ctrl-C before the turn exists (parsing, the context, prepare) is the one-line
         "Stopped" too (once it exists, _send and _run say what was kept)."""
         try:
             yield
         except KeyboardInterrupt:
-            stopped = TurnStopped("Stopped by the user. Nothing was sent.")
+            stopped = TurnStopped(f"Stopped by the user.{stopped_note}")
             self.last_error.ours(stopped)
             raise stopped from None
         except BaseException as exc:

@@ -240,8 +240,24 @@ def test_ctrl_c_before_the_turn_exists_is_one_line(
     assert "Stopped by the user. Nothing was sent." in said(io)
     assert "KeyboardInterrupt" not in said(io) and "Traceback" not in said(io)
     assert posted(sandbox_thread) == []
-    result, io = run(ip, "%chat fix -p opchatgpts" if where == "prepare" else "%chat help")
-    assert "KeyboardInterrupt" not in said(io)
+
+
+def test_ctrl_c_before_a_fix_is_sent_is_one_line(
+    ip: Any, monkeypatch: pytest.MonkeyPatch, sandbox_thread: Sandbox
+) -> None:
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    run(ip, "1 / 0")
+    monkeypatch.setattr(get_session(), "prepare", interrupted)
+    sandbox_thread.clear()
+    result, io = run(ip, "%chat fix -p opchatgpts")
+    monkeypatch.undo()
+    assert isinstance(result.error_in_exec, TurnStopped)
+    assert "Stopped by the user." in said(io) and "KeyboardInterrupt" not in said(io)
+    assert posted(sandbox_thread) == []
+    # and the error to fix is still the user's
+    assert "ZeroDivisionError" in dry_run(ip, "%%chat -e --dry-run\nwhy?")
 
 
 # -- the stand-in takes every endpoint ---------------------------------------------------
