@@ -10,7 +10,7 @@ import atexit
 import threading
 from typing import Any
 
-from .session import ChatSession
+from .session import STAND_IN_OTHERS, ChatSession
 
 _lock = threading.Lock()
 _session: ChatSession | None = None
@@ -45,7 +45,10 @@ def start_sandbox(session: ChatSession) -> str:
             # openai_api_key=None: the notebook flow needs no key (the user's environment is left alone)
             _sandbox = Sandbox(SandboxSettings(openai_api_key=None)).start_in_thread()
         sandbox = _sandbox
-    session.set_stand_in({name: sandbox.base_url(name) for name in (*_BUILTIN, *PRESETS)})
+    urls = {name: sandbox.base_url(name) for name in (*_BUILTIN, *PRESETS)}
+    # the user's own endpoints too: an OpenAI-compatible API, as the stand-in's openai
+    urls[STAND_IN_OTHERS] = sandbox.base_url("openai")
+    session.set_stand_in(urls)
     return str(sandbox.url)
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._secrets import trim_cut
-from .context import as_text
+from .summaries import Deadline, as_text
 
 DEFAULT_MAX_CHARS = 2000
 
@@ -82,16 +82,19 @@ def interpolate(text: str, namespace: Mapping[str, Any], max_chars: int = DEFAUL
     out = Expansion(text="")
     pieces: list[str] = []
     pos = 0
+    deadline = Deadline()  # for all the values of this message together
     for region in _PROTECTED.finditer(text):
-        pieces.append(_expand(text[pos : region.start()], namespace, max_chars, out))
+        pieces.append(_expand(text[pos : region.start()], namespace, max_chars, out, deadline))
         pieces.append(region.group(0))
         pos = region.end()
-    pieces.append(_expand(text[pos:], namespace, max_chars, out))
+    pieces.append(_expand(text[pos:], namespace, max_chars, out, deadline))
     out.text = "".join(pieces)
     return out
 
 
-def _expand(text: str, namespace: Mapping[str, Any], max_chars: int, out: Expansion) -> str:
+def _expand(
+    text: str, namespace: Mapping[str, Any], max_chars: int, out: Expansion, deadline: Deadline
+) -> str:
     def replace(m: re.Match[str]) -> str:
         start, end = m.start(), m.end()
         before = text[start - 1] if start else ""
@@ -103,11 +106,14 @@ def _expand(text: str, namespace: Mapping[str, Any], max_chars: int, out: Expans
         value = resolve(m.group("ref"), namespace)
         if value is _MISSING:
             return m.group(0)
-        # tables, arrays and long containers go as summaries, never as their full text
-        rendered, cut = shorten(as_text(value), max_chars)
-        out.replaced.append(m.group("ref"))
-        if cut:
-            out.shortened.append(m.group("ref"))
+        ref = m.group("ref")
+        # tables, arrays and long containers go as summaries, never as their full text; an
+        # object that raises when read is a note; a slow one is left out when time is up
+        shown = deadline.run(lambda: as_text(value, name=ref))
+        rendered, cut = shorten(shown if shown is not None else deadline.left_out(ref), max_chars)
+        out.replaced.append(ref)
+        if cut or shown is None:
+            out.shortened.append(ref)
         return rendered
 
     return _REF.sub(replace, text)

@@ -15,6 +15,8 @@ import json
 import math
 import shlex
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from IPython.core import magic_arguments
@@ -23,14 +25,18 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, observe, validate
 
+from ._lasterror import LastError
 from ._state import get_session
 from .errors import ChatMagicError, ConfigurationError, TurnStopped, redact
 from .options import TurnOptions, check_base_url, check_params, check_proxy, parse_chain, parse_option
 from .present import HISTORY_LAST
 from .render import FORMATS, ReplyStream
 from .session import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS, TEXT_KEY_PREFIX, Turn
+from .summaries import Deadline, could_not_read
 from .unrestored import unrestored_message
 
+#: the conversation a %chat fix without -c starts afresh
+FIX_CONVERSATION = "fix"
 FIX_REQUEST = (
     "Explain briefly what caused this error, then give the corrected code in one Python code block, "
     "changing only what the fix needs."
@@ -108,6 +114,8 @@ class ChatMagics(Magics):
 
         #: what the last cells printed, for --context cells:N (filled by the two hooks below)
         self.printed = PrintedOutput(quiet=self._not_printing)
+        #: the user's last error, for %chat fix and -e (chatmagic's own are not theirs)
+        self.last_error = LastError()
         super().__init__(shell=shell, **kwargs)
         self._sync_session()
         self._note_notebook()  # panels made from Python log under this notebook too
@@ -205,6 +213,7 @@ class ChatMagics(Magics):
         info = getattr(result, "info", None)
         kept = info is None or getattr(info, "store_history", True)  # a cell with no In[n] has no number
         self.printed.finish(info, getattr(result, "execution_count", None) if kept else None)
+        self.last_error.cell_ended(result)
 
     def _not_printing(self) -> bool:
         """The shell itself is writing: the display hook (``Out[n]:`` in a terminal), a display
@@ -334,9 +343,25 @@ class ChatMagics(Magics):
 
         See ``%chat help`` for the line commands (providers, history, reset, panel, ...).
         """
-        args = _parse(self.chat, line)
-        # the cell's trailing newline and blank lines around it are not part of the message
-        self._chat(args, cell.strip("\n").rstrip())
+        with self._own_errors(" Nothing was sent."):
+            args = _parse(self.chat, line)
+            # the cell's trailing newline and blank lines around it are not part of the message
+            self._chat(args, cell.strip("\n").rstrip())
+
+    @contextmanager
+    def _own_errors(self, stopped_note: str = "") -> Iterator[None]:
+        """What leaves a %%chat or %chat is chatmagic's own error, never the user's last one;
+        Ctrl-C before the turn exists (parsing, the context, prepare) is the one-line
+        "Stopped" too (once it exists, _send and _run say what was kept)."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            stopped = TurnStopped(f"Stopped by the user.{stopped_note}")
+            self.last_error.ours(stopped)
+            raise stopped from None
+        except BaseException as exc:
+            self.last_error.ours(exc)
+            raise
 
     def _chat(self, args: Any, cell: str) -> None:
         try:
@@ -418,7 +443,18 @@ class ChatMagics(Magics):
             self.shell.set_next_input("\n\n".join(blocks), replace=False)
 
     def _attachment(self, name: str) -> Any:
-        """``--attach NAME``: the image a variable (or ``Out[n]``, or a file path) holds."""
+        """``--attach NAME``: the image a variable (or ``Out[n]``, or a file path) holds.
+
+        Looking at the user's object may raise anything (a proxy outside its context, an
+        undefined template value): that is a one-line refusal, never a traceback."""
+        try:
+            return self._find_attachment(name)
+        except ConfigurationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's object, untrusted
+            raise ConfigurationError(f"--attach {name}: {could_not_read(name, exc)}.") from None
+
+    def _find_attachment(self, name: str) -> Any:
         import re
 
         from .options import attachment_from
@@ -451,9 +487,9 @@ class ChatMagics(Magics):
         return attachment_from(value, name)
 
     def _cmd_fix(self, args: Any) -> None:
-        from .context import Context, error_context, last_error
+        from .context import Context, error_context
 
-        error = error_context(last_error())
+        error = error_context(self.last_error.value, as_typed=self._as_typed)
         if error is None:
             raise UsageError("There is no error yet: %chat fix explains the last exception a cell raised.")
         try:
@@ -463,7 +499,11 @@ class ChatMagics(Magics):
         context = Context()
         context.add("Error", error)
         text = context.attach(FIX_REQUEST)
-        args.new, args.dry_run, args.format = False, False, None
+        # a fix carries the error and its code, not a conversation: unless -c names one, it
+        # starts the conversation FIX_CONVERSATION afresh (%%chat -c fix goes on from it)
+        args.new = args.conversation is None
+        args.conversation = args.conversation or FIX_CONVERSATION
+        args.dry_run, args.format = False, None
         self._send(text, args, options, key=self._exchange_key(text), notes=["with the last error"])
 
     def _note_notebook(self) -> None:
@@ -477,18 +517,36 @@ class ChatMagics(Magics):
 
         found = ctx.Context()
         ns = self._user_ns()
+        deadline = Deadline()  # for all the values of this message together
         for item in items:
             if item.kind == "error":
-                text = ctx.error_context(ctx.last_error())
+                text = ctx.error_context(self.last_error.value, as_typed=self._as_typed)
                 found.add("Error", text or "")
             elif item.kind == "cells":
                 text = ctx.cells_context(
-                    ns.get("In") or [], ns.get("Out") or {}, item.count, printed=self.printed
+                    self._inputs(), ns.get("Out") or {}, item.count, printed=self.printed, deadline=deadline
                 )
                 found.add(f"Last {item.count} cell{'s' if item.count > 1 else ''}", text or "")
             elif item.kind == "vars":
-                found.add("Variables", ctx.vars_context(ns) or "")
+                found.add("Variables", ctx.vars_context(ns, deadline=deadline) or "")
         return found
+
+    def _inputs(self) -> list[str]:
+        """The cells as the user typed them (``In`` holds IPython's rewriting of ``%magic``
+        lines: ``get_ipython().run_line_magic('chat', 'fix')`` for ``%chat fix``)."""
+        history = getattr(self.shell, "history_manager", None)
+        raw = getattr(history, "input_hist_raw", None)
+        return list(raw) if isinstance(raw, list) and raw else list(self._user_ns().get("In") or [])
+
+    def _as_typed(self, source: str) -> str:
+        """The cell the user typed whose rewriting Python ran as ``source``."""
+        history = getattr(self.shell, "history_manager", None)
+        parsed = getattr(history, "input_hist_parsed", None) or []
+        raw = getattr(history, "input_hist_raw", None) or []
+        for n in range(min(len(parsed), len(raw)) - 1, 0, -1):  # the newest first
+            if parsed[n].rstrip() == source.rstrip():
+                return str(raw[n]).rstrip()
+        return source
 
     def _exchange_key(self, cell: str) -> str:
         """The cell id; without one, the text (a re-run of the last exchange replaces it)."""
@@ -597,6 +655,10 @@ class ChatMagics(Magics):
     @line_magic("chat")  # type: ignore[arg-type]
     def chat_line(self, line: str) -> Any:
         """Manage conversations and providers: ``%chat help`` lists the commands."""
+        with self._own_errors():
+            return self._chat_line(line)
+
+    def _chat_line(self, line: str) -> Any:
         try:
             words = shlex.split(line)
         except ValueError as exc:
@@ -785,7 +847,12 @@ class ChatMagics(Magics):
             )
         else:
             url = _state.start_sandbox(self.session)
-            print(f"Local stand-in of the chat sites at {url}; every provider now talks to it.")
+            from .providers.endpoints import endpoint_names
+
+            print(
+                f"Local stand-in of the chat sites at {url}; every provider now talks to it, "
+                f"endpoints included ({', '.join(endpoint_names())})."
+            )
 
 
 class _CommandParser(argparse.ArgumentParser):
@@ -822,7 +889,13 @@ def _line_parser() -> _CommandParser:
         "usage", "total the tokens a conversation's replies used, as the servers counted them"
     ).add_argument("name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION)
     fix = command("fix", "explain the last error and propose a fix; the reply streams here")
-    fix.add_argument("-c", "--conversation", metavar="NAME", default=DEFAULT_CONVERSATION)
+    fix.add_argument(
+        "-c",
+        "--conversation",
+        metavar="NAME",
+        default=None,
+        help=f"Continue this conversation (default: {FIX_CONVERSATION!r}, started afresh: the error alone).",
+    )
     fix.add_argument("-p", "--provider", metavar="PROVIDER")
     fix.add_argument("-m", "--model", metavar="MODEL")
     command("conversations", "list the conversations of this kernel")

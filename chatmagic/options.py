@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -197,15 +198,7 @@ def _image_bytes(value: Any, name: str) -> bytes:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, (str, os.PathLike)):
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise ConfigurationError(f"--attach {name}: there is no image file at {str(value)!r}.")
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise ConfigurationError(
-                f"--attach {name}: cannot read {str(value)!r} ({exc.strerror})."
-            ) from None
+        return _image_file(Path(value).expanduser(), name)
     if hasattr(value, "savefig"):  # a matplotlib figure
         buf = io.BytesIO()
         value.savefig(buf, format="png", bbox_inches="tight")
@@ -227,6 +220,37 @@ def _image_bytes(value: Any, name: str) -> bytes:
         f"--attach {name}: a {type(value).__name__} is not an image. Attach a matplotlib figure, "
         "a PIL image, PNG/JPEG bytes, a path to an image file, or Out[n] holding an image."
     )
+
+
+#: the largest image file read for --attach (Pillow brings it down to MAX_IMAGE_BYTES)
+MAX_IMAGE_FILE_BYTES = 64 * 1024 * 1024
+
+
+def _image_file(path: Path, name: str) -> bytes:
+    """An image file's bytes: a regular file only (not /dev/zero, not a pipe), its type
+    checked from its first bytes and its size from the file system before it is read, and
+    never more read than the cap."""
+    try:
+        # checked before opening: opening a named pipe would wait for a writer
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise ConfigurationError(f"--attach {name}: {str(path)!r} is not a regular file.")
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(16)
+            if _image_type(head) is None:
+                raise ConfigurationError(
+                    f"--attach {name}: {str(path)!r} is not a PNG, JPEG, GIF or WebP image."
+                )
+            if size > MAX_IMAGE_FILE_BYTES:
+                raise ConfigurationError(
+                    f"--attach {name}: {str(path)!r} is {size / 2**20:,.0f} MB, over the "
+                    f"{MAX_IMAGE_FILE_BYTES // 2**20} MB read for an image. Make it smaller first."
+                )
+            return head + f.read(MAX_IMAGE_FILE_BYTES - len(head))
+    except FileNotFoundError:
+        raise ConfigurationError(f"--attach {name}: there is no image file at {str(path)!r}.") from None
+    except OSError as exc:
+        raise ConfigurationError(f"--attach {name}: cannot read {str(path)!r} ({exc.strerror}).") from None
 
 
 def _fit(image: Attachment) -> Attachment:

@@ -687,6 +687,10 @@ class Choice:
         return self.models[self.chain[0]]
 
 
+#: in ``set_stand_in``'s addresses: the one for every provider not named there
+STAND_IN_OTHERS = "*"
+
+
 class ChatSession:
     """Named conversations, defaults, and live provider instances."""
 
@@ -733,11 +737,16 @@ class ChatSession:
     def base_url_for(self, provider: str) -> str | None:
         """The address ``provider`` talks to: the stand-in's while it runs, else the user's."""
         with self._lock:
-            return self.stand_in_urls.get(provider) or self.base_urls.get(provider)
+            if self.stand_in_urls:
+                # any other name is one of the user's endpoints (ChatMagics.endpoints, set
+                # before or after the stand-in started): it talks to the stand-in's OpenAI API
+                return self.stand_in_urls.get(provider) or self.stand_in_urls.get(STAND_IN_OTHERS)
+            return self.base_urls.get(provider)
 
     def set_stand_in(self, urls: dict[str, str] | None) -> None:
         """Point providers at the local stand-in (``None``: back to the user's addresses).
 
+        ``urls[STAND_IN_OTHERS]`` is the address of every provider not named in ``urls``.
         The stand-in's addresses lie over the user's ``base_urls`` without changing them,
         so stopping it gives back exactly what the user had configured.
         """

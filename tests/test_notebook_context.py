@@ -88,8 +88,9 @@ def test_fix_sends_the_error_and_the_failing_line(kernel: Kernel, sandbox_thread
     (request,) = sent(sandbox_thread)
     assert "ZeroDivisionError" in request and "division by zero" in request
     assert "return a / b" in request and "ratio(1, 0)" in request
-    # the exchange joined the conversation: the next cell continues after it
-    assert "Earlier messages: 2." in kernel.shown("%%chat\nthanks")
+    # the exchange is kept in the conversation 'fix', started afresh: %%chat -c fix continues it
+    assert "Earlier messages: 2." in kernel.shown("%%chat -c fix\nthanks")
+    assert "Earlier messages: 0." in kernel.shown("%%chat -p opchatgpts\nthanks")
 
 
 def test_error_option_attaches_the_error_to_my_message(kernel: Kernel, sandbox_thread: Sandbox) -> None:

@@ -256,10 +256,22 @@ async def test_http429_carries_retry_after(sandbox: Sandbox, site: str) -> None:
     assert info.value.status == 429 and info.value.retry_after == 1
 
 
-@pytest.mark.parametrize("site", ("chatgptt", "chatgptes"))
+@pytest.mark.parametrize("site", ("chatgptt", "chatgptes", "chatgptfree"))
 async def test_consent_refusal(sandbox: Sandbox, site: str) -> None:
+    """One rule, whole or streamed (chatgptfree streams it): the refusal is an error, and
+    not a word of it reaches the reply."""
+    got: list[str] = []
     with pytest.raises(ServiceError, match="consent"):
-        await ask(sandbox, site, user("[[fault:consent]]hi"))
+        async with get_provider(site)(base_url=sandbox.base_url(site)) as p:
+            async for chunk in p.stream(user("[[fault:consent]]hi")):
+                got.append(chunk)
+    assert got == []
+
+
+@pytest.mark.parametrize("site", ("chatgptt", "chatgptfree"))
+async def test_a_reply_that_begins_like_the_refusal_is_a_reply(sandbox: Sandbox, site: str) -> None:
+    text = "Du musst das Kästchen nicht anklicken, sagt die Seite."
+    assert "".join(await ask(sandbox, site, user(f"[[reply]]{text}"))) == text
 
 
 @pytest.mark.parametrize("site", SITES)

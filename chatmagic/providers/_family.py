@@ -1,4 +1,5 @@
-"""What the provider families share: reading an answer's head and body, JSON, token retry."""
+"""What the provider families share: reading an answer's head and body, JSON, token retry,
+and a site's refusal that comes dressed as a reply."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
-from ..errors import ProtocolError, TokenRefusedError
+from ..errors import ProtocolError, ServiceError, TokenRefusedError
 from ._http import Answer, excerpt, status_error
 from ._lines import Field, LineDecoder, event_fields
+from ._wire import Ending, Part
 
 T = TypeVar("T")
 
@@ -108,3 +110,47 @@ async def with_token_retry(
                     label,
                     f"the site refused its security token even after a fresh one was fetched. {refused_hint}",
                 ) from None
+
+
+class ReplyRefusal:
+    """A site's refusal that comes as an ordinary reply (AI Power's consent box: the whole
+    reply is ``text``). The one rule, whole or streamed: a reply that is exactly the
+    refusal is a :class:`ServiceError`, never the model's words, so it never joins a
+    conversation. A streamed reply is held back only while it could still be the refusal,
+    which a real reply stops being within its first words."""
+
+    def __init__(self, text: str, why: str) -> None:
+        self.text = text
+        self.why = why
+
+    def check(self, label: str, reply: str) -> str:
+        """``reply``, or the error when it is the refusal."""
+        if reply.strip() == self.text:
+            raise ServiceError(label, f"the site refused with {self.why}")
+        return reply
+
+    async def guard(self, label: str, parts: AsyncIterator[Part]) -> AsyncIterator[Part]:
+        """``parts``, with the refusal raised instead of streamed."""
+        held: list[str] = []
+        deciding = True
+        async for part in parts:
+            if not deciding:
+                yield part
+            elif isinstance(part, str):
+                held.append(part)
+                if not self.text.startswith("".join(held).lstrip()):
+                    deciding = False  # not the refusal: what was held goes on
+                    for kept in held:
+                        yield kept
+            elif isinstance(part, Ending):
+                self.check(label, "".join(held))
+                deciding = False
+                for kept in held:
+                    yield kept
+                yield part
+            else:  # reasoning is never the refusal
+                yield part
+        if deciding:
+            self.check(label, "".join(held))
+            for kept in held:
+                yield kept

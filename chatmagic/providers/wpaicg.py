@@ -15,13 +15,19 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 from ..errors import ProtocolError, ServiceError
-from ._family import NonceRefused, parse_json, with_token_retry
+from ._family import NonceRefused, ReplyRefusal, parse_json, with_token_retry
 from ._http import excerpt, status_error
 from ._wire import ChunkReader, Part, event_objects, sse_events
 from .base import HTTPProvider, format_prompt
 
 ACTION = "wpaicg_chat_shortcode_message"
 CONSENT_REFUSAL = "Du musst das Kästchen anklicken!"
+#: the consent box's refusal comes as a reply, whole (ChatGptt, ChatGptEs) or streamed (ChatgptFree)
+CONSENT = ReplyRefusal(
+    CONSENT_REFUSAL,
+    f"its consent check ({CONSENT_REFUSAL!r}: 'you must tick the box'). It wants a browser; "
+    "use another provider.",
+)
 SECURITY_CHECK = "Security check"
 
 
@@ -124,7 +130,9 @@ class WpaicgProvider(HTTPProvider):
             if self.fallback_tokens
             else "Try again later, or use another provider."
         )
-        return with_token_retry(self.label, lambda fresh: self._send(messages, fresh), hint)
+        return CONSENT.guard(
+            self.label, with_token_retry(self.label, lambda fresh: self._send(messages, fresh), hint)
+        )
 
     async def _send(self, messages: list[dict[str, str]], fresh: bool) -> AsyncIterator[Part]:
         tokens = await self.tokens(fresh)
@@ -201,10 +209,4 @@ class WpaicgProvider(HTTPProvider):
                 self.label,
                 "the answer has no 'data' text: the site's protocol has changed. Try another provider.",
             )
-        if data.strip() == CONSENT_REFUSAL:
-            raise ServiceError(
-                self.label,
-                f"the site refused with its consent check ({CONSENT_REFUSAL!r}: 'you must tick "
-                "the box'). It wants a browser; use another provider.",
-            )
-        return data
+        return CONSENT.check(self.label, data)
