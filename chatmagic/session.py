@@ -30,7 +30,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._secrets import scrub
+from ._secrets import Table, scrub, table
 from .errors import (
     AllProvidersFailed,
     BotCheckError,
@@ -63,6 +63,10 @@ class Message:
     role: str
     content: str
     stopped: bool = False
+    #: the version of the secrets table (``_secrets.Table``) the content was last scrubbed
+    #: with: a message is scrubbed when it enters the history, and again only when the
+    #: secrets changed (None: never, e.g. restored from a file)
+    scrubbed: int | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
@@ -334,6 +338,10 @@ class Turn:
         self.history_total = 0
         #: environment variables whose values were taken out of what is sent
         self.redacted: list[str] = []
+        #: the secrets of this turn (read once, in prepare), and the system prompt it kept
+        #: from the conversation before scrubbing (start keeps the scrubbed one instead)
+        self.secrets: Table | None = None
+        self.kept_system: str | None = None
         #: the reply is the saved one, shown again without sending anything
         self.replayed = False
         #: what the status line should also say about this turn (context added, code put
@@ -627,6 +635,29 @@ class Turn:
         finally:
             publish()
 
+    def _table_version(self) -> int | None:
+        return self.secrets.version if self.secrets is not None else None
+
+    def _scrubbed_reply(self, text: str) -> tuple[str, str]:
+        """The reply and reasoning without secrets; what was removed goes into the status line."""
+        reasoning = self.reasoning
+        if self.secrets is None:  # redaction is off
+            return text, reasoning
+        found: list[str] = []
+        clean = scrub(text, found=self.secrets.found, replaced=found)
+        clean_reasoning = scrub(reasoning, found=self.secrets.found, replaced=found) if reasoning else ""
+        if found:
+            with self._cond:
+                if clean != text:
+                    self._pieces[:] = [clean]
+                    self.size = len(clean)
+                if clean_reasoning != reasoning:
+                    self._thinking[:] = [clean_reasoning]
+                    self.reasoning_size = len(clean_reasoning)
+                self.version += 1
+            self.notes.append(f"redacted from the reply: {', '.join(sorted(set(found)))}")
+        return clean, clean_reasoning
+
     def _set_state(self, state: str) -> None:
         with self._cond:
             self.state = state
@@ -636,9 +667,11 @@ class Turn:
         conv = self.conversation
         text = self.text
         if state == "done" or (state == "stopped" and text):
+            # what is kept (history, notebook, log, exports) holds no secret the server echoed
+            text, reasoning = self._scrubbed_reply(text)
             self.exchange = Exchange(
-                user=Message("user", self.prompt),
-                assistant=Message("assistant", text, stopped=state == "stopped"),
+                user=Message("user", self.prompt, scrubbed=self._table_version()),
+                assistant=Message("assistant", text, stopped=state == "stopped", scrubbed=self._table_version()),
                 provider=self.provider,
                 model=self.model,
                 key=self.key,
@@ -647,7 +680,7 @@ class Turn:
                 context_hash=self.context_hash,
                 finish_reason=self.finish_reason,
                 usage=self.usage,
-                reasoning=self.reasoning,
+                reasoning=reasoning,
             )
             conv.record(self.exchange)
             self.session._write_log(conv, self.exchange)
@@ -796,7 +829,13 @@ class ChatSession:
         conv = self.conversation(conversation)
         with conv.lock:
             kept_system = self.default_system if fresh else conv.system
+        # the secrets once for the whole turn (every message, the reply): reading the
+        # environment for each message made a turn's cost grow with the conversation
+        secrets = table() if self.redact_secrets else None
+        redacted: list[str] = []
         system = valid_text(options.system if options.system is not None else kept_system or "") or None
+        # the system prompt is scrubbed like everything sent, and kept as sent
+        system = self._redacted(system, redacted, secrets) if system else system
         if options.system and options.system != system:  # start() keeps the clean one
             options = dataclasses.replace(options, system=system)
         chosen = self.choice(conversation, options, fresh=fresh)
@@ -807,11 +846,12 @@ class ChatSession:
             )
         turn = Turn(self, conv, prompt, options, key, chain=chosen.chain, model=chosen.model, fresh=fresh)
         turn.models = chosen.models
+        turn.secrets, turn.kept_system, turn.redacted = secrets, kept_system, redacted
         before = None if fresh else conv.replaced_key(key)
         context, turn.history_sent, turn.history_total = self._context(
-            None if fresh else conv, before, system, turn.redacted
+            None if fresh else conv, before, system, turn.redacted, secrets
         )
-        prompt = self._redacted(prompt, turn.redacted)
+        prompt = self._redacted(prompt, turn.redacted, secrets)
         turn.prompt = prompt  # the history keeps what was sent
         turn.messages = [*context, {"role": "user", "content": prompt}]
         turn.redacted = sorted(set(turn.redacted))
@@ -857,21 +897,34 @@ class ChatSession:
             model = self.default_model_for(spec)
         return Choice(chain, resolve_models(classes, model or None))
 
-    def _redacted(self, text: str, replaced: list[str]) -> str:
-        return scrub(text, replaced=replaced) if self.redact_secrets else text
+    @staticmethod
+    def _redacted(text: str, replaced: list[str], secrets: Table | None) -> str:
+        return scrub(text, found=secrets.found, replaced=replaced) if secrets is not None else text
 
     def _context(
-        self, conv: Conversation | None, before_key: str | None, system: str | None, replaced: list[str]
+        self,
+        conv: Conversation | None,
+        before_key: str | None,
+        system: str | None,
+        replaced: list[str],
+        secrets: Table | None,
     ) -> tuple[list[dict[str, str]], int, int]:
         """What is sent before a prompt: the system prompt and the earlier exchanges that fit
-        the history budget (newest first, whole), secrets removed; and how many of how many."""
+        the history budget (newest first, whole), secrets removed; and how many of how many.
+
+        A kept message was scrubbed when it entered the history; it is scrubbed again (and
+        kept so) only when the secrets changed since: the work of a turn stays the same
+        however long the conversation is.
+        """
         earlier = [] if conv is None else conv.earlier(before_key)
         sent = within_budget(earlier, self.max_history_chars)
         messages = [{"role": "system", "content": system}] if system else []
         for ex in sent:
-            messages += [ex.user.as_dict(), ex.assistant.as_dict()]
-        for m in messages:
-            m["content"] = self._redacted(m["content"], replaced)
+            for m in (ex.user, ex.assistant):
+                if secrets is not None and m.scrubbed != secrets.version:
+                    m.content = scrub(m.content, found=secrets.found, replaced=replaced)
+                    m.scrubbed = secrets.version
+                messages.append(m.as_dict())
         return messages, len(sent), len(earlier)
 
     def _replayable(self, turn: Turn) -> Exchange | None:
@@ -890,7 +943,7 @@ class ChatSession:
             context_hash = turn.context_hash
         else:  # a text key further up: what would have been sent before it
             system = turn.messages[0]["content"] if turn.messages[0]["role"] == "system" else None
-            context_hash = fingerprint(self._context(conv, key, system, [])[0])
+            context_hash = fingerprint(self._context(conv, key, system, [], turn.secrets)[0])
         same = (
             saved.user.content == turn.prompt
             and saved.context_hash == context_hash
@@ -925,6 +978,10 @@ class ChatSession:
                 conv.model = options.model
             if options.system is not None:
                 conv.system = options.system or None
+            elif conv.system is not None and conv.system == turn.kept_system and turn.messages:
+                # kept as it was sent: scrubbed (the notebook's record and the log copy it)
+                first = turn.messages[0]
+                conv.system = first["content"] if first["role"] == "system" else conv.system
             saved = self._replayable(turn) if self.replay and not turn.fresh else None
             if saved is None and turn.key is not None and conv.replaced_key(turn.key) is None:
                 # the same text asked again: the older exchange is no longer "this cell"

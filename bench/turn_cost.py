@@ -1,0 +1,117 @@
+"""chatmagic's own work per turn, at the first exchanges of a conversation and at exchange 1,000.
+
+A real IPython shell (``IPython.testing.globalipapp``, as the tests use) loads chatmagic with
+its exchange log off; the stand-in (``python -m chatmagic.sandbox``) runs in ANOTHER process,
+so that its work is not counted. For each provider (opchatgpts: a ``messages`` list;
+chatgptt: the ``Role: content`` prompt), one conversation gets ``--turns`` ``%%chat`` cells
+in a row (``ip.run_cell_magic``, output captured), each a different one-line question; the
+stand-in answers each with a short echo, so the history grows by about 150 characters an
+exchange and the budget (``ChatMagics.max_history_chars``, 40,000) bounds what is sent.
+
+chatmagic's own time per turn is the CPU time of this process over the cell
+(``time.process_time``: every thread, the magic, the session, the background loop that
+streams and parses the reply): waiting for the network uses none, so it is excluded. Beside
+it, the wall time of ``ChatSession.prepare`` alone (what builds the request: the context,
+the history, the scrubbing). Each figure is the median of 10 turns: turns 2-11 ("first",
+turn 1 imports the HTTP stack and is shown apart) and the last 10 turns ("last").
+
+    .venv/bin/python bench/turn_cost.py [--turns 1000] [--providers opchatgpts,chatgptt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+
+def start_stand_in() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatmagic.sandbox", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # "chatmagic sandbox listening on http://127.0.0.1:PORT"
+    return proc, first.rsplit(" ", 1)[-1].strip()
+
+
+def run(ip: Any, session: Any, provider: str, turns: int) -> list[tuple[float, float]]:
+    """(CPU seconds of the cell, wall seconds of prepare) for each turn."""
+    from IPython.utils.capture import capture_output
+
+    prepare = session.prepare
+    spent: list[float] = []
+
+    def timed_prepare(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return prepare(*args, **kwargs)
+        finally:
+            spent.append(time.perf_counter() - start)
+
+    session.prepare = timed_prepare
+    out = []
+    try:
+        for i in range(1, turns + 1):
+            cpu = time.process_time()
+            with capture_output():
+                ip.run_cell_magic("chat", f"-p {provider} -c bench-{provider}", f"Question {i}: how is it going?")
+            out.append((time.process_time() - cpu, spent[-1]))
+            exchanges = len(session.conversation(f"bench-{provider}"))
+            if exchanges != i:
+                raise SystemExit(f"turn {i} of {provider} did not complete ({exchanges} exchanges)")
+    finally:
+        del session.prepare
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--turns", type=int, default=1000, help="Turns per conversation.")
+    parser.add_argument("--providers", default="opchatgpts,chatgptt", help="Providers, comma-separated.")
+    args = parser.parse_args()
+    if args.turns < 21:
+        parser.error("--turns must be at least 21 (two sets of 10 turns and a first one)")
+
+    from IPython.testing.globalipapp import start_ipython
+
+    from chatmagic._state import get_session
+
+    proc, url = start_stand_in()
+    try:
+        ip = start_ipython()
+        ip.run_line_magic("load_ext", "chatmagic")
+        ip.run_line_magic("config", "ChatMagics.log_path = ''")
+        providers = args.providers.split(",")
+        ip.run_line_magic("config", f"ChatMagics.base_urls = { {p: f'{url}/{p}' for p in providers}!r}")
+        session = get_session()
+        print(f"python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f}, {args.turns} turns")
+        print(f"{'provider':<12}{'':>8}{'turn 1':>10}{'first 10':>10}{'last 10':>10}{'last/first':>12}")
+        for provider in providers:
+            started = time.perf_counter()
+            turns = run(ip, session, provider, args.turns)
+            conv = session.conversation(f"bench-{provider}")
+            for col, what in ((0, "cpu ms"), (1, "prep ms")):
+                first = statistics.median(t[col] for t in turns[1:11]) * 1000
+                last = statistics.median(t[col] for t in turns[-10:]) * 1000
+                print(
+                    f"{provider if col == 0 else '':<12}{what:>8}{turns[0][col] * 1000:>10.2f}"
+                    f"{first:>10.2f}{last:>10.2f}{last / first:>11.2f}x"
+                )
+            sent = conv.exchanges[-1].assistant.content.rsplit("Earlier messages: ", 1)[-1]
+            print(
+                f"{'':<12}{len(conv)} exchanges in {time.perf_counter() - started:.0f} s; the last turn sent "
+                f"{sent.rstrip('.')} earlier messages"
+            )
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+if __name__ == "__main__":
+    main()
