@@ -60,7 +60,9 @@ def run(ip: Any, session: Any, provider: str, turns: int) -> list[tuple[float, f
         for i in range(1, turns + 1):
             cpu = time.process_time()
             with capture_output():
-                ip.run_cell_magic("chat", f"-p {provider} -c bench-{provider}", f"Question {i}: how is it going?")
+                ip.run_cell_magic(
+                    "chat", f"-p {provider} -c bench-{provider}", f"Question {i}: how is it going?"
+                )
             out.append((time.process_time() - cpu, spent[-1]))
             exchanges = len(session.conversation(f"bench-{provider}"))
             if exchanges != i:
@@ -71,7 +73,9 @@ def run(ip: Any, session: Any, provider: str, turns: int) -> list[tuple[float, f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--turns", type=int, default=1000, help="Turns per conversation.")
     parser.add_argument("--providers", default="opchatgpts,chatgptt", help="Providers, comma-separated.")
     args = parser.parse_args()

@@ -190,7 +190,7 @@ def scrub(
     bare = strip_userinfo(text)
     if replaced is not None and bare != text and _has_password(text):
         replaced.append("password in a URL")
-    text = _scrub_shapes(bare, replaced)
+    text = bare
     for name, value in secrets() if found is None else found:
         label = f"[redacted {name}]"
         if value in text:
@@ -202,7 +202,8 @@ def scrub(
             if cut != text and replaced is not None and name not in replaced:
                 replaced.append(name)
             text = cut
-    return text
+    # after the values, so that a key a variable holds is named by its variable
+    return _scrub_shapes(text, replaced)
 
 
 def _has_password(text: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import ipaddress
 import json
 import math
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._secrets import strip_userinfo
+from ._secrets import HiddenCredentials, strip_userinfo
 from .errors import ConfigurationError
 
 __all__ = [
@@ -68,9 +69,14 @@ def _check_url(url: str, what: str, schemes: tuple[str, ...], example: str) -> s
     try:
         parts = urlsplit(url)
         port = parts.port  # raises for a port outside 0-65535
-    except ValueError as exc:
+        # as the HTTP library will encode it (IDNA): a lone surrogate, a label of more
+        # than 63 characters or an empty one would pass here and fail at the first request
+        if parts.hostname and not _is_ip(parts.hostname):
+            parts.hostname.encode("idna")
+    except (ValueError, UnicodeError) as exc:
+        reason = "its host name cannot be encoded" if isinstance(exc, UnicodeError) else str(exc)
         raise ConfigurationError(
-            f"{what} {shown!r} is not a valid address ({exc}); e.g. {example}."
+            f"{what} {shown!r} is not a valid address ({reason}); e.g. {example}."
         ) from None
     if parts.scheme.lower() not in schemes:
         raise ConfigurationError(
@@ -83,24 +89,54 @@ def _check_url(url: str, what: str, schemes: tuple[str, ...], example: str) -> s
     return url
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def check_proxy(url: str | None) -> str | None:
+    """The proxy URL, checked; its repr hides the credentials (``%config ChatMagics`` lists it)."""
     if not url:
         return None
-    return _check_url(url, "The proxy", PROXY_SCHEMES, "--proxy http://user:password@host:3128")
+    return HiddenCredentials(
+        _check_url(url, "The proxy", PROXY_SCHEMES, "--proxy http://user:password@host:3128")
+    )
 
 
 def check_base_url(url: str | None) -> str | None:
+    """The base URL, checked; its repr hides the credentials it may carry."""
     if not url:
         return None
-    return _check_url(url, "The base URL", ("http", "https"), "--base-url http://localhost:11434/v1")
+    return HiddenCredentials(
+        _check_url(url, "The base URL", ("http", "https"), "--base-url http://localhost:11434/v1")
+    )
 
 
-#: request fields chatmagic writes itself, and what to write instead
+#: request fields chatmagic writes itself, and what to write instead; a name is compared as
+#: servers may read it (Go's encoding/json, Ollama's, matches keys case-insensitively):
+#: without case, spaces, "-" and "_"
 RESERVED_PARAMS = {
     "model": "choose the model with -m/--model",
     "messages": "the cell is the message",
     "stream": "chatmagic always streams",
+    "apikey": "the key goes in the environment variable the provider reads (OPENAI_API_KEY, or an "
+    "endpoint's key_env), never into the request",
+    "authorization": "the key goes in the environment variable the provider reads, never into the request",
+    "tools": "chatmagic runs no tools, so a model's tool call could not be answered",
+    "toolchoice": "chatmagic runs no tools, so a model's tool call could not be answered",
+    "functions": "chatmagic runs no tools (functions), so a model's call could not be answered",
+    "functioncall": "chatmagic runs no tools (functions), so a model's call could not be answered",
 }
+#: how deep a value may nest: deeper would raise RecursionError in json, and no request
+#: parameter needs more
+MAX_PARAM_DEPTH = 32
+
+
+def _param_name(key: str) -> str:
+    return "".join(c for c in key.lower() if c not in " \t-_")
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -118,6 +154,11 @@ def parse_option(text: str) -> tuple[str, Any]:
         value: Any = json.loads(raw)
     except ValueError:
         value = raw
+    except RecursionError:
+        raise ConfigurationError(
+            f"-o/--option {key}: the value nests deeper than JSON can be read; at most "
+            f"{MAX_PARAM_DEPTH} levels."
+        ) from None
     return key, value
 
 
@@ -129,16 +170,35 @@ def check_params(params: Mapping[str, Any] | None, what: str = "-o/--option") ->
         raise ConfigurationError(f"{what} must be a dict of request parameters, e.g. {{'temperature': 0.2}}.")
     for key, value in params.items():
         if not isinstance(key, str) or not key.strip():
-            raise ConfigurationError(f"{what}: {key!r} is not a parameter name.")
-        if key in RESERVED_PARAMS:
-            raise ConfigurationError(f"{what}: {key!r} is chatmagic's to set: {RESERVED_PARAMS[key]}.")
+            raise ConfigurationError(f"{what}: {strip_userinfo(repr(key))[:80]} is not a parameter name.")
+        name = _param_name(key)
+        if name in RESERVED_PARAMS:
+            raise ConfigurationError(f"{what}: {key!r} is not sent: {RESERVED_PARAMS[name]}. Leave it out.")
+        if _depth(value) > MAX_PARAM_DEPTH:
+            raise ConfigurationError(
+                f"{what}: the value of {key!r} nests more than {MAX_PARAM_DEPTH} levels deep."
+            )
         try:
             json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             raise ConfigurationError(
                 f"{what}: the value of {key!r} cannot be sent as JSON (got {type(value).__name__})."
             ) from None
     return dict(params)
+
+
+def _depth(value: Any, limit: int = MAX_PARAM_DEPTH + 1) -> int:
+    """How deep lists and dicts nest in ``value``, counted up to ``limit`` (no recursion)."""
+    deepest = 0
+    todo = [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, (list, tuple, dict)):
+            if level >= limit:
+                return level
+            deepest = max(deepest, level)
+            todo += [(v, level + 1) for v in (item.values() if isinstance(item, dict) else item)]
+    return deepest
 
 
 #: images larger than this are made smaller (with Pillow) or refused (without it)

@@ -671,7 +671,9 @@ class Turn:
             text, reasoning = self._scrubbed_reply(text)
             self.exchange = Exchange(
                 user=Message("user", self.prompt, scrubbed=self._table_version()),
-                assistant=Message("assistant", text, stopped=state == "stopped", scrubbed=self._table_version()),
+                assistant=Message(
+                    "assistant", text, stopped=state == "stopped", scrubbed=self._table_version()
+                ),
                 provider=self.provider,
                 model=self.model,
                 key=self.key,
