@@ -12,8 +12,8 @@ chatmagic's own time per turn is the CPU time of this process over the cell
 (``time.process_time``: every thread, the magic, the session, the background loop that
 streams and parses the reply): waiting for the network uses none, so it is excluded. Beside
 it, the wall time of ``ChatSession.prepare`` alone (what builds the request: the context,
-the history, the scrubbing). Each figure is the median of 10 turns: turns 2-11 ("first",
-turn 1 imports the HTTP stack and is shown apart) and the last 10 turns ("last").
+the history, the scrubbing). Each figure is the median of ``--sample`` turns (20): turns
+2-21 ("first"; turn 1 imports the HTTP stack and is shown apart) and the last 20 ("last").
 
     .venv/bin/python bench/turn_cost.py [--turns 1000] [--providers opchatgpts,chatgptt]
 """
@@ -78,9 +78,10 @@ def main() -> None:
     )
     parser.add_argument("--turns", type=int, default=1000, help="Turns per conversation.")
     parser.add_argument("--providers", default="opchatgpts,chatgptt", help="Providers, comma-separated.")
+    parser.add_argument("--sample", type=int, default=20, help="Turns in each median.")
     args = parser.parse_args()
-    if args.turns < 21:
-        parser.error("--turns must be at least 21 (two sets of 10 turns and a first one)")
+    if args.turns < 2 * args.sample + 1:
+        parser.error("--turns must be at least 2 * --sample + 1 (two samples and a first turn)")
 
     from IPython.testing.globalipapp import start_ipython
 
@@ -95,14 +96,15 @@ def main() -> None:
         ip.run_line_magic("config", f"ChatMagics.base_urls = { {p: f'{url}/{p}' for p in providers}!r}")
         session = get_session()
         print(f"python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f}, {args.turns} turns")
-        print(f"{'provider':<12}{'':>8}{'turn 1':>10}{'first 10':>10}{'last 10':>10}{'last/first':>12}")
+        first_col, last_col = f"first {args.sample}", f"last {args.sample}"
+        print(f"{'provider':<12}{'':>8}{'turn 1':>10}{first_col:>10}{last_col:>10}{'last/first':>12}")
         for provider in providers:
             started = time.perf_counter()
             turns = run(ip, session, provider, args.turns)
             conv = session.conversation(f"bench-{provider}")
             for col, what in ((0, "cpu ms"), (1, "prep ms")):
-                first = statistics.median(t[col] for t in turns[1:11]) * 1000
-                last = statistics.median(t[col] for t in turns[-10:]) * 1000
+                first = statistics.median(t[col] for t in turns[1 : args.sample + 1]) * 1000
+                last = statistics.median(t[col] for t in turns[-args.sample :]) * 1000
                 print(
                     f"{provider if col == 0 else '':<12}{what:>8}{turns[0][col] * 1000:>10.2f}"
                     f"{first:>10.2f}{last:>10.2f}{last / first:>11.2f}x"

@@ -39,6 +39,7 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "MIN_SECRET_LENGTH",
@@ -50,6 +51,7 @@ __all__ = [
     "register_key_env",
     "register_secret",
     "scrub",
+    "scrub_values",
     "secrets",
     "strip_userinfo",
     "table",
@@ -204,6 +206,18 @@ def scrub(
             text = cut
     # after the values, so that a key a variable holds is named by its variable
     return _scrub_shapes(text, replaced)
+
+
+def scrub_values(value: Any, found: Iterable[tuple[str, str]], replaced: list[str] | None = None) -> Any:
+    """A JSON value (request options) with every string in it scrubbed, keys included."""
+    found = list(found)
+    if isinstance(value, str):
+        return scrub(value, found=found, replaced=replaced)
+    if isinstance(value, dict):
+        return {scrub_values(k, found, replaced): scrub_values(v, found, replaced) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub_values(v, found, replaced) for v in value]
+    return value
 
 
 def _has_password(text: str) -> bool:

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._secrets import scrub
+
 __all__ = ["ExchangeLog", "LogEntry", "default_log_path", "format_entries"]
 
 logger = logging.getLogger("chatmagic")
@@ -447,4 +449,5 @@ def format_entries(entries: Iterable[LogEntry], *, empty: str = "No exchanges fo
         lines.append(f'{when}  {head}  "{entry.user}"')
         if entry.snippet:
             lines.append(f"    {entry.snippet}")
-    return "\n".join(lines) if lines else empty
+    # rows logged before replies were scrubbed (or by another tool) may hold a secret
+    return scrub("\n".join(lines)) if lines else empty

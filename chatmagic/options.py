@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._secrets import HiddenCredentials, strip_userinfo
+from ._secrets import HiddenCredentials, scrub, strip_userinfo
 from .errors import ConfigurationError
 
 __all__ = [
@@ -239,7 +239,8 @@ class Attachment:
     def describe(self) -> str:
         """One line for --dry-run and the status line: ``fig (image/png, 41 KB)``."""
         size = f"{len(self.data) / 1024:.0f} KB" if len(self.data) >= 1024 else f"{len(self.data)} bytes"
-        return f"{self.name} ({self.mime}, {size}{'; ' + self.note if self.note else ''})"
+        # a name may be a path, and a path may hold a token
+        return f"{scrub(self.name)} ({self.mime}, {size}{'; ' + self.note if self.note else ''})"
 
 
 def attachment_from(value: Any, name: str) -> Attachment:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._secrets import Table, scrub, table
+from ._secrets import Table, scrub, scrub_values, table
 from .errors import (
     AllProvidersFailed,
     BotCheckError,
@@ -67,9 +67,18 @@ class Message:
     #: with: a message is scrubbed when it enters the history, and again only when the
     #: secrets changed (None: never, e.g. restored from a file)
     scrubbed: int | None = field(default=None, compare=False, repr=False)
+    #: (content, the message as :func:`fingerprint` writes it), while the content is that
+    _fragment: tuple[str, str] | None = field(default=None, init=False, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
+
+    def fragment(self) -> str:
+        """The message as :func:`fingerprint` writes it: made once, not at every turn."""
+        cached = self._fragment
+        if cached is None or cached[0] is not self.content:
+            cached = self._fragment = (self.content, _fragment(self.as_dict()))
+        return cached[1]
 
 
 @dataclass
@@ -180,6 +189,8 @@ class Conversation:
     def earlier(self, before_key: str | None = None) -> list[Exchange]:
         """The exchanges before ``before_key``'s (all of them when None), oldest first."""
         with self.lock:
+            if before_key is None:
+                return list(self.exchanges)
             out = []
             for ex in self.exchanges:
                 if before_key is not None and ex.key == before_key:
@@ -562,6 +573,11 @@ class Turn:
         # the defaults (ChatMagics.options) go where they can; what the cell asked for, always:
         # a provider that takes none refuses it before sending
         params = {**self.session.default_params, **explicit} if provider.takes_params else explicit
+        if self.secrets is not None and params:  # sent like the messages: without secrets
+            found: list[str] = []
+            params = scrub_values(params, self.secrets.found, found)
+            if found:
+                self.notes.append(f"redacted from the options: {', '.join(sorted(set(found)))}")
         with self._cond:
             self.provider, self.model = name, self.models.get(name, self.model)
             self.params = params
@@ -850,14 +866,13 @@ class ChatSession:
         turn.models = chosen.models
         turn.secrets, turn.kept_system, turn.redacted = secrets, kept_system, redacted
         before = None if fresh else conv.replaced_key(key)
-        context, turn.history_sent, turn.history_total = self._context(
+        context, turn.history_sent, turn.history_total, turn.context_hash = self._context(
             None if fresh else conv, before, system, turn.redacted, secrets
         )
         prompt = self._redacted(prompt, turn.redacted, secrets)
         turn.prompt = prompt  # the history keeps what was sent
         turn.messages = [*context, {"role": "user", "content": prompt}]
         turn.redacted = sorted(set(turn.redacted))
-        turn.context_hash = fingerprint(context)
         return turn
 
     def choice(
@@ -910,9 +925,10 @@ class ChatSession:
         system: str | None,
         replaced: list[str],
         secrets: Table | None,
-    ) -> tuple[list[dict[str, str]], int, int]:
+    ) -> tuple[list[dict[str, str]], int, int, str]:
         """What is sent before a prompt: the system prompt and the earlier exchanges that fit
-        the history budget (newest first, whole), secrets removed; and how many of how many.
+        the history budget (newest first, whole), secrets removed; how many of how many; and
+        its :func:`fingerprint`.
 
         A kept message was scrubbed when it entered the history; it is scrubbed again (and
         kept so) only when the secrets changed since: the work of a turn stays the same
@@ -921,13 +937,15 @@ class ChatSession:
         earlier = [] if conv is None else conv.earlier(before_key)
         sent = within_budget(earlier, self.max_history_chars)
         messages = [{"role": "system", "content": system}] if system else []
+        fragments = [_fragment(m) for m in messages]
         for ex in sent:
             for m in (ex.user, ex.assistant):
                 if secrets is not None and m.scrubbed != secrets.version:
                     m.content = scrub(m.content, found=secrets.found, replaced=replaced)
                     m.scrubbed = secrets.version
                 messages.append(m.as_dict())
-        return messages, len(sent), len(earlier)
+                fragments.append(m.fragment())
+        return messages, len(sent), len(earlier), _digest("[" + ", ".join(fragments) + "]")
 
     def _replayable(self, turn: Turn) -> Exchange | None:
         """The saved exchange ``turn`` would redo, if it would send exactly what that one sent:
@@ -945,7 +963,7 @@ class ChatSession:
             context_hash = turn.context_hash
         else:  # a text key further up: what would have been sent before it
             system = turn.messages[0]["content"] if turn.messages[0]["role"] == "system" else None
-            context_hash = fingerprint(self._context(conv, key, system, [], turn.secrets)[0])
+            context_hash = self._context(conv, key, system, [], turn.secrets)[3]
         same = (
             saved.user.content == turn.prompt
             and saved.context_hash == context_hash
@@ -1158,5 +1176,14 @@ def within_budget(exchanges: list[Exchange], max_chars: int) -> list[Exchange]:
 
 def fingerprint(messages: list[dict[str, str]]) -> str:
     """A short, stable digest of messages (what a replay must have sent before its prompt)."""
-    data = json.dumps(messages, ensure_ascii=False, sort_keys=True).encode("utf-8", "surrogatepass")
-    return hashlib.sha256(data).hexdigest()[:32]
+    return _digest(json.dumps(messages, ensure_ascii=False, sort_keys=True))
+
+
+def _fragment(message: dict[str, str]) -> str:
+    """One message as :func:`fingerprint` writes it in its list (so digests can be made of
+    kept pieces: ``"[" + ", ".join(pieces) + "]"`` is the same text)."""
+    return json.dumps(message, ensure_ascii=False, sort_keys=True)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]

@@ -430,3 +430,57 @@ def test_a_turn_at_exchange_1000_costs_what_the_first_did(sandbox_thread: Sandbo
     late = min(prepare_s() for _ in range(3))
     # the sent history is bounded by the budget; its scrubbing is done once
     assert late < max(first * 20, 0.004), (first, late)
+
+
+def test_request_options_are_sent_without_secrets(
+    ip: Any, sandbox_thread: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    ip.run_line_magic("config", f"ChatMagics.options = {{'metadata': {{'note': 'x {TOKEN}'}}}}")
+    try:
+        result, io = run(ip, f"%%chat -c o -p ollama -m llama3.2 -o user={TOKEN}\nhello")
+    finally:
+        ip.run_line_magic("config", "ChatMagics.options = {}")
+    assert result.error_in_exec is None, said(io)
+    (chat,) = [r for r in sandbox_thread.requests if r.method == "POST"]
+    assert TOKEN not in json.dumps(chat.json)
+    assert chat.json["user"] == f"[redacted {TOKEN_ENV}]"
+    assert f"redacted from the options: {TOKEN_ENV}" in said(io)
+
+
+def test_log_listing_shows_no_secret_a_row_holds(
+    ip: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A row logged before replies were scrubbed (or by another tool) is shown scrubbed."""
+    from chatmagic.log import ExchangeLog
+
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    log = tmp_path / "log.sqlite3"
+    with ExchangeLog(log) as raw:
+        raw.add(
+            {
+                "conversation": "old",
+                "epoch": "e",
+                "key": None,
+                "seq": 0,
+                "finished_at": time.time(),
+                "provider": "openai",
+                "model": "m",
+                "user": f"my token {TOKEN}",
+                "assistant": f"it is {TOKEN}",
+            },
+            None,
+        )
+    ip.run_line_magic("config", f"ChatMagics.log_path = {str(log)!r}")
+    try:
+        _, io = run(ip, "%chat log token")
+    finally:
+        ip.run_line_magic("config", "ChatMagics.log_path = ''")
+    assert "my token" in said(io) and TOKEN not in said(io)
+
+
+def test_an_attachment_name_shows_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chatmagic.options import Attachment
+
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    assert TOKEN not in Attachment(f"/tmp/{TOKEN}.png", "image/png", b"x").describe()
