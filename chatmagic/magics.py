@@ -86,7 +86,8 @@ class ChatMagics(Magics):
     redact_secrets = Bool(
         True,
         help="Replace the values of secret-looking environment variables (KEY, TOKEN, SECRET, PASSWORD, "
-        "...) and of provider keys with [redacted NAME] in everything sent.",
+        "...) and of provider keys with [redacted NAME], and secrets of known shapes (private keys, AWS, "
+        "GitHub, Slack, sk- keys) with [redacted ...], in everything sent and kept.",
     ).tag(config=True)
     log_path = Unicode(
         None,

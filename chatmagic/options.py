@@ -371,6 +371,7 @@ class TurnOptions:
         for f in fields(self):
             value = getattr(self, f.name)
             if value is not None and value != ():
-                value = strip_userinfo(value) if isinstance(value, str) else value
+                # a proxy's password, a secret in the system prompt
+                value = scrub(value) if isinstance(value, str) else value
                 shown.append(f"{f.name}={value!r}")
         return f"TurnOptions({', '.join(shown)})"
