@@ -65,29 +65,40 @@ _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", r
 # letters is tried from every position and the search is quadratic
 _USERINFO = re.compile(r"(?<![A-Za-z0-9+.-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@:]*(?::[^/\s@]*)?@")
 
-#: what a secret of each shape is called (in ``[redacted ...]`` and the status line), and
-#: the shape. Each is specific enough to leave ordinary text alone: the fixed prefixes,
-#: lengths and alphabets of the real formats. An ``sk-`` key needs a digit and a capital
-#: (a random key has both; ``sk-learn-compatible-estimators`` has neither).
-SHAPES: tuple[tuple[str, str], ...] = (
+#: what a secret of each shape is called (in ``[redacted ...]`` and the status line), its
+#: shape, and pieces of text one of which it must hold (cheap tests that spare ordinary text
+#: the regular expression). Each is specific enough to leave ordinary text alone: the fixed
+#: prefixes, lengths and alphabets of the real formats. An ``sk-`` key needs a digit and a
+#: capital (a random key has both; ``sk-learn-compatible-estimators`` has neither). Each
+#: pattern starts with its literal prefix, the "no letter before it" test coming just after
+#: (a lookbehind first would make the search try every position of the text).
+SHAPES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "private key",
         # the whole block; a block cut short (a budget, a shortened value) to the end of
         # its base64 lines, which a repr joins with a literal \n
         r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
-        r"(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s\\:,.-]*)",
+        r"(?:[\s\S]{0,16000}?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s\\:,.-]*)",
+        ("PRIVATE KEY",),
     ),
-    ("AWS key", r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
-    ("GitHub token", r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"),
-    ("Slack token", r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9-]{10,255}"),
+    (
+        "AWS key",
+        r"(?:AKIA|ASIA|ABIA|ACCA)(?<![A-Za-z0-9]....)[A-Z0-9]{16}(?![A-Za-z0-9])",
+        ("AKIA", "ASIA", "ABIA", "ACCA"),
+    ),
+    (
+        "GitHub token",
+        r"g(?<![A-Za-z0-9_]g)(?:h[pousr]_[A-Za-z0-9]{36,255}|ithub_pat_[A-Za-z0-9_]{22,255})",
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    ),
+    ("Slack token", r"x(?<![A-Za-z0-9]x)ox[abposr]-[A-Za-z0-9-]{10,255}", ("xox",)),
     (
         "API key",
-        r"(?<![A-Za-z0-9_-])sk-(?=[A-Za-z0-9_-]{0,300}[0-9])(?=[A-Za-z0-9_-]{0,300}[A-Z])[A-Za-z0-9_-]{20,}",
+        r"s(?<![A-Za-z0-9_-]s)k-(?=[A-Za-z0-9_-]{0,300}[0-9])(?=[A-Za-z0-9_-]{0,300}[A-Z])[A-Za-z0-9_-]{20,}",
+        ("sk-",),
     ),
 )
-_SHAPE = re.compile("|".join(f"(?P<s{i}>{pattern})" for i, (_, pattern) in enumerate(SHAPES)))
-# cheap tests that rule every shape out before the regular expression runs
-_SHAPE_HINTS = ("-----BEGIN", "AKIA", "ASIA", "ABIA", "ACCA", "gh", "github_pat_", "xox", "sk-")
+_SHAPES = tuple((what, re.compile(pattern), hints) for what, pattern, hints in SHAPES)
 # an Authorization or Proxy-Authorization header as a repr, a log or an echo shows it:
 # its credentials go, whatever they are
 _AUTH_HEADER = re.compile(
@@ -163,7 +174,7 @@ def table() -> Table:
 
 def strip_userinfo(text: str) -> str:
     """``scheme://user:password@host`` → ``scheme://***@host``, everywhere in ``text``."""
-    return _USERINFO.sub(r"\g<scheme>***@", text)
+    return _USERINFO.sub(r"\g<scheme>***@", text) if "://" in text else text
 
 
 class HiddenCredentials(str):
@@ -230,16 +241,12 @@ def _scrub_shapes(text: str, replaced: list[str] | None) -> str:
         if cut != text and replaced is not None:
             replaced.append(_AUTH_LABEL)
         text = cut
-    if not any(hint in text for hint in _SHAPE_HINTS):
-        return text
-
-    def label(m: re.Match[str]) -> str:
-        what = SHAPES[int(next(k for k, v in m.groupdict().items() if v is not None)[1:])][0]
-        if replaced is not None:
-            replaced.append(what)
-        return f"[redacted {what}]"
-
-    return _SHAPE.sub(label, text)
+    for what, pattern, hints in _SHAPES:
+        if any(hint in text for hint in hints):
+            text, count = pattern.subn(f"[redacted {what}]", text)
+            if count and replaced is not None:
+                replaced.append(what)
+    return text
 
 
 def trim_cut(head: str, tail: str = "", found: Iterable[tuple[str, str]] | None = None) -> tuple[str, str]:
