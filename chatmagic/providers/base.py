@@ -307,19 +307,24 @@ class HTTPProvider(Provider):
 
 def check_messages(messages: Iterable[Any], label: str) -> list[dict[str, str]]:
     """Validate the message list early, with a message a user can act on."""
-    checked: list[dict[str, str]] = []
-    for i, msg in enumerate(messages):
-        # dict first: the ABC check of Mapping, twice for each of hundreds of messages, was
-        # a share of every turn of a long conversation
-        is_map = isinstance(msg, (dict, Mapping))
-        role = msg.get("role") if is_map else None
-        content = msg.get("content") if is_map else None
-        if role not in ROLES or not isinstance(content, str):
-            raise ConfigurationError(
-                f"{label}: message {i} must be a dict with 'role' (one of {', '.join(ROLES)}) "
-                f"and 'content' (text); got {msg!r:.80}."
-            )
-        checked.append({"role": role, "content": content})
+    given = list(messages)
+    # what the session sends, in one pass (this runs for every message of every turn)
+    checked = [
+        {"role": m["role"], "content": m["content"]}
+        for m in given
+        if type(m) is dict and m.get("role") in ROLES and type(m.get("content")) is str
+    ]
+    if len(checked) != len(given):
+        checked = []
+        for i, msg in enumerate(given):
+            role = msg.get("role") if isinstance(msg, Mapping) else None
+            content = msg.get("content") if isinstance(msg, Mapping) else None
+            if role not in ROLES or not isinstance(content, str):
+                raise ConfigurationError(
+                    f"{label}: message {i} must be a dict with 'role' (one of {', '.join(ROLES)}) "
+                    f"and 'content' (text); got {msg!r:.80}."
+                )
+            checked.append({"role": role, "content": content})
     if not checked or not any(m["role"] == "user" for m in checked):
         raise ConfigurationError(f"{label}: there is no user message to send.")
     return checked
