@@ -12,8 +12,11 @@ chatmagic's own time per turn is the CPU time of this process over the cell
 (``time.process_time``: every thread, the magic, the session, the background loop that
 streams and parses the reply): waiting for the network uses none, so it is excluded. Beside
 it, the wall time of ``ChatSession.prepare`` alone (what builds the request: the context,
-the history, the scrubbing). Each figure is the median of ``--sample`` turns (20): turns
-2-21 ("first"; turn 1 imports the HTTP stack and is shown apart) and the last 20 ("last").
+the history, the scrubbing). Turn 1 (it imports the HTTP stack) is shown apart. Then come
+``--sample`` (20) pairs of turns: one more turn of the long conversation ("at 1000+": its
+exchange 1,001, 1,002, ...) and a first exchange (``--new`` on another conversation, "at 1"),
+one after the other so that both see the same load on a shared machine; each figure is the
+median of its 20.
 
     .venv/bin/python bench/turn_cost.py [--turns 1000] [--providers opchatgpts,chatgptt]
 """
@@ -40,8 +43,11 @@ def start_stand_in() -> tuple[subprocess.Popen[str], str]:
     return proc, first.rsplit(" ", 1)[-1].strip()
 
 
-def run(ip: Any, session: Any, provider: str, turns: int) -> list[tuple[float, float]]:
-    """(CPU seconds of the cell, wall seconds of prepare) for each turn."""
+def run(
+    ip: Any, session: Any, provider: str, turns: int, sample: int
+) -> tuple[list[Any], list[Any], list[Any]]:
+    """(CPU seconds of the cell, wall seconds of prepare) of the turns building the long
+    conversation, then of ``sample`` pairs: a turn of the long one, a first turn."""
     from IPython.utils.capture import capture_output
 
     prepare = session.prepare
@@ -54,22 +60,27 @@ def run(ip: Any, session: Any, provider: str, turns: int) -> list[tuple[float, f
         finally:
             spent.append(time.perf_counter() - start)
 
+    def turn(line: str, text: str) -> tuple[float, float]:
+        cpu = time.process_time()
+        with capture_output():
+            ip.run_cell_magic("chat", line, text)
+        return time.process_time() - cpu, spent[-1]
+
+    long_name = f"bench-{provider}"
     session.prepare = timed_prepare
-    out = []
+    building, late, early = [], [], []
     try:
         for i in range(1, turns + 1):
-            cpu = time.process_time()
-            with capture_output():
-                ip.run_cell_magic(
-                    "chat", f"-p {provider} -c bench-{provider}", f"Question {i}: how is it going?"
-                )
-            out.append((time.process_time() - cpu, spent[-1]))
-            exchanges = len(session.conversation(f"bench-{provider}"))
-            if exchanges != i:
-                raise SystemExit(f"turn {i} of {provider} did not complete ({exchanges} exchanges)")
+            building.append(turn(f"-p {provider} -c {long_name}", f"Question {i}: how is it going?"))
+            if len(session.conversation(long_name)) != i:
+                raise SystemExit(f"turn {i} of {provider} did not complete")
+        # in pairs, so that both sides see the same load on a shared machine
+        for k in range(sample):
+            late.append(turn(f"-p {provider} -c {long_name}", f"Question {turns + k + 1}: how is it going?"))
+            early.append(turn(f"-p {provider} -c first-{provider} --new", f"Question {k}: how is it going?"))
     finally:
         del session.prepare
-    return out
+    return building, early, late
 
 
 def main() -> None:
@@ -80,8 +91,8 @@ def main() -> None:
     parser.add_argument("--providers", default="opchatgpts,chatgptt", help="Providers, comma-separated.")
     parser.add_argument("--sample", type=int, default=20, help="Turns in each median.")
     args = parser.parse_args()
-    if args.turns < 2 * args.sample + 1:
-        parser.error("--turns must be at least 2 * --sample + 1 (two samples and a first turn)")
+    if args.turns < 1 or args.sample < 1:
+        parser.error("--turns and --sample must be at least 1")
 
     from IPython.testing.globalipapp import start_ipython
 
@@ -96,17 +107,17 @@ def main() -> None:
         ip.run_line_magic("config", f"ChatMagics.base_urls = { {p: f'{url}/{p}' for p in providers}!r}")
         session = get_session()
         print(f"python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f}, {args.turns} turns")
-        first_col, last_col = f"first {args.sample}", f"last {args.sample}"
+        first_col, last_col = "at 1", f"at {args.turns}+"
         print(f"{'provider':<12}{'':>8}{'turn 1':>10}{first_col:>10}{last_col:>10}{'last/first':>12}")
         for provider in providers:
             started = time.perf_counter()
-            turns = run(ip, session, provider, args.turns)
+            building, early, late = run(ip, session, provider, args.turns, args.sample)
             conv = session.conversation(f"bench-{provider}")
             for col, what in ((0, "cpu ms"), (1, "prep ms")):
-                first = statistics.median(t[col] for t in turns[1 : args.sample + 1]) * 1000
-                last = statistics.median(t[col] for t in turns[-args.sample :]) * 1000
+                first = statistics.median(t[col] for t in early) * 1000
+                last = statistics.median(t[col] for t in late) * 1000
                 print(
-                    f"{provider if col == 0 else '':<12}{what:>8}{turns[0][col] * 1000:>10.2f}"
+                    f"{provider if col == 0 else '':<12}{what:>8}{building[0][col] * 1000:>10.2f}"
                     f"{first:>10.2f}{last:>10.2f}{last / first:>11.2f}x"
                 )
             sent = conv.exchanges[-1].assistant.content.rsplit("Earlier messages: ", 1)[-1]
