@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-from ._secrets import HiddenCredentials, scrub, strip_userinfo
+from ._secrets import HiddenCredentials, register_credentials, scrub, strip_userinfo
 from .errors import ConfigurationError
 
 __all__ = [
@@ -86,6 +86,12 @@ def _check_url(url: str, what: str, schemes: tuple[str, ...], example: str) -> s
         raise ConfigurationError(f"{what} {shown!r} has no host name; e.g. {example}.")
     if port == 0:
         raise ConfigurationError(f"{what} {shown!r} has port 0; e.g. {example}.")
+    # known as secrets from now on: a message that quotes them is scrubbed from its first turn
+    register_credentials(
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password else None,
+        "proxy password" if what == "The proxy" else "server password",
+    )
     return url
 
 

@@ -651,17 +651,14 @@ class Turn:
         finally:
             publish()
 
-    def _table_version(self) -> int | None:
-        return self.secrets.version if self.secrets is not None else None
-
-    def _scrubbed_reply(self, text: str) -> tuple[str, str]:
+    def _scrubbed_reply(self, text: str, secrets: Table | None) -> tuple[str, str]:
         """The reply and reasoning without secrets; what was removed goes into the status line."""
         reasoning = self.reasoning
-        if self.secrets is None:  # redaction is off
+        if secrets is None:  # redaction is off
             return text, reasoning
         found: list[str] = []
-        clean = scrub(text, found=self.secrets.found, replaced=found)
-        clean_reasoning = scrub(reasoning, found=self.secrets.found, replaced=found) if reasoning else ""
+        clean = scrub(text, found=secrets.found, replaced=found)
+        clean_reasoning = scrub(reasoning, found=secrets.found, replaced=found) if reasoning else ""
         if found:
             with self._cond:
                 if clean != text:
@@ -683,13 +680,13 @@ class Turn:
         conv = self.conversation
         text = self.text
         if state == "done" or (state == "stopped" and text):
-            # what is kept (history, notebook, log, exports) holds no secret the server echoed
-            text, reasoning = self._scrubbed_reply(text)
+            # what is kept (history, notebook, log, exports) holds no secret the server echoed;
+            # read again: a proxy's password is known once its connection was made
+            secrets = table() if self.secrets is not None else None
+            text, reasoning = self._scrubbed_reply(text, secrets)
             self.exchange = Exchange(
-                user=Message("user", self.prompt, scrubbed=self._table_version()),
-                assistant=Message(
-                    "assistant", text, stopped=state == "stopped", scrubbed=self._table_version()
-                ),
+                user=Message("user", self.prompt, scrubbed=_version(self.secrets)),
+                assistant=Message("assistant", text, stopped=state == "stopped", scrubbed=_version(secrets)),
                 provider=self.provider,
                 model=self.model,
                 key=self.key,
@@ -1177,6 +1174,10 @@ def within_budget(exchanges: list[Exchange], max_chars: int) -> list[Exchange]:
 def fingerprint(messages: list[dict[str, str]]) -> str:
     """A short, stable digest of messages (what a replay must have sent before its prompt)."""
     return _digest(json.dumps(messages, ensure_ascii=False, sort_keys=True))
+
+
+def _version(secrets: Table | None) -> int | None:
+    return None if secrets is None else secrets.version
 
 
 def _fragment(message: dict[str, str]) -> str:

@@ -21,7 +21,7 @@ from chatmagic._state import get_session
 from chatmagic.errors import ProviderConnectionError
 from chatmagic.options import TurnOptions
 from chatmagic.record import exchange_record, to_json, to_markdown
-from chatmagic.sandbox import Sandbox
+from chatmagic.sandbox import ForwardProxy, Sandbox
 from chatmagic.sandbox._loop import ThreadedServer
 from chatmagic.session import ChatSession
 
@@ -484,3 +484,16 @@ def test_an_attachment_name_shows_no_secret(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     assert TOKEN not in Attachment(f"/tmp/{TOKEN}.png", "image/png", b"x").describe()
+
+
+def test_a_proxy_password_typed_in_a_cell_is_not_sent(ip: Any, sandbox_thread: Sandbox) -> None:
+    password = "Zq8-Pr0xy-S3cret"
+    proxy = ForwardProxy("alice", password).start_in_thread()
+    try:
+        url = proxy.url.replace("http://", f"http://alice:{password}@")
+        result, io = run(ip, f"%%chat -c px -p opchatgpts --proxy {url}\nmy proxy password is {password}")
+    finally:
+        proxy.stop()
+    assert result.error_in_exec is None, said(io)
+    assert password not in sent(sandbox_thread) and "[redacted proxy password]" in sent(sandbox_thread)
+    assert password not in said(io)
