@@ -935,13 +935,17 @@ class ChatSession:
         sent = within_budget(earlier, self.max_history_chars)
         messages = [{"role": "system", "content": system}] if system else []
         fragments = [_fragment(m) for m in messages]
+        version = None if secrets is None else secrets.version
+        # hundreds of messages a turn: no method call each where an attribute will do
         for ex in sent:
             for m in (ex.user, ex.assistant):
-                if secrets is not None and m.scrubbed != secrets.version:
+                if secrets is not None and m.scrubbed != version:
                     m.content = scrub(m.content, found=secrets.found, replaced=replaced)
-                    m.scrubbed = secrets.version
-                messages.append(m.as_dict())
-                fragments.append(m.fragment())
+                    m.scrubbed = version
+                content = m.content
+                messages.append({"role": m.role, "content": content})
+                cached = m._fragment
+                fragments.append(cached[1] if cached is not None and cached[0] is content else m.fragment())
         return messages, len(sent), len(earlier), _digest("[" + ", ".join(fragments) + "]")
 
     def _replayable(self, turn: Turn) -> Exchange | None:
