@@ -10,8 +10,10 @@ exchange and the budget (``ChatMagics.max_history_chars``, 40,000) bounds what i
 
 chatmagic's own time per turn is the CPU time of this process over the cell
 (``time.process_time``: every thread, the magic, the session, the background loop that
-streams and parses the reply): waiting for the network uses none, so it is excluded. Beside
-it, the wall time of ``ChatSession.prepare`` alone (what builds the request: the context,
+streams and parses the reply): waiting for the network uses none, so it is excluded. "user"
+is the same without the kernel's share (``getrusage``: the system calls that send the request
+and read the reply, which grow with the request). Beside them, the wall time of
+``ChatSession.prepare`` alone (what builds the request: the context,
 the history, the scrubbing). Turn 1 (it imports the HTTP stack) is shown apart. Then come
 ``--sample`` (20) pairs of turns: one more turn of the long conversation ("at 1000+": its
 exchange 1,001, 1,002, ...) and a first exchange (``--new`` on another conversation, "at 1"),
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,7 +49,7 @@ def start_stand_in() -> tuple[subprocess.Popen[str], str]:
 def run(
     ip: Any, session: Any, provider: str, turns: int, sample: int
 ) -> tuple[list[Any], list[Any], list[Any]]:
-    """(CPU seconds of the cell, wall seconds of prepare) of the turns building the long
+    """(CPU seconds of the cell, user-mode CPU seconds, wall seconds of prepare) of the turns building the long
     conversation, then of ``sample`` pairs: a turn of the long one, a first turn."""
     from IPython.utils.capture import capture_output
 
@@ -60,11 +63,12 @@ def run(
         finally:
             spent.append(time.perf_counter() - start)
 
-    def turn(line: str, text: str) -> tuple[float, float]:
-        cpu = time.process_time()
+    def turn(line: str, text: str) -> tuple[float, float, float]:
+        cpu, user = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_utime
         with capture_output():
             ip.run_cell_magic("chat", line, text)
-        return time.process_time() - cpu, spent[-1]
+        user = resource.getrusage(resource.RUSAGE_SELF).ru_utime - user
+        return time.process_time() - cpu, user, spent[-1]
 
     long_name = f"bench-{provider}"
     session.prepare = timed_prepare
@@ -113,7 +117,7 @@ def main() -> None:
             started = time.perf_counter()
             building, early, late = run(ip, session, provider, args.turns, args.sample)
             conv = session.conversation(f"bench-{provider}")
-            for col, what in ((0, "cpu ms"), (1, "prep ms")):
+            for col, what in ((0, "cpu ms"), (1, "user ms"), (2, "prep ms")):
                 first = statistics.median(t[col] for t in early) * 1000
                 last = statistics.median(t[col] for t in late) * 1000
                 print(
