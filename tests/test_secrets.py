@@ -438,7 +438,8 @@ def test_request_options_are_sent_without_secrets(
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     ip.run_line_magic("config", f"ChatMagics.options = {{'metadata': {{'note': 'x {TOKEN}'}}}}")
     try:
-        result, io = run(ip, f"%%chat -c o -p ollama -m llama3.2 -o user={TOKEN}\nhello")
+        base = sandbox_thread.base_url("ollama")
+        result, io = run(ip, f"%%chat -c o -p ollama -m llama3.2 --base-url {base} -o user={TOKEN}\nhello")
     finally:
         ip.run_line_magic("config", "ChatMagics.options = {}")
     assert result.error_in_exec is None, said(io)

@@ -308,13 +308,13 @@ class HTTPProvider(Provider):
 def check_messages(messages: Iterable[Any], label: str) -> list[dict[str, str]]:
     """Validate the message list early, with a message a user can act on."""
     given = list(messages)
-    # what the session sends, in one pass (this runs for every message of every turn)
-    checked = [
-        {"role": m["role"], "content": m["content"]}
+    # what the session sends (plain dicts of a role and a text, nothing else) is taken as it
+    # is, in one pass: this runs for every message of every turn
+    checked = given
+    if not all(
+        type(m) is dict and len(m) == 2 and m.get("role") in ROLES and type(m.get("content")) is str
         for m in given
-        if type(m) is dict and m.get("role") in ROLES and type(m.get("content")) is str
-    ]
-    if len(checked) != len(given):
+    ):
         checked = []
         for i, msg in enumerate(given):
             role = msg.get("role") if isinstance(msg, Mapping) else None
