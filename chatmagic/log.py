@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ._log_search import ENTRY_COLUMNS, newest_matches
+from ._secrets import scrub
 
 __all__ = ["ExchangeLog", "LogEntry", "default_log_path", "format_entries"]
 
@@ -446,4 +447,5 @@ def format_entries(entries: Iterable[LogEntry], *, empty: str = "No exchanges fo
         lines.append(f'{when}  {head}  "{entry.user}"')
         if entry.snippet:
             lines.append(f"    {entry.snippet}")
-    return "\n".join(lines) if lines else empty
+    # rows logged before replies were scrubbed (or by another tool) may hold a secret
+    return scrub("\n".join(lines)) if lines else empty

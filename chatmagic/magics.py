@@ -26,6 +26,7 @@ from IPython.display import display
 from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, observe, validate
 
 from ._lasterror import LastError
+from ._secrets import scrub
 from ._state import get_session
 from .errors import ChatMagicError, ConfigurationError, TurnStopped, redact
 from .options import TurnOptions, check_base_url, check_params, check_proxy, parse_chain, parse_option
@@ -92,7 +93,8 @@ class ChatMagics(Magics):
     redact_secrets = Bool(
         True,
         help="Replace the values of secret-looking environment variables (KEY, TOKEN, SECRET, PASSWORD, "
-        "...) and of provider keys with [redacted NAME] in everything sent.",
+        "...) and of provider keys with [redacted NAME], and secrets of known shapes (private keys, AWS, "
+        "GitHub, Slack, sk- keys) with [redacted ...], in everything sent and kept.",
     ).tag(config=True)
     log_path = Unicode(
         None,
@@ -197,9 +199,21 @@ class ChatMagics(Magics):
 
     @validate("base_urls")
     def _valid_base_urls(self, proposal: Any) -> dict[str, str]:
-        for url in proposal.value.values():
-            _trait_check(check_base_url, url)
-        return dict(proposal.value)
+        # the checked URLs: their repr hides credentials when %config lists them
+        return {name: _trait_check(check_base_url, url) or url for name, url in proposal.value.items()}
+
+    @classmethod
+    def class_get_trait_help(cls, trait: Any, inst: Any = None, helptext: str | None = None) -> str:
+        # traitlets lists a setting's current value by its repr (%config ChatMagics): a
+        # proxy's password, an endpoint's, a secret in the system prompt never show there
+        return scrub(super().class_get_trait_help(trait, inst, helptext))
+
+    def update_config(self, config: Any) -> None:
+        # traitlets' own refusals quote the value (a dict holding a URL with its password)
+        try:
+            super().update_config(config)
+        except TraitError as exc:
+            raise TraitError(redact(str(exc))) from None
 
     def _user_ns(self) -> dict[str, Any]:
         return self.shell.user_ns if self.shell is not None else {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import ipaddress
 import json
 import math
 import os
@@ -17,9 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-from ._secrets import strip_userinfo
+from ._secrets import HiddenCredentials, register_credentials, scrub, strip_userinfo
 from .errors import ConfigurationError
 
 __all__ = [
@@ -69,9 +70,14 @@ def _check_url(url: str, what: str, schemes: tuple[str, ...], example: str) -> s
     try:
         parts = urlsplit(url)
         port = parts.port  # raises for a port outside 0-65535
-    except ValueError as exc:
+        # as the HTTP library will encode it (IDNA): a lone surrogate, a label of more
+        # than 63 characters or an empty one would pass here and fail at the first request
+        if parts.hostname and not _is_ip(parts.hostname):
+            parts.hostname.encode("idna")
+    except (ValueError, UnicodeError) as exc:
+        reason = "its host name cannot be encoded" if isinstance(exc, UnicodeError) else str(exc)
         raise ConfigurationError(
-            f"{what} {shown!r} is not a valid address ({exc}); e.g. {example}."
+            f"{what} {shown!r} is not a valid address ({reason}); e.g. {example}."
         ) from None
     if parts.scheme.lower() not in schemes:
         raise ConfigurationError(
@@ -81,27 +87,63 @@ def _check_url(url: str, what: str, schemes: tuple[str, ...], example: str) -> s
         raise ConfigurationError(f"{what} {shown!r} has no host name; e.g. {example}.")
     if port == 0:
         raise ConfigurationError(f"{what} {shown!r} has port 0; e.g. {example}.")
+    # known as secrets from now on: a message that quotes them is scrubbed from its first turn
+    register_credentials(
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password else None,
+        "proxy password" if what == "The proxy" else "server password",
+    )
     return url
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def check_proxy(url: str | None) -> str | None:
+    """The proxy URL, checked; its repr hides the credentials (``%config ChatMagics`` lists it)."""
     if not url:
         return None
-    return _check_url(url, "The proxy", PROXY_SCHEMES, "--proxy http://user:password@host:3128")
+    return HiddenCredentials(
+        _check_url(url, "The proxy", PROXY_SCHEMES, "--proxy http://user:password@host:3128")
+    )
 
 
 def check_base_url(url: str | None) -> str | None:
+    """The base URL, checked; its repr hides the credentials it may carry."""
     if not url:
         return None
-    return _check_url(url, "The base URL", ("http", "https"), "--base-url http://localhost:11434/v1")
+    return HiddenCredentials(
+        _check_url(url, "The base URL", ("http", "https"), "--base-url http://localhost:11434/v1")
+    )
 
 
-#: request fields chatmagic writes itself, and what to write instead
+#: request fields chatmagic writes itself, and what to write instead; a name is compared as
+#: servers may read it (Go's encoding/json, Ollama's, matches keys case-insensitively):
+#: without case, spaces, "-" and "_"
 RESERVED_PARAMS = {
     "model": "choose the model with -m/--model",
     "messages": "the cell is the message",
     "stream": "chatmagic always streams",
+    "apikey": "the key goes in the environment variable the provider reads (OPENAI_API_KEY, or an "
+    "endpoint's key_env), never into the request",
+    "authorization": "the key goes in the environment variable the provider reads, never into the request",
+    "tools": "chatmagic runs no tools, so a model's tool call could not be answered",
+    "toolchoice": "chatmagic runs no tools, so a model's tool call could not be answered",
+    "functions": "chatmagic runs no tools (functions), so a model's call could not be answered",
+    "functioncall": "chatmagic runs no tools (functions), so a model's call could not be answered",
 }
+#: how deep a value may nest: deeper would raise RecursionError in json, and no request
+#: parameter needs more
+MAX_PARAM_DEPTH = 32
+
+
+def _param_name(key: str) -> str:
+    return "".join(c for c in key.lower() if c not in " \t-_")
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -119,6 +161,11 @@ def parse_option(text: str) -> tuple[str, Any]:
         value: Any = json.loads(raw)
     except ValueError:
         value = raw
+    except RecursionError:
+        raise ConfigurationError(
+            f"-o/--option {key}: the value nests deeper than JSON can be read; at most "
+            f"{MAX_PARAM_DEPTH} levels."
+        ) from None
     return key, value
 
 
@@ -130,16 +177,35 @@ def check_params(params: Mapping[str, Any] | None, what: str = "-o/--option") ->
         raise ConfigurationError(f"{what} must be a dict of request parameters, e.g. {{'temperature': 0.2}}.")
     for key, value in params.items():
         if not isinstance(key, str) or not key.strip():
-            raise ConfigurationError(f"{what}: {key!r} is not a parameter name.")
-        if key in RESERVED_PARAMS:
-            raise ConfigurationError(f"{what}: {key!r} is chatmagic's to set: {RESERVED_PARAMS[key]}.")
+            raise ConfigurationError(f"{what}: {strip_userinfo(repr(key))[:80]} is not a parameter name.")
+        name = _param_name(key)
+        if name in RESERVED_PARAMS:
+            raise ConfigurationError(f"{what}: {key!r} is not sent: {RESERVED_PARAMS[name]}. Leave it out.")
+        if _depth(value) > MAX_PARAM_DEPTH:
+            raise ConfigurationError(
+                f"{what}: the value of {key!r} nests more than {MAX_PARAM_DEPTH} levels deep."
+            )
         try:
             json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             raise ConfigurationError(
                 f"{what}: the value of {key!r} cannot be sent as JSON (got {type(value).__name__})."
             ) from None
     return dict(params)
+
+
+def _depth(value: Any, limit: int = MAX_PARAM_DEPTH + 1) -> int:
+    """How deep lists and dicts nest in ``value``, counted up to ``limit`` (no recursion)."""
+    deepest = 0
+    todo = [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, (list, tuple, dict)):
+            if level >= limit:
+                return level
+            deepest = max(deepest, level)
+            todo += [(v, level + 1) for v in (item.values() if isinstance(item, dict) else item)]
+    return deepest
 
 
 #: images larger than this are made smaller (with Pillow) or refused (without it)
@@ -180,7 +246,8 @@ class Attachment:
     def describe(self) -> str:
         """One line for --dry-run and the status line: ``fig (image/png, 41 KB)``."""
         size = f"{len(self.data) / 1024:.0f} KB" if len(self.data) >= 1024 else f"{len(self.data)} bytes"
-        return f"{self.name} ({self.mime}, {size}{'; ' + self.note if self.note else ''})"
+        # a name may be a path, and a path may hold a token
+        return f"{scrub(self.name)} ({self.mime}, {size}{'; ' + self.note if self.note else ''})"
 
 
 def attachment_from(value: Any, name: str) -> Attachment:
@@ -334,6 +401,7 @@ class TurnOptions:
         for f in fields(self):
             value = getattr(self, f.name)
             if value is not None and value != ():
-                value = strip_userinfo(value) if isinstance(value, str) else value
+                # a proxy's password, a secret in the system prompt
+                value = scrub(value) if isinstance(value, str) else value
                 shown.append(f"{f.name}={value!r}")
         return f"TurnOptions({', '.join(shown)})"

@@ -30,7 +30,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._secrets import scrub
+from ._secrets import Table, scrub, scrub_values, table
 from .errors import (
     AllProvidersFailed,
     BotCheckError,
@@ -63,9 +63,22 @@ class Message:
     role: str
     content: str
     stopped: bool = False
+    #: the version of the secrets table (``_secrets.Table``) the content was last scrubbed
+    #: with: a message is scrubbed when it enters the history, and again only when the
+    #: secrets changed (None: never, e.g. restored from a file)
+    scrubbed: int | None = field(default=None, compare=False, repr=False)
+    #: (content, the message as :func:`fingerprint` writes it), while the content is that
+    _fragment: tuple[str, str] | None = field(default=None, init=False, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
+
+    def fragment(self) -> str:
+        """The message as :func:`fingerprint` writes it: made once, not at every turn."""
+        cached = self._fragment
+        if cached is None or cached[0] is not self.content:
+            cached = self._fragment = (self.content, _fragment(self.as_dict()))
+        return cached[1]
 
 
 @dataclass
@@ -176,6 +189,8 @@ class Conversation:
     def earlier(self, before_key: str | None = None) -> list[Exchange]:
         """The exchanges before ``before_key``'s (all of them when None), oldest first."""
         with self.lock:
+            if before_key is None:
+                return list(self.exchanges)
             out = []
             for ex in self.exchanges:
                 if before_key is not None and ex.key == before_key:
@@ -334,6 +349,10 @@ class Turn:
         self.history_total = 0
         #: environment variables whose values were taken out of what is sent
         self.redacted: list[str] = []
+        #: the secrets of this turn (read once, in prepare), and the system prompt it kept
+        #: from the conversation before scrubbing (start keeps the scrubbed one instead)
+        self.secrets: Table | None = None
+        self.kept_system: str | None = None
         #: the reply is the saved one, shown again without sending anything
         self.replayed = False
         #: what the status line should also say about this turn (context added, code put
@@ -559,6 +578,11 @@ class Turn:
         # the defaults (ChatMagics.options) go where they can; what the cell asked for, always:
         # a provider that takes none refuses it before sending
         params = {**self.session.default_params, **explicit} if provider.takes_params else explicit
+        if self.secrets is not None and params:  # sent like the messages: without secrets
+            found: list[str] = []
+            params = scrub_values(params, self.secrets.found, found)
+            if found:
+                self.notes.append(f"redacted from the options: {', '.join(sorted(set(found)))}")
         with self._cond:
             self.provider, self.model = name, self.models.get(name, self.model)
             self.params = params
@@ -632,6 +656,26 @@ class Turn:
         finally:
             publish()
 
+    def _scrubbed_reply(self, text: str, secrets: Table | None) -> tuple[str, str]:
+        """The reply and reasoning without secrets; what was removed goes into the status line."""
+        reasoning = self.reasoning
+        if secrets is None:  # redaction is off
+            return text, reasoning
+        found: list[str] = []
+        clean = scrub(text, found=secrets.found, replaced=found)
+        clean_reasoning = scrub(reasoning, found=secrets.found, replaced=found) if reasoning else ""
+        if found:
+            with self._cond:
+                if clean != text:
+                    self._pieces[:] = [clean]
+                    self.size = len(clean)
+                if clean_reasoning != reasoning:
+                    self._thinking[:] = [clean_reasoning]
+                    self.reasoning_size = len(clean_reasoning)
+                self.version += 1
+            self.notes.append(f"redacted from the reply: {', '.join(sorted(set(found)))}")
+        return clean, clean_reasoning
+
     def _set_state(self, state: str) -> None:
         with self._cond:
             self.state = state
@@ -641,9 +685,13 @@ class Turn:
         conv = self.conversation
         text = self.text
         if state == "done" or (state == "stopped" and text):
+            # what is kept (history, notebook, log, exports) holds no secret the server echoed;
+            # read again: a proxy's password is known once its connection was made
+            secrets = table() if self.secrets is not None else None
+            text, reasoning = self._scrubbed_reply(text, secrets)
             self.exchange = Exchange(
-                user=Message("user", self.prompt),
-                assistant=Message("assistant", text, stopped=state == "stopped"),
+                user=Message("user", self.prompt, scrubbed=_version(self.secrets)),
+                assistant=Message("assistant", text, stopped=state == "stopped", scrubbed=_version(secrets)),
                 provider=self.provider,
                 model=self.model,
                 key=self.key,
@@ -652,7 +700,7 @@ class Turn:
                 context_hash=self.context_hash,
                 finish_reason=self.finish_reason,
                 usage=self.usage,
-                reasoning=self.reasoning,
+                reasoning=reasoning,
             )
             conv.record(self.exchange)
             self.session._write_log(conv, self.exchange)
@@ -810,7 +858,13 @@ class ChatSession:
         conv = self.conversation(conversation)
         with conv.lock:
             kept_system = self.default_system if fresh else conv.system
+        # the secrets once for the whole turn (every message, the reply): reading the
+        # environment for each message made a turn's cost grow with the conversation
+        secrets = table() if self.redact_secrets else None
+        redacted: list[str] = []
         system = valid_text(options.system if options.system is not None else kept_system or "") or None
+        # the system prompt is scrubbed like everything sent, and kept as sent
+        system = self._redacted(system, redacted, secrets) if system else system
         if options.system and options.system != system:  # start() keeps the clean one
             options = dataclasses.replace(options, system=system)
         chosen = self.choice(conversation, options, fresh=fresh)
@@ -821,15 +875,15 @@ class ChatSession:
             )
         turn = Turn(self, conv, prompt, options, key, chain=chosen.chain, model=chosen.model, fresh=fresh)
         turn.models = chosen.models
+        turn.secrets, turn.kept_system, turn.redacted = secrets, kept_system, redacted
         before = None if fresh else conv.replaced_key(key)
-        context, turn.history_sent, turn.history_total = self._context(
-            None if fresh else conv, before, system, turn.redacted
+        context, turn.history_sent, turn.history_total, turn.context_hash = self._context(
+            None if fresh else conv, before, system, turn.redacted, secrets
         )
-        prompt = self._redacted(prompt, turn.redacted)
+        prompt = self._redacted(prompt, turn.redacted, secrets)
         turn.prompt = prompt  # the history keeps what was sent
         turn.messages = [*context, {"role": "user", "content": prompt}]
         turn.redacted = sorted(set(turn.redacted))
-        turn.context_hash = fingerprint(context)
         return turn
 
     def choice(
@@ -871,22 +925,42 @@ class ChatSession:
             model = self.default_model_for(spec)
         return Choice(chain, resolve_models(classes, model or None))
 
-    def _redacted(self, text: str, replaced: list[str]) -> str:
-        return scrub(text, replaced=replaced) if self.redact_secrets else text
+    @staticmethod
+    def _redacted(text: str, replaced: list[str], secrets: Table | None) -> str:
+        return scrub(text, found=secrets.found, replaced=replaced) if secrets is not None else text
 
     def _context(
-        self, conv: Conversation | None, before_key: str | None, system: str | None, replaced: list[str]
-    ) -> tuple[list[dict[str, str]], int, int]:
+        self,
+        conv: Conversation | None,
+        before_key: str | None,
+        system: str | None,
+        replaced: list[str],
+        secrets: Table | None,
+    ) -> tuple[list[dict[str, str]], int, int, str]:
         """What is sent before a prompt: the system prompt and the earlier exchanges that fit
-        the history budget (newest first, whole), secrets removed; and how many of how many."""
+        the history budget (newest first, whole), secrets removed; how many of how many; and
+        its :func:`fingerprint`.
+
+        A kept message was scrubbed when it entered the history; it is scrubbed again (and
+        kept so) only when the secrets changed since: the work of a turn stays the same
+        however long the conversation is.
+        """
         earlier = [] if conv is None else conv.earlier(before_key)
         sent = within_budget(earlier, self.max_history_chars)
         messages = [{"role": "system", "content": system}] if system else []
+        fragments = [_fragment(m) for m in messages]
+        version = None if secrets is None else secrets.version
+        # hundreds of messages a turn: no method call each where an attribute will do
         for ex in sent:
-            messages += [ex.user.as_dict(), ex.assistant.as_dict()]
-        for m in messages:
-            m["content"] = self._redacted(m["content"], replaced)
-        return messages, len(sent), len(earlier)
+            for m in (ex.user, ex.assistant):
+                if secrets is not None and m.scrubbed != version:
+                    m.content = scrub(m.content, found=secrets.found, replaced=replaced)
+                    m.scrubbed = version
+                content = m.content
+                messages.append({"role": m.role, "content": content})
+                cached = m._fragment
+                fragments.append(cached[1] if cached is not None and cached[0] is content else m.fragment())
+        return messages, len(sent), len(earlier), _digest("[" + ", ".join(fragments) + "]")
 
     def _replayable(self, turn: Turn) -> Exchange | None:
         """The saved exchange ``turn`` would redo, if it would send exactly what that one sent:
@@ -904,7 +978,7 @@ class ChatSession:
             context_hash = turn.context_hash
         else:  # a text key further up: what would have been sent before it
             system = turn.messages[0]["content"] if turn.messages[0]["role"] == "system" else None
-            context_hash = fingerprint(self._context(conv, key, system, [])[0])
+            context_hash = self._context(conv, key, system, [], turn.secrets)[3]
         same = (
             saved.user.content == turn.prompt
             and saved.context_hash == context_hash
@@ -939,6 +1013,10 @@ class ChatSession:
                 conv.model = options.model
             if options.system is not None:
                 conv.system = options.system or None
+            elif conv.system is not None and conv.system == turn.kept_system and turn.messages:
+                # kept as it was sent: scrubbed (the notebook's record and the log copy it)
+                first = turn.messages[0]
+                conv.system = first["content"] if first["role"] == "system" else conv.system
             saved = self._replayable(turn) if self.replay and not turn.fresh else None
             if saved is None and turn.key is not None and conv.replaced_key(turn.key) is None:
                 # the same text asked again: the older exchange is no longer "this cell"
@@ -1113,5 +1191,18 @@ def within_budget(exchanges: list[Exchange], max_chars: int) -> list[Exchange]:
 
 def fingerprint(messages: list[dict[str, str]]) -> str:
     """A short, stable digest of messages (what a replay must have sent before its prompt)."""
-    data = json.dumps(messages, ensure_ascii=False, sort_keys=True).encode("utf-8", "surrogatepass")
-    return hashlib.sha256(data).hexdigest()[:32]
+    return _digest(json.dumps(messages, ensure_ascii=False, sort_keys=True))
+
+
+def _version(secrets: Table | None) -> int | None:
+    return None if secrets is None else secrets.version
+
+
+def _fragment(message: dict[str, str]) -> str:
+    """One message as :func:`fingerprint` writes it in its list (so digests can be made of
+    kept pieces: ``"[" + ", ".join(pieces) + "]"`` is the same text)."""
+    return json.dumps(message, ensure_ascii=False, sort_keys=True)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]

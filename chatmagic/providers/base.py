@@ -307,16 +307,24 @@ class HTTPProvider(Provider):
 
 def check_messages(messages: Iterable[Any], label: str) -> list[dict[str, str]]:
     """Validate the message list early, with a message a user can act on."""
-    checked: list[dict[str, str]] = []
-    for i, msg in enumerate(messages):
-        role = msg.get("role") if isinstance(msg, Mapping) else None
-        content = msg.get("content") if isinstance(msg, Mapping) else None
-        if role not in ROLES or not isinstance(content, str):
-            raise ConfigurationError(
-                f"{label}: message {i} must be a dict with 'role' (one of {', '.join(ROLES)}) "
-                f"and 'content' (text); got {msg!r:.80}."
-            )
-        checked.append({"role": role, "content": content})
+    given = list(messages)
+    # what the session sends (plain dicts of a role and a text, nothing else) is taken as it
+    # is, in one pass: this runs for every message of every turn
+    checked = given
+    if not all(
+        type(m) is dict and len(m) == 2 and m.get("role") in ROLES and type(m.get("content")) is str
+        for m in given
+    ):
+        checked = []
+        for i, msg in enumerate(given):
+            role = msg.get("role") if isinstance(msg, Mapping) else None
+            content = msg.get("content") if isinstance(msg, Mapping) else None
+            if role not in ROLES or not isinstance(content, str):
+                raise ConfigurationError(
+                    f"{label}: message {i} must be a dict with 'role' (one of {', '.join(ROLES)}) "
+                    f"and 'content' (text); got {msg!r:.80}."
+                )
+            checked.append({"role": role, "content": content})
     if not checked or not any(m["role"] == "user" for m in checked):
         raise ConfigurationError(f"{label}: there is no user message to send.")
     return checked

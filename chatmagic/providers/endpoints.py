@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._secrets import register_key_env
+from .._secrets import register_key_env, strip_userinfo
 from ..errors import ConfigurationError
 from ..options import check_base_url
 
@@ -196,7 +196,8 @@ def _make_class(endpoint: Endpoint) -> type[OpenAICompatible]:
         register_key_env(endpoint.key_env)
     attrs: dict[str, Any] = {
         "__module__": __name__,
-        "__doc__": f"The OpenAI-compatible server {endpoint.label or endpoint.name} at {endpoint.base_url}.",
+        "__doc__": f"The OpenAI-compatible server {endpoint.label or endpoint.name} at "
+        f"{strip_userinfo(endpoint.base_url)}.",
         "name": endpoint.name,
         "label": endpoint.label or endpoint.name,
         "url": endpoint.base_url.rstrip("/"),

@@ -14,6 +14,11 @@ The API key is read from an environment variable (``OPENAI_API_KEY`` unless
 and never kept in the history or shown in an error: the variable is registered as a
 secret, so every error message, made anywhere, is scrubbed of its value and of any
 piece of it (a server may echo the key back, and a message may be cut inside it).
+
+A ``base_url`` may carry a user and password (``http://user:password@host/v1``, a server
+behind Basic auth): they are taken out of the address and sent as Basic auth (aiohttp
+refuses a URL with credentials beside an ``Authorization`` header); a key as well is
+refused, since the server can take only one ``Authorization``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from .. import __version__
-from .._secrets import register_key_env
+from .._secrets import register_credentials, register_key_env, strip_userinfo
 from ..errors import (
     ConfigurationError,
     HTTPStatusError,
@@ -36,7 +41,7 @@ from ..errors import (
     StreamInterrupted,
 )
 from ._family import content_type, parse_json, try_json
-from ._http import TOO_LONG_HINT, body_summary, excerpt, retry_after, status_error
+from ._http import TOO_LONG_HINT, ProxySpec, body_summary, excerpt, retry_after, status_error
 from ._wire import ChunkReader, Part, event_objects, sentence, sse_events
 from .base import HTTPProvider
 
@@ -88,6 +93,19 @@ class OpenAICompatible(HTTPProvider):
             register_key_env(self.api_key_env)
         #: the model an empty model name stands for, once the server said (GET /models)
         self._first_model: str | None = None
+        #: Basic auth from the base URL's user:password, which the address no longer holds
+        self._basic: str | None = None
+        address = ProxySpec.parse(self.site)  # the address and its credentials, kept apart
+        if address is not None and (address.username is not None or address.password is not None):
+            self.site = address.url.rstrip("/")
+            self._basic = address.basic_auth()
+            register_credentials(address.username, address.password, f"{self.label} password")
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        described = super().describe()
+        described["url"] = strip_userinfo(described["url"])  # an endpoint's password never shows
+        return described
 
     def _session_headers(self) -> dict[str, str]:
         return {"user-agent": f"chatmagic/{__version__}"}
@@ -130,8 +148,16 @@ class OpenAICompatible(HTTPProvider):
 
     def _headers(self, key: str | None, accept: str = "application/json") -> dict[str, str]:
         headers = {"accept": accept}
+        if key and self._basic:
+            raise ConfigurationError(
+                f"{self.label}: the base URL carries a user and password, and {self.api_key_env} holds "
+                "a key: the server takes only one of them. Take user:password@ out of the base URL, "
+                f"or unset {self.api_key_env}."
+            )
         if key:
             headers["authorization"] = f"Bearer {key}"
+        elif self._basic:
+            headers["authorization"] = self._basic
         return headers
 
     # -- streaming -----------------------------------------------------------------
