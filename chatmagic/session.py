@@ -649,6 +649,8 @@ class Turn:
                 usage=self.usage,
                 reasoning=self.reasoning,
             )
+            with conv.lock:  # only a kept turn's options stick (see ChatSession.start)
+                self.session.settle(self)
             conv.record(self.exchange)
             self.session._write_log(conv, self.exchange)
         with self._cond:
@@ -900,15 +902,15 @@ class ChatSession:
         return saved if same else None
 
     def start(self, turn: Turn) -> Turn:
-        """Start a prepared turn; what it chose stays with the conversation.
+        """Start a prepared turn; what it chose stays with the conversation once it is kept.
 
-        The one place where a turn changes its conversation's settings: ``--new`` starts
-        it afresh; a provider given for the turn becomes the conversation's (and drops
-        a model of the previous provider); a model given becomes its model; a system
-        prompt given becomes its system prompt. Refused (:class:`ConversationBusy`)
-        while another reply streams into the same conversation.
+        ``--new`` starts the conversation afresh here. The options stick in :meth:`settle`,
+        when the turn's exchange joins the history: a turn refused or failed (a mistyped
+        model, an attachment the provider cannot take) leaves the conversation's provider,
+        model and system prompt as they were. Refused (:class:`ConversationBusy`) while
+        another reply streams into the same conversation.
         """
-        conv, options = turn.conversation, turn.options
+        conv = turn.conversation
         with conv.lock:
             conv._check_idle("sent to")
             if turn.fresh:
@@ -916,15 +918,6 @@ class ChatSession:
                 conv.exchanges.clear()
                 conv.epoch = new_key()
                 conv.started_afresh = True
-            if options.provider is not None:
-                spec = ",".join(turn.chain)
-                if conv.provider != spec and options.model is None:
-                    conv.model = None
-                conv.provider = spec
-            if options.model is not None:
-                conv.model = options.model
-            if options.system is not None:
-                conv.system = options.system or None
             saved = self._replayable(turn) if self.replay and not turn.fresh else None
             if saved is None and turn.key is not None and conv.replaced_key(turn.key) is None:
                 # the same text asked again: the older exchange is no longer "this cell"
@@ -933,6 +926,8 @@ class ChatSession:
                         ex.key = None
             if saved is None:
                 conv.active = turn
+            else:  # a replayed turn is kept as it was
+                self.settle(turn)
         if turn.fresh:
             conv._emit("reset", None)
         if saved is not None:
@@ -948,6 +943,24 @@ class ChatSession:
             turn._not_handed_over(coro)
             raise
         return turn
+
+    def settle(self, turn: Turn) -> None:
+        """What a kept turn chose becomes its conversation's (called with the conversation locked).
+
+        A provider given for the turn becomes the conversation's (and drops a model of the
+        previous provider); a model given becomes its model; a system prompt given becomes
+        its system prompt.
+        """
+        conv, options = turn.conversation, turn.options
+        if options.provider is not None:
+            spec = ",".join(turn.chain)
+            if conv.provider != spec and options.model is None:
+                conv.model = None
+            conv.provider = spec
+        if options.model is not None:
+            conv.model = options.model
+        if options.system is not None:
+            conv.system = options.system or None
 
     def send(
         self,
