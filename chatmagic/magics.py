@@ -14,6 +14,7 @@ import html
 import json
 import math
 import shlex
+import sys
 import time
 from typing import Any, NoReturn
 
@@ -27,6 +28,7 @@ from ._state import get_session
 from .errors import ChatMagicError, ConfigurationError, TurnStopped, redact
 from .options import TurnOptions, check_base_url, check_params, check_proxy, parse_chain, parse_option
 from .present import HISTORY_LAST
+from .providers import check_provider_names
 from .render import FORMATS, ReplyStream
 from .session import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS, TEXT_KEY_PREFIX, Turn
 
@@ -150,11 +152,27 @@ class ChatMagics(Magics):
         s.replay = self.replay
         s.log_path = self.log_path
 
-    # each check raises a TraitError, which %config prints as one line, keeping the old value
+    def update_config(self, config: Any) -> None:
+        # %config hands a refused value to logging.error ("ERROR:root:ChatMagics.timeout must
+        # be ..."): say it ourselves, as one line; the trait keeps its old value
+        try:
+            super().update_config(config)
+        except TraitError as exc:
+            print(exc, file=sys.stderr)
+
+    # each check raises a TraitError, which update_config prints as one line, keeping the old value
 
     @validate("default_provider")
     def _valid_provider(self, proposal: Any) -> str:
-        return _trait_check(lambda v: ",".join(parse_chain(v)) if v else v, proposal.value)
+        def check(value: str) -> str:
+            if not value:
+                return value
+            names = parse_chain(value)
+            # endpoints set in the same config file are checked before they are configured
+            check_provider_names(names, {name.strip().lower() for name in self.endpoints})
+            return ",".join(names)
+
+        return _trait_check(check, proposal.value)
 
     @validate("context")
     def _valid_context(self, proposal: Any) -> str:

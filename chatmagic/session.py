@@ -649,10 +649,13 @@ class Turn:
                 usage=self.usage,
                 reasoning=self.reasoning,
             )
-            with conv.lock:  # only a kept turn's options stick (see ChatSession.start)
+            with conv.lock:  # a kept turn's options stick (see ChatSession.start)
                 self.session.settle(self)
             conv.record(self.exchange)
             self.session._write_log(conv, self.exchange)
+        elif state == "failed" and error is not None and _passing(error):
+            with conv.lock:  # the request was right; the provider was down: the next cell tries it again
+                self.session.settle(self)
         with self._cond:
             self.finished_at = time.monotonic()
             self.error = error
@@ -905,14 +908,15 @@ class ChatSession:
         """Start a prepared turn; what it chose stays with the conversation once it is kept.
 
         ``--new`` starts the conversation afresh here. The options stick in :meth:`settle`,
-        when the turn's exchange joins the history: a turn refused or failed (a mistyped
-        model, an attachment the provider cannot take) leaves the conversation's provider,
-        model and system prompt as they were. Refused (:class:`ConversationBusy`) while
+        when the turn's exchange joins the history, or when it failed for a passing reason
+        (a server error, a rate limit, the network): a turn refused (a mistyped model, an
+        attachment the provider cannot take) leaves the conversation's provider, model and
+        system prompt as they were. Refused (:class:`ConversationBusy`) while
         another reply streams into the same conversation.
         """
         conv = turn.conversation
         with conv.lock:
-            conv._check_idle("sent to")
+            conv._check_idle("sent another message")
             if turn.fresh:
                 self._reset_settings(conv)
                 conv.exchanges.clear()
@@ -1063,6 +1067,15 @@ def is_retryable(exc: ChatMagicError) -> bool:
         and not isinstance(exc, BotCheckError)
         and (exc.status == 429 or exc.status >= 500)
     )
+
+
+def _passing(exc: ChatMagicError) -> bool:
+    """A failure that says nothing against what the turn asked for (a server down, a rate
+    limit, the network), in every provider of a chain: what it chose may stick. A refusal
+    (an unknown model, an attachment the provider cannot take, a bad parameter) may not."""
+    if isinstance(exc, AllProvidersFailed):
+        return all(_passing(e) for _name, e in exc.failures)
+    return is_retryable(exc)
 
 
 def _as_named(spec: str) -> str:

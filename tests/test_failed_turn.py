@@ -57,3 +57,17 @@ def test_a_kept_turn_keeps_its_options(ip: Any) -> None:
     assert error is None
     conv = get_session().conversation("keep")
     assert (conv.provider, conv.system) == ("openai", "Be brief.")
+
+
+def test_a_busy_conversation_says_so_in_plain_words(ip: Any) -> None:
+    from chatmagic.errors import ConversationBusy
+    from chatmagic.session import TurnOptions
+
+    session = get_session()
+    slow = session.send(
+        "[[words:40]][[delay:0.05]]", conversation="busy", options=TurnOptions(provider="opchatgpts")
+    )
+    with pytest.raises(ConversationBusy) as refused:
+        session.send("second", conversation="busy")
+    slow.result(30)
+    assert "so it cannot be sent another message now" in str(refused.value)

@@ -198,6 +198,29 @@ def test_config_defaults(ip: Any) -> None:
     assert reply(ip, "%%chat\nhi").startswith("[opchatgpts]")
 
 
+def test_config_refuses_an_unknown_provider_in_one_line(ip: Any) -> None:
+    for value, said in (
+        ("'nosuch'", "No provider named 'nosuch'. Known providers:"),
+        ("'opchatgpt'", "No provider named 'opchatgpt': did you mean 'opchatgpts'?"),
+        ("'chatgptt,nosuch'", "No provider named 'nosuch'."),
+    ):
+        with capture_output() as io:
+            ip.run_line_magic("config", f"ChatMagics.default_provider = {value}")
+        assert io.stderr.startswith(said) and io.stderr.count("\n") == 1, io.stderr
+        assert ip.run_line_magic("config", "ChatMagics.default_provider") == "chatgptt"
+    with capture_output() as io:
+        ip.run_line_magic("config", "ChatMagics.timeout = -1")
+    assert io.stderr == "ChatMagics.timeout must be a number of seconds, 0 for no limit (got -1.0).\n"
+    # a preset, a chain, an endpoint configured with it
+    ip.run_line_magic("config", "ChatMagics.default_provider = 'ollama,openai'")
+    assert ip.run_line_magic("config", "ChatMagics.default_provider") == "ollama,openai"
+
+
+def test_a_mistyped_provider_gets_did_you_mean(ip: Any) -> None:
+    result, io = run(ip, "%%chat -p opchatgpt\nhi")
+    assert "No provider named 'opchatgpt': did you mean 'opchatgpts'?" in io.stdout
+
+
 def test_bad_arguments_get_a_usage_message(ip: Any) -> None:
     result, io = run(ip, "%%chat --nope\nhi")
     assert "UsageError" in io.stdout + io.stderr and "unrecognized arguments: --nope" in io.stdout + io.stderr
