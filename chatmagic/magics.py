@@ -421,12 +421,14 @@ class ChatMagics(Magics):
             self._run(turn, fmt)
 
     def _code_to_cell(self, turn: Turn) -> None:
-        from .code import code_blocks
+        from .code import INSERTED, code_of
 
-        blocks = code_blocks(turn.text) if turn.state == "done" else []
-        if blocks and self.shell is not None:
+        code = code_of(turn.text) if turn.state == "done" else ""
+        # running the cell again adds no second copy of the same code
+        if code and self.shell is not None and INSERTED.is_new(turn.key, code):
             # JupyterLab and Notebook 7 insert it as a new cell below; the terminal pre-fills the prompt
-            self.shell.set_next_input("\n\n".join(blocks), replace=False)
+            self.shell.set_next_input(code, replace=False)
+            INSERTED.put(turn.key, code)
 
     def _attachment(self, name: str) -> Any:
         """``--attach NAME``: the image a variable (or ``Out[n]``, or a file path) holds."""

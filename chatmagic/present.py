@@ -172,10 +172,15 @@ def _notes(turn: Turn) -> str:
         cut = cut_note(turn.finish_reason) if turn.cut else ""
         notes += [cut, usage_note(turn.usage)]
         if turn.code_to_cell and turn.state == "done":
-            from .code import code_blocks
+            from .code import INSERTED, code_of
 
-            blocks = code_blocks(turn.text)
-            notes.append("code put in a new cell below" if blocks else "no code block to put in a new cell")
+            code = code_of(turn.text)
+            if not code:
+                notes.append("no code block to put in a new cell")
+            elif INSERTED.is_new(turn.key, code):
+                notes.append("code put in a new cell below")
+            else:
+                notes.append("the same code is already in the cell below")
     attached = getattr(turn.options, "attachments", ())
     if attached:
         notes.append("attached " + ", ".join(a.describe() for a in attached))

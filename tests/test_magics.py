@@ -370,3 +370,20 @@ def test_new_with_a_mistake_loses_nothing(ip: Any) -> None:
     # a real --new starts from the session's defaults
     assert reply(ip, "%%chat --new\nfresh").startswith("[chatgptt] You said: fresh\n\nEarlier messages: 0.")
     assert conv.system is None and len(conv) == 1
+
+
+def test_running_a_code_cell_again_adds_no_second_copy(ip: Any) -> None:
+    inserted: list[str] = []
+    ip.set_next_input = lambda text, replace=False: inserted.append(text)  # what the frontend is asked
+    try:
+        source = "%%chat -f code -p opchatgpts\n[[reply]]Try:\n\n```python\nprint('hi')\n```\n"
+        first = reply(ip, source, cell_id="code-cell")
+        again = reply(ip, source, cell_id="code-cell")
+        assert inserted == ["print('hi')"]
+        assert "code put in a new cell below" in first
+        assert "the same code is already in the cell below" in again
+        # other code from the same cell is inserted
+        reply(ip, source.replace("'hi'", "'bye'"), cell_id="code-cell")
+        assert inserted == ["print('hi')", "print('bye')"]
+    finally:
+        del ip.set_next_input
