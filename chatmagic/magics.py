@@ -782,16 +782,34 @@ class ChatMagics(Magics):
         if args.action == "stop":
             _state.stop_sandbox(self.session)
             print("The local stand-in is stopped; providers use their configured addresses again.")
-        elif args.action == "fault":
+        elif args.action in ("fault", "faults", "clear"):
             sandbox = _state.running_sandbox()
             if sandbox is None:
                 raise UsageError("The stand-in is not running: %chat sandbox start")
+            if args.action == "faults":
+                waiting = sandbox.faults()
+                print(
+                    "\n".join(
+                        f"{site}: {','.join(faults)} for the next {left} chat request(s)"
+                        for site, faults, left in waiting
+                    )
+                    or "No fault is waiting: the stand-in answers every request normally."
+                )
+                return
+            if args.action == "clear":
+                count = sandbox.clear_faults()
+                print(f"Cleared {count} waiting fault(s): the stand-in answers every request normally.")
+                return
             try:
                 sandbox.inject(args.site, *args.fault.split(","), times=args.times)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
+            # a retry is a request too: say so, and how to take back what a cell did not use
             print(
-                f"The stand-in's {args.site} will answer the next {args.times} chat request(s) with: {args.fault}."
+                f"The stand-in's {args.site} will answer the next {args.times} chat request(s) with: "
+                f"{args.fault}. Each retry is a request (ChatMagics.retries = {self.session.retries}: a "
+                f"cell makes up to {self.session.retries + 1}); what is left waits for later cells: "
+                "%chat sandbox faults lists it, %chat sandbox clear forgets it."
             )
         else:
             url = _state.start_sandbox(self.session)
@@ -875,7 +893,9 @@ def _line_parser() -> _CommandParser:
     export = command("export", "write a conversation as Markdown, or JSON when PATH ends in .json")
     export.add_argument("name", metavar="NAME")
     export.add_argument("path", metavar="PATH", nargs="?")
-    sandbox = command("sandbox", "the local stand-in of the chat sites: start (default), stop, fault")
+    sandbox = command(
+        "sandbox", "the local stand-in of the chat sites: start (default), stop, fault, faults, clear"
+    )
     actions = sandbox.add_subparsers(dest="action", metavar="ACTION", parser_class=_CommandParser)
     actions.add_parser("start", help="start it and point every provider at it", add_help=False)
     actions.add_parser("stop", help="stop it; providers use their configured addresses again", add_help=False)
@@ -883,6 +903,8 @@ def _line_parser() -> _CommandParser:
     fault.add_argument("site", metavar="SITE")
     fault.add_argument("fault", metavar="FAULT[,FAULT]")
     fault.add_argument("times", metavar="TIMES", nargs="?", type=_positive_int, default=1)
+    actions.add_parser("faults", help="list the faults still waiting for a request", add_help=False)
+    actions.add_parser("clear", help="forget the faults still waiting", add_help=False)
     return parser
 
 

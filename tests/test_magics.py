@@ -356,6 +356,17 @@ def test_sandbox_fault_command(ip: Any) -> None:
         assert "(after chatgptes failed)" in reply(ip, "%%chat -p chatgptes,chatgptt\nhi")
         result, io = run(ip, "%chat sandbox fault nosite http500")
         assert "No such site 'nosite'" in io.stdout + io.stderr
+        # what a cell did not use waits for later cells: listed, and cleared
+        result, io = run(ip, "%chat sandbox fault opchatgpts http500 3")
+        assert "Each retry is a request (ChatMagics.retries = 0: a cell makes up to 1)" in io.stdout
+        assert "%chat sandbox clear" in io.stdout
+        result, io = run(ip, "%chat sandbox faults")
+        assert io.stdout.strip() == "opchatgpts: http500 for the next 3 chat request(s)"
+        result, io = run(ip, "%chat sandbox clear")
+        assert io.stdout.startswith("Cleared 1 waiting fault(s)")
+        result, io = run(ip, "%chat sandbox faults")
+        assert io.stdout.startswith("No fault is waiting")
+        assert "You said: hi" in reply(ip, "%%chat -p opchatgpts\nhi")
     finally:
         _state.stop_sandbox(get_session())
         get_session().base_urls.update(saved)
