@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .errors import ConfigurationError
+
 if TYPE_CHECKING:
     from .session import Conversation, Exchange, Turn
 
@@ -156,11 +158,20 @@ def timing(first_text_s: float | None, total_s: float | None) -> str:
 
 def head(turn: Turn) -> str:
     """Who answers: provider and model, and which providers of a chain failed first."""
-    text = f"{turn.provider} · {turn.model}"
-    notes = [] if turn.state == "failed" else [f"{name} failed" for name, _ in turn.failures]
-    if turn.retries:
-        notes.append(f"{turn.retries} {'retry' if turn.retries == 1 else 'retries'}")
+    text = _who(turn.provider, turn.model)
+    if turn.state == "failed":  # the error names each provider and its attempts
+        return text
+    notes = [f"{name} failed" for name, _ in turn.failures]
+    # the retries of the providers that failed are theirs: only this one's are counted here
+    own = turn.retries - sum(getattr(exc, "attempts", 1) - 1 for _, exc in turn.failures)
+    if own > 0:
+        notes.append(f"{own} {'retry' if own == 1 else 'retries'}")
     return text + (f" (after {', '.join(notes)})" if notes else "")
+
+
+def _who(provider: str, model: str | None) -> str:
+    # an endpoint asked for no model: its server chose, and did not say which
+    return f"{provider} · {model}" if model else provider
 
 
 def _notes(turn: Turn) -> str:
@@ -182,7 +193,8 @@ def _notes(turn: Turn) -> str:
             else:
                 notes.append("the same code is already in the cell below")
     attached = getattr(turn.options, "attachments", ())
-    if attached:
+    if attached and not (turn.state == "failed" and isinstance(turn.error, ConfigurationError)):
+        # a refused attachment (a provider that takes no image) was not attached
         notes.append("attached " + ", ".join(a.describe() for a in attached))
     notes += turn.notes
     return "".join(f" · {note}" for note in notes if note)
@@ -277,7 +289,7 @@ def plain_with_status(text: str, status: str) -> str:
 
 def exchange_head(ex: Exchange) -> str:
     """The heading of a recorded reply: ``provider · model · total``."""
-    text = f"{ex.provider} · {ex.model}" + (f" · {seconds(ex.total_s)}" if ex.total_s else "")
+    text = _who(ex.provider, ex.model) + (f" · {seconds(ex.total_s)}" if ex.total_s else "")
     extra = [cut_note(ex.finish_reason) if ex.cut else "", usage_note(ex.usage)]
     return " · ".join([text, *filter(None, extra)])
 

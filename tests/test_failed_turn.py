@@ -8,13 +8,19 @@ import pytest
 from IPython.utils.capture import capture_output
 
 from chatmagic._state import get_session
+from chatmagic.sandbox import Sandbox
+
+from .conftest import SITES
 
 pytestmark = pytest.mark.usefixtures("fresh")
 
 
 @pytest.fixture(autouse=True)
-def key(monkeypatch: pytest.MonkeyPatch) -> None:
+def key(ip: Any, sandbox_thread: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-sandbox")
+    # every site and openai at the stand-in (an earlier test may have changed the addresses)
+    urls = {site: sandbox_thread.base_url(site) for site in (*SITES, "openai")}
+    ip.run_line_magic("config", f"ChatMagics.base_urls = {urls!r}")
 
 
 def cell(ip: Any, source: str) -> tuple[BaseException | None, str]:
