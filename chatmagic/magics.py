@@ -771,6 +771,11 @@ class ChatMagics(Magics):
         print(f"Wrote {len(conv)} exchanges of {conv.name!r} to {target}.")
 
     def _cmd_panel(self, args: Any) -> Any:
+        if _terminal_shell(self.shell):  # a widget would print as its repr
+            raise UsageError(
+                "The chat panel needs a notebook (JupyterLab, Notebook 7, VS Code): in the terminal, "
+                "chat with %%chat cells."
+            )
         from .panel import ChatPanel
 
         self._note_notebook()
