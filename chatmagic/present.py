@@ -48,7 +48,9 @@ __all__ = [
     "seconds",
     "status_html",
     "streaming",
+    "TABLE_STYLE",
     "table_bundle",
+    "table_html",
     "thinking_html",
     "thinking_summary",
     "timing",
@@ -139,6 +141,10 @@ CSS = REPLY_CSS + (
     ".chatmagic-user-text{white-space:pre-wrap;margin:.3em 0}"
     ".chatmagic-empty{color:var(--cm-muted);font-style:italic;padding:.6em .2em}"
 )
+#: what a table (%chat providers, --dry-run) carries: JupyterLab's rendered-HTML style aligns
+#: cells right (.jp-RenderedHTMLCommon td), which also pushes each line of a multi-line prompt
+#: to the right and so hides its indentation; the doubled class outranks it
+TABLE_STYLE = "<style>.chatmagic-table.chatmagic-table :is(th,td){text-align:left;vertical-align:top}</style>"
 #: what a cell's reply carries (the first output and the final update)
 STYLE = f"<style>{REPLY_CSS}</style>"
 #: what the panel and %chat history carry
@@ -376,8 +382,13 @@ def table_bundle(
     )
     cells = "".join("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in r) + "</tr>" for r in rows)
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head_row)
-    table = f"<table><thead><tr>{th}</tr></thead><tbody>{cells}</tbody></table>"
+    table = table_html(f"<thead><tr>{th}</tr></thead><tbody>{cells}</tbody>")
     if notes:
         lines = "".join(status_html(note) for note in notes)
         return {"text/html": STYLE + table + lines, "text/plain": plain + "\n\n" + "\n".join(notes)}
     return {"text/html": table, "text/plain": plain}
+
+
+def table_html(inner: str) -> str:
+    """A table of chatmagic's (rows of text, left-aligned in every frontend), with its style."""
+    return f'{TABLE_STYLE}<table class="chatmagic-table">{inner}</table>'

@@ -242,7 +242,7 @@ ERRORS = [
     ("wrong_content_type", "web page"),
     ("missing_field", ""),
     ("empty", "empty"),
-    ("drop", "connection was lost"),
+    ("drop", "connection was cut in the middle of the reply"),
 ]
 
 
@@ -398,3 +398,16 @@ def test_running_a_code_cell_again_adds_no_second_copy(ip: Any) -> None:
         assert inserted == ["print('hi')", "print('bye')"]
     finally:
         del ip.set_next_input
+
+
+def test_tables_are_left_aligned_and_keep_a_prompts_indentation(ip: Any) -> None:
+    # JupyterLab aligns the cells of rendered HTML right (.jp-RenderedHTMLCommon td, one class
+    # and a type): each line of a multi-line prompt then sits against the right edge
+    result, io = run(ip, "%%chat --dry-run\ndef f():\n    return 1\n")
+    shown = final_output(io)["text/html"]
+    assert present.TABLE_STYLE in shown and '<table class="chatmagic-table">' in shown
+    assert "def f():\n    return 1" in shown
+    assert ".chatmagic-table.chatmagic-table :is(th,td){text-align:left" in present.TABLE_STYLE
+    result, io = run(ip, "%chat providers")
+    shown = final_output(io)["text/html"]
+    assert present.TABLE_STYLE in shown and '<table class="chatmagic-table">' in shown
