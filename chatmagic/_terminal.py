@@ -9,6 +9,8 @@ reprint; Ctrl-C interrupts the wait, and the caller stops the turn.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 from . import present
@@ -36,9 +38,10 @@ class TerminalReply:
 
     def follow(self, turn: Any) -> None:
         """Print the reply as it grows until the turn ends (KeyboardInterrupt passes through)."""
-        while not turn.wait(POLL):
+        with _no_control_echo():
+            while not turn.wait(POLL):
+                self.catch_up(turn)
             self.catch_up(turn)
-        self.catch_up(turn)
 
     def catch_up(self, turn: Any) -> None:
         if turn.size <= self.printed:
@@ -58,3 +61,27 @@ class TerminalReply:
             self.out.write("\n\n" if not text.endswith("\n") else "\n")
         self.out.write(f"— {status.text}\n")
         self.out.flush()
+
+
+@contextmanager
+def _no_control_echo() -> Iterator[None]:
+    """While the reply prints, the terminal does not echo Ctrl-C as ``^C`` into its text.
+
+    The terminal driver echoes control characters (ECHOCTL) at the cursor, which is in the
+    middle of the reply: the stop is said by the status line instead.
+    """
+    try:
+        import termios
+
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+    except (ImportError, OSError, ValueError, AttributeError):  # Windows, no terminal, a captured stdin
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] &= ~termios.ECHOCTL
+    try:
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)

@@ -118,8 +118,9 @@ class AllProvidersFailed(ChatMagicError):
     """Every provider of a fallback chain failed before any text; ``failures`` says how."""
 
     def __init__(self, failures: list[tuple[str, ChatMagicError]]) -> None:
-        reasons = "; ".join(f"{name}: {getattr(e, 'detail', e.message)}" for name, e in failures)
-        super().__init__(f"every provider failed. {reasons}")
+        # a line each: every provider's own reason (and its attempts), not one run-on sentence
+        reasons = "\n".join(f"  {name}: {getattr(e, 'detail', e.message)}" for name, e in failures)
+        super().__init__(f"every provider failed:\n{reasons}")
         self.failures = failures
 
 

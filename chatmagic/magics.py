@@ -14,6 +14,7 @@ import html
 import json
 import math
 import shlex
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from ._state import get_session
 from .errors import ChatMagicError, ConfigurationError, TurnStopped, redact
 from .options import TurnOptions, check_base_url, check_params, check_proxy, parse_chain, parse_option
 from .present import HISTORY_LAST
+from .providers import check_provider_names
 from .render import FORMATS, ReplyStream
 from .session import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS, TEXT_KEY_PREFIX, Turn
 from .summaries import Deadline, could_not_read
@@ -161,11 +163,27 @@ class ChatMagics(Magics):
         s.replay = self.replay
         s.log_path = self.log_path
 
-    # each check raises a TraitError, which %config prints as one line, keeping the old value
+    def update_config(self, config: Any) -> None:
+        # %config hands a refused value to logging.error ("ERROR:root:ChatMagics.timeout must
+        # be ..."): say it ourselves, as one line; the trait keeps its old value
+        try:
+            super().update_config(config)
+        except TraitError as exc:
+            print(exc, file=sys.stderr)
+
+    # each check raises a TraitError, which update_config prints as one line, keeping the old value
 
     @validate("default_provider")
     def _valid_provider(self, proposal: Any) -> str:
-        return _trait_check(lambda v: ",".join(parse_chain(v)) if v else v, proposal.value)
+        def check(value: str) -> str:
+            if not value:
+                return value
+            names = parse_chain(value)
+            # endpoints set in the same config file are checked before they are configured
+            check_provider_names(names, {name.strip().lower() for name in self.endpoints})
+            return ",".join(names)
+
+        return _trait_check(check, proposal.value)
 
     @validate("context")
     def _valid_context(self, proposal: Any) -> str:
@@ -447,14 +465,14 @@ class ChatMagics(Magics):
             self._run(turn, fmt)
 
     def _code_to_cell(self, turn: Turn) -> None:
-        from .code import code_blocks
+        from .code import INSERTED, code_of
 
-        # a replayed reply is a saved text, maybe from someone else's notebook: its code goes
-        # into no cell without the user (Turn._replay says so in the status line)
-        blocks = code_blocks(turn.text) if turn.state == "done" and turn.code_to_cell else []
-        if blocks and self.shell is not None:
+        code = code_of(turn.text) if turn.state == "done" and turn.code_to_cell else ""
+        # running the cell again adds no second copy of the same code
+        if code and self.shell is not None and INSERTED.is_new(turn.key, code):
             # JupyterLab and Notebook 7 insert it as a new cell below; the terminal pre-fills the prompt
-            self.shell.set_next_input("\n\n".join(blocks), replace=False)
+            self.shell.set_next_input(code, replace=False)
+            INSERTED.put(turn.key, code)
 
     def _attachment(self, name: str) -> Any:
         """``--attach NAME``: the image a variable (or ``Out[n]``, or a file path) holds.
@@ -837,6 +855,11 @@ class ChatMagics(Magics):
         print(f"Wrote {len(conv)} exchanges of {conv.name!r} to {target}.")
 
     def _cmd_panel(self, args: Any) -> Any:
+        if _terminal_shell(self.shell):  # a widget would print as its repr
+            raise UsageError(
+                "The chat panel needs a notebook (JupyterLab, Notebook 7, VS Code): in the terminal, "
+                "chat with %%chat cells."
+            )
         from .panel import ChatPanel
 
         self._note_notebook()
@@ -848,16 +871,34 @@ class ChatMagics(Magics):
         if args.action == "stop":
             _state.stop_sandbox(self.session)
             print("The local stand-in is stopped; providers use their configured addresses again.")
-        elif args.action == "fault":
+        elif args.action in ("fault", "faults", "clear"):
             sandbox = _state.running_sandbox()
             if sandbox is None:
                 raise UsageError("The stand-in is not running: %chat sandbox start")
+            if args.action == "faults":
+                waiting = sandbox.faults()
+                print(
+                    "\n".join(
+                        f"{site}: {','.join(faults)} for the next {left} chat request(s)"
+                        for site, faults, left in waiting
+                    )
+                    or "No fault is waiting: the stand-in answers every request normally."
+                )
+                return
+            if args.action == "clear":
+                count = sandbox.clear_faults()
+                print(f"Cleared {count} waiting fault(s): the stand-in answers every request normally.")
+                return
             try:
                 sandbox.inject(args.site, *args.fault.split(","), times=args.times)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
+            # a retry is a request too: say so, and how to take back what a cell did not use
             print(
-                f"The stand-in's {args.site} will answer the next {args.times} chat request(s) with: {args.fault}."
+                f"The stand-in's {args.site} will answer the next {args.times} chat request(s) with: "
+                f"{args.fault}. Each retry is a request (ChatMagics.retries = {self.session.retries}: a "
+                f"cell makes up to {self.session.retries + 1}); what is left waits for later cells: "
+                "%chat sandbox faults lists it, %chat sandbox clear forgets it."
             )
         else:
             url = _state.start_sandbox(self.session)
@@ -957,7 +998,9 @@ def _line_parser() -> _CommandParser:
     export = command("export", "write a conversation as Markdown, or JSON when PATH ends in .json")
     export.add_argument("name", metavar="NAME")
     export.add_argument("path", metavar="PATH", nargs="?")
-    sandbox = command("sandbox", "the local stand-in of the chat sites: start (default), stop, fault")
+    sandbox = command(
+        "sandbox", "the local stand-in of the chat sites: start (default), stop, fault, faults, clear"
+    )
     actions = sandbox.add_subparsers(dest="action", metavar="ACTION", parser_class=_CommandParser)
     actions.add_parser("start", help="start it and point every provider at it", add_help=False)
     actions.add_parser("stop", help="stop it; providers use their configured addresses again", add_help=False)
@@ -965,6 +1008,8 @@ def _line_parser() -> _CommandParser:
     fault.add_argument("site", metavar="SITE")
     fault.add_argument("fault", metavar="FAULT[,FAULT]")
     fault.add_argument("times", metavar="TIMES", nargs="?", type=_positive_int, default=1)
+    actions.add_parser("faults", help="list the faults still waiting for a request", add_help=False)
+    actions.add_parser("clear", help="forget the faults still waiting", add_help=False)
     return parser
 
 
@@ -997,7 +1042,7 @@ def _help_text(parser: argparse.ArgumentParser) -> str:
 
 def _show_dry_run(turn: Turn, expansion: Any) -> None:
     """The messages exactly as they would be sent, and nothing sent."""
-    from .present import STYLE, status_html
+    from .present import STYLE, status_html, table_html
 
     chain = " → ".join(f"{p} ({turn.models.get(p, '')})" for p in turn.chain)
     notes = [f"dry run: nothing was sent. Provider: {chain}."]
@@ -1020,7 +1065,7 @@ def _show_dry_run(turn: Turn, expansion: Any) -> None:
     )
     display(
         {
-            "text/html": f"{STYLE}<table>{rows}</table>{status_html(' '.join(notes))}",
+            "text/html": f"{STYLE}{table_html(rows)}{status_html(' '.join(notes))}",
             "text/plain": plain + "\n\n— " + " ".join(notes),
         },
         raw=True,

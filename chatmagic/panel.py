@@ -426,6 +426,8 @@ class ChatPanel(anywidget.AnyWidget):
         rows = []
         for conv in self.session:
             n = len(conv)
+            if not n and conv is not self.conversation:  # a failed first turn made it: nothing to pick
+                continue
             rows.append([conv.name, f"{conv.name} · {n:,} exchange{'' if n == 1 else 's'}"])
         if self.conversation.name not in {name for name, _ in rows}:
             rows.append([self.conversation.name, self.conversation.name])

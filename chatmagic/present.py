@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .errors import ConfigurationError
+
 if TYPE_CHECKING:
     from .session import Conversation, Exchange, Turn
 
@@ -46,7 +48,9 @@ __all__ = [
     "seconds",
     "status_html",
     "streaming",
+    "TABLE_STYLE",
     "table_bundle",
+    "table_html",
     "thinking_html",
     "thinking_summary",
     "timing",
@@ -137,6 +141,10 @@ CSS = REPLY_CSS + (
     ".chatmagic-user-text{white-space:pre-wrap;margin:.3em 0}"
     ".chatmagic-empty{color:var(--cm-muted);font-style:italic;padding:.6em .2em}"
 )
+#: what a table (%chat providers, --dry-run) carries: JupyterLab's rendered-HTML style aligns
+#: cells right (.jp-RenderedHTMLCommon td), which also pushes each line of a multi-line prompt
+#: to the right and so hides its indentation; the doubled class outranks it
+TABLE_STYLE = "<style>.chatmagic-table.chatmagic-table :is(th,td){text-align:left;vertical-align:top}</style>"
 #: what a cell's reply carries (the first output and the final update)
 STYLE = f"<style>{REPLY_CSS}</style>"
 #: what the panel and %chat history carry
@@ -156,11 +164,20 @@ def timing(first_text_s: float | None, total_s: float | None) -> str:
 
 def head(turn: Turn) -> str:
     """Who answers: provider and model, and which providers of a chain failed first."""
-    text = f"{turn.provider} · {turn.model}"
-    notes = [] if turn.state == "failed" else [f"{name} failed" for name, _ in turn.failures]
-    if turn.retries:
-        notes.append(f"{turn.retries} {'retry' if turn.retries == 1 else 'retries'}")
+    text = _who(turn.provider, turn.model)
+    if turn.state == "failed":  # the error names each provider and its attempts
+        return text
+    notes = [f"{name} failed" for name, _ in turn.failures]
+    # the retries of the providers that failed are theirs: only this one's are counted here
+    own = turn.retries - sum(getattr(exc, "attempts", 1) - 1 for _, exc in turn.failures)
+    if own > 0:
+        notes.append(f"{own} {'retry' if own == 1 else 'retries'}")
     return text + (f" (after {', '.join(notes)})" if notes else "")
+
+
+def _who(provider: str, model: str | None) -> str:
+    # an endpoint asked for no model: its server chose, and did not say which
+    return f"{provider} · {model}" if model else provider
 
 
 def _notes(turn: Turn) -> str:
@@ -172,12 +189,18 @@ def _notes(turn: Turn) -> str:
         cut = cut_note(turn.finish_reason) if turn.cut else ""
         notes += [cut, usage_note(turn.usage)]
         if turn.code_to_cell and turn.state == "done":
-            from .code import code_blocks
+            from .code import INSERTED, code_of
 
-            blocks = code_blocks(turn.text)
-            notes.append("code put in a new cell below" if blocks else "no code block to put in a new cell")
+            code = code_of(turn.text)
+            if not code:
+                notes.append("no code block to put in a new cell")
+            elif INSERTED.is_new(turn.key, code):
+                notes.append("code put in a new cell below")
+            else:
+                notes.append("the same code is already in the cell below")
     attached = getattr(turn.options, "attachments", ())
-    if attached:
+    if attached and not (turn.state == "failed" and isinstance(turn.error, ConfigurationError)):
+        # a refused attachment (a provider that takes no image) was not attached
         notes.append("attached " + ", ".join(a.describe() for a in attached))
     notes += turn.notes
     return "".join(f" · {note}" for note in notes if note)
@@ -272,7 +295,7 @@ def plain_with_status(text: str, status: str) -> str:
 
 def exchange_head(ex: Exchange) -> str:
     """The heading of a recorded reply: ``provider · model · total``."""
-    text = f"{ex.provider} · {ex.model}" + (f" · {seconds(ex.total_s)}" if ex.total_s else "")
+    text = _who(ex.provider, ex.model) + (f" · {seconds(ex.total_s)}" if ex.total_s else "")
     extra = [cut_note(ex.finish_reason) if ex.cut else "", usage_note(ex.usage)]
     return " · ".join([text, *filter(None, extra)])
 
@@ -359,8 +382,13 @@ def table_bundle(
     )
     cells = "".join("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in r) + "</tr>" for r in rows)
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head_row)
-    table = f"<table><thead><tr>{th}</tr></thead><tbody>{cells}</tbody></table>"
+    table = table_html(f"<thead><tr>{th}</tr></thead><tbody>{cells}</tbody>")
     if notes:
         lines = "".join(status_html(note) for note in notes)
         return {"text/html": STYLE + table + lines, "text/plain": plain + "\n\n" + "\n".join(notes)}
     return {"text/html": table, "text/plain": plain}
+
+
+def table_html(inner: str) -> str:
+    """A table of chatmagic's (rows of text, left-aligned in every frontend), with its style."""
+    return f'{TABLE_STYLE}<table class="chatmagic-table">{inner}</table>'

@@ -702,8 +702,13 @@ class Turn:
                 usage=self.usage,
                 reasoning=reasoning,
             )
+            with conv.lock:  # a kept turn's options stick (see ChatSession.start)
+                self.session.settle(self)
             conv.record(self.exchange)
             self.session._write_log(conv, self.exchange)
+        elif state == "failed" and error is not None and _passing(error):
+            with conv.lock:  # the request was right; the provider was down: the next cell tries it again
+                self.session.settle(self)
         with self._cond:
             self.finished_at = time.monotonic()
             self.error = error
@@ -988,35 +993,23 @@ class ChatSession:
         return saved if same else None
 
     def start(self, turn: Turn) -> Turn:
-        """Start a prepared turn; what it chose stays with the conversation.
+        """Start a prepared turn; what it chose stays with the conversation once it is kept.
 
-        The one place where a turn changes its conversation's settings: ``--new`` starts
-        it afresh; a provider given for the turn becomes the conversation's (and drops
-        a model of the previous provider); a model given becomes its model; a system
-        prompt given becomes its system prompt. Refused (:class:`ConversationBusy`)
-        while another reply streams into the same conversation.
+        ``--new`` starts the conversation afresh here. The options stick in :meth:`settle`,
+        when the turn's exchange joins the history, or when it failed for a passing reason
+        (a server error, a rate limit, the network): a turn refused (a mistyped model, an
+        attachment the provider cannot take) leaves the conversation's provider, model and
+        system prompt as they were. Refused (:class:`ConversationBusy`) while
+        another reply streams into the same conversation.
         """
-        conv, options = turn.conversation, turn.options
+        conv = turn.conversation
         with conv.lock:
-            conv._check_idle("sent to")
+            conv._check_idle("sent another message")
             if turn.fresh:
                 self._reset_settings(conv)
                 conv.exchanges.clear()
                 conv.epoch = new_key()
                 conv.started_afresh = True
-            if options.provider is not None:
-                spec = ",".join(turn.chain)
-                if conv.provider != spec and options.model is None:
-                    conv.model = None
-                conv.provider = spec
-            if options.model is not None:
-                conv.model = options.model
-            if options.system is not None:
-                conv.system = options.system or None
-            elif conv.system is not None and conv.system == turn.kept_system and turn.messages:
-                # kept as it was sent: scrubbed (the notebook's record and the log copy it)
-                first = turn.messages[0]
-                conv.system = first["content"] if first["role"] == "system" else conv.system
             saved = self._replayable(turn) if self.replay and not turn.fresh else None
             if saved is None and turn.key is not None and conv.replaced_key(turn.key) is None:
                 # the same text asked again: the older exchange is no longer "this cell"
@@ -1025,6 +1018,8 @@ class ChatSession:
                         ex.key = None
             if saved is None:
                 conv.active = turn
+            else:  # a replayed turn is kept as it was
+                self.settle(turn)
         if turn.fresh:
             conv._emit("reset", None)
         if saved is not None:
@@ -1040,6 +1035,28 @@ class ChatSession:
             turn._not_handed_over(coro)
             raise
         return turn
+
+    def settle(self, turn: Turn) -> None:
+        """What a kept turn chose becomes its conversation's (called with the conversation locked).
+
+        A provider given for the turn becomes the conversation's (and drops a model of the
+        previous provider); a model given becomes its model; a system prompt given becomes
+        its system prompt.
+        """
+        conv, options = turn.conversation, turn.options
+        if options.provider is not None:
+            spec = ",".join(turn.chain)
+            if conv.provider != spec and options.model is None:
+                conv.model = None
+            conv.provider = spec
+        if options.model is not None:
+            conv.model = options.model
+        if options.system is not None:
+            conv.system = options.system or None
+        elif conv.system is not None and conv.system == turn.kept_system and turn.messages:
+            # kept as it was sent: scrubbed (the notebook's record and the log copy it)
+            first = turn.messages[0]
+            conv.system = first["content"] if first["role"] == "system" else conv.system
 
     def send(
         self,
@@ -1142,6 +1159,15 @@ def is_retryable(exc: ChatMagicError) -> bool:
         and not isinstance(exc, BotCheckError)
         and (exc.status == 429 or exc.status >= 500)
     )
+
+
+def _passing(exc: ChatMagicError) -> bool:
+    """A failure that says nothing against what the turn asked for (a server down, a rate
+    limit, the network), in every provider of a chain: what it chose may stick. A refusal
+    (an unknown model, an attachment the provider cannot take, a bad parameter) may not."""
+    if isinstance(exc, AllProvidersFailed):
+        return all(_passing(e) for _name, e in exc.failures)
+    return is_retryable(exc)
 
 
 def _as_named(spec: str) -> str:

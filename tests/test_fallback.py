@@ -72,14 +72,15 @@ def test_failure_after_text_is_reported_not_restarted(
     assert final_output(io)["text/plain"].startswith("[opchatgpts] ")  # the partial text stays shown
 
 
-def test_all_failing_is_one_line_naming_each(ip: Any, sandbox_thread: Sandbox) -> None:
+def test_all_failing_is_a_line_for_each(ip: Any, sandbox_thread: Sandbox) -> None:
     sandbox_thread.inject("chatgptes", "cloudflare", times=1)
     sandbox_thread.inject("chatgptfree", "service_error", times=1)
     result, io = run(ip, "%%chat -p chatgptes,chatgptfree\nhello")
     assert isinstance(result.error_in_exec, AllProvidersFailed)
-    (line,) = [x for x in io.stdout.splitlines() if x.strip()]
-    assert line.startswith("AllProvidersFailed: every provider failed. chatgptes: the site's bot check")
-    assert "chatgptfree: the site reported an error: 'Missing API Setting'" in line
+    head, first, second = [x for x in io.stdout.splitlines() if x.strip()]
+    assert head == "AllProvidersFailed: every provider failed:"
+    assert first.startswith("  chatgptes: the site's bot check")
+    assert second.startswith("  chatgptfree: the site reported an error: 'Missing API Setting'")
     assert len(get_session().conversation()) == 0
 
 

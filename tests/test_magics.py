@@ -198,6 +198,29 @@ def test_config_defaults(ip: Any) -> None:
     assert reply(ip, "%%chat\nhi").startswith("[opchatgpts]")
 
 
+def test_config_refuses_an_unknown_provider_in_one_line(ip: Any) -> None:
+    for value, said in (
+        ("'nosuch'", "No provider named 'nosuch'. Known providers:"),
+        ("'opchatgpt'", "No provider named 'opchatgpt': did you mean 'opchatgpts'?"),
+        ("'chatgptt,nosuch'", "No provider named 'nosuch'."),
+    ):
+        with capture_output() as io:
+            ip.run_line_magic("config", f"ChatMagics.default_provider = {value}")
+        assert io.stderr.startswith(said) and io.stderr.count("\n") == 1, io.stderr
+        assert ip.run_line_magic("config", "ChatMagics.default_provider") == "chatgptt"
+    with capture_output() as io:
+        ip.run_line_magic("config", "ChatMagics.timeout = -1")
+    assert io.stderr == "ChatMagics.timeout must be a number of seconds, 0 for no limit (got -1.0).\n"
+    # a preset, a chain, an endpoint configured with it
+    ip.run_line_magic("config", "ChatMagics.default_provider = 'ollama,openai'")
+    assert ip.run_line_magic("config", "ChatMagics.default_provider") == "ollama,openai"
+
+
+def test_a_mistyped_provider_gets_did_you_mean(ip: Any) -> None:
+    result, io = run(ip, "%%chat -p opchatgpt\nhi")
+    assert "No provider named 'opchatgpt': did you mean 'opchatgpts'?" in io.stdout
+
+
 def test_bad_arguments_get_a_usage_message(ip: Any) -> None:
     result, io = run(ip, "%%chat --nope\nhi")
     assert "UsageError" in io.stdout + io.stderr and "unrecognized arguments: --nope" in io.stdout + io.stderr
@@ -219,7 +242,7 @@ ERRORS = [
     ("wrong_content_type", "web page"),
     ("missing_field", ""),
     ("empty", "empty"),
-    ("drop", "connection was lost"),
+    ("drop", "connection was cut in the middle of the reply"),
 ]
 
 
@@ -333,6 +356,17 @@ def test_sandbox_fault_command(ip: Any) -> None:
         assert "(after chatgptes failed)" in reply(ip, "%%chat -p chatgptes,chatgptt\nhi")
         result, io = run(ip, "%chat sandbox fault nosite http500")
         assert "No such site 'nosite'" in io.stdout + io.stderr
+        # what a cell did not use waits for later cells: listed, and cleared
+        result, io = run(ip, "%chat sandbox fault opchatgpts http500 3")
+        assert "Each retry is a request (ChatMagics.retries = 0: a cell makes up to 1)" in io.stdout
+        assert "%chat sandbox clear" in io.stdout
+        result, io = run(ip, "%chat sandbox faults")
+        assert io.stdout.strip() == "opchatgpts: http500 for the next 3 chat request(s)"
+        result, io = run(ip, "%chat sandbox clear")
+        assert io.stdout.startswith("Cleared 1 waiting fault(s)")
+        result, io = run(ip, "%chat sandbox faults")
+        assert io.stdout.startswith("No fault is waiting")
+        assert "You said: hi" in reply(ip, "%%chat -p opchatgpts\nhi")
     finally:
         _state.stop_sandbox(get_session())
         get_session().base_urls.update(saved)
@@ -347,3 +381,33 @@ def test_new_with_a_mistake_loses_nothing(ip: Any) -> None:
     # a real --new starts from the session's defaults
     assert reply(ip, "%%chat --new\nfresh").startswith("[chatgptt] You said: fresh\n\nEarlier messages: 0.")
     assert conv.system is None and len(conv) == 1
+
+
+def test_running_a_code_cell_again_adds_no_second_copy(ip: Any) -> None:
+    inserted: list[str] = []
+    ip.set_next_input = lambda text, replace=False: inserted.append(text)  # what the frontend is asked
+    try:
+        source = "%%chat -f code -p opchatgpts\n[[reply]]Try:\n\n```python\nprint('hi')\n```\n"
+        first = reply(ip, source, cell_id="code-cell")
+        again = reply(ip, source, cell_id="code-cell")
+        assert inserted == ["print('hi')"]
+        assert "code put in a new cell below" in first
+        assert "the same code is already in the cell below" in again
+        # other code from the same cell is inserted
+        reply(ip, source.replace("'hi'", "'bye'"), cell_id="code-cell")
+        assert inserted == ["print('hi')", "print('bye')"]
+    finally:
+        del ip.set_next_input
+
+
+def test_tables_are_left_aligned_and_keep_a_prompts_indentation(ip: Any) -> None:
+    # JupyterLab aligns the cells of rendered HTML right (.jp-RenderedHTMLCommon td, one class
+    # and a type): each line of a multi-line prompt then sits against the right edge
+    result, io = run(ip, "%%chat --dry-run\ndef f():\n    return 1\n")
+    shown = final_output(io)["text/html"]
+    assert present.TABLE_STYLE in shown and '<table class="chatmagic-table">' in shown
+    assert "def f():\n    return 1" in shown
+    assert ".chatmagic-table.chatmagic-table :is(th,td){text-align:left" in present.TABLE_STYLE
+    result, io = run(ip, "%chat providers")
+    shown = final_output(io)["text/html"]
+    assert present.TABLE_STYLE in shown and '<table class="chatmagic-table">' in shown

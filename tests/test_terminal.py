@@ -96,6 +96,8 @@ def test_ctrl_c_stops_cleanly(terminal: object) -> None:
     child.expect(r"\bw5 ")  # type: ignore[attr-defined]
     child.sendintr()  # type: ignore[attr-defined]
     child.expect(r"■ stopped")  # type: ignore[attr-defined]
+    # the terminal's echo of Ctrl-C is not put into the reply's text
+    assert "^C" not in child.before  # type: ignore[attr-defined]
     child.expect(r"In \[\d+\]: ")  # type: ignore[attr-defined]
     shown = child.before  # type: ignore[attr-defined]
     assert "Stopped by the user" in shown and "Traceback" not in shown
@@ -103,3 +105,13 @@ def test_ctrl_c_stops_cleanly(terminal: object) -> None:
     child.expect(r"In \[\d+\]: ")  # type: ignore[attr-defined]
     child.sendline("print('kept', ex.stopped, 'w400' in ex.assistant.content)")  # type: ignore[attr-defined]
     child.expect(r"kept True False")  # type: ignore[attr-defined]
+
+
+def test_the_panel_says_it_needs_a_notebook(terminal: object) -> None:
+    child = terminal
+    child.sendline("%chat panel")  # type: ignore[attr-defined]
+    child.expect(r"In \[\d+\]: ")  # type: ignore[attr-defined]
+    shown = child.before  # type: ignore[attr-defined]
+    assert (
+        "The chat panel needs a notebook" in shown and "<chatmagic" not in shown and "ChatPanel(" not in shown
+    )

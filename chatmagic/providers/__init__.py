@@ -10,8 +10,10 @@ run time with :func:`register`. Named OpenAI-compatible endpoints (the presets `
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import threading
+from collections.abc import Collection
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +22,14 @@ from ..errors import ConfigurationError, UnknownProviderError
 if TYPE_CHECKING:
     from .base import Provider
 
-__all__ = ["ENTRY_POINT_GROUP", "get_provider", "list_providers", "provider_names", "register"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "check_provider_names",
+    "get_provider",
+    "list_providers",
+    "provider_names",
+    "register",
+]
 
 ENTRY_POINT_GROUP = "chatmagic.providers"
 
@@ -80,8 +89,7 @@ def get_provider(name: str) -> type[Provider]:
         endpoint = find_endpoint(key)
         if endpoint is not None:
             return endpoint
-        known = sorted({*provider_names(), *endpoint_names()})
-        raise UnknownProviderError(f"No provider named {name!r}. Known providers: {', '.join(known)}.")
+        raise unknown_provider(name, {*provider_names(), *endpoint_names()})
     module_name, _, attr = path.partition(":")
     try:
         obj: Any = importlib.import_module(module_name)
@@ -96,6 +104,28 @@ def get_provider(name: str) -> type[Provider]:
     with _lock:
         _loaded[key] = obj
     return obj
+
+
+def unknown_provider(name: str, known: set[str]) -> UnknownProviderError:
+    """The error for a name no provider has, with the nearest known name first ("did you mean")."""
+    names = ", ".join(sorted(known))
+    near = difflib.get_close_matches(name.strip().lower(), sorted(known), n=1, cutoff=0.6)
+    if near:
+        return UnknownProviderError(
+            f"No provider named {name!r}: did you mean {near[0]!r}? Known providers: {names}."
+        )
+    return UnknownProviderError(f"No provider named {name!r}. Known providers: {names}.")
+
+
+def check_provider_names(names: list[str], also: Collection[str] = ()) -> None:
+    """Raise :class:`UnknownProviderError` for the first name nothing provides, without importing
+    any provider (``also``: endpoints about to be configured, e.g. in the same config file)."""
+    from .endpoints import endpoint_names
+
+    known = {*provider_names(), *endpoint_names(), *also}
+    for name in names:
+        if name not in known:
+            raise unknown_provider(name, known)
 
 
 def list_providers() -> list[dict[str, Any]]:

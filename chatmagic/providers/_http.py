@@ -185,8 +185,9 @@ class Transport:
         # what becomes of the text received so far is the session's to say, not ours
         return StreamInterrupted(
             self.provider,
-            f"the connection was lost in the middle of the reply ({_describe(exc)}). "
-            "Run the cell again to retry.",
+            # the library's words ("TransferEncodingError: 400, message='Not enough data…'", where
+            # 400 reads like an HTTP status) stay in __cause__: the user needs only what happened
+            "the connection was cut in the middle of the reply. Run the cell again to retry.",
         )
 
 

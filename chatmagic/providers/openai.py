@@ -321,7 +321,8 @@ class OpenAICompatible(HTTPProvider):
                 self.label, f"the account has no quota left ({said}). Check the plan and billing."
             )
         hint = {
-            400: "The server refused the request; check the model and the messages.",
+            # the server's own words say what it refused (temperature out of range, ...)
+            400: "Change what it names (an -o option, the model) and run the cell again.",
             429: "The server is rate-limiting: wait a little, or use another provider.",
         }.get(status, "The server may be down or overloaded: try again later, or use another provider.")
         return HTTPStatusError(

@@ -82,6 +82,14 @@ class Sandbox(ThreadedServer):
         """Invalidate every nonce issued so far (for one site or all)."""
         self.state.expire_tokens(site)
 
+    def faults(self) -> list[tuple[str, tuple[str, ...], int]]:
+        """The injected faults still waiting: (site, faults, chat requests left)."""
+        return self.state.pending()
+
+    def clear_faults(self) -> int:
+        """Forget the injected faults still waiting (requests stay recorded); how many there were."""
+        return self.state.clear_faults()
+
     def inject(self, site: str, *faults: str, times: int = 1) -> None:
         """Apply ``faults`` to the next ``times`` chat requests to ``site``."""
         if site not in SITES and site not in OPENAI_APIS:

@@ -134,6 +134,18 @@ class State:
             self.injections[site] = [i for i in active if i.remaining > 0]
         return found
 
+    def pending(self) -> list[tuple[str, tuple[str, ...], int]]:
+        """The injected faults still waiting: (site, faults, requests left), oldest first."""
+        with self.lock:
+            return [(site, i.faults, i.remaining) for site, injs in self.injections.items() for i in injs]
+
+    def clear_faults(self) -> int:
+        """Forget the injected faults still waiting; returns how many there were."""
+        with self.lock:
+            count = sum(len(injs) for injs in self.injections.values())
+            self.injections.clear()
+        return count
+
     def record(self, rec: RecordedRequest) -> None:
         with self.lock:
             self.requests.append(rec)
