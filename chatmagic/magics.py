@@ -165,11 +165,12 @@ class ChatMagics(Magics):
 
     def update_config(self, config: Any) -> None:
         # %config hands a refused value to logging.error ("ERROR:root:ChatMagics.timeout must
-        # be ..."): say it ourselves, as one line; the trait keeps its old value
+        # be ..."): say it ourselves, as one line; the trait keeps its old value. Its text
+        # quotes the value (a dict holding a URL with its password): redacted
         try:
             super().update_config(config)
         except TraitError as exc:
-            print(exc, file=sys.stderr)
+            print(redact(str(exc)), file=sys.stderr)
 
     # each check raises a TraitError, which update_config prints as one line, keeping the old value
 
@@ -225,13 +226,6 @@ class ChatMagics(Magics):
         # traitlets lists a setting's current value by its repr (%config ChatMagics): a
         # proxy's password, an endpoint's, a secret in the system prompt never show there
         return scrub(super().class_get_trait_help(trait, inst, helptext))
-
-    def update_config(self, config: Any) -> None:
-        # traitlets' own refusals quote the value (a dict holding a URL with its password)
-        try:
-            super().update_config(config)
-        except TraitError as exc:
-            raise TraitError(redact(str(exc))) from None
 
     def _user_ns(self) -> dict[str, Any]:
         return self.shell.user_ns if self.shell is not None else {}
