@@ -21,6 +21,7 @@ import pytest
 from IPython.utils.capture import capture_output
 
 from chatmagic._state import get_session
+from chatmagic._stream import crc, units
 from chatmagic.panel import PAGE, ChatPanel
 from chatmagic.providers import get_provider, list_providers
 from chatmagic.providers.endpoints import PRESETS
@@ -50,6 +51,7 @@ class Browser:
         self.synced = False
         #: a streaming bubble's open tail as sent, and the finished blocks placed above it (see _live)
         self.tails: dict[str, str] = {}
+        self.seqs: dict[str, int] = {}
         self.blocks: dict[str, list[str]] = {}
         self.state: dict[str, Any] = dict(panel.get_state())
         self.box = str(self.state["draft"])
@@ -74,13 +76,17 @@ class Browser:
                 msg = data["content"]
                 if msg["type"] == "reset":
                     self.synced = True
-                    self.items = msg["items"]
+                    self.items = [item[:2] for item in msg["items"]]
                     self.tails.clear()
+                    self.seqs = {item[0]: item[2] for item in msg["items"] if len(item) > 2}
                 elif msg["type"] == "splice" and self.synced:
                     for item_id, _html in self.items[msg["at"] : msg["at"] + msg["remove"]]:
                         self.tails.pop(item_id, None)
-                    self.items[msg["at"] : msg["at"] + msg["remove"]] = msg["items"]
+                    self.items[msg["at"] : msg["at"] + msg["remove"]] = [item[:2] for item in msg["items"]]
+                    self.seqs.update({item[0]: item[2] for item in msg["items"] if len(item) > 2})
                 elif msg["type"] == "live" and self.synced:
+                    assert msg["seq"] == self.seqs[msg["id"]] + 1, "a live message lost or out of order"
+                    self.seqs[msg["id"]] = msg["seq"]
                     self._live(msg)
                 elif msg["type"] == "sent" and msg["text"] == self.box:
                     self.box = ""
@@ -116,15 +122,19 @@ class Browser:
                 "a patch of a tail never sent"
             )
         held = self.tails.get(msg["id"], "")
+        if any(part in msg and msg[part][0] for part in ("blocks", "tail")):
+            assert msg["base"] == [units(held), crc(held)], "a patch of another tail"
         if "blocks" in msg:
-            keep, added = msg["blocks"]
+            keep, added, check = msg["blocks"]
             blocks = held[:keep] + added
+            assert crc(blocks) == check
             self.blocks.setdefault(msg["id"], []).append(blocks)
             value = value[:tail_at] + blocks + value[tail_at:]
             tail_at += len(blocks)
         if "tail" in msg:
-            keep, added = msg["tail"]
+            keep, added, check = msg["tail"]
             tail = held[:keep] + added
+            assert crc(tail) == check
             self.tails[msg["id"]] = tail
             start = tail_at + len('<div class="cm-tail">')
             value = value[:start] + tail + "</div></div>"
@@ -440,7 +450,7 @@ def test_a_streaming_reply_sends_each_finished_block_once(
     assert len(placed) >= len(markdown_html(MARKDOWN[: ends[2]]))  # the heading, a paragraph, the code
     # the bubble went whole once (and in the reset the view asked for); the rest were live messages
     messages = [m["content"] for m in browser.received[counted:] if m["method"] == "custom"]
-    carrying = [m for m in messages if m["type"] == "splice" and live_id in {i for i, _ in m["items"]}]
+    carrying = [m for m in messages if m["type"] == "splice" and live_id in {i[0] for i in m["items"]}]
     assert len(carrying) == 1
     assert sum(m["type"] == "live" for m in messages) >= 3
     # the end: the complete, sanitized rendering of the reply, in place of the streaming bubble
