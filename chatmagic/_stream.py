@@ -134,8 +134,9 @@ class LiveReply:
         """(characters newly finished, their blocks' HTML, the open tail's HTML) for ``text``."""
         rest = text[self.start + self.frozen :]
         done = stable_prefix(rest, self.fmt) if self.fmt != "code" else 0
-        blocks = body_html(rest[:done], self.fmt) if done else ""
-        tail = body_html(rest[done:], self.fmt) if len(rest) > done else ""
+        # no syntax colours while streaming: they would weigh more than the code (render.markdown_html)
+        blocks = body_html(rest[:done], self.fmt, colour=False) if done else ""
+        tail = body_html(rest[done:], self.fmt, colour=False) if len(rest) > done else ""
         return done, blocks, tail
 
     def patch(self, text: str) -> dict[str, Any]:

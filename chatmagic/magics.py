@@ -15,7 +15,7 @@ import json
 import math
 import shlex
 import time
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
@@ -29,6 +29,9 @@ from .options import TurnOptions, check_base_url, check_params, check_proxy, par
 from .present import HISTORY_LAST
 from .render import FORMATS, ReplyStream
 from .session import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS, TEXT_KEY_PREFIX, Turn
+
+if TYPE_CHECKING:
+    from ._replyview import ReplyView
 
 FIX_REQUEST = (
     "Explain briefly what caused this error, then give the corrected code in one Python code block, "
@@ -509,6 +512,7 @@ class ChatMagics(Magics):
 
             terminal = TerminalReply()
         stream = ReplyStream(fmt)
+        view = _reply_view(fmt) if terminal is None else None
         handles: list[Any] = []
         thinking_handle: Any = None
         interrupted = False
@@ -519,8 +523,8 @@ class ChatMagics(Magics):
             else:
                 display(stream.style(time.monotonic()), raw=True)
                 first = stream.start(present.waiting(turn), time.monotonic())
-                handles.append(display(first, raw=True, display_id=True))
-                thinking_handle = self._stream(turn, stream, handles)
+                handles.append(display(view.bundle(first) if view else first, raw=True, display_id=True))
+                thinking_handle = self._stream(turn, stream, handles, view)
         except KeyboardInterrupt:
             interrupted = True
             turn.stop()
@@ -544,37 +548,48 @@ class ChatMagics(Magics):
                 display(final, raw=True, metadata=metadata)
             else:
                 handles[-1].update(final, raw=True, metadata=metadata)
+        if view is not None:  # its display shows the final bundle now
+            view.close()
         if turn.state == "failed" and turn.error is not None:
             raise turn.error
         if turn.state == "stopped" and interrupted:
             raise _stopped(turn)
 
     @staticmethod
-    def _stream(turn: Turn, stream: ReplyStream, handles: list[Any]) -> Any:
+    def _stream(turn: Turn, stream: ReplyStream, handles: list[Any], view: ReplyView | None = None) -> Any:
         """Send what ``stream`` decides while the turn runs; ``handles[-1]`` is the tail display.
 
         Until the first text the loop wakes on every change (the first text shows at once);
-        then it looks ten times a second: batches, not chunks, cost the kernel's time.
+        then it looks ten times a second: batches, not chunks, cost the kernel's time. Once
+        the tail display's widget (``view``) has said hello, the reply goes to it as patches
+        (chatmagic._replyview) and the displays are no longer updated.
         """
         from . import present
 
         version = 0
-        thinking = _Thinking(handles)
+        thinking = _Thinking(handles, view)
         while not turn.done:
-            if not stream.showing_text:
-                version = turn.wait_change(version, 0.25)
+            patching = view is not None and view.ready
+            showing = stream.showing_text or (view is not None and view.showing_text)
+            if not showing:
+                version = turn.wait_change(version, 0.25 if not patching else 0.1)
             else:
-                turn.wait(stream.wait_time(time.monotonic()))
+                now = time.monotonic()
+                turn.wait(view.wait_time(now) if view is not None and patching else stream.wait_time(now))
             if turn.done:
                 break
-            if turn.reasoning_size and not stream.showing_text:
+            if turn.reasoning_size and not showing:
                 thinking.show(turn, stream)
             status = present.streaming(turn) if turn.size else present.waiting(turn)
+            if view is not None and view.ready:
+                view.step(turn.text, status, time.monotonic(), stream.frozen)
+                continue
             for op in stream.step(turn.text, status, time.monotonic()):
+                bundle = view.bundle(op.bundle) if view is not None and op.kind != "freeze" else op.bundle
                 if op.kind == "open":
-                    handles.append(display(op.bundle, raw=True, display_id=True))
+                    handles.append(display(bundle, raw=True, display_id=True))
                 else:
-                    handles[-1].update(op.bundle, raw=True)
+                    handles[-1].update(bundle, raw=True)
                 stream.sent(op, time.monotonic())  # when it went: the rate counts from there
         return thinking.handle
 
@@ -925,6 +940,16 @@ def _show_dry_run(turn: Turn, expansion: Any) -> None:
     )
 
 
+def _reply_view(fmt: str) -> ReplyView | None:
+    """The widget a streaming cell patches, or None where widgets cannot be made."""
+    try:
+        from ._replyview import ReplyView  # ipywidgets: loaded with the first reply, not the extension
+
+        return ReplyView(fmt)
+    except Exception:  # noqa: BLE001 - no widgets: the plain display updates serve
+        return None
+
+
 def _terminal_shell(shell: Any) -> bool:
     """Terminal IPython without a rich frontend: the reply is printed, not displayed."""
     from ._terminal import is_terminal
@@ -962,8 +987,9 @@ class _Thinking:
     update shows all of it, collapsed.
     """
 
-    def __init__(self, handles: list[Any]) -> None:
+    def __init__(self, handles: list[Any], view: ReplyView | None = None) -> None:
         self.handles = handles
+        self.view = view  # the tail display carries it (see ChatMagics._stream)
         self.handle: Any = None
         self.shown_at = float("-inf")
 
@@ -978,7 +1004,10 @@ class _Thinking:
         if self.handle is None:
             self.handle = self.handles[-1]
             self.handle.update(bundle, raw=True)
-            self.handles[-1] = display(stream.start(present.waiting(turn), now), raw=True, display_id=True)
+            tail = stream.start(present.waiting(turn), now)
+            self.handles[-1] = display(
+                self.view.bundle(tail) if self.view else tail, raw=True, display_id=True
+            )
         else:
             self.handle.update(bundle, raw=True)
 

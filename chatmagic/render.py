@@ -108,13 +108,13 @@ _ALLOWED_ATTRIBUTES = {
 }
 
 
-@lru_cache(maxsize=1)
-def _markdown() -> Any:
+@lru_cache(maxsize=2)
+def _markdown(colour: bool = True) -> Any:
     from markdown_it import MarkdownIt
 
     md = MarkdownIt(
         "commonmark",
-        {"html": False, "linkify": False, "typographer": False, "highlight": highlight},
+        {"html": False, "linkify": False, "typographer": False, "highlight": highlight if colour else None},
     )
     md.enable(["table", "strikethrough"])
 
@@ -228,19 +228,23 @@ def sanitize(fragment: str) -> str:
     )
 
 
-def markdown_html(text: str) -> str:
-    """Markdown to safe HTML."""
-    return sanitize(_markdown().render(text))
+def markdown_html(text: str, *, colour: bool = True) -> str:
+    """Markdown to safe HTML; ``colour=False``: code blocks without syntax colours.
+
+    A streaming reply is drawn without colours (chatmagic._stream): colour markup weighs
+    two to four times the code it colours, and the finished reply is drawn with them.
+    """
+    return sanitize(_markdown(colour).render(text))
 
 
 def text_html(text: str) -> str:
     return f'<pre class="chatmagic-text">{html.escape(text)}</pre>'
 
 
-def code_html(text: str) -> str:
+def code_html(text: str, *, colour: bool = True) -> str:
     """The reply as code: a lone fenced block is unwrapped (and coloured), the rest verbatim."""
     code, lang = strip_fence(text)
-    coloured = highlight(code, lang) if lang else ""
+    coloured = highlight(code, lang) if lang and colour else ""
     if coloured:
         return sanitize(f'<pre class="chatmagic-text"><code>{coloured}</code></pre>')
     return text_html(code)
@@ -258,13 +262,13 @@ def strip_fence(text: str) -> tuple[str, str]:
     return text, ""
 
 
-def body_html(text: str, fmt: str) -> str:
+def body_html(text: str, fmt: str, *, colour: bool = True) -> str:
     if fmt == "text":
         return text_html(text)
     if fmt == "code":
-        return code_html(text)
+        return code_html(text, colour=colour)
     try:
-        return markdown_html(text)
+        return markdown_html(text, colour=colour)
     except Exception:  # noqa: BLE001 - a renderer bug must never hide the reply
         return text_html(text)
 

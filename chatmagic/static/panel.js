@@ -132,7 +132,11 @@ function render({ model, el }) {
   on("change:providers", showProviders);
   on("change:provider", showProviders);
   on("change:model", showModel);
-  on("change:busy", showBusy);
+  on("change:busy", () => {
+    showBusy();
+    // idle, yet a bubble still streams here: the splice that ended it was lost
+    if (!model.get("busy") && lives.size && synced) model.send({ type: "hello" });
+  });
   on("change:status", showStatus);
   on("change:earlier", showEarlier);
   on("change:height", showHeight);
