@@ -40,6 +40,11 @@ class ReplyView(anywidget.AnyWidget):
         self._asked = threading.Event()  # a view said hello, or asked for the reply whole
         self._status = ""
         self.on_msg(self._on_msg)
+        if hasattr(self.comm, "_reply_subshell_for"):
+            # ipykernel 7 routes a widget's incoming messages to the subshell that last sent
+            # from it: here the cell's own shell, busy until the reply ends. Take them on the
+            # subshell the frontend chose (JupyterLab >= 4.4), where the hello arrives at once
+            self.comm._reply_subshell_for = lambda _data, default: default
 
     def _on_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         # on a subshell thread while the cell runs: only note it; the cell's loop sends

@@ -51,8 +51,16 @@ _STATIC = Path(__file__).with_name("static")
 
 
 def esm(name: str) -> str:
-    """A view's ES module: the shared patch code (``static/_patch.js``), then ``static/NAME``."""
-    return (_STATIC / "_patch.js").read_text(encoding="utf-8") + (_STATIC / name).read_text(encoding="utf-8")
+    """A view's ES module: the shared patch code (``static/_patch.js``), then ``static/NAME``.
+
+    Comment lines and indentation are left out: a cell's view is sent with every reply, and
+    its bytes count as bytes sent while streaming.
+    """
+    source = (_STATIC / "_patch.js").read_text(encoding="utf-8") + (_STATIC / name).read_text(
+        encoding="utf-8"
+    )
+    lines = (line.strip() for line in source.splitlines())
+    return "\n".join(line for line in lines if line and not line.startswith("//"))
 
 
 def units(text: str) -> int:
