@@ -190,13 +190,13 @@ def panel(arr: Arrivals) -> tuple[float, float]:
         if who != STATUS:
             msg["who"] = who = STATUS
         msg.update(reply.patch(text))
-        msg.setdefault("seq", reply.seq + 1)
+        msg.setdefault("n", reply.seq + 1)
         cost = message_cost(msg)
         if not reply.pace.affords(cost, len(text)) and not first:
             continue
         reply.pace.paid(cost, now)
         reply.sent(msg)
-        reply.seq = msg["seq"]
+        reply.seq = msg["n"]
         sizes.append(cost)
         shown.append(now)
     bubble = len(STYLE) * 0  # the panel's stylesheet is in its ES module's CSS, sent when it opens

@@ -83,20 +83,20 @@ class ReplyView(anywidget.AnyWidget):
             reply.sent(reply.patch(text))  # the views get this state whole
             reply.went_whole()
             self._status = line
-            msg: dict[str, Any] = {"seq": reply.seq, "html": f'{reply.html}<div class="cm-line">{line}</div>'}
+            msg: dict[str, Any] = {"n": reply.seq, "html": f'{reply.html}<div class="cm-line">{line}</div>'}
             self._post(msg, now)
             return
         msg = reply.patch(text)
         if line != self._status:
-            msg.setdefault("seq", reply.seq + 1)
-            msg["status"] = line
+            msg.setdefault("n", reply.seq + 1)
+            msg["s"] = line
         if not msg:
             return
         cost = message_cost(msg)
         if not reply.pace.affords(cost, len(text) - start):
             return
         reply.sent(msg)
-        reply.seq = msg["seq"]
+        reply.seq = msg["n"]
         self._status = line
         self._post(msg, now)
 

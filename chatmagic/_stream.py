@@ -4,9 +4,10 @@ A streaming reply is shown as finished Markdown blocks, each sent once, above an
 (the last block, still being written). A view holds the tail's HTML exactly as it was sent,
 and each update (a *patch*) carries only what changed::
 
-    {"seq": n, "base": [length, crc], "blocks": [keep, html, crc], "tail": [keep, html, crc]}
+    {"n": seq, "b": [length, crc], "k": [keep, html, crc], "t": [keep, html, crc]}
 
-``blocks`` (finished blocks, placed above the tail once) and ``tail`` (the new open tail)
+``n`` numbers the patches of the item; ``k`` (finished blocks, placed above the tail once)
+and ``t`` (the new open tail)
 are each the first ``keep`` characters of the tail the view holds, then ``html``. Lengths
 and offsets count UTF-16 code units (JavaScript's string indices); ``crc`` is CRC-32 of the
 string's UTF-16-LE bytes (``static/_patch.js`` computes the same).
@@ -14,8 +15,8 @@ string's UTF-16-LE bytes (``static/_patch.js`` computes the same).
 Why the numbers. IOPub messages are dropped, not queued, over jupyter_server's rate limit:
 a view that missed one would splice the next at the wrong offset, and pieces of escaped
 model text (``&lt;img src=x onerror=…``) would join into live markup. So a view applies a
-patch only when its ``seq`` follows the last one it applied, the tail it holds has the
-``base`` length and CRC (when anything is kept), and each result has the CRC sent. Anything
+patch only when its ``n`` follows the last one it applied, the tail it holds has the
+``b`` length and CRC (when anything is kept), and each result has the CRC sent. Anything
 else: the view keeps showing what it had verified, forgets its copy of the tail and asks for
 the whole item (``{"type": "resync"}``); Python answers with the item whole and sends the next
 tail whole too. Markup is only ever assembled from pieces that were verified.
@@ -153,16 +154,16 @@ class LiveReply:
         self._pending = (done, blocks, tail)
         if not blocks and tail == self.tail and self.known:
             return {}
-        msg: dict[str, Any] = {"seq": self.seq + 1}
+        msg: dict[str, Any] = {"n": self.seq + 1}
         kept = False
         if blocks:
             keep = _common_prefix(self.tail, blocks) if self.known else 0
-            msg["blocks"] = [units(blocks[:keep]), blocks[keep:], crc(blocks)]
+            msg["k"] = [units(blocks[:keep]), blocks[keep:], crc(blocks)]
             kept = keep > 0
         keep = _common_prefix(self.tail, tail) if self.known else 0
-        msg["tail"] = [units(tail[:keep]), tail[keep:], crc(tail)]
+        msg["t"] = [units(tail[:keep]), tail[keep:], crc(tail)]
         if kept or keep:
-            msg["base"] = [units(self.tail), crc(self.tail)]
+            msg["b"] = [units(self.tail), crc(self.tail)]
         return msg
 
     def sent(self, msg: dict[str, Any]) -> None:
@@ -170,7 +171,7 @@ class LiveReply:
         if not msg:
             return
         done, blocks, tail = self._pending
-        self.seq = msg["seq"]
+        self.seq = msg["n"]
         if blocks:
             self.blocks.append(blocks)
             self.frozen += done

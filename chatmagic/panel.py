@@ -25,7 +25,7 @@ rate limit are dropped), asks for the whole list (``hello``) and gets a ``reset`
 
 A streaming reply is patched by the one streaming mechanism of cells and panel
 (:mod:`chatmagic._stream`): its bubble enters the list once (``[id, html, seq]``), then
-changes in place by ``live`` messages (``{"type": "live", "id": …, "seq": n}`` with any of:
+changes in place by ``live`` messages (``{"type": "live", "id": …, "n": seq}`` with any of:
 ``who``, the heading; ``thinking``, the Thinking block when reasoning begins; ``think``, its
 new summary and the reasoning added since; ``blocks``, Markdown blocks that just finished,
 placed above the tail once; ``tail``, the open last block, patched; ``base``, what the patch
@@ -609,7 +609,7 @@ class ChatPanel(anywidget.AnyWidget):
                 # a view missed a message: every view gets the bubble whole (chatmagic._stream)
                 live.resync = False
                 live.reply.went_whole()
-                self._post({"type": "whole", "id": live.id, "seq": live.reply.seq, "html": live.html})
+                self._post({"type": "whole", "id": live.id, "n": live.reply.seq, "html": live.html})
         self._sent = items
         with self.hold_sync():
             self.earlier = self._start
@@ -669,14 +669,14 @@ class ChatPanel(anywidget.AnyWidget):
         elif thought > live.thought:
             update["think"] = [_thinking_summary(reasoning), reasoning[live.thought :]]
         update.update(reply.patch(text))
-        if "seq" not in update:
-            update["seq"] = reply.seq + 1  # every message counts: a lost one is seen
+        if "n" not in update:
+            update["n"] = reply.seq + 1  # every message counts: a lost one is seen
         cost = message_cost(update)
         if not reply.pace.affords(cost, size + thought) and not first_text and live.html:
             return None
         reply.pace.paid(cost, now)
         reply.sent(update)
-        reply.seq = update["seq"]
+        reply.seq = update["n"]
         live.who, live.thought = who, thought
         thinking = _thinking_html(reasoning) if thought else ""
         live.html = present.assistant_html(thinking + reply.html, who)

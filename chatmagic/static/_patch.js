@@ -18,13 +18,13 @@ function crc32(s) {
 // state: {seq, tail: the tail's HTML as sent (null: not held), crc}; returns {blocks?, tail?}
 // (verified strings) and moves state on, or returns null and leaves state alone
 function applyPatch(state, msg) {
-  if (typeof msg.seq !== "number" || msg.seq !== state.seq + 1) return null;
+  if (typeof msg.n !== "number" || msg.n !== state.seq + 1) return null;
   const held = state.tail;
-  const base = msg.base;
+  const base = msg.b;
   const baseOk = held !== null && Array.isArray(base) && held.length === base[0] && state.crc === base[1];
   const out = {};
-  for (const name of ["blocks", "tail"]) {
-    const part = msg[name];
+  for (const [key, name] of [["k", "blocks"], ["t", "tail"]]) {
+    const part = msg[key];
     if (part === undefined) continue;
     const [keep, html, crc] = part;
     if (keep > 0 && !baseOk) return null;
@@ -32,10 +32,10 @@ function applyPatch(state, msg) {
     if (crc32(value) !== crc) return null;
     out[name] = value;
   }
-  state.seq = msg.seq;
+  state.seq = msg.n;
   if (out.tail !== undefined) {
     state.tail = out.tail;
-    state.crc = msg.tail[2];
+    state.crc = msg.t[2];
   }
   return out;
 }

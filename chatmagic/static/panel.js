@@ -264,7 +264,7 @@ function render({ model, el }) {
       live(msg);
     } else if (msg.type === "whole" && synced) {
       const at = nodes.findIndex((n) => n.dataset.id === msg.id);
-      if (at >= 0) splice(at, 1, [[msg.id, msg.html, msg.seq]]);
+      if (at >= 0) splice(at, 1, [[msg.id, msg.html, msg.n]]);
     } else if (msg.type === "sent") {
       // the box's text was sent from Python (panel.send())
       if (box.value === msg.text) {

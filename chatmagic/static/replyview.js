@@ -1,6 +1,6 @@
 // A reply streaming into a notebook cell (chatmagic._replyview): Python sends the reply
-// whole ({seq, html}) when this view says hello or could not verify a patch, then patches
-// ({seq, base, blocks, tail, status}) that applyPatch (above) checks before anything is shown.
+// whole ({n, html}) when this view says hello or could not verify a patch, then patches
+// ({n, b, k, t, s}) that applyPatch (above) checks before anything is shown.
 function render({ model, el }) {
   const root = document.createElement("div");
   root.className = "chatmagic-reply";
@@ -14,7 +14,7 @@ function render({ model, el }) {
       root.innerHTML = msg.html; // sanitized in Python (chatmagic.render)
       tail = root.querySelector(":scope > .cm-tail");
       line = root.querySelector(":scope > .cm-line");
-      state = { seq: msg.seq, tail: null, crc: 0 };
+      state = { seq: msg.n, tail: null, crc: 0 };
       asked = false;
       return;
     }
@@ -28,7 +28,7 @@ function render({ model, el }) {
     }
     if (parts.blocks !== undefined) tail.insertAdjacentHTML("beforebegin", parts.blocks);
     if (parts.tail !== undefined) tail.innerHTML = parts.tail;
-    if (msg.status !== undefined) line.innerHTML = msg.status;
+    if (msg.s !== undefined) line.innerHTML = msg.s;
   };
   model.on("msg:custom", onMsg);
   model.send({ type: "hello" });
