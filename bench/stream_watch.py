@@ -6,7 +6,8 @@ stand-in's pieces, ``bench/_reply_text.pieces``) evenly over 10 s, 60 s and 300 
 three ways, side by side:
 
 - ``cell``: a ``%%chat`` cell whose reply view (chatmagic._replyview) said hello 0.3 s after
-  its display went out, as JupyterLab's does: patches from then on;
+  its display went out, as JupyterLab's does: patches from then on (the view is one widget per
+  kernel: its opening, the ES module, is printed apart: only the first reply sends it);
 - ``cell, plain``: a cell without widgets (nbclient, ``jupyter execute``): display updates
   (chatmagic.render.ReplyStream);
 - ``panel``: the chat panel's bubble (chatmagic._stream.LiveReply, as ChatPanel._update).
@@ -15,8 +16,8 @@ SIMULATED CLOCK. This part does not wait 300 s: it drives the real streaming cod
 ReplyStream.step, LiveReply/Pace) with a simulated clock, looking when the code would look (the
 cell's loop sleeps until the next message may go, ``wait_time``; the panel draws on each
 arrival and at the time its flush is due). Message sizes are the real ones (the widget's
-comm messages as captured, display messages as ``render.message_size``), the style output,
-the first display and the widget's own opening (its state: the ES module) included; the final
+comm messages as captured, display messages as ``render.message_size``), the style output
+and the first display included; the final
 update (the complete reply with its record) is not counted, as in bench/display_cost.py.
 
 ``--real`` adds a measurement in a real kernel for the cell (10 s cases by default,
@@ -46,7 +47,6 @@ from _reply_text import _code, _sentence, pieces
 
 from chatmagic._replyview import ReplyView
 from chatmagic._stream import LiveReply, message_cost
-from chatmagic.present import STYLE
 from chatmagic.render import ReplyStream, message_size
 
 HELLO_AFTER = 0.3  # seconds from the first display to the view's hello
@@ -121,12 +121,12 @@ def _opening(widget: Any) -> int:
 def cell(arr: Arrivals, widgets: bool, fmt: str = "markdown") -> tuple[float, float]:
     """The cell's loop (chatmagic.magics.ChatMagics._stream), on a simulated clock."""
     stream = ReplyStream(fmt)
-    view = ReplyView(fmt) if widgets else None
+    # the kernel's one reply view: its opening (the ES module) went with the kernel's first reply
+    view = ReplyView.for_reply(fmt) if widgets else None
     sizes: list[int] = []
     shown: list[float] = []
     if view is not None:
         _capture(view, lambda m: sizes.append(len(json.dumps(m, ensure_ascii=False).encode())))
-        sizes.append(_opening(view))
     now = 0.0
     sizes.append(message_size(stream.style(now)))
     first = stream.start("chatgpt4online · waiting…", now)
@@ -158,8 +158,6 @@ def cell(arr: Arrivals, widgets: bool, fmt: str = "markdown") -> tuple[float, fl
             stream.sent(op, now)
         if ops:
             shown.append(now)
-    if view is not None:
-        view.close()
     return longest_wait(shown, arr), sum(sizes) / len(arr.text)
 
 
@@ -199,8 +197,7 @@ def panel(arr: Arrivals) -> tuple[float, float]:
         reply.seq = msg["n"]
         sizes.append(cost)
         shown.append(now)
-    bubble = len(STYLE) * 0  # the panel's stylesheet is in its ES module's CSS, sent when it opens
-    return longest_wait(shown, arr), (sum(sizes) + bubble) / len(arr.text)
+    return longest_wait(shown, arr), sum(sizes) / len(arr.text)
 
 
 def main() -> None:
@@ -223,6 +220,7 @@ def main() -> None:
     head = f"{'reply':<12}{'s':>5}  {'cell wait':>10}{'bytes':>7}  {'plain wait':>11}{'bytes':>7}  {'panel wait':>11}{'bytes':>7}"
     print(head)
     print("-" * len(head))
+    opening = _opening(ReplyView.for_reply())
     for name, text in replies.items():
         for seconds in (float(s) for s in args.durations.split(",")):
             arr = Arrivals(text, seconds)
@@ -232,6 +230,11 @@ def main() -> None:
             print(
                 f"{name:<12}{seconds:>5.0f}  {cw:>10.2f}{cb:>7.2f}  {pw:>11.2f}{pb:>7.2f}  {nw:>11.2f}{nb:>7.2f}"
             )
+    print(
+        f"\ncell: the kernel's first reply also sends the reply view's opening (its ES module): {opening:,} bytes"
+        f" (+{opening / len(replies['paragraph']):.2f}x on the paragraph, +{opening / len(replies['code block']):.2f}x"
+        " on the code block); later replies reuse it"
+    )
     if args.real:
         from stream_watch_real import run_real
 

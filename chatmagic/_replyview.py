@@ -8,8 +8,12 @@ text only, verified in the browser), under the budget shared with the panel. Unt
 arrives (no widget manager: nbclient, ``jupyter execute``; or a frontend that delivers comm
 messages only between cells), the cell keeps its plain display updates
 (:class:`chatmagic.render.ReplyStream`). At the end the display is replaced by the usual
-static bundle (same display id) and the widget is closed: the saved output is the same
-either way.
+static bundle (same display id): the saved output is the same either way.
+
+One widget serves every cell of a kernel (:meth:`ReplyView.for_reply`): its ES module is
+sent once, with the first reply, not with each (its bytes would be a large share of a short
+reply's). Only the streaming cell's display shows it; every earlier one was replaced by its
+static bundle, so the views it has are the current reply's.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from .present import status_html
 __all__ = ["ReplyView"]
 
 _WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+_shared: ReplyView | None = None
 
 
 class ReplyView(anywidget.AnyWidget):
@@ -50,6 +56,17 @@ class ReplyView(anywidget.AnyWidget):
         # on a subshell thread while the cell runs: only note it; the cell's loop sends
         if isinstance(content, dict) and content.get("type") in ("hello", "resync"):
             self._asked.set()
+
+    @classmethod
+    def for_reply(cls, fmt: str = "markdown") -> ReplyView:
+        """The kernel's reply view, ready for a new reply (made on first use, or again if closed)."""
+        global _shared
+        view = _shared
+        if view is None or view.comm is None:
+            view = _shared = cls(fmt)
+        view.fmt, view.reply, view._status = fmt, None, ""
+        view._asked.clear()
+        return view
 
     @property
     def ready(self) -> bool:

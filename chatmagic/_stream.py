@@ -41,7 +41,7 @@ __all__ = ["ALLOWANCE", "MIN_INTERVAL", "PER_CHAR", "PER_SECOND", "LiveReply", "
 
 #: bytes of streaming messages allowed per character received, and before any
 PER_CHAR = 2.75
-ALLOWANCE = 4096
+ALLOWANCE = 1024
 #: the rate cap: one message each MIN_INTERVAL seconds, PER_SECOND in any second
 MIN_INTERVAL = 0.1
 PER_SECOND = 10

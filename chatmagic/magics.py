@@ -548,8 +548,6 @@ class ChatMagics(Magics):
                 display(final, raw=True, metadata=metadata)
             else:
                 handles[-1].update(final, raw=True, metadata=metadata)
-        if view is not None:  # its display shows the final bundle now
-            view.close()
         if turn.state == "failed" and turn.error is not None:
             raise turn.error
         if turn.state == "stopped" and interrupted:
@@ -945,7 +943,7 @@ def _reply_view(fmt: str) -> ReplyView | None:
     try:
         from ._replyview import ReplyView  # ipywidgets: loaded with the first reply, not the extension
 
-        return ReplyView(fmt)
+        return ReplyView.for_reply(fmt)
     except Exception:  # noqa: BLE001 - no widgets: the plain display updates serve
         return None
 
