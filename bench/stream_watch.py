@@ -47,6 +47,7 @@ from _reply_text import _code, _sentence, pieces
 
 from chatmagic._replyview import ReplyView
 from chatmagic._stream import LiveReply, message_cost
+from chatmagic.magics import VIEW_GRACE
 from chatmagic.render import ReplyStream, message_size
 
 HELLO_AFTER = 0.3  # seconds from the first display to the view's hello
@@ -132,6 +133,7 @@ def cell(arr: Arrivals, widgets: bool, fmt: str = "markdown") -> tuple[float, fl
     first = stream.start("chatgpt4online · waiting…", now)
     sizes.append(message_size(view.bundle(first) if view else first))  # type: ignore[arg-type]
     hello_at = HELLO_AFTER if view is not None else float("inf")
+    attached, plain = view is not None, None
     while now < arr.last:
         patching = view is not None and now >= hello_at
         showing = stream.showing_text or (view is not None and view.showing_text)
@@ -146,6 +148,9 @@ def cell(arr: Arrivals, widgets: bool, fmt: str = "markdown") -> tuple[float, fl
             )
         text = arr.at(now)
         if view is not None and view.ready:
+            if not attached and plain is not None:  # the view goes back into the tail display
+                sizes.append(message_size(view.bundle(plain)))  # type: ignore[arg-type]
+                attached = True
             before = len(sizes)
             view.step(text, STATUS, now, stream.frozen)
             if len(sizes) > before:
@@ -153,8 +158,9 @@ def cell(arr: Arrivals, widgets: bool, fmt: str = "markdown") -> tuple[float, fl
             continue
         ops = stream.step(text, STATUS, now)
         for op in ops:
-            bundle = view.bundle(op.bundle) if view is not None and op.kind != "freeze" else op.bundle
-            sizes.append(message_size(bundle))  # type: ignore[arg-type]
+            keep = view is not None and op.kind != "freeze" and now < VIEW_GRACE
+            sizes.append(message_size(view.bundle(op.bundle)) if view is not None and keep else op.size)
+            attached, plain = keep, op.bundle
             stream.sent(op, now)
         if ops:
             shown.append(now)

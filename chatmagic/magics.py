@@ -566,6 +566,12 @@ class ChatMagics(Magics):
 
         version = 0
         thinking = _Thinking(handles, view)
+        # the tail display shows the view (the first display does). Plain updates keep it for a
+        # second (a view loads its module before it can say hello), then replace it: a frontend
+        # that cannot answer while the cell runs (VS Code) would show an empty view. It is put
+        # back once a hello says a view can answer
+        attached, plain = view is not None, None
+        grace = time.monotonic() + VIEW_GRACE
         while not turn.done:
             patching = view is not None and view.ready
             showing = stream.showing_text or (view is not None and view.showing_text)
@@ -577,17 +583,24 @@ class ChatMagics(Magics):
             if turn.done:
                 break
             if turn.reasoning_size and not showing:
+                tail = handles[-1]
                 thinking.show(turn, stream)
+                attached = attached or handles[-1] is not tail  # a new tail display, with the view
             status = present.streaming(turn) if turn.size else present.waiting(turn)
             if view is not None and view.ready:
+                if not attached and plain is not None:
+                    handles[-1].update(view.bundle(plain), raw=True)
+                    attached = True
                 view.step(turn.text, status, time.monotonic(), stream.frozen)
                 continue
             for op in stream.step(turn.text, status, time.monotonic()):
-                bundle = view.bundle(op.bundle) if view is not None and op.kind != "freeze" else op.bundle
+                keep = view is not None and op.kind != "freeze" and time.monotonic() < grace
+                bundle = view.bundle(op.bundle) if view is not None and keep else op.bundle
                 if op.kind == "open":
                     handles.append(display(bundle, raw=True, display_id=True))
                 else:
                     handles[-1].update(bundle, raw=True)
+                attached, plain = keep, op.bundle
                 stream.sent(op, time.monotonic())  # when it went: the rate counts from there
         return thinking.handle
 
@@ -936,6 +949,10 @@ def _show_dry_run(turn: Turn, expansion: Any) -> None:
         },
         raw=True,
     )
+
+
+#: seconds a cell's plain updates keep its reply view, waiting for the view's hello
+VIEW_GRACE = 1.0
 
 
 def _reply_view(fmt: str) -> ReplyView | None:
