@@ -358,6 +358,22 @@ class ChatPanel(anywidget.AnyWidget):
     def __repr__(self) -> str:
         return f"<ChatPanel on {self.conversation.name!r}: {len(self.conversation)} exchanges>"
 
+    def _ipython_display_(self, **kwargs: Any) -> None:
+        """The widget, then a static line that stays true when the widget is gone.
+
+        A saved panel cannot come back by itself: after a restart, or in a notebook reopened
+        without its kernel, the frontend only says "Error displaying widget: model not found".
+        The line under it says what happened and how to reopen the panel; while the panel is
+        drawn (JupyterLab, Notebook 7) its stylesheet hides the line.
+        """
+        from IPython.display import display
+
+        bundle = self._repr_mimebundle_(**kwargs)
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        if data:
+            display(data, raw=True, metadata=metadata)
+        display(_REOPEN, raw=True)
+
     # -- following a conversation ------------------------------------------------------
 
     def _follow(self, conv: Conversation) -> None:
@@ -754,6 +770,20 @@ class ChatPanel(anywidget.AnyWidget):
     def _set_status(self, text: str, *, error: bool = False, warn: bool = False) -> None:
         kind = "error" if error else "stopped" if warn else ""
         self.status = present.status_html(present.Status(text, kind))
+
+
+_REOPEN_TEXT = (
+    "If the chat panel does not show above (the kernel restarted, or the notebook was reopened), "
+    "run this cell again, or %chat panel, to reopen it."
+)
+#: the line under a panel (see ChatPanel._ipython_display_); hidden while the panel is drawn
+_REOPEN = {
+    "text/html": (
+        "<style>.jp-OutputArea-child:has(.chatmagic-panel)+.jp-OutputArea-child .cm-reopen{display:none}</style>"
+        f'<div class="cm-reopen chatmagic-status">{html.escape(_REOPEN_TEXT)}</div>'
+    ),
+    "text/plain": _REOPEN_TEXT,
+}
 
 
 def _exchange_html(ex: Exchange) -> str:

@@ -733,6 +733,20 @@ def test_closed_panel_stops_following(
 # -- with a real IPython shell and %%chat ---------------------------------------------
 
 
+def test_a_panel_leaves_a_line_saying_how_to_reopen_it(ip: Any, fresh: None) -> None:
+    """After a restart the saved widget is gone ("model not found"): the line under it says what to do."""
+    with capture_output() as io:
+        ip.run_cell("reopen_panel = %chat panel reopen\nreopen_panel")
+    try:
+        widget, line = io.outputs
+        assert "application/vnd.jupyter.widget-view+json" in widget.data
+        assert "run this cell again, or %chat panel, to reopen it" in line.data["text/plain"]
+        assert "%chat panel, to reopen it" in line.data["text/html"]
+        assert "application/vnd.jupyter.widget-view+json" not in line.data  # static: it outlives the kernel
+    finally:
+        ip.user_ns.pop("reopen_panel").close()
+
+
 def test_panel_and_cells_share_the_conversation(ip: Any, fresh: None) -> None:
     # ip and fresh (tests/conftest.py): the one IPython shell with chatmagic loaded
     with capture_output():

@@ -30,6 +30,8 @@ REPLY = f"{PARAGRAPH}\n\n```python\ndef add(items):\n    total = 0\n{CODE}\n    
 CELLS = [
     "%load_ext chatmagic\n%chat sandbox",
     f"%%chat -p chatgpt4online --new\n[[delay:0.015]][[reply]]{REPLY}",
+    "p = %chat panel\np",
+    "p.close()",
 ]
 
 
@@ -71,3 +73,17 @@ def _drive(page: Page) -> None:
     assert page.evaluate("window.__pwned") is None
     assert out.locator(".chatmagic-reply").locator("img, script, iframe, svg").count() == 0
     out.screenshot(path=str(ARTIFACTS / "stream-cell-done.png"))
+
+
+def test_a_closed_panel_leaves_a_line_saying_how_to_reopen_it(page: Page) -> None:
+    wait_idle(page)
+    run_cell(page, 2)
+    out = cell(page, 2).locator(".jp-OutputArea")
+    expect(out.locator(".chatmagic-panel")).to_be_visible(timeout=30_000)
+    expect(out.locator(".cm-reopen")).to_be_hidden()  # while the panel is drawn
+    wait_idle(page)
+    run_cell(page, 3)
+    expect(out.locator(".chatmagic-panel")).to_have_count(0, timeout=15_000)
+    expect(out.locator(".cm-reopen")).to_be_visible()
+    expect(out).to_contain_text("run this cell again, or %chat panel, to reopen it")
+    out.screenshot(path=str(ARTIFACTS / "panel-closed.png"))
