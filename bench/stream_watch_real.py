@@ -3,8 +3,9 @@
 A stand-in in another process trickles the reply (``[[delay:D]][[reply]]…``, D so that it takes
 the given time less what each piece costs beyond its delay). In a real kernel, each reply is
 run twice: once as a frontend without widgets sees it (no hello: display updates), once with
-the reply view's hello sent on a kernel subshell as soon as its widget opens (JupyterLab >= 4.4
-with ipykernel 7 delivers widget messages on subshells while a cell runs). Every message the
+the reply view's hello sent on a kernel subshell each time a display shows the view (JupyterLab
+>= 4.4 with ipykernel 7 delivers widget messages on subshells while a cell runs). The warm-up
+cell opens the kernel's one reply view: its opening is not counted in the replies measured. Every message the
 cell sends before its final update counts (``json.dumps(content)``, UTF-8): the stylesheet,
 displays, the widget's opening, its patches. Times are the kernel's (each header's date).
 """
@@ -20,6 +21,7 @@ from display_cost import piece_overhead
 from stream_cost import SITE, Kernel, SandboxProcess, load_average
 
 SHOWN = ("display_data", "update_display_data")
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 def _date(msg: dict[str, Any]) -> float:
@@ -52,10 +54,11 @@ def run_cell(k: Kernel, cell: str, subshell: str | None, timeout: float) -> tupl
             continue
         got.append(msg)
         content = msg["content"]
-        if msg["msg_type"] == "comm_open" and subshell is not None and "cm-line" in json.dumps(content):
+        view = content.get("data", {}).get(WIDGET) if msg["msg_type"] in SHOWN else None
+        if view and subshell is not None:  # a frontend draws the view, and the view says hello
             hello = kc.session.msg(
                 "comm_msg",
-                {"comm_id": content["comm_id"], "data": {"method": "custom", "content": {"type": "hello"}}},
+                {"comm_id": view["model_id"], "data": {"method": "custom", "content": {"type": "hello"}}},
             )
             hello["header"]["subshell_id"] = subshell
             kc.shell_channel.send(hello)
