@@ -495,9 +495,11 @@ class ChatMagics(Magics):
     def _run(self, turn: Turn, fmt: str) -> None:
         """Start the turn and stream it into the cell (render.ReplyStream), or the terminal.
 
-        In a notebook the reply's finished blocks go into outputs of their own, sent once,
-        and the open tail into the last output, whose final update carries the status
-        line, the whole reply as plain text and the record for ``%chat restore``. In
+        In a notebook the last output shows the kernel's reply view (chatmagic._replyview):
+        once it says hello the reply goes to it as patches. Until then the reply's finished
+        blocks go into outputs of their own, sent once, and the open tail into the last
+        output. Its final update carries the status line, the whole reply as plain text and
+        the record for ``%chat restore``, and replaces the view. In
         terminal IPython the text is printed as it arrives (chatmagic._terminal).
 
         Ctrl-C at any moment once the turn exists, even before it has started or before

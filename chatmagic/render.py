@@ -8,7 +8,9 @@ links (an image would load a remote address), and pass the result through nh3 wi
 light markup (``<b>`` keywords, ``<i>`` comments, one-letter classes) that
 :data:`chatmagic.present.CSS` colours after the JupyterLab theme.
 
-A reply streamed into a notebook cell costs what it weighs (:class:`ReplyStream`).
+Where a cell's reply view answers (chatmagic._replyview), a reply streams as patches
+(chatmagic._stream), as in the panel. Elsewhere (no widgets: nbclient, ``jupyter execute``)
+a reply streamed into a notebook cell costs what it weighs (:class:`ReplyStream`).
 Markdown is made of blocks, and a block followed by another block will not change: it
 is sent once, in an output of its own that is never sent again (:func:`stable_prefix`);
 only the open tail (the last block: a paragraph being written, an unfinished code fence
