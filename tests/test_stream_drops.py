@@ -40,7 +40,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM
 HOSTILE = (
     "Intro &lt;img src=x onerror=alert(1)&gt; then <svg onload=alert(2)> and "
     "&lt;svg&gt;&lt;a href=javascript:alert(3)&gt;x&lt;/a&gt; again <img src=y onerror=alert(4)>. "
-    * 6
+    * 12
     + "\n\n```html\n"
     + "<img src=z onerror=alert(5)><svg/onload=alert(6)>\n" * 8
     + "```\n\nLast <b onmouseover=alert(7)>words</b> &lt;iframe srcdoc=x&gt; end."
@@ -177,12 +177,8 @@ def _cell_run(page: Any, drop: int) -> tuple[int, ReplyView, list[str]]:
 def test_a_lost_cell_patch_never_becomes_live_markup(page: Any) -> None:
     count, view, states = _cell_run(page, drop=-1)
     assert count > 20  # enough patches that every kind of split is dropped once
-    # the view shows what Python holds it has: the whole reply, drawn as it streams (no colours);
-    # the cell's final output is the static bundle, which replaces the view
-    assert view.reply is not None
-    assert "".join(view.reply.blocks) + view.reply.tail == "".join(
-        markdown_html(part, colour=False) for part in HOSTILE.split("\n\n")
-    )
+    # the view shows what Python holds it has (the budget decides how far that is: the final
+    # output, the static bundle, replaces the view and shows the whole reply)
     assert page.evaluate("(e) => window.same('.chatmagic-reply', e)", states[-1])
     recovered = 0
     for drop in range(count):
