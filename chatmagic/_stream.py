@@ -21,7 +21,8 @@ else: the view keeps showing what it had verified, forgets its copy of the tail 
 the whole item (``{"type": "resync"}``); Python answers with the item whole and sends the next
 tail whole too. Markup is only ever assembled from pieces that were verified.
 
-The budget (:class:`Pace`) is the same for the cell and the panel: bytes a character received
+The budget (:class:`Pace`, constants in :mod:`chatmagic._budget`) is the same for the cell
+and the panel, and for a cell's plain display updates: bytes a character received
 (:data:`PER_CHAR`) plus :data:`ALLOWANCE`, at most :data:`PER_SECOND` messages in a second and
 one each :data:`MIN_INTERVAL`; the first text at once. Because a patch carries the new text and
 not the whole open block, a long paragraph or code block keeps updating within that budget.
@@ -35,16 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._budget import ALLOWANCE, MIN_INTERVAL, PER_CHAR, PER_SECOND
 from .render import body_html, stable_prefix
 
 __all__ = ["ALLOWANCE", "MIN_INTERVAL", "PER_CHAR", "PER_SECOND", "LiveReply", "Pace", "crc", "esm", "units"]
 
-#: bytes of streaming messages allowed per character received, and before any
-PER_CHAR = 2.75
-ALLOWANCE = 1024
-#: the rate cap: one message each MIN_INTERVAL seconds, PER_SECOND in any second
-MIN_INTERVAL = 0.1
-PER_SECOND = 10
 #: bytes of a widget message around its content: {"comm_id": "…", "data": {"method": "custom", …}}
 ENVELOPE = 90
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from ._budget import ALLOWANCE, MIN_INTERVAL, PER_CHAR, PER_SECOND
 from .present import STYLE, Status, plain_with_status, seconds, status_html
 
 __all__ = [
@@ -401,12 +402,12 @@ class ReplyStream:
     """
 
     fmt: str = "markdown"
-    #: bytes of display messages allowed per character received, and before any text
-    per_char: float = 2.75
-    allowance: int = 4096
-    #: the rate cap: ten messages in any second, and a tenth of a second between two looks
-    per_second: int = 10
-    min_interval: float = 0.1
+    #: bytes of display messages allowed per character received, and before any; the rate
+    #: cap: messages in any second, and the time between two looks (chatmagic._budget)
+    per_char: float = PER_CHAR
+    allowance: int = ALLOWANCE
+    per_second: int = PER_SECOND
+    min_interval: float = MIN_INTERVAL
     #: finished text (characters) worth an output of its own: below it, it stays in the tail
     freeze_at: int = 256
     #: an open block longer than this (characters) is cut at a sentence or line end
