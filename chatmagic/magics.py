@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
@@ -40,6 +40,9 @@ from .unrestored import unrestored_message
 
 #: the conversation a %chat fix without -c starts afresh
 FIX_CONVERSATION = "fix"
+if TYPE_CHECKING:
+    from ._replyview import ReplyView
+
 FIX_REQUEST = (
     "Explain briefly what caused this error, then give the corrected code in one Python code block, "
     "changing only what the fix needs."
@@ -583,9 +586,11 @@ class ChatMagics(Magics):
     def _run(self, turn: Turn, fmt: str) -> None:
         """Start the turn and stream it into the cell (render.ReplyStream), or the terminal.
 
-        In a notebook the reply's finished blocks go into outputs of their own, sent once,
-        and the open tail into the last output, whose final update carries the status
-        line, the whole reply as plain text and the record for ``%chat restore``. In
+        In a notebook the last output shows the kernel's reply view (chatmagic._replyview):
+        once it says hello the reply goes to it as patches. Until then the reply's finished
+        blocks go into outputs of their own, sent once, and the open tail into the last
+        output. Its final update carries the status line, the whole reply as plain text and
+        the record for ``%chat restore``, and replaces the view. In
         terminal IPython the text is printed as it arrives (chatmagic._terminal).
 
         Ctrl-C at any moment once the turn exists, even before it has started or before
@@ -600,6 +605,7 @@ class ChatMagics(Magics):
 
             terminal = TerminalReply()
         stream = ReplyStream(fmt)
+        view = _reply_view(fmt) if terminal is None else None
         handles: list[Any] = []
         thinking_handle: Any = None
         interrupted = False
@@ -610,8 +616,8 @@ class ChatMagics(Magics):
             else:
                 display(stream.style(time.monotonic()), raw=True)
                 first = stream.start(present.waiting(turn), time.monotonic())
-                handles.append(display(first, raw=True, display_id=True))
-                thinking_handle = self._stream(turn, stream, handles)
+                handles.append(display(view.bundle(first) if view else first, raw=True, display_id=True))
+                thinking_handle = self._stream(turn, stream, handles, view)
         except KeyboardInterrupt:
             interrupted = True
             turn.stop()
@@ -641,31 +647,53 @@ class ChatMagics(Magics):
             raise _stopped(turn)
 
     @staticmethod
-    def _stream(turn: Turn, stream: ReplyStream, handles: list[Any]) -> Any:
+    def _stream(turn: Turn, stream: ReplyStream, handles: list[Any], view: ReplyView | None = None) -> Any:
         """Send what ``stream`` decides while the turn runs; ``handles[-1]`` is the tail display.
 
         Until the first text the loop wakes on every change (the first text shows at once);
-        then it looks ten times a second: batches, not chunks, cost the kernel's time.
+        then it looks ten times a second: batches, not chunks, cost the kernel's time. Once
+        the tail display's widget (``view``) has said hello, the reply goes to it as patches
+        (chatmagic._replyview) and the displays are no longer updated.
         """
         from . import present
 
         version = 0
-        thinking = _Thinking(handles)
+        thinking = _Thinking(handles, view)
+        # the tail display shows the view (the first display does). Plain updates keep it for a
+        # second (a view loads its module before it can say hello), then replace it: a frontend
+        # that cannot answer while the cell runs (VS Code) would show an empty view. It is put
+        # back once a hello says a view can answer
+        attached, plain = view is not None, None
+        grace = time.monotonic() + VIEW_GRACE
         while not turn.done:
-            if not stream.showing_text:
-                version = turn.wait_change(version, 0.25)
+            patching = view is not None and view.ready
+            showing = stream.showing_text or (view is not None and view.showing_text)
+            if not showing:
+                version = turn.wait_change(version, 0.25 if not patching else 0.1)
             else:
-                turn.wait(stream.wait_time(time.monotonic()))
+                now = time.monotonic()
+                turn.wait(view.wait_time(now) if view is not None and patching else stream.wait_time(now))
             if turn.done:
                 break
-            if turn.reasoning_size and not stream.showing_text:
+            if turn.reasoning_size and not showing:
+                tail = handles[-1]
                 thinking.show(turn, stream)
+                attached = attached or handles[-1] is not tail  # a new tail display, with the view
             status = present.streaming(turn) if turn.size else present.waiting(turn)
+            if view is not None and view.ready:
+                if not attached and plain is not None:
+                    handles[-1].update(view.bundle(plain), raw=True)
+                    attached = True
+                view.step(turn.text, status, time.monotonic(), stream.frozen)
+                continue
             for op in stream.step(turn.text, status, time.monotonic()):
+                keep = view is not None and op.kind != "freeze" and time.monotonic() < grace
+                bundle = view.bundle(op.bundle) if view is not None and keep else op.bundle
                 if op.kind == "open":
-                    handles.append(display(op.bundle, raw=True, display_id=True))
+                    handles.append(display(bundle, raw=True, display_id=True))
                 else:
-                    handles[-1].update(op.bundle, raw=True)
+                    handles[-1].update(bundle, raw=True)
+                attached, plain = keep, op.bundle
                 stream.sent(op, time.monotonic())  # when it went: the rate counts from there
         return thinking.handle
 
@@ -1066,6 +1094,20 @@ def _show_dry_run(turn: Turn, expansion: Any) -> None:
     )
 
 
+#: seconds a cell's plain updates keep its reply view, waiting for the view's hello
+VIEW_GRACE = 1.0
+
+
+def _reply_view(fmt: str) -> ReplyView | None:
+    """The widget a streaming cell patches, or None where widgets cannot be made."""
+    try:
+        from ._replyview import ReplyView  # ipywidgets: loaded with the first reply, not the extension
+
+        return ReplyView.for_reply(fmt)
+    except Exception:  # noqa: BLE001 - no widgets: the plain display updates serve
+        return None
+
+
 def _terminal_shell(shell: Any) -> bool:
     """Terminal IPython without a rich frontend: the reply is printed, not displayed."""
     from ._terminal import is_terminal
@@ -1103,8 +1145,9 @@ class _Thinking:
     update shows all of it, collapsed.
     """
 
-    def __init__(self, handles: list[Any]) -> None:
+    def __init__(self, handles: list[Any], view: ReplyView | None = None) -> None:
         self.handles = handles
+        self.view = view  # the tail display carries it (see ChatMagics._stream)
         self.handle: Any = None
         self.shown_at = float("-inf")
 
@@ -1119,7 +1162,10 @@ class _Thinking:
         if self.handle is None:
             self.handle = self.handles[-1]
             self.handle.update(bundle, raw=True)
-            self.handles[-1] = display(stream.start(present.waiting(turn), now), raw=True, display_id=True)
+            tail = stream.start(present.waiting(turn), now)
+            self.handles[-1] = display(
+                self.view.bundle(tail) if self.view else tail, raw=True, display_id=True
+            )
         else:
             self.handle.update(bundle, raw=True)
 

@@ -17,23 +17,22 @@ Long conversations. The panel shows the newest :data:`PAGE` exchanges and loads
 :data:`PAGE` more each time "Show earlier messages" is asked for: opening a panel on a
 conversation of 10,000 exchanges sends and keeps what opening one of 20 does.
 
-Traffic. The transcript is a list of messages in the browser, changed by *splices*
-(``{"type": "splice", "at": i, "remove": n, "items": [...]}``): the panel keeps the list
-it last sent and sends only where the new one differs; earlier messages are never re-sent.
-A view that opens asks for the whole list (``hello``) and gets a ``reset``.
+Traffic. The transcript is a list of messages in the browser, changed by numbered *splices*
+(``{"type": "splice", "n": k, "at": i, "remove": n, "items": [...]}``): the panel keeps the
+list it last sent and sends only where the new one differs; earlier messages are never
+re-sent. A view that opens, or that sees a splice number missing (IOPub messages over the
+rate limit are dropped), asks for the whole list (``hello``) and gets a ``reset``.
 
-A streaming reply costs what it weighs, as in a cell (:class:`~chatmagic.render.ReplyStream`):
-its bubble enters the list once, then changes in place by ``live`` messages
-(``{"type": "live", "id": …}`` with any of: ``who``, the heading; ``thinking``, the Thinking
-block when reasoning begins; ``think``, its new summary and the reasoning added since;
-``blocks``, Markdown blocks that just finished (:func:`~chatmagic.render.stable_prefix`
-decides), placed above the tail once and never sent again; ``tail``, the open last block).
-``blocks`` and ``tail`` are ``[keep, html]``: the first ``keep`` characters of the tail's
-HTML the views hold, then ``html``; what they already have is not sent again. Updates are
-paid from a budget that grows with the text received (:data:`PER_CHAR` bytes a character,
-plus :data:`ALLOWANCE`), at most ten a second, the first text at once: the bytes sent while
-a reply streams are a fixed multiple of its length however long it takes
-(``bench/panel_cost.py``). Its end is one splice: the recorded exchange, rendered whole.
+A streaming reply is patched by the one streaming mechanism of cells and panel
+(:mod:`chatmagic._stream`): its bubble enters the list once (``[id, html, seq]``), then
+changes in place by ``live`` messages (``{"type": "live", "id": …, "n": seq}`` with any of:
+``who``, the heading; ``thinking``, the Thinking block when reasoning begins; ``think``, its
+new summary and the reasoning added since; ``blocks``, Markdown blocks that just finished,
+placed above the tail once; ``tail``, the open last block, patched; ``base``, what the patch
+applies to). A view that cannot verify one asks ``{"type": "resync", "id": …}`` and gets the
+bubble ``whole``. Updates are paid from the budget of :class:`chatmagic._stream.Pace`, at most
+ten a second, the first text at once (``bench/stream_watch.py``). Its end is one splice: the
+recorded exchange, rendered whole.
 
 Threads. Widget messages can arrive on a subshell thread (JupyterLab >= 4.4 with
 ipykernel >= 7), concurrently with a running cell; conversation events arrive on the
@@ -47,7 +46,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import json
 import re
 import threading
 import time
@@ -62,8 +60,9 @@ import ipywidgets
 import traitlets
 
 from . import present
+from ._stream import LiveReply, esm, message_cost
 from .errors import ChatMagicError
-from .render import markdown_html, stable_prefix
+from .render import markdown_html
 from .session import (
     DEFAULT_CONVERSATION,
     ChatSession,
@@ -75,20 +74,10 @@ from .session import (
     new_key,
 )
 
-__all__ = ["ALLOWANCE", "PAGE", "PER_CHAR", "ChatPanel"]
+__all__ = ["PAGE", "ChatPanel"]
 
 #: exchanges shown when a conversation opens, and added by each "Show earlier messages"
 PAGE = 20
-
-#: what a streaming reply's updates may cost: bytes a character received (text and
-#: reasoning), and before any; one update each MIN_INTERVAL seconds at most, and PER_SECOND
-#: in any second (the first text goes at once, within that)
-PER_CHAR = 2.5
-ALLOWANCE = 4096
-MIN_INTERVAL = 0.1
-PER_SECOND = 10
-# bytes of a widget message around its content: {"comm_id": "…", "data": {"method": "custom", …}}
-_ENVELOPE = 90
 
 _STATIC = Path(__file__).with_name("static")
 
@@ -102,21 +91,15 @@ class _Live:
 
     turn: Turn
     number: int
-    #: the heading, the reasoning characters and the text characters in finished blocks shown
+    #: the heading and the reasoning characters shown
     who: str = ""
     thought: int = 0
-    frozen: int = 0
-    #: the finished blocks' HTML (for a view that opens meanwhile) and the open tail's
-    blocks: list[str] = field(default_factory=list)
-    tail: str = ""
-    #: the views hold ``tail`` as sent (not after the bubble was sent whole: see _draw)
-    tail_known: bool = False
+    #: the finished blocks and the open tail, patched (chatmagic._stream)
+    reply: LiveReply = field(default_factory=LiveReply)
     #: (text size, reasoning size, heading) last shown, or looked at and not affordable
     seen: tuple[int, int, str] = (0, 0, "")
-    spent: int = 0
-    #: when the last updates went (the bubble sent whole counts as one), and the next may
-    sent_at: list[float] = field(default_factory=list)
-    next_at: float = float("-inf")
+    #: a view lost a message: it gets the bubble whole at the next draw
+    resync: bool = False
     #: the bubble whole, as a view that opens now gets it
     html: str = ""
 
@@ -153,7 +136,7 @@ class ChatPanel(anywidget.AnyWidget):
     ``send`` is the panel's (a message to the model), not ipywidgets' ``Widget.send``.
     """
 
-    _esm = _STATIC / "panel.js"
+    _esm = esm("panel.js")
     _css = present.CSS + (_STATIC / "panel.css").read_text(encoding="utf-8")
 
     #: the conversation shown (the picker); set it to show another
@@ -218,6 +201,7 @@ class ChatPanel(anywidget.AnyWidget):
         self._applied = 0
         self._scheduled = False
         self._reset_views = False
+        self._seq = 0  # the number of the last splice (see _splice)
         # no view has asked for the transcript yet: nothing to keep in step
         self._greeted = False
         self._flush: asyncio.TimerHandle | None = None
@@ -374,6 +358,22 @@ class ChatPanel(anywidget.AnyWidget):
     def __repr__(self) -> str:
         return f"<ChatPanel on {self.conversation.name!r}: {len(self.conversation)} exchanges>"
 
+    def _ipython_display_(self, **kwargs: Any) -> None:
+        """The widget, then a static line that stays true when the widget is gone.
+
+        A saved panel cannot come back by itself: after a restart, or in a notebook reopened
+        without its kernel, the frontend only says "Error displaying widget: model not found".
+        The line under it says what happened and how to reopen the panel; while the panel is
+        drawn (JupyterLab, Notebook 7) its stylesheet hides the line.
+        """
+        from IPython.display import display
+
+        bundle = self._repr_mimebundle_(**kwargs)
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        if data:
+            display(data, raw=True, metadata=metadata)
+        display(_REOPEN, raw=True)
+
     # -- following a conversation ------------------------------------------------------
 
     def _follow(self, conv: Conversation) -> None:
@@ -458,6 +458,11 @@ class ChatPanel(anywidget.AnyWidget):
         elif kind == "hello":
             with self._lock:
                 self._reset_views = True
+                self._request_draw()
+        elif kind == "resync":
+            with self._lock:
+                for live in self._live:
+                    live.resync = live.resync or live.id == content.get("id")
                 self._request_draw()
         elif kind == "models":
             with self._lock:
@@ -601,23 +606,28 @@ class ChatPanel(anywidget.AnyWidget):
         now = time.monotonic()
         updates = [(live, self._update(live, now)) for live in self._live]
         items = self._items()
-        live_ids = {live.id for live in self._live}
+        live_ids = {live.id: live.reply.seq for live in self._live}
         if self._reset_views:
             self._reset_views, self._greeted = False, True
-            self._post({"type": "reset", "items": [list(item) for item in items]})
-            whole = live_ids
+            self._seq = 0
+            self._post({"type": "reset", "n": 0, "items": [_wire(item, live_ids) for item in items]})
+            whole = set(live_ids)
         elif self._greeted:
             whole = self._splice(items, live_ids)
         else:
-            whole = live_ids
+            whole = set(live_ids)
         for live, update in updates:
             if live.id in whole:
                 # the bubble went whole, in its newest state: the views hold no tail string
-                live.tail_known = False
+                live.reply.went_whole()
+                live.resync = False
             elif update is not None:
                 self._post(update)
-            if update is not None:  # when it went, for the rate cap
-                live.sent_at.append(time.monotonic())
+            if live.resync:
+                # a view missed a message: every view gets the bubble whole (chatmagic._stream)
+                live.resync = False
+                live.reply.went_whole()
+                self._post({"type": "whole", "id": live.id, "n": live.reply.seq, "html": live.html})
         self._sent = items
         with self.hold_sync():
             self.earlier = self._start
@@ -655,21 +665,17 @@ class ChatPanel(anywidget.AnyWidget):
         bubble whole: see _draw). None when nothing changed, the last update was too
         recent (a flush is then due), or the budget does not cover it yet (more text will).
         """
-        turn = live.turn
+        turn, reply = live.turn, live.reply
         size, thought = turn.size, turn.reasoning_size
         who = present.streaming(turn) if size else present.waiting(turn)
         if (size, thought, who) == live.seen and live.html:
             return None
         first_text = size > 0 and live.seen[0] == 0
-        live.sent_at = [t for t in live.sent_at if t > now - 1.0]
-        due = live.next_at if not first_text else now
-        if len(live.sent_at) >= PER_SECOND:
-            due = max(due, live.sent_at[0] + 1.0)
+        due = reply.pace.due(now, first_text)
         if now < due:
             if self._flush is None:  # the rest must arrive even if no further chunk comes
                 self._flush = self.session.runner.loop.call_later(due - now, self._flush_due)
             return None
-        live.next_at = now + MIN_INTERVAL
         text, reasoning = turn.text, turn.reasoning  # they may have grown since: all of it
         size, thought = len(text), len(reasoning)
         live.seen = (size, thought, who)
@@ -680,33 +686,23 @@ class ChatPanel(anywidget.AnyWidget):
             update["thinking"] = _thinking_html(reasoning)
         elif thought > live.thought:
             update["think"] = [_thinking_summary(reasoning), reasoning[live.thought :]]
-        rest = text[live.frozen :]
-        done = stable_prefix(rest)
-        blocks = markdown_html(rest[:done]) if done else ""
-        tail = markdown_html(rest[done:]) if len(rest) > done else ""
-        if blocks:  # mostly in the views already, as the tail they hold
-            keep = _common_prefix(live.tail, blocks) if live.tail_known else 0
-            update["blocks"] = [keep, blocks[keep:]]
-        if tail != live.tail or not live.tail_known:
-            keep = _common_prefix(live.tail, tail) if live.tail_known else 0
-            update["tail"] = [keep, tail[keep:]]
-        cost = _ENVELOPE + len(json.dumps(update, ensure_ascii=False).encode())
-        budget = ALLOWANCE + PER_CHAR * (size + thought) - live.spent
-        if cost > budget and not first_text and live.html:
+        update.update(reply.patch(text))
+        if "n" not in update:
+            update["n"] = reply.seq + 1  # every message counts: a lost one is seen
+        cost = message_cost(update)
+        if not reply.pace.affords(cost, size + thought) and not first_text and live.html:
             return None
-        live.spent += cost
-        live.who, live.thought, live.tail, live.tail_known = who, thought, tail, True
-        if blocks:
-            live.blocks.append(blocks)
-            live.frozen += done
+        reply.pace.paid(cost, now)
+        reply.sent(update)
+        reply.seq = update["n"]
+        live.who, live.thought = who, thought
         thinking = _thinking_html(reasoning) if thought else ""
-        body = thinking + "".join(live.blocks) + f'<div class="cm-tail">{tail}</div>'
-        live.html = present.assistant_html(body, who)
+        live.html = present.assistant_html(thinking + reply.html, who)
         if size:
             self._set_status(self._live_status())
         return update
 
-    def _splice(self, items: list[Item], live: set[str]) -> set[str]:
+    def _splice(self, items: list[Item], live: dict[str, int]) -> set[str]:
         """Send the one stretch where ``items`` differs from what the browser has; returns
         the ids it sent. A streaming bubble (an id in ``live``) is the same while its id is:
         it changes by ``live`` messages."""
@@ -725,7 +721,10 @@ class ChatPanel(anywidget.AnyWidget):
         remove = len(old) - head - tail
         new = items[head : len(items) - tail]
         if remove or new:
-            self._post({"type": "splice", "at": head, "remove": remove, "items": [list(i) for i in new]})
+            # numbered too: a view that misses one asks for the whole transcript again (hello)
+            self._seq += 1
+            items_sent = [_wire(i, live) for i in new]
+            self._post({"type": "splice", "n": self._seq, "at": head, "remove": remove, "items": items_sent})
         return {item_id for item_id, _html in new}
 
     def _post(self, content: dict[str, Any]) -> None:
@@ -775,6 +774,20 @@ class ChatPanel(anywidget.AnyWidget):
         self.status = present.status_html(present.Status(text, kind))
 
 
+_REOPEN_TEXT = (
+    "If the chat panel does not show above (the kernel restarted, or the notebook was reopened), "
+    "run this cell again, or %chat panel, to reopen it."
+)
+#: the line under a panel (see ChatPanel._ipython_display_); hidden while the panel is drawn
+_REOPEN = {
+    "text/html": (
+        "<style>.jp-OutputArea-child:has(.chatmagic-panel)+.jp-OutputArea-child .cm-reopen{display:none}</style>"
+        f'<div class="cm-reopen chatmagic-status">{html.escape(_REOPEN_TEXT)}</div>'
+    ),
+    "text/plain": _REOPEN_TEXT,
+}
+
+
 def _exchange_html(ex: Exchange) -> str:
     thinking = present.thinking_html(ex.reasoning)
     body = markdown_html(ex.assistant.content) if ex.assistant.content else ""
@@ -791,15 +804,6 @@ def _thinking_summary(reasoning: str) -> str:
     return html.escape(present.thinking_summary(reasoning, streaming=True))
 
 
-def _common_prefix(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[lo:mid] == b[lo:mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+def _wire(item: Item, live: dict[str, int]) -> list[Any]:
+    """An item as sent: ``[id, html]``, and for a streaming bubble the seq of its last patch."""
+    return [*item, live[item[0]]] if item[0] in live else list(item)

@@ -8,7 +8,9 @@ links (an image would load a remote address), and pass the result through nh3 wi
 light markup (``<b>`` keywords, ``<i>`` comments, one-letter classes) that
 :data:`chatmagic.present.CSS` colours after the JupyterLab theme.
 
-A reply streamed into a notebook cell costs what it weighs (:class:`ReplyStream`).
+Where a cell's reply view answers (chatmagic._replyview), a reply streams as patches
+(chatmagic._stream), as in the panel. Elsewhere (no widgets: nbclient, ``jupyter execute``)
+a reply streamed into a notebook cell costs what it weighs (:class:`ReplyStream`).
 Markdown is made of blocks, and a block followed by another block will not change: it
 is sent once, in an output of its own that is never sent again (:func:`stable_prefix`);
 only the open tail (the last block: a paragraph being written, an unfinished code fence
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from ._budget import ALLOWANCE, MIN_INTERVAL, PER_CHAR, PER_SECOND
 from .present import STYLE, Status, plain_with_status, seconds, status_html
 
 __all__ = [
@@ -108,13 +111,13 @@ _ALLOWED_ATTRIBUTES = {
 }
 
 
-@lru_cache(maxsize=1)
-def _markdown() -> Any:
+@lru_cache(maxsize=2)
+def _markdown(colour: bool = True) -> Any:
     from markdown_it import MarkdownIt
 
     md = MarkdownIt(
         "commonmark",
-        {"html": False, "linkify": False, "typographer": False, "highlight": highlight},
+        {"html": False, "linkify": False, "typographer": False, "highlight": highlight if colour else None},
     )
     md.enable(["table", "strikethrough"])
 
@@ -228,19 +231,23 @@ def sanitize(fragment: str) -> str:
     )
 
 
-def markdown_html(text: str) -> str:
-    """Markdown to safe HTML."""
-    return sanitize(_markdown().render(text))
+def markdown_html(text: str, *, colour: bool = True) -> str:
+    """Markdown to safe HTML; ``colour=False``: code blocks without syntax colours.
+
+    A streaming reply is drawn without colours (chatmagic._stream): colour markup weighs
+    two to four times the code it colours, and the finished reply is drawn with them.
+    """
+    return sanitize(_markdown(colour).render(text))
 
 
 def text_html(text: str) -> str:
     return f'<pre class="chatmagic-text">{html.escape(text)}</pre>'
 
 
-def code_html(text: str) -> str:
+def code_html(text: str, *, colour: bool = True) -> str:
     """The reply as code: a lone fenced block is unwrapped (and coloured), the rest verbatim."""
     code, lang = strip_fence(text)
-    coloured = highlight(code, lang) if lang else ""
+    coloured = highlight(code, lang) if lang and colour else ""
     if coloured:
         return sanitize(f'<pre class="chatmagic-text"><code>{coloured}</code></pre>')
     return text_html(code)
@@ -258,13 +265,13 @@ def strip_fence(text: str) -> tuple[str, str]:
     return text, ""
 
 
-def body_html(text: str, fmt: str) -> str:
+def body_html(text: str, fmt: str, *, colour: bool = True) -> str:
     if fmt == "text":
         return text_html(text)
     if fmt == "code":
-        return code_html(text)
+        return code_html(text, colour=colour)
     try:
-        return markdown_html(text)
+        return markdown_html(text, colour=colour)
     except Exception:  # noqa: BLE001 - a renderer bug must never hide the reply
         return text_html(text)
 
@@ -395,14 +402,16 @@ class ReplyStream:
     """
 
     fmt: str = "markdown"
-    #: bytes of display messages allowed per character received, and before any text
-    per_char: float = 2.75
-    allowance: int = 4096
-    #: the rate cap: ten messages in any second, and a tenth of a second between two looks
-    per_second: int = 10
-    min_interval: float = 0.1
+    #: bytes of display messages allowed per character received, and before any; the rate
+    #: cap: messages in any second, and the time between two looks (chatmagic._budget)
+    per_char: float = PER_CHAR
+    allowance: int = ALLOWANCE
+    per_second: int = PER_SECOND
+    min_interval: float = MIN_INTERVAL
     #: finished text (characters) worth an output of its own: below it, it stays in the tail
     freeze_at: int = 256
+    #: an open block longer than this (characters) is cut at a sentence or line end
+    cut_at: int = 1024
     #: text offset up to which the reply is in finished outputs
     frozen: int = 0
     #: bytes sent so far (display message contents, as in the IOPub messages)
@@ -413,6 +422,9 @@ class ReplyStream:
     #: when the last messages went (as confirmed by sent())
     _recent: list[float] = field(default_factory=list)
     _freezing: int = 0
+    #: a code fence cut open (see _cut_open_block): its opening line, put back before the tail
+    reopen: str = ""
+    _reopening: str = ""
     _frozen_chars: int = 0
     _frozen_bytes: int = 0
     _shown: tuple[int, str] = (0, "")
@@ -464,7 +476,7 @@ class ReplyStream:
         The finished outputs above carry HTML only, so a frontend that shows plain text
         shows the reply once, here, and one that shows HTML shows the outputs in order.
         """
-        body = body_html(text[self.frozen :], self.fmt) if len(text) > self.frozen else ""
+        body = body_html(self.reopen + text[self.frozen :], self.fmt) if len(text) > self.frozen else ""
         style = "" if self.styled else STYLE
         return {
             "text/html": f'{style}<div class="chatmagic-reply">{body}{status_html(status)}</div>',
@@ -497,14 +509,20 @@ class ReplyStream:
         # the decisions below depend on the text and the budget only: not asked again until they change
         self._seen = (size, status)
         budget = self.allowance + self.per_char * size - self.spent
-        tail = text[self.frozen :]
+        # the tail as rendered: a code fence cut open earlier starts again with its opening line
+        tail = self.reopen + text[self.frozen :]
         finished = stable_prefix(tail, self.fmt) if not first_text else 0
+        closing, reopen = "", ""
+        if finished < self.freeze_at and not first_text and len(tail) - finished > self.cut_at:
+            # one long open block (a paragraph, a code fence) would be re-sent whole each time:
+            # its finished sentences or lines become an output of their own instead
+            finished, closing, reopen = _cut_open_block(tail, finished, self.fmt)
         if finished >= self.freeze_at:
             if budget < 2 * _ENVELOPE + len(tail):  # it costs at least that: do not render in vain
                 return []
-            freeze = self._bundle(tail[:finished], None)
+            freeze = self._bundle(tail[:finished] + closing, None)
             self.outputs += 1  # the new tail is drawn as the output it will be
-            opened = self._bundle(tail[finished:], status)
+            opened = self._bundle(reopen + tail[finished:], status)
             self.outputs -= 1
             cost = message_size(freeze), message_size(opened)
             if sum(cost) > budget:
@@ -512,7 +530,9 @@ class ReplyStream:
             if not self._room(2, now):
                 self._seen = (-1, "")  # a matter of time: ask again
                 return []
-            return [Op("freeze", freeze, self.frozen + finished, cost[0]), Op("open", opened, size, cost[1])]
+            self._reopening = reopen
+            upto = self.frozen + finished - len(self.reopen)  # in the text: the reopened line is not in it
+            return [Op("freeze", freeze, upto, cost[0]), Op("open", opened, size, cost[1])]
         if (size, status) == self._shown:
             return []
         reserve = self._ratio() * len(tail)
@@ -548,5 +568,34 @@ class ReplyStream:
         else:
             if op.kind == "open":
                 self.frozen = self._freezing
+                self.reopen = self._reopening
                 self.outputs += 1
             self._shown = (op.upto, self._seen[1])
+
+
+_FENCE = re.compile(r"( {0,3})(`{3,}|~{3,})([^\n]*)\n")
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]? +(?=[A-Z])")
+
+
+def _cut_open_block(tail: str, start: int, fmt: str) -> tuple[int, str, str]:
+    """Where a long open block starting at ``start`` can be cut: ``(cut, closing, reopen)``.
+
+    A code fence: after its last complete line; the piece gets a closing fence and the
+    rest starts again with the opening line. A paragraph: after its last sentence whose
+    text leaves no code span, emphasis or link open. ``(start, "", "")`` when neither fits.
+    """
+    block = tail[start:]
+    fence = _FENCE.match(block) if fmt == "markdown" else None
+    if fence is not None and fence.group(2)[0] not in fence.group(3):
+        end = block.rfind("\n")
+        if end > fence.end():
+            return start + end + 1, fence.group(1) + fence.group(2) + "\n", fence.group(0)
+        return start, "", ""
+    if fmt != "markdown" or not block[:1].isalnum() or "\n\n" in block:
+        return start, "", ""
+    for m in reversed(list(_SENTENCE_END.finditer(block))):
+        piece = block[: m.end()]
+        if piece.count("`") % 2 == 0 and piece.count("*") % 2 == 0 and piece.count("_") % 2 == 0:
+            if piece.count("[") == piece.count("]"):
+                return start + m.end(), "", ""
+    return start, "", ""

@@ -21,6 +21,7 @@ import pytest
 from IPython.utils.capture import capture_output
 
 from chatmagic._state import get_session
+from chatmagic._stream import crc, units
 from chatmagic.panel import PAGE, ChatPanel
 from chatmagic.providers import get_provider, list_providers
 from chatmagic.providers.endpoints import PRESETS
@@ -50,6 +51,7 @@ class Browser:
         self.synced = False
         #: a streaming bubble's open tail as sent, and the finished blocks placed above it (see _live)
         self.tails: dict[str, str] = {}
+        self.seqs: dict[str, int] = {}
         self.blocks: dict[str, list[str]] = {}
         self.state: dict[str, Any] = dict(panel.get_state())
         self.box = str(self.state["draft"])
@@ -74,13 +76,17 @@ class Browser:
                 msg = data["content"]
                 if msg["type"] == "reset":
                     self.synced = True
-                    self.items = msg["items"]
+                    self.items = [item[:2] for item in msg["items"]]
                     self.tails.clear()
+                    self.seqs = {item[0]: item[2] for item in msg["items"] if len(item) > 2}
                 elif msg["type"] == "splice" and self.synced:
                     for item_id, _html in self.items[msg["at"] : msg["at"] + msg["remove"]]:
                         self.tails.pop(item_id, None)
-                    self.items[msg["at"] : msg["at"] + msg["remove"]] = msg["items"]
+                    self.items[msg["at"] : msg["at"] + msg["remove"]] = [item[:2] for item in msg["items"]]
+                    self.seqs.update({item[0]: item[2] for item in msg["items"] if len(item) > 2})
                 elif msg["type"] == "live" and self.synced:
+                    assert msg["n"] == self.seqs[msg["id"]] + 1, "a live message lost or out of order"
+                    self.seqs[msg["id"]] = msg["n"]
                     self._live(msg)
                 elif msg["type"] == "sent" and msg["text"] == self.box:
                     self.box = ""
@@ -111,20 +117,24 @@ class Browser:
             value = value[:at] + html_lib.escape(added) + value[at:]
         tail_at = value.index('<div class="cm-tail">')
         # as panel.js: [keep, html] on the tail it holds as Python sent it (never read back from the page)
-        for part in ("blocks", "tail"):
+        for part in ("k", "t"):
             assert part not in msg or msg[part][0] == 0 or msg["id"] in self.tails, (
                 "a patch of a tail never sent"
             )
         held = self.tails.get(msg["id"], "")
-        if "blocks" in msg:
-            keep, added = msg["blocks"]
+        if any(part in msg and msg[part][0] for part in ("k", "t")):
+            assert msg["b"] == [units(held), crc(held)], "a patch of another tail"
+        if "k" in msg:
+            keep, added, check = msg["k"]
             blocks = held[:keep] + added
+            assert crc(blocks) == check
             self.blocks.setdefault(msg["id"], []).append(blocks)
             value = value[:tail_at] + blocks + value[tail_at:]
             tail_at += len(blocks)
-        if "tail" in msg:
-            keep, added = msg["tail"]
+        if "t" in msg:
+            keep, added, check = msg["t"]
             tail = held[:keep] + added
+            assert crc(tail) == check
             self.tails[msg["id"]] = tail
             start = tail_at + len('<div class="cm-tail">')
             value = value[:start] + tail + "</div></div>"
@@ -436,11 +446,14 @@ def test_a_streaming_reply_sends_each_finished_block_once(
     placed = "".join(browser.blocks[live_id])
     # each finished block went once, in order: together they are the rendering of whole blocks
     ends = [i + 2 for i in range(len(MARKDOWN)) if MARKDOWN.startswith("\n\n", i)]
-    assert placed in [markdown_html(MARKDOWN[:end]) for end in ends]
-    assert len(placed) >= len(markdown_html(MARKDOWN[: ends[2]]))  # the heading, a paragraph, the code
+    # (drawn without syntax colours while streaming: chatmagic._stream; the final rendering has them)
+    assert placed in [markdown_html(MARKDOWN[:end], colour=False) for end in ends]
+    assert len(placed) >= len(
+        markdown_html(MARKDOWN[: ends[2]], colour=False)
+    )  # the heading, a paragraph, the code
     # the bubble went whole once (and in the reset the view asked for); the rest were live messages
     messages = [m["content"] for m in browser.received[counted:] if m["method"] == "custom"]
-    carrying = [m for m in messages if m["type"] == "splice" and live_id in {i for i, _ in m["items"]}]
+    carrying = [m for m in messages if m["type"] == "splice" and live_id in {i[0] for i in m["items"]}]
     assert len(carrying) == 1
     assert sum(m["type"] == "live" for m in messages) >= 3
     # the end: the complete, sanitized rendering of the reply, in place of the streaming bubble
@@ -718,6 +731,20 @@ def test_closed_panel_stops_following(
 
 
 # -- with a real IPython shell and %%chat ---------------------------------------------
+
+
+def test_a_panel_leaves_a_line_saying_how_to_reopen_it(ip: Any, fresh: None) -> None:
+    """After a restart the saved widget is gone ("model not found"): the line under it says what to do."""
+    with capture_output() as io:
+        ip.run_cell("reopen_panel = %chat panel reopen\nreopen_panel")
+    try:
+        widget, line = io.outputs
+        assert "application/vnd.jupyter.widget-view+json" in widget.data
+        assert "run this cell again, or %chat panel, to reopen it" in line.data["text/plain"]
+        assert "%chat panel, to reopen it" in line.data["text/html"]
+        assert "application/vnd.jupyter.widget-view+json" not in line.data  # static: it outlives the kernel
+    finally:
+        ip.user_ns.pop("reopen_panel").close()
 
 
 def test_panel_and_cells_share_the_conversation(ip: Any, fresh: None) -> None:

@@ -132,7 +132,11 @@ function render({ model, el }) {
   on("change:providers", showProviders);
   on("change:provider", showProviders);
   on("change:model", showModel);
-  on("change:busy", showBusy);
+  on("change:busy", () => {
+    showBusy();
+    // idle, yet a bubble still streams here: the splice that ended it was lost
+    if (!model.get("busy") && lives.size && synced) model.send({ type: "hello" });
+  });
   on("change:status", showStatus);
   on("change:earlier", showEarlier);
   on("change:height", showHeight);
@@ -150,12 +154,14 @@ function render({ model, el }) {
   let nodes = []; // one element per item, in order
   let synced = false; // a reset has arrived: splices apply from now on
   const opened = new Map(); // item id -> the Thinking block's state the user chose
-  const tails = new Map(); // item id -> the open tail's HTML as Python sent it
+  const lives = new Map(); // item id -> a streaming bubble's patch state (_patch.js), or "lost"
+  let spliced = 0; // the number of the last splice applied
 
   function outward(node) {
     for (const a of node.querySelectorAll("a[href]")) a.target = "_blank"; // never leave the notebook
   }
-  function itemNode([id, html]) {
+  function itemNode([id, html, seq]) {
+    if (seq !== undefined) lives.set(id, { seq, tail: null, crc: 0 });
     const node = make("div", "cm-item");
     node.dataset.id = id;
     node.innerHTML = html; // sanitized in Python (chatmagic.render.markdown_html)
@@ -177,7 +183,7 @@ function render({ model, el }) {
     const fresh = items.map(itemNode);
     for (const node of nodes.slice(at, at + remove)) {
       node.remove();
-      tails.delete(node.dataset.id);
+      if (!items.some((item) => item[0] === node.dataset.id)) lives.delete(node.dataset.id);
     }
     for (const node of fresh) itemsBox.insertBefore(node, anchor);
     nodes.splice(at, remove, ...fresh);
@@ -191,7 +197,16 @@ function render({ model, el }) {
     const node = nodes.find((n) => n.dataset.id === msg.id);
     const bubble = node && node.querySelector(":scope > .chatmagic-msg");
     const tail = bubble && bubble.querySelector(":scope > .cm-tail");
-    if (!tail) return;
+    const state = lives.get(msg.id);
+    if (!tail || !state || state === "lost") return;
+    // verified first (seq, base, results): a message lost before this one must not make
+    // this one splice at the wrong place; what is shown stays, and Python sends it whole
+    const parts = applyPatch(state, msg);
+    if (parts === null) {
+      lives.set(msg.id, "lost");
+      model.send({ type: "resync", id: msg.id });
+      return;
+    }
     if (msg.who !== undefined) bubble.querySelector(":scope > .chatmagic-who").textContent = msg.who;
     if (msg.thinking !== undefined) {
       const old = bubble.querySelector(":scope > details.chatmagic-thinking");
@@ -210,20 +225,15 @@ function render({ model, el }) {
         if (following) text.scrollTop = text.scrollHeight;
       }
     }
-    // [keep, html]: the first keep characters of the tail held (as Python sent it), then html
-    const held = tails.get(msg.id) || "";
-    const patched = ([keep, html]) => held.slice(0, keep) + html;
-    if (msg.blocks !== undefined) {
+    if (parts.blocks !== undefined) {
       // finished Markdown blocks, sanitized in Python: they go above the open tail, once
       const box = document.createElement("template");
-      box.innerHTML = patched(msg.blocks);
+      box.innerHTML = parts.blocks;
       outward(box.content);
       tail.before(box.content);
     }
-    if (msg.tail !== undefined) {
-      const value = patched(msg.tail);
-      tails.set(msg.id, value);
-      tail.innerHTML = value; // sanitized in Python
+    if (parts.tail !== undefined) {
+      tail.innerHTML = parts.tail; // sanitized in Python, verified above
       outward(tail);
     }
     if (stick) scroller.scrollTop = scroller.scrollHeight;
@@ -239,11 +249,22 @@ function render({ model, el }) {
     if (msg.type === "reset") {
       synced = true;
       stick = true;
+      spliced = msg.n;
+      lives.clear();
       splice(0, nodes.length, msg.items);
     } else if (msg.type === "splice" && synced) {
+      if (msg.n !== spliced + 1) {
+        synced = false; // a splice was lost: the list is not Python's any more
+        model.send({ type: "hello" });
+        return;
+      }
+      spliced = msg.n;
       splice(msg.at, msg.remove, msg.items);
     } else if (msg.type === "live" && synced) {
       live(msg);
+    } else if (msg.type === "whole" && synced) {
+      const at = nodes.findIndex((n) => n.dataset.id === msg.id);
+      if (at >= 0) splice(at, 1, [[msg.id, msg.html, msg.n]]);
     } else if (msg.type === "sent") {
       // the box's text was sent from Python (panel.send())
       if (box.value === msg.text) {

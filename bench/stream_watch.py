@@ -1,0 +1,251 @@
+"""A reply you can watch: the longest wait between visible updates, and the bytes it costs.
+
+Two replies, as the issue measured them: one paragraph of about 4,000 words, and a short
+paragraph followed by a 150-line Python code block. Each is streamed word by word (the
+stand-in's pieces, ``bench/_reply_text.pieces``) evenly over 10 s, 60 s and 300 s, and shown
+three ways, side by side:
+
+- ``cell``: a ``%%chat`` cell whose reply view (chatmagic._replyview) said hello 0.3 s after
+  its display went out, as JupyterLab's does: patches from then on (the view is one widget per
+  kernel: its opening, the ES module, is printed apart: only the first reply sends it);
+- ``cell, plain``: a cell without widgets (nbclient, ``jupyter execute``): display updates
+  (chatmagic.render.ReplyStream);
+- ``panel``: the chat panel's bubble (chatmagic._stream.LiveReply, as ChatPanel._update).
+
+SIMULATED CLOCK. This part does not wait 300 s: it drives the real streaming code (ReplyView.step,
+ReplyStream.step, LiveReply/Pace) with a simulated clock, looking when the code would look (the
+cell's loop sleeps until the next message may go, ``wait_time``; the panel draws on each
+arrival and at the time its flush is due). Message sizes are the real ones (the widget's
+comm messages as captured, display messages as ``render.message_size``), the style output
+and the first display included; the final
+update (the complete reply with its record) is not counted, as in bench/display_cost.py.
+
+``--real`` adds a measurement in a real kernel for the cell (10 s cases by default,
+``--real-durations``): ``%%chat`` against a stand-in in another process, the hello sent to
+the reply view on a kernel subshell (as JupyterLab >= 4.4 with ipykernel 7 delivers widget
+messages while a cell runs), every IOPub message timed by its header date and counted as
+``json.dumps(content)``.
+
+Figures: ``wait``: the longest time, between the first text arriving and the last, during
+which the reply on screen did not change (the end of the stream closes the last wait);
+``bytes``: what was sent while streaming against the reply's characters (goal: at most 3x,
+wait at most 1 s).
+
+    .venv/bin/python bench/stream_watch.py [--durations 10,60,300] [--real] [--real-durations 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import random
+from collections.abc import Callable
+from typing import Any
+
+from _reply_text import _code, _sentence, pieces
+
+from chatmagic._replyview import ReplyView
+from chatmagic._stream import LiveReply, message_cost
+from chatmagic.magics import VIEW_GRACE
+from chatmagic.render import ReplyStream, message_size
+
+HELLO_AFTER = 0.3  # seconds from the first display to the view's hello
+STATUS = "chatgpt4online · streaming…"
+
+
+def paragraph_reply(words: int = 4000, seed: int = 3) -> str:
+    rng = random.Random(seed)
+    out: list[str] = []
+    while sum(len(s.split()) for s in out) < words:
+        out.append(_sentence(rng))
+    return " ".join(out)
+
+
+def code_reply(lines: int = 150, seed: int = 5) -> str:
+    rng = random.Random(seed)
+    body: list[str] = []
+    while len(body) < lines:
+        body += [line for line in _code(rng).splitlines() if not line.startswith("```")] + [""]
+    return (
+        "Here is the module you asked for, in one piece:\n\n```python\n"
+        + "\n".join(body[:lines])
+        + "\n```\n\nRun it with `python module.py`."
+    )
+
+
+class Arrivals:
+    """The text at any moment of a stream of ``text`` spread evenly over ``seconds``."""
+
+    def __init__(self, text: str, seconds: float) -> None:
+        ps = pieces(text)
+        self.times = [(i + 1) * seconds / len(ps) for i in range(len(ps))]
+        self.ends: list[int] = []
+        at = 0
+        for p in ps:
+            at += len(p)
+            self.ends.append(at)
+        self.text = text
+        self.first, self.last = self.times[0], self.times[-1]
+
+    def at(self, t: float) -> str:
+        i = bisect.bisect_right(self.times, t)
+        return self.text[: self.ends[i - 1]] if i else ""
+
+
+def longest_wait(shown: list[float], arr: Arrivals) -> float:
+    """The longest stretch, while text arrives, with no change on screen."""
+    marks = sorted(t for t in shown if arr.first <= t <= arr.last)
+    points = [arr.first, *marks, arr.last]
+    return max(b - a for a, b in zip(points, points[1:], strict=False))
+
+
+def _capture(widget: Any, sink: Callable[[dict[str, Any]], None]) -> None:
+    comm_id = widget.comm.comm_id
+
+    def publish(msg_type: str, data: Any = None, metadata: Any = None, buffers: Any = None, **_: Any) -> None:
+        if msg_type == "comm_msg":
+            sink({"comm_id": comm_id, "data": data})
+
+    widget.comm.publish_msg = publish
+
+
+def _opening(widget: Any) -> int:
+    """Bytes of the widget's comm_open and of its layout's (their state: the ES module mostly)."""
+    size = len(json.dumps({"comm_id": widget.comm.comm_id, "data": {"state": widget.get_state()}}).encode())
+    layout = widget.layout
+    return size + len(
+        json.dumps({"comm_id": layout.comm.comm_id, "data": {"state": layout.get_state()}}).encode()
+    )
+
+
+def cell(arr: Arrivals, widgets: bool, fmt: str = "markdown") -> tuple[float, float]:
+    """The cell's loop (chatmagic.magics.ChatMagics._stream), on a simulated clock."""
+    stream = ReplyStream(fmt)
+    # the kernel's one reply view: its opening (the ES module) went with the kernel's first reply
+    view = ReplyView.for_reply(fmt) if widgets else None
+    sizes: list[int] = []
+    shown: list[float] = []
+    if view is not None:
+        _capture(view, lambda m: sizes.append(len(json.dumps(m, ensure_ascii=False).encode())))
+    now = 0.0
+    sizes.append(message_size(stream.style(now)))
+    first = stream.start("chatgpt4online · waiting…", now)
+    sizes.append(message_size(view.bundle(first) if view else first))  # type: ignore[arg-type]
+    hello_at = HELLO_AFTER if view is not None else float("inf")
+    attached, plain = view is not None, None
+    while now < arr.last:
+        patching = view is not None and now >= hello_at
+        showing = stream.showing_text or (view is not None and view.showing_text)
+        if not showing:  # the loop wakes on every change until the first text
+            nxt = arr.times[bisect.bisect_right(arr.times, now)] if arr.at(now) == "" else now + 0.01
+            now = min(nxt, now + (0.1 if patching else 0.25))
+        else:
+            now += view.wait_time(now) if view is not None and patching else stream.wait_time(now)
+        if view is not None and now >= hello_at and not view.ready:
+            view._handle_msg(
+                {"content": {"data": {"method": "custom", "content": {"type": "hello"}}}, "buffers": []}
+            )
+        text = arr.at(now)
+        if view is not None and view.ready:
+            if not attached and plain is not None:  # the view goes back into the tail display
+                sizes.append(message_size(view.bundle(plain)))  # type: ignore[arg-type]
+                attached = True
+            before = len(sizes)
+            view.step(text, STATUS, now, stream.frozen)
+            if len(sizes) > before:
+                shown.append(now)
+            continue
+        ops = stream.step(text, STATUS, now)
+        for op in ops:
+            keep = view is not None and op.kind != "freeze" and now < VIEW_GRACE
+            sizes.append(message_size(view.bundle(op.bundle)) if view is not None and keep else op.size)
+            attached, plain = keep, op.bundle
+            stream.sent(op, now)
+        if ops:
+            shown.append(now)
+    return longest_wait(shown, arr), sum(sizes) / len(arr.text)
+
+
+def panel(arr: Arrivals) -> tuple[float, float]:
+    """The panel's bubble (ChatPanel._update: drawn on each arrival, and when a flush is due)."""
+    reply = LiveReply()
+    sizes: list[int] = []
+    shown: list[float] = []
+    who = ""
+    looks = sorted(set(arr.times))
+    i = 0
+    flush = float("inf")
+    while i < len(looks) or flush < float("inf"):
+        now = min(looks[i] if i < len(looks) else float("inf"), flush)
+        if i < len(looks) and looks[i] == now:
+            i += 1
+        if now == flush:
+            flush = float("inf")
+        text = arr.at(now)
+        if not text:
+            continue
+        first = not reply.pace.sent_at and reply.pace.spent == 0
+        due = reply.pace.due(now, first)
+        if now < due:
+            flush = min(flush, due)
+            continue
+        msg: dict[str, Any] = {"type": "live", "id": "t1a"}
+        if who != STATUS:
+            msg["who"] = who = STATUS
+        msg.update(reply.patch(text))
+        msg.setdefault("n", reply.seq + 1)
+        cost = message_cost(msg)
+        if not reply.pace.affords(cost, len(text)) and not first:
+            continue
+        reply.pace.paid(cost, now)
+        reply.sent(msg)
+        reply.seq = msg["n"]
+        sizes.append(cost)
+        shown.append(now)
+    return longest_wait(shown, arr), sum(sizes) / len(arr.text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--durations", default="10,60,300", help="Seconds each reply takes (default 10,60,300)."
+    )
+    parser.add_argument("--real", action="store_true", help="Also measure the cell in a real kernel.")
+    parser.add_argument("--real-durations", default="10", help="Durations for --real (default 10).")
+    args = parser.parse_args()
+    replies = {"paragraph": paragraph_reply(), "code block": code_reply()}
+    for name, text in replies.items():
+        print(f"{name}: {len(text):,} characters, {len(pieces(text)):,} pieces")
+    print(
+        "\nSIMULATED clock, real streaming code (see the docstring). wait: longest seconds without a change"
+    )
+    print("while text arrives (goal <= 1); bytes: sent while streaming / reply characters (goal <= 3)\n")
+    head = f"{'reply':<12}{'s':>5}  {'cell wait':>10}{'bytes':>7}  {'plain wait':>11}{'bytes':>7}  {'panel wait':>11}{'bytes':>7}"
+    print(head)
+    print("-" * len(head))
+    opening = _opening(ReplyView.for_reply())
+    for name, text in replies.items():
+        for seconds in (float(s) for s in args.durations.split(",")):
+            arr = Arrivals(text, seconds)
+            cw, cb = cell(arr, widgets=True)
+            pw, pb = cell(arr, widgets=False)
+            nw, nb = panel(arr)
+            print(
+                f"{name:<12}{seconds:>5.0f}  {cw:>10.2f}{cb:>7.2f}  {pw:>11.2f}{pb:>7.2f}  {nw:>11.2f}{nb:>7.2f}"
+            )
+    print(
+        f"\ncell: the kernel's first reply also sends the reply view's opening (its ES module): {opening:,} bytes"
+        f" (+{opening / len(replies['paragraph']):.2f}x on the paragraph, +{opening / len(replies['code block']):.2f}x"
+        " on the code block); later replies reuse it"
+    )
+    if args.real:
+        from stream_watch_real import run_real
+
+        run_real(replies, [float(s) for s in args.real_durations.split(",")])
+
+
+if __name__ == "__main__":
+    main()

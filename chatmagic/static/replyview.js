@@ -1,0 +1,37 @@
+// A reply streaming into a notebook cell (chatmagic._replyview): Python sends the reply
+// whole ({n, html}) when this view says hello or could not verify a patch, then patches
+// ({n, b, k, t, s}) that applyPatch (above) checks before anything is shown.
+function render({ model, el }) {
+  const root = document.createElement("div");
+  root.className = "chatmagic-reply";
+  el.appendChild(root);
+  let state = null; // no verified copy of the tail: wait for the reply whole
+  let tail = null;
+  let line = null;
+  let asked = false; // a resync was sent and its answer has not come
+  const onMsg = (msg) => {
+    if (msg.html !== undefined) {
+      root.innerHTML = msg.html; // sanitized in Python (chatmagic.render)
+      tail = root.querySelector(":scope > .cm-tail");
+      line = root.querySelector(":scope > .cm-line");
+      state = { seq: msg.n, tail: null, crc: 0 };
+      asked = false;
+      return;
+    }
+    const parts = state && applyPatch(state, msg);
+    if (!parts) {
+      // what is shown stays; Python sends the reply whole (asked once until it comes)
+      if (state !== null || !asked) model.send({ type: "resync" });
+      state = null;
+      asked = true;
+      return;
+    }
+    if (parts.blocks !== undefined) tail.insertAdjacentHTML("beforebegin", parts.blocks);
+    if (parts.tail !== undefined) tail.innerHTML = parts.tail;
+    if (msg.s !== undefined) line.innerHTML = msg.s;
+  };
+  model.on("msg:custom", onMsg);
+  model.send({ type: "hello" });
+  return () => model.off("msg:custom", onMsg);
+}
+export default { render };
