@@ -48,6 +48,10 @@ def __getattr__(name: str) -> Any:
         from . import session
 
         return getattr(session, name)
+    if name == "tool":  # @chatmagic.tool: the tool specs are imported only when used
+        from .toolspec import tool
+
+        return tool
     if name == "ChatPanel":
         from .panel import ChatPanel
 

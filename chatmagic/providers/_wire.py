@@ -4,6 +4,9 @@ A provider yields *parts*: text (``str``), :class:`Thinking` (reasoning the mode
 before, or instead of, its answer: ``delta.reasoning_content``, or ``delta.reasoning`` on
 some servers) and one :class:`Ending` (why the reply ended and the tokens it took, as the
 server says). ``Provider.stream`` keeps only the text; ``Provider.parts`` gives them all.
+When tools were offered, a :class:`ToolCall` comes for each call the model made, once it is
+complete (its ``arguments`` arrive in fragments; see :class:`ChunkReader`), before the
+:class:`Ending`.
 
 :class:`ChunkReader` reads OpenAI's ``chat.completion.chunk`` objects, for every provider that
 receives them (``openai`` and the endpoints, ChatgptFree's AI Power stream), with one
@@ -14,23 +17,30 @@ until the last chunk (LiteLLM); ``content: null`` is no text (llama-server's rol
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+import json
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import EmptyReplyError, ProtocolError, ProviderError, ServiceError
 from ._lines import Field, LineDecoder
+from ._toolcalls import MAX_ARGUMENTS, ToolCall, assistant_message, read_arguments, tool_message
 
 __all__ = [
+    "MAX_ARGUMENTS",
     "ChunkReader",
     "Ending",
     "Part",
     "Thinking",
+    "ToolCall",
+    "assistant_message",
     "event_objects",
+    "read_arguments",
     "read_usage",
     "sentence",
     "sse_events",
     "stream_error",
+    "tool_message",
 ]
 
 
@@ -52,7 +62,8 @@ class Ending:
     model: str | None = None
 
 
-Part = str | Thinking | Ending
+Part = str | Thinking | Ending | ToolCall
+
 
 _REASONING_KEYS = ("reasoning_content", "reasoning")
 _USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
@@ -103,10 +114,22 @@ class ChunkReader:
     ``broken`` words a protocol error and ``service`` an error the server reported, each in
     its provider's terms; what the reply said besides text (finish reason, usage, refusal,
     tool calls) is kept for :meth:`ending` and :meth:`no_text_error`.
+
+    ``offered``: the names of the tools the request offered (None: it offered none). Then
+    streamed ``tool_calls`` are put together: each delta names its call by ``index``; the
+    ``id`` and ``name`` come once (in the first delta of the call) and ``arguments`` in
+    fragments, in later deltas and across reads (vLLM sends a first piece with the name,
+    llama.cpp none, Ollama the whole call at once). A call is complete when a call with a
+    higher index starts or the choice finishes; it is yielded then, as one
+    :class:`ToolCall`. A whole answer's ``message.tool_calls`` are yielded as they are.
     """
 
     def __init__(
-        self, label: str, broken: Callable[[str], ProtocolError], service: Callable[[str], ProviderError]
+        self,
+        label: str,
+        broken: Callable[[str], ProtocolError],
+        service: Callable[[str], ProviderError],
+        offered: Collection[str] | None = None,
     ) -> None:
         self.label = label
         self._broken = broken
@@ -118,6 +141,10 @@ class ChunkReader:
         self.thinking_seen = False
         self.refusal: list[str] = []
         self.tools: list[str] = []
+        self.offered = None if offered is None else frozenset(offered)
+        #: calls being put together, by index: id, name, argument fragments, characters received
+        self._building: dict[int, tuple[str, str, list[str], int]] = {}
+        self.calls: list[ToolCall] = []
 
     @property
     def finished(self) -> bool:
@@ -149,6 +176,8 @@ class ChunkReader:
                 raise self._broken("a delta that is not a JSON object")
             parts += self._message(delta)
             self._finish(choice)
+        if self.finish_reason is not None:
+            parts += self.complete_calls()
         return parts
 
     def read_completion(self, obj: Any) -> list[Part]:
@@ -172,7 +201,7 @@ class ChunkReader:
         self._finish(choice)
         if self.finish_reason is None:
             self.finish_reason = "stop"  # a whole answer is complete unless it says otherwise
-        return parts
+        return parts + self.complete_calls()
 
     def _note(self, obj: Mapping[str, Any]) -> None:
         if isinstance(obj.get("model"), str) and obj["model"]:
@@ -204,6 +233,10 @@ class ChunkReader:
         if isinstance(refusal, str) and refusal:
             self.refusal.append(refusal)
         calls = message.get("tool_calls")
+        if self.offered is not None and isinstance(calls, list):
+            for position, call in enumerate(calls):
+                parts += self._call_piece(position, call)
+            return parts
         for call in calls if isinstance(calls, list) else ():
             function = call.get("function") if isinstance(call, Mapping) else None
             name = function.get("name") if isinstance(function, Mapping) else None
@@ -213,12 +246,69 @@ class ChunkReader:
                 self.tools.append("")  # a call whose name has not come yet
         return parts
 
+    def _call_piece(self, position: int, call: Any) -> list[Part]:
+        """One delta of a call (or a whole call): calls with a lower index are complete."""
+        if not isinstance(call, Mapping):
+            raise self._broken("a tool call that is not a JSON object")
+        index = call.get("index")
+        if not isinstance(index, int) or isinstance(index, bool):
+            index = position  # a whole message's calls, and servers that leave the index out
+        function = call.get("function")
+        function = function if isinstance(function, Mapping) else {}
+        done: list[Part] = []
+        if index not in self._building:
+            done = self.complete_calls(below=index)
+            self._building[index] = ("", "", [], 0)
+        call_id, name, pieces, size = self._building[index]
+        if not call_id and isinstance(call.get("id"), str):
+            call_id = call["id"]
+        if not name and isinstance(function.get("name"), str):
+            name = function["name"]
+        piece = function.get("arguments")
+        if isinstance(piece, (dict, list)):  # a server that sends the arguments decoded
+            piece = json.dumps(piece, ensure_ascii=False)
+        if isinstance(piece, str) and piece:
+            if size < MAX_ARGUMENTS:
+                pieces.append(piece[: MAX_ARGUMENTS - size])
+            size += len(piece)
+        self._building[index] = (call_id, name, pieces, size)
+        return done
+
+    def complete_calls(self, below: int | None = None) -> list[Part]:
+        """The calls put together so far (with an index below ``below``), now complete."""
+        done: list[Part] = []
+        for index in sorted(self._building):
+            if below is not None and index >= below:
+                break
+            call_id, name, pieces, size = self._building.pop(index)
+            arguments = "".join(pieces)
+            call = ToolCall(
+                index,
+                call_id or f"call_{index}",
+                name,
+                arguments,
+                size,
+                self._call_error(name, arguments, size),
+            )
+            self.calls.append(call)
+            done.append(call)
+        return done
+
+    def _call_error(self, name: str, arguments: str, size: int) -> str | None:
+        if not name:
+            return "The model made a tool call without a tool name."
+        if self.offered is not None and name not in self.offered:
+            offered = ", ".join(sorted(self.offered)) or "none"
+            return f"The model called {name!r}, a tool that was not offered (offered: {offered})."
+        _, problem = read_arguments(arguments, size)
+        return None if problem is None else f"The model's call of {name!r} cannot run: {problem}."
+
     def ending(self) -> Ending:
         return Ending(self.finish_reason, self.usage, self.model)
 
     def no_text_error(self) -> ProviderError | None:
         """What to say when the reply had no text, naming why; None: nothing is known."""
-        if self.text_seen:
+        if self.text_seen or self.calls:
             return None
         label = self.label
         if self.refusal:

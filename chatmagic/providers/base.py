@@ -25,12 +25,12 @@ from ..errors import (
 from ._family import content_type
 from ._http import BROWSER_HEADERS, DEFAULT_TIMEOUT, AiohttpTransport, Answer, Transport, status_error
 from ._lines import SurrogateMender, valid_text
-from ._wire import Ending, Part, Thinking
+from ._wire import Ending, Part, Thinking, ToolCall
 
 if TYPE_CHECKING:
     from ..options import Attachment
 
-__all__ = ["Ending", "HTTPProvider", "Part", "Provider", "Thinking"]
+__all__ = ["Ending", "HTTPProvider", "Part", "Provider", "Thinking", "ToolCall"]
 
 Message = Mapping[str, str]
 ROLES = ("system", "user", "assistant")
@@ -58,6 +58,8 @@ class Provider(abc.ABC):
     takes_params: ClassVar[bool] = False
     #: the provider sends images (``--attach``) with the message
     takes_images: ClassVar[bool] = False
+    #: the provider offers tools to the model and reads its calls (``--tools``); the web sites cannot
+    supports_tools: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -119,8 +121,15 @@ class Provider(abc.ABC):
         *,
         params: Mapping[str, Any] | None = None,
         images: Sequence[Attachment] = (),
+        tools: Sequence[Mapping[str, Any]] = (),
+        tool_choice: Any = None,
     ) -> AsyncIterator[Part]:
         """Yield the reply to ``messages``: text (``str``), :class:`Thinking` and a last :class:`Ending`.
+
+        ``tools`` (OpenAI's ``tools`` entries) are offered to the model, ``tool_choice`` with
+        them when given; each call it makes comes as a :class:`ToolCall` once complete. A
+        reply of calls only is not empty. A provider without ``supports_tools`` refuses them
+        before sending anything.
 
         ``params`` go into the request body and ``images`` with the last user message, for
         providers that take them; one that does not refuses them before sending anything
@@ -133,13 +142,27 @@ class Provider(abc.ABC):
         as UTF-8 and would break every later turn and export of the conversation. It
         becomes U+FFFD; the halves of a pair split across two chunks are joined.
         """
-        checked = check_messages(messages, self.label)
+        checked = check_messages(messages, self.label, self.supports_tools)
         resolved = self.get_model(model)
+        if tools and not self.supports_tools:
+            raise ConfigurationError(
+                f"{self.label} is a web site's chat and cannot call tools: leave --tools out, or use an "
+                "OpenAI-compatible provider (-p openai, -p ollama, ...)."
+            )
         self._check_extras(params or {}, images)
+        if tools:
+            params = {**(params or {}), "tools": [dict(t) for t in tools]}
+            if tool_choice is not None:
+                params["tool_choice"] = tool_choice
         received: list[str] = []
+        called = False
         mender = SurrogateMender()
         try:
             async for chunk in self._parts(checked, resolved, dict(params or {}), tuple(images)):
+                if isinstance(chunk, ToolCall):
+                    called = True
+                    yield chunk
+                    continue
                 if isinstance(chunk, Thinking):
                     if chunk.text:
                         yield Thinking(valid_text(chunk.text))
@@ -161,7 +184,7 @@ class Provider(abc.ABC):
             else:
                 exc.partial = "".join(received) + mender.close()
             raise
-        if not received:
+        if not received and not called:
             raise EmptyReplyError(
                 self.label,
                 "the site answered, but the reply was empty. Try again, rephrase, or use another provider.",
@@ -305,12 +328,16 @@ class HTTPProvider(Provider):
                 yield part
 
 
-def check_messages(messages: Iterable[Any], label: str) -> list[dict[str, str]]:
-    """Validate the message list early, with a message a user can act on."""
+def check_messages(messages: Iterable[Any], label: str, tools: bool = False) -> list[dict[str, Any]]:
+    """Validate the message list early, with a message a user can act on.
+
+    ``tools``: the provider takes tool calls, so an assistant message may carry its
+    ``tool_calls`` (and no text) and a ``tool`` message answers one by ``tool_call_id``.
+    """
     given = list(messages)
     # what the session sends (plain dicts of a role and a text, nothing else) is taken as it
     # is, in one pass: this runs for every message of every turn
-    checked = given
+    checked: list[dict[str, Any]] = given
     if not all(
         type(m) is dict and len(m) == 2 and m.get("role") in ROLES and type(m.get("content")) is str
         for m in given
@@ -319,6 +346,9 @@ def check_messages(messages: Iterable[Any], label: str) -> list[dict[str, str]]:
         for i, msg in enumerate(given):
             role = msg.get("role") if isinstance(msg, Mapping) else None
             content = msg.get("content") if isinstance(msg, Mapping) else None
+            if tools and isinstance(msg, Mapping) and _is_tool_message(msg):
+                checked.append(dict(msg))
+                continue
             if role not in ROLES or not isinstance(content, str):
                 raise ConfigurationError(
                     f"{label}: message {i} must be a dict with 'role' (one of {', '.join(ROLES)}) "
@@ -328,6 +358,21 @@ def check_messages(messages: Iterable[Any], label: str) -> list[dict[str, str]]:
     if not checked or not any(m["role"] == "user" for m in checked):
         raise ConfigurationError(f"{label}: there is no user message to send.")
     return checked
+
+
+def _is_tool_message(msg: Mapping[str, Any]) -> bool:
+    """A ``tool`` answer, or an assistant message with its calls, in the shape the wire sends."""
+    content = msg.get("content")
+    if msg.get("role") == "tool":
+        return isinstance(msg.get("tool_call_id"), str) and isinstance(content, str)
+    calls = msg.get("tool_calls")
+    return (
+        msg.get("role") == "assistant"
+        and isinstance(calls, list)
+        and bool(calls)
+        and all(isinstance(c, Mapping) and isinstance(c.get("id"), str) for c in calls)
+        and (content is None or isinstance(content, str))
+    )
 
 
 def format_prompt(messages: Sequence[Message]) -> str:

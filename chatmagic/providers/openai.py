@@ -78,6 +78,7 @@ class OpenAICompatible(HTTPProvider):
     supports_message_history = True
     takes_params = True
     takes_images = True
+    supports_tools = True
     # servers that stream with another content type (or none) are still read as events
     events_unless_json = True
     #: the environment variable holding the key (endpoints name their own; None: never send one)
@@ -183,9 +184,13 @@ class OpenAICompatible(HTTPProvider):
             # usage comes only when asked, in a last chunk (servers that ignore it send none)
             "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True},
         }
-        reader = ChunkReader(self.label, self._broken, self._service)
+        reader = ChunkReader(self.label, self._broken, self._service, offered_names(params.get("tools")))
 
         async def refused(status: int, headers: Mapping[str, str], text: str) -> BaseException:
+            if "tools" in params:
+                said_no = tools_refused(self.label, status, text)
+                if said_no is not None:
+                    return said_no
             return await self._status_error(status, headers, text, model, key)
 
         async for part in self._exchange(
@@ -199,6 +204,8 @@ class OpenAICompatible(HTTPProvider):
             ),
             refused=refused,
         ):
+            yield part
+        for part in reader.complete_calls():  # a stream that ended without a finish reason
             yield part
         error = reader.no_text_error()
         if error is not None:
@@ -381,6 +388,45 @@ def is_unknown_model(status: int, code: str | None, message: str, model: str) ->
         return False
     named = re.search(rf"(?<![\w.-]){re.escape(model)}(?![\w-])", message) is not None
     return named and _UNKNOWN_MODEL.search(message) is not None
+
+
+def offered_names(tools: Any) -> list[str] | None:
+    """The names of the tools a request offers (None: it offers none, so no call is read)."""
+    if tools is None:
+        return None
+    return [
+        t["function"]["name"]
+        for t in tools
+        if isinstance(t, Mapping)
+        and isinstance(t.get("function"), Mapping)
+        and isinstance(t["function"].get("name"), str)
+    ]
+
+
+#: how servers say they take no tools (llama-server without --jinja: a 500; Ollama: a model
+#: without tools; vLLM without --enable-auto-tool-choice; OpenAI: a model without tools)
+_NO_TOOLS = re.compile(
+    r"tools param requires --jinja|does not support tools|enable-auto-tool-choice|tool.{0,20}not supported"
+    r"|unsupported parameter.{0,10}'?tools",
+    re.IGNORECASE,
+)
+
+
+def tools_refused(label: str, status: int, body: str) -> ProviderError | None:
+    """The error for a server that refuses a request because it offers tools, or None.
+
+    Not retried (a ServiceError): the same request meets the same refusal. The conversation
+    loses nothing; the user is told how to start the server with tools, or to leave them out.
+    """
+    message = parse_error(body) or body
+    if status < 400 or not _NO_TOOLS.search(message):
+        return None
+    return ServiceError(
+        label,
+        f"the server takes no tools (HTTP {status}: {excerpt(message, _MESSAGE_LIMIT)}). Start llama-server "
+        "with --jinja, vLLM with --enable-auto-tool-choice --tool-call-parser ..., use an Ollama model "
+        "that supports tools, or leave --tools out.",
+    )
 
 
 def with_images(messages: list[dict[str, str]], images: tuple[Attachment, ...]) -> list[dict[str, Any]]:
