@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -163,9 +164,13 @@ def _weaker(a: str, b: str) -> str:
 @cache
 def _encoding(name: str) -> Any:
     # heavy (a 74 MB extension, ~1.5 s cold): only when something is counted
-    import bpe_openai
+    with warnings.catch_warnings():
+        # bpe-openai 0.1.4 reads its vocabulary with importlib.resources.open_binary (deprecated
+        # since 3.11): not the user's concern, and an error under -W error
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import bpe_openai
 
-    return bpe_openai.get_encoding(name)
+        return bpe_openai.get_encoding(name)
 
 
 def _bpe_len(encoding: str, text: str) -> int:
