@@ -43,7 +43,7 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 __all__ = [
@@ -173,6 +173,8 @@ def _encoding(name: str) -> Any:
         return bpe_openai.get_encoding(name)
 
 
+@lru_cache(maxsize=4096)
 def _bpe_len(encoding: str, text: str) -> int:
+    # remembered: every turn recounts the same earlier exchanges, only the newest is new.
     # encode_ordinary: text that looks like a special token ("<|endoftext|>") counts as text, as the API does
     return len(_encoding(encoding).encode_ordinary(text))
