@@ -33,11 +33,11 @@ def test_no_budget_or_a_budget_not_reached_sends_everything() -> None:
     assert stable_window([], 100) == []
 
 
-def test_over_the_budget_it_drops_the_oldest_down_to_half() -> None:
+def test_over_the_budget_it_drops_the_oldest_down_to_the_low_water_mark() -> None:
     history = conversation([1000] * 11)  # 11,000 chars against 10,000
     sent = stable_window(history, 10_000)
-    assert sent == history[6:]  # 5,000 chars: the low-water mark
-    assert sum(map(exchange_chars, sent)) <= 5_000
+    assert sent == history[8:]  # 3,000 chars: the low-water mark (30%)
+    assert stable_window(history, 10_000, low_water=0.5) == history[6:]
     assert stable_window(history, 10_000, low_water=0.8) == history[3:]
 
 
