@@ -40,9 +40,9 @@ from typing import Any
 
 from .budget import Cost, Decision, Price, decide, estimate_cost
 from .providers.window import Window
-from .tokens import Count, count_messages, count_text, encoding_for
+from .tokens import IMAGE_TOKENS, Count, count_messages, count_text, encoding_for
 
-__all__ = ["Anatomy", "Part", "build", "left_out", "part"]
+__all__ = ["Anatomy", "Part", "build", "image_part", "left_out", "part"]
 
 #: the kinds of part, in the order a request sends them
 KINDS = ("system", "exchange", "context", "attachment", "tools", "prompt")
@@ -69,6 +69,11 @@ def part(kind: str, label: str, text: str, model: str, note: str = "") -> Part:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)} (got {kind!r})")
     return Part(kind, label, len(text), count_text(text, model), note)
+
+
+def image_part(label: str, size_bytes: int, note: str = "") -> Part:
+    """An image sent as an image part (a plot, an attachment): its bytes, and OpenAI's tile cost, estimated."""
+    return Part("attachment", label, size_bytes, Count(IMAGE_TOKENS, "≈"), note)
 
 
 def left_out(kind: str, label: str, chars: int, why: str) -> Part:

@@ -6,11 +6,11 @@ from typing import Any
 
 import aiohttp
 
-from chatmagic.anatomy import build, left_out, part
+from chatmagic.anatomy import build, image_part, left_out, part
 from chatmagic.budget import Price
 from chatmagic.providers.window import Window, discover_window, forget, server_count
 from chatmagic.sandbox import Sandbox, SandboxSettings
-from chatmagic.tokens import Count, count_messages
+from chatmagic.tokens import IMAGE_TOKENS, Count, count_messages
 
 SYSTEM = "You are a careful data scientist. Answer briefly."
 EARLIER = ("How do I read a CSV?", "Use `pd.read_csv('data.csv')`.")
@@ -132,3 +132,11 @@ def test_without_messages_the_total_is_the_sum_of_the_parts() -> None:
     parts, _ = request("gpt-4o")
     box = build("openai", "gpt-4o", parts)
     assert box.total.tokens == sum(p.tokens.tokens for p in parts if p.tokens) and box.overhead == 0
+
+
+def test_a_plot_sent_as_an_image_is_counted_as_an_estimate() -> None:
+    parts, _ = request("gpt-4o")
+    plot = image_part("plot 1 (cell 5)", 48_213, note="downscaled to 1024 px")
+    box = build("openai", "gpt-4o", [*parts, plot])
+    assert plot.tokens == Count(IMAGE_TOKENS, "≈") and box.total.how == "≈"
+    assert "plot 1 (cell 5) (downscaled to 1024 px)" in box.text() and "≈765" in box.text()
