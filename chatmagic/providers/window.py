@@ -41,11 +41,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = [
     "Window",
@@ -176,6 +177,9 @@ async def _ask_server(s: aiohttp.ClientSession, root: str, model: str) -> Window
 async def _with_session(
     session: aiohttp.ClientSession | None, headers: Mapping[str, str] | None, job: Any
 ) -> Any:
+    # aiohttp on first use only: the glass box's data (anatomy) reads Window without a network stack
+    import aiohttp
+
     try:
         if session is not None:
             return await job(session)
