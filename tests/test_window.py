@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Any
 
 import pytest
 
 from chatmagic.errors import ConfigurationError
+from chatmagic.providers.endpoints import check_endpoints, configure_endpoints, find_endpoint
 from chatmagic.providers.window import Window, check_context_window, discover_window, forget, server_root
 from chatmagic.sandbox import Sandbox, SandboxSettings
 
@@ -76,3 +78,35 @@ def test_a_malformed_configured_window_is_refused_in_one_line(bad: object) -> No
         check_context_window(bad, "ChatMagics.endpoints['work'].context_window")
     assert "\n" not in str(refused.value) and "whole number of tokens" in str(refused.value)
     assert check_context_window(32768) == 32768
+
+
+def test_an_endpoint_may_say_its_window() -> None:
+    try:
+        configure_endpoints({"work": {"base_url": "https://llm.example.com/v1", "context_window": 8192}})
+        work = find_endpoint("work")
+        assert work is not None and work.context_window == 8192
+        assert getattr(find_endpoint("ollama"), "context_window", None) is None
+    finally:
+        configure_endpoints({})
+    with pytest.raises(ConfigurationError) as refused:
+        check_endpoints({"work": {"base_url": "https://llm.example.com/v1", "context_window": "8k"}})
+    assert str(refused.value) == (
+        "Endpoint 'work': context_window must be a whole number of tokens above 0, e.g. 32768 (got '8k')."
+    )
+
+
+def test_a_window_set_by_config_is_checked_there(ip: Any) -> None:
+    magics = ip.magics_manager.registry["ChatMagics"]
+    ip.run_line_magic("config", "ChatMagics.endpoints = {}")
+    ip.run_line_magic(
+        "config", "ChatMagics.endpoints = {'w': {'base_url': 'http://x/v1', 'context_window': 0}}"
+    )
+    assert magics.endpoints == {}  # refused: the old value stays
+    try:
+        ip.run_line_magic(
+            "config", "ChatMagics.endpoints = {'w': {'base_url': 'http://x/v1', 'context_window': 4096}}"
+        )
+        w = find_endpoint("w")
+        assert w is not None and w.context_window == 4096
+    finally:
+        ip.run_line_magic("config", "ChatMagics.endpoints = {}")
