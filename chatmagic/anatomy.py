@@ -19,17 +19,20 @@ Integration:
 
 - ``%chat context [NAME]`` and ``%%chat --dry-run``: the session builds the request as for a
   turn (``ChatSession.prepare``), the skin turns its pieces into :func:`part` /
-  :func:`left_out` entries (the earlier exchanges from ``_context`` with the rest of
-  ``conv.earlier`` as "left out: history budget", each ``--context`` item with its cut
-  note from ``context.py``, attachments, ``tools``), calls :func:`build` with the window
-  (:func:`chatmagic.providers.window.discover_window`), the server's count
-  (:func:`chatmagic.providers.window.server_count`) and the user's prices and budgets
-  (:mod:`chatmagic.budget`), and prints :meth:`Anatomy.text` (a terminal) or the look's
-  HTML of the same object (a notebook). Nothing is sent.
+  :func:`left_out` / :func:`image_part` entries (the earlier exchanges from ``_context`` with
+  the rest of ``conv.earlier`` as "left out: history budget", each ``--context`` item with
+  its cut note from ``context.py``, attachments, ``tools``), and runs :func:`survey` on the
+  session's runner loop with the provider's ``base_url`` and headers (None for a web site),
+  the endpoint's ``context_window`` and the user's prices and budgets (:mod:`chatmagic.budget`):
+  it asks the server for its window and its own count, then calls :func:`build`. The skin
+  prints :meth:`Anatomy.text` (a terminal) or the look's HTML of the same object (a
+  notebook). Nothing is sent.
 - The budget pause: when :attr:`Anatomy.decision` is "over budget", the cell shows the glass
   box and waits on :mod:`chatmagic.pause` for Send anyway / Cancel; "cannot fit" refuses
   with :attr:`Decision.message <chatmagic.budget.Decision.message>`.
-- After the turn, the record keeps ``usage.prompt_tokens - anatomy.total.tokens``.
+- After the turn, the record keeps :func:`chatmagic.tokens.versus_usage` of ``anatomy.total``
+  and the server's ``usage.prompt_tokens``; with no one to ask, an over-budget turn is
+  refused with :func:`chatmagic.budget.unattended`.
 """
 
 from __future__ import annotations
@@ -39,10 +42,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .budget import Cost, Decision, Price, decide, estimate_cost
-from .providers.window import Window
+from .providers.window import Window, discover_window, server_count
 from .tokens import IMAGE_TOKENS, Count, count_messages, count_text, encoding_for
 
-__all__ = ["Anatomy", "Part", "build", "image_part", "left_out", "part"]
+__all__ = ["Anatomy", "Part", "build", "image_part", "left_out", "part", "survey"]
 
 #: the kinds of part, in the order a request sends them
 KINDS = ("system", "exchange", "context", "attachment", "tools", "prompt")
@@ -179,6 +182,44 @@ def build(
         max_cost=max_cost,
     )
     return Anatomy(provider, model, tuple(parts), total, window, cost, decision)
+
+
+async def survey(
+    provider: str,
+    model: str,
+    parts: Sequence[Part],
+    messages: Sequence[Mapping[str, Any]],
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    base_url: str | None = None,
+    configured_window: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    price: Price | None = None,
+    max_output_tokens: int | None = None,
+    max_input_tokens: int = 0,
+    max_cost: float = 0.0,
+) -> Anatomy:
+    """:func:`build`, after asking the server (an OpenAI-compatible ``base_url``) for its window and
+    its own count; a web site's provider (no ``base_url``) gets the configured window or none."""
+    if base_url is None:
+        window = Window(configured_window, "config") if configured_window else Window(None, "unknown")
+        counted = None
+    else:
+        window = await discover_window(base_url, model, configured=configured_window, headers=headers)
+        counted = await server_count(base_url, model, window.kind, messages, tools, headers=headers)
+    return build(
+        provider,
+        model,
+        parts,
+        messages=messages,
+        tools=tools,
+        server_tokens=counted,
+        window=window,
+        price=price,
+        max_output_tokens=max_output_tokens,
+        max_input_tokens=max_input_tokens,
+        max_cost=max_cost,
+    )
 
 
 def _pct(share: float | None) -> str:

@@ -56,6 +56,7 @@ __all__ = [
     "decide",
     "estimate_cost",
     "price_for",
+    "unattended",
 ]
 
 _PRICES_EXAMPLE = "{'gpt-4o': {'input': 2.5, 'output': 10}} (USD per million tokens)"
@@ -198,3 +199,12 @@ def decide(
     if over:
         return Decision("over budget", f"This turn is over budget: {' and '.join(over)}.", tuple(reasons))
     return Decision("fits")
+
+
+def unattended(decision: Decision) -> str:
+    """The one line for a turn over budget with no one to ask (nbclient, ``jupyter execute``)."""
+    settings = " or ".join(f"ChatMagics.{r}" for r in decision.reasons)
+    return (
+        f"{decision.message.rstrip('.')}; nothing was sent, and no one is here to confirm it. "
+        f"Raise {settings} (0: no limit), or send less."
+    )

@@ -54,6 +54,7 @@ __all__ = [
     "count_text",
     "encoding_for",
     "estimate_tokens",
+    "versus_usage",
 ]
 
 #: OpenAI's cookbook chat overhead for gpt-3.5-turbo-0613 onward, gpt-4, gpt-4o and later
@@ -179,3 +180,15 @@ def _bpe_len(encoding: str, text: str) -> int:
     # remembered: every turn recounts the same earlier exchanges, only the newest is new.
     # encode_ordinary: text that looks like a special token ("<|endoftext|>") counts as text, as the API does
     return len(_encoding(encoding).encode_ordinary(text))
+
+
+def versus_usage(estimate: Count, prompt_tokens: int) -> dict[str, int | str]:
+    """What the record keeps after a turn: the count made before sending against the server's
+    ``usage.prompt_tokens`` (the truth), e.g. ``{"estimate": 1203, "how": "bpe", "usage": 1210,
+    "difference": -7}``."""
+    return {
+        "estimate": estimate.tokens,
+        "how": estimate.how,
+        "usage": prompt_tokens,
+        "difference": estimate.tokens - prompt_tokens,
+    }

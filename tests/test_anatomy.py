@@ -6,9 +6,9 @@ from typing import Any
 
 import aiohttp
 
-from chatmagic.anatomy import build, image_part, left_out, part
+from chatmagic.anatomy import build, image_part, left_out, part, survey
 from chatmagic.budget import Price
-from chatmagic.providers.window import Window, discover_window, forget, server_count
+from chatmagic.providers.window import Window, forget
 from chatmagic.sandbox import Sandbox, SandboxSettings
 from chatmagic.tokens import IMAGE_TOKENS, Count, count_messages
 
@@ -96,11 +96,8 @@ async def _usage(sb: Sandbox, site: str, messages: list[dict[str, str]]) -> int:
 
 async def test_against_a_llamacpp_server_the_total_is_its_own_count(sandbox: Sandbox) -> None:
     forget()
-    base = sandbox.base_url("llamacpp")
     parts, messages = request("llama3.2")
-    window = await discover_window(base, "llama3.2")
-    counted = await server_count(base, "llama3.2", window.kind, messages)
-    box = build("llamacpp", "llama3.2", parts, messages=messages, server_tokens=counted, window=window)
+    box = await survey("llamacpp", "llama3.2", parts, messages, base_url=sandbox.base_url("llamacpp"))
     assert box.total == Count(await _usage(sandbox, "llamacpp", messages), "server")
     assert "the server's own tokenizer (exact)" in box.text()
     assert "context window: 32,768 tokens (llama.cpp /props)" in box.text()
@@ -109,16 +106,24 @@ async def test_against_a_llamacpp_server_the_total_is_its_own_count(sandbox: San
 async def test_a_request_over_the_window_is_refused_before_sending() -> None:
     forget()
     async with Sandbox(SandboxSettings(context_window=40)) as sb:
-        base = sb.base_url("vllm")
         parts, messages = request("llama3.2")
-        window = await discover_window(base, "llama3.2")
-        counted = await server_count(base, "llama3.2", window.kind, messages)
-        box = build("vllm", "llama3.2", parts, messages=messages, server_tokens=counted, window=window)
+        box = await survey(
+            "vllm", "llama3.2", parts, messages, base_url=sb.base_url("vllm"), configured_window=10**6
+        )
+        assert box.total.how == "server" and box.window == Window(40, "vLLM /v1/models", "vllm")
         assert box.decision is not None and box.decision.verdict == "cannot fit"
         assert "%chat compact" in box.decision.message and "cannot fit:" in box.text()
         assert box.share is not None and box.share > 1
         # deciding sent no chat request: only the window and the count were asked
         assert not [r for r in sb.requests if r.path.endswith("/chat/completions")]
+
+
+async def test_a_web_sites_provider_has_the_configured_window_and_an_offline_count() -> None:
+    parts, messages = request("gpt-4o")
+    box = await survey("chatgptt", "gpt-4o", parts, messages, configured_window=8_000)
+    assert box.window == Window(8_000, "config") and box.total == count_messages(messages, "gpt-4o")
+    unknown = await survey("chatgptt", "gpt-4o", parts, messages)
+    assert unknown.window.tokens is None
 
 
 def test_a_budget_over_which_the_turn_asks() -> None:

@@ -14,6 +14,7 @@ from chatmagic.budget import (
     decide,
     estimate_cost,
     price_for,
+    unattended,
 )
 from chatmagic.errors import ConfigurationError
 
@@ -104,3 +105,11 @@ def test_a_request_over_a_budget_asks_and_says_which() -> None:
     assert "about $0.0400 (max_cost = $0.01)" in both.message
     # no price known: max_cost cannot apply
     assert decide(12_000, max_cost=0.01).fits
+
+
+def test_with_no_one_to_ask_an_over_budget_turn_is_refused_in_one_line() -> None:
+    decision = decide(12_000, max_input_tokens=10_000)
+    assert unattended(decision) == (
+        "This turn is over budget: 12,000 tokens in (max_input_tokens = 10,000); nothing was sent, "
+        "and no one is here to confirm it. Raise ChatMagics.max_input_tokens (0: no limit), or send less."
+    )

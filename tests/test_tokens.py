@@ -11,7 +11,15 @@ import pytest
 
 from chatmagic.providers.window import discover_window, forget, server_count
 from chatmagic.sandbox import Sandbox
-from chatmagic.tokens import IMAGE_TOKENS, Count, count_messages, count_text, encoding_for, estimate_tokens
+from chatmagic.tokens import (
+    IMAGE_TOKENS,
+    Count,
+    count_messages,
+    count_text,
+    encoding_for,
+    estimate_tokens,
+    versus_usage,
+)
 
 # OpenAI cookbook, "How to count tokens with tiktoken": its example and the API's own counts
 COOKBOOK = [
@@ -169,7 +177,12 @@ async def test_the_servers_own_count_is_exactly_its_reported_usage(
     assert window.kind == site
     counted = await server_count(sandbox.base_url(site), "llama3.2", window.kind, CONVERSATION, tools)
     body: dict[str, Any] = {"messages": CONVERSATION, **({"tools": tools} if tools else {})}
-    assert counted == await _prompt_tokens(sandbox, site, body)
+    usage = await _prompt_tokens(sandbox, site, body)
+    assert counted == usage
+    kept = versus_usage(Count(counted, "server"), usage)
+    assert kept == {"estimate": usage, "how": "server", "usage": usage, "difference": 0}
+    guessed = versus_usage(count_messages(CONVERSATION, "llama3.2", tools), usage)
+    assert guessed["how"] == "≈" and guessed["difference"] == guessed["estimate"] - usage != 0
 
 
 @pytest.mark.parametrize("site", ["ollama", "lmstudio"])
