@@ -110,3 +110,30 @@ def test_a_window_set_by_config_is_checked_there(ip: Any) -> None:
         assert w is not None and w.context_window == 4096
     finally:
         ip.run_line_magic("config", "ChatMagics.endpoints = {}")
+
+
+async def test_ollama_with_num_ctx_in_its_modelfile_serves_that_window() -> None:
+    from aiohttp import web
+
+    async def show(request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response(
+            {
+                "parameters": 'stop                           "<|im_end|>"\nnum_ctx                        8192',
+                "model_info": {"general.architecture": "qwen2", "qwen2.context_length": 32768},
+                "model": body["model"],
+            }
+        )
+
+    app = web.Application()
+    app.router.add_post("/api/show", show)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        window = await discover_window(f"http://127.0.0.1:{port}/v1", "qwen2.5")
+    finally:
+        await runner.cleanup()
+    assert window == Window(8192, "Ollama /api/show num_ctx", "ollama")

@@ -15,7 +15,11 @@ Ollama      ``POST {root}/api/show {"model"}`` → ``model_info["<arch>.context_
 config      ``ChatMagics.endpoints[name]["context_window"]``                ``"config"``
 =========== =============================================================== ==============
 
-(``{root}`` is the endpoint's ``base_url`` without its trailing ``/v1``.) llama.cpp's
+(``{root}`` is the endpoint's ``base_url`` without its trailing ``/v1``.) Ollama serves a
+model with ``num_ctx`` tokens, which a Modelfile's ``PARAMETER num_ctx`` sets (shown in
+``/api/show``'s ``parameters``, read first) and which otherwise defaults to the server's
+``OLLAMA_CONTEXT_LENGTH`` (not shown anywhere: ``context_length`` is then an upper bound; Ollama
+cuts a longer prompt instead of refusing it). llama.cpp's
 ``/v1/models`` ``meta.n_ctx_train`` is what the model was trained for, not the window it is
 served with, so it is never read. A server's answer wins over the configuration: the
 configuration is for servers that do not say (OpenAI, LM Studio, a proxy). Results are
@@ -39,6 +43,7 @@ endpoint's settings needs adding to ``providers/endpoints._FIELDS`` (checked wit
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -57,6 +62,7 @@ __all__ = [
     "server_root",
 ]
 
+_NUM_CTX = re.compile(r"^num_ctx\s+(\d+)\s*$", re.MULTILINE)
 #: a probe is a convenience: never hold up a turn long for it
 PROBE_TIMEOUT_S = 3.0
 
@@ -165,6 +171,10 @@ async def _ask_server(s: aiohttp.ClientSession, root: str, model: str) -> Window
         if isinstance(entry, dict) and entry.get("id") == model and _positive(entry.get("max_model_len")):
             return Window(entry["max_model_len"], "vLLM /v1/models", "vllm")
     shown = await _json(s, "POST", f"{root}/api/show", {"model": model})
+    params = shown.get("parameters") if isinstance(shown, dict) else None
+    num_ctx = _NUM_CTX.search(params) if isinstance(params, str) else None
+    if num_ctx:  # a Modelfile's PARAMETER num_ctx: what Ollama serves, below what the model knows
+        return Window(int(num_ctx.group(1)), "Ollama /api/show num_ctx", "ollama")
     info = shown.get("model_info") if isinstance(shown, dict) else None
     if isinstance(info, dict):
         arch = info.get("general.architecture")
