@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from .._secrets import register_key_env, strip_userinfo
 from ..errors import ConfigurationError
 from ..options import check_base_url
+from .window import check_context_window
 
 if TYPE_CHECKING:
     from ..session import ChatSession
@@ -65,6 +66,8 @@ class Endpoint:
     default_model: str = ""
     #: names shown by %chat providers (the server's own list is what counts: %chat models)
     models: tuple[str, ...] = ()
+    #: the models' context window in tokens, for servers that do not say (providers/window.py)
+    context_window: int | None = None
 
 
 PRESETS: dict[str, Endpoint] = {
@@ -81,7 +84,7 @@ PRESETS: dict[str, Endpoint] = {
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_FIELDS = ("base_url", "key_env", "label", "default_model", "models")
+_FIELDS = ("base_url", "key_env", "label", "default_model", "models", "context_window")
 
 _lock = threading.Lock()
 _user: dict[str, Endpoint] = {}
@@ -143,6 +146,10 @@ def check_endpoints(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             if not isinstance(models, (list, tuple)) or not all(isinstance(m, str) for m in models):
                 raise ConfigurationError(f"Endpoint {name!r}: models must be a list of model names.")
             out["models"] = tuple(models)
+        if "context_window" in spec:
+            out["context_window"] = check_context_window(
+                spec["context_window"], f"Endpoint {name!r}: context_window"
+            )
         checked[name] = out
     return checked
 
@@ -161,6 +168,7 @@ def configure_endpoints(config: Mapping[str, Any]) -> None:
             spec.get("label", base.label),
             spec.get("default_model", base.default_model),
             spec.get("models", base.models),
+            spec.get("context_window", base.context_window),
         )
     for endpoint in endpoints.values():
         if endpoint.key_env:
@@ -204,6 +212,7 @@ def _make_class(endpoint: Endpoint) -> type[OpenAICompatible]:
         "key_env": endpoint.key_env,
         "default_model": endpoint.default_model,
         "models": endpoint.models,
+        "context_window": endpoint.context_window,
         "model_aliases": {},
     }
     class_name = "Endpoint_" + re.sub(r"\W", "_", endpoint.name)

@@ -1,0 +1,194 @@
+"""Counting a request's tokens the way the model counts them, and saying how they were counted.
+
+Core layer: no IPython, no widgets, no HTML. Three ways, best first; every :class:`Count`
+carries its ``how`` so nothing shows an estimate as a fact:
+
+``"server"``
+    The server's own tokenizer over its own chat template (llama.cpp ``/apply-template`` +
+    ``/tokenize``, vLLM ``/tokenize`` with messages: :func:`chatmagic.providers.window.server_count`).
+    Exact: it is how the server computes ``usage.prompt_tokens``. Only for a whole request
+    (the template's tokens belong to no one part); parts are then shown by BPE or estimate.
+``"bpe"``
+    An offline BPE of the model's family (:func:`encoding_for`): ``o200k_base`` for gpt-4o,
+    gpt-4.1, gpt-4.5, gpt-5, chatgpt-4o and the o-series; ``cl100k_base`` for gpt-3.5 and
+    gpt-4 (turbo). The library is ``bpe-openai``, which ships both vocabularies inside its
+    wheel (``tiktoken`` downloads them on first use and fails offline; ``toktok-rs`` ships
+    them too and is 9x smaller, but wants Python >= 3.11 and this package supports 3.10).
+    It is imported on first count, never at ``%load_ext`` (0.75 to 1.4 s in a fresh process
+    here, vocabulary included; the integration can warm it on the runner's thread after
+    the extension loads, so the first glass box does not wait). A whole request adds OpenAI's chat overhead as the OpenAI cookbook
+    ("How to count tokens with tiktoken") counts it for these models: 3 tokens per message,
+    1 more per ``name``, 3 to prime the reply (``<|start|>assistant<|message|>``). Tool
+    schemas are counted as their JSON text, which OpenAI rewrites into its own
+    TypeScript-like form: close, not exact, so such a count says ``"bpe≈"``.
+``"≈"``
+    An estimate for any other model: ``ceil(chars / 4)`` (OpenAI's rule of thumb for English),
+    plus the same per-message overhead. Shown with "≈" in front.
+
+Images in a message (``{"type": "image_url"}`` parts) count as :data:`IMAGE_TOKENS` each
+(OpenAI's high-detail 1024x1024 tile cost, 765) and make the count an estimate.
+
+Integration (after the turn and the package restructure): the session builds a request's
+messages as today (``ChatSession._context`` + the prompt), then for the glass box
+(:mod:`chatmagic.anatomy`) counts each part with :func:`count_text` and the whole with
+:func:`count_messages`, replaced by the server's figure when :func:`server_count` answers;
+after a turn, the server's ``usage.prompt_tokens`` is the truth and the record keeps
+``estimate - usage`` (see ``bench/token_estimate.py`` for how far apart they are).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from typing import Any
+
+__all__ = [
+    "IMAGE_TOKENS",
+    "Count",
+    "count_messages",
+    "count_text",
+    "encoding_for",
+    "estimate_tokens",
+    "versus_usage",
+]
+
+#: OpenAI's cookbook chat overhead for gpt-3.5-turbo-0613 onward, gpt-4, gpt-4o and later
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+REPLY_PRIMER = 3
+#: characters per token of the estimate (OpenAI: "about 4 characters of English text")
+CHARS_PER_TOKEN = 4
+#: one image part, counted as OpenAI's high-detail 1024x1024 cost (85 + 4 tiles x 170)
+IMAGE_TOKENS = 765
+
+# model name (after any "provider/" prefix) -> the encoding; first match wins
+_FAMILIES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^(gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|chatgpt-4o|o\d)(\b|-|$)"), "o200k_base"),
+    (re.compile(r"^(gpt-4|gpt-3\.5|gpt-35|text-embedding-3|text-embedding-ada-002)(\b|-|$)"), "cl100k_base"),
+)
+
+
+@dataclass(frozen=True)
+class Count:
+    """A number of tokens and how it was counted: "server", "bpe", "bpe≈" or "≈"."""
+
+    tokens: int
+    how: str
+
+    @property
+    def exact(self) -> bool:
+        return self.how in ("server", "bpe")
+
+    def __str__(self) -> str:
+        return f"{self.tokens:,}" if self.exact else f"≈{self.tokens:,}"
+
+    def __add__(self, other: Count) -> Count:
+        return Count(self.tokens + other.tokens, _weaker(self.how, other.how))
+
+
+def encoding_for(model: str) -> str | None:
+    """The offline BPE of ``model``'s family (``"o200k_base"``, ``"cl100k_base"``), or None."""
+    name = model.strip().lower().rsplit("/", 1)[-1]
+    for pattern, encoding in _FAMILIES:
+        if pattern.match(name):
+            return encoding
+    return None
+
+
+def estimate_tokens(text: str) -> int:
+    """The "≈" estimate: characters / 4, rounded up."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def count_text(text: str, model: str) -> Count:
+    """The tokens of one piece of text, by the model's BPE when it has one, else "≈"."""
+    encoding = encoding_for(model)
+    if encoding is None:
+        return Count(estimate_tokens(text), "≈")
+    return Count(_bpe_len(encoding, text), "bpe")
+
+
+def count_messages(
+    messages: Sequence[Mapping[str, Any]],
+    model: str,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+) -> Count:
+    """A whole request's prompt tokens as the cookbook counts them: contents + per-message overhead."""
+    total = Count(REPLY_PRIMER, "bpe" if encoding_for(model) else "≈")
+    for message in messages:
+        total += Count(TOKENS_PER_MESSAGE, "bpe")
+        for key, value in message.items():
+            if key == "content":
+                total += content_tokens(value, model)
+            elif isinstance(value, str):
+                total += count_text(value, model)
+                if key == "name":
+                    total += Count(TOKENS_PER_NAME, "bpe")
+            elif value is not None:  # tool calls on an assistant message: their JSON, approximately
+                total += _approx(count_text(json.dumps(value, ensure_ascii=False), model))
+    if tools:
+        total += _approx(count_text(json.dumps(list(tools), ensure_ascii=False), model))
+    return total
+
+
+def content_tokens(content: Any, model: str) -> Count:
+    """A message's content: text, or a list of parts (text counted, each image as :data:`IMAGE_TOKENS`)."""
+    if content is None:
+        return Count(0, "bpe")
+    if isinstance(content, str):
+        return count_text(content, model)
+    total = Count(0, "bpe")
+    for part in content if isinstance(content, list) else []:
+        if isinstance(part, Mapping) and part.get("type") == "text":
+            total += count_text(str(part.get("text", "")), model)
+        else:
+            total += Count(IMAGE_TOKENS, "≈")
+    return total
+
+
+def _approx(count: Count) -> Count:
+    return Count(count.tokens, "bpe≈" if count.how == "bpe" else count.how)
+
+
+_ORDER = ("server", "bpe", "bpe≈", "≈")
+
+
+def _weaker(a: str, b: str) -> str:
+    """The less certain of two ways (a sum is only as exact as its least exact part)."""
+    return max(a, b, key=_ORDER.index)
+
+
+@cache
+def _encoding(name: str) -> Any:
+    # heavy (a 74 MB extension, ~1.5 s cold): only when something is counted
+    with warnings.catch_warnings():
+        # bpe-openai 0.1.4 reads its vocabulary with importlib.resources.open_binary (deprecated
+        # since 3.11): not the user's concern, and an error under -W error
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import bpe_openai
+
+        return bpe_openai.get_encoding(name)
+
+
+@lru_cache(maxsize=4096)
+def _bpe_len(encoding: str, text: str) -> int:
+    # remembered: every turn recounts the same earlier exchanges, only the newest is new.
+    # encode_ordinary: text that looks like a special token ("<|endoftext|>") counts as text, as the API does
+    return len(_encoding(encoding).encode_ordinary(text))
+
+
+def versus_usage(estimate: Count, prompt_tokens: int) -> dict[str, int | str]:
+    """What the record keeps after a turn: the count made before sending against the server's
+    ``usage.prompt_tokens`` (the truth), e.g. ``{"estimate": 1203, "how": "bpe", "usage": 1210,
+    "difference": -7}``."""
+    return {
+        "estimate": estimate.tokens,
+        "how": estimate.how,
+        "usage": prompt_tokens,
+        "difference": estimate.tokens - prompt_tokens,
+    }
