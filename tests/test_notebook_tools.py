@@ -44,7 +44,8 @@ def test_builtin_tools_read_the_notebook(shell: Any) -> None:
     cell = call(specs, "read_cell", number=number)
     assert "print('hello from the cell')" in cell and "42" in cell
     assert call(specs, "read_cell", number=9999) == "There is no cell In[9999]."
-    assert call(specs, "last_error").startswith("ZeroDivisionError: division by zero")
+    # the error is fenced as data, as --context sends it
+    assert call(specs, "last_error").startswith("```\nZeroDivisionError: division by zero")
     proposed: list[str] = []
     specs = builtin_specs(shell, insert=proposed.append)
     assert "has not been run" in call(specs, "propose_cell", code="import os\nos.remove('x')")

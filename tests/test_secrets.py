@@ -47,6 +47,18 @@ def sent(sandbox: Sandbox) -> str:
     return json.dumps([r.to_dict() for r in sandbox.requests])
 
 
+@pytest.fixture(autouse=True)
+def _forget_registered_credentials() -> Any:
+    """Credentials registered by a test (a proxy's, an endpoint's) are secrets for the rest of
+    the process, as they are for a user's kernel; later tests of other files must not inherit
+    them (a registered 'EndpointPassw0rd' redacts the fragment 'Endpoint' in their messages)."""
+    saved = dict(_secrets._registered)
+    yield
+    with _secrets._lock:
+        _secrets._registered.clear()
+        _secrets._registered.update(saved)
+
+
 # -- everything sent or kept goes through the same scrubbing -------------------------------
 
 
