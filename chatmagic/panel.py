@@ -62,7 +62,6 @@ import traitlets
 from . import present
 from ._stream import LiveReply, esm, message_cost
 from .errors import ChatMagicError
-from .render import markdown_html
 from .session import (
     DEFAULT_CONVERSATION,
     ChatSession,
@@ -650,7 +649,7 @@ class ChatPanel(anywidget.AnyWidget):
             key = f"{self._epoch[:8]}.{i}"
             cached = self._rendered.get(key)
             if cached is None or cached[0] is not ex:
-                cached = (ex, present.user_html(ex.user.content), _exchange_html(ex))
+                cached = (ex, present.user_html(ex.user.content), present.exchange_html(ex))
             rendered[key] = cached
             items += [(f"{key}u", cached[1]), (f"{key}a", cached[2])]
         self._rendered = rendered  # only what is shown is kept
@@ -786,12 +785,6 @@ _REOPEN = {
     ),
     "text/plain": _REOPEN_TEXT,
 }
-
-
-def _exchange_html(ex: Exchange) -> str:
-    thinking = present.thinking_html(ex.reasoning)
-    body = markdown_html(ex.assistant.content) if ex.assistant.content else ""
-    return present.assistant_html(thinking + body, present.exchange_head(ex), stopped=ex.stopped)
 
 
 def _thinking_html(reasoning: str) -> str:

@@ -348,22 +348,13 @@ def _chain(chain: Any) -> Any:
 
 def to_markdown(conv: Conversation) -> str:
     """The conversation as Markdown, each reply headed as everywhere else (chatmagic.present)."""
-    from .present import exchange_title
+    from .present import exchange_markdown
 
     lines = [f"# Conversation: {conv.name}", ""]
     if conv.system:
         lines += [f"**System:** {conv.system}", ""]
     for ex in conv.exchanges:
-        lines += [
-            "## User",
-            "",
-            ex.user.content,
-            "",
-            f"## {exchange_title(ex)}",
-            "",
-            ex.assistant.content,
-            "",
-        ]
+        lines += exchange_markdown(ex)
     return valid_text("\n".join(lines))
 
 

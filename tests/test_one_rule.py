@@ -1,0 +1,47 @@
+"""Each rule said once: what a cell, the panel, %chat history and an export show of the same
+turn comes from one function in chatmagic.present (issue 17, "Rules said twice")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.utils.capture import capture_output
+
+from chatmagic import present
+from chatmagic._state import get_session
+from chatmagic.panel import ChatPanel
+from chatmagic.session import Exchange, Message
+
+from .test_magics import run
+
+pytestmark = pytest.mark.usefixtures("fresh")
+
+THOUGHT = "First, <the user> greets.\nSo: greet back."
+
+
+def test_history_export_and_panel_all_show_the_reasoning(ip: Any, tmp_path: Path) -> None:
+    reply = Message("assistant", "Hello **there**.")
+    ex = Exchange(Message("user", "hi"), reply, "ollama", "qwen3", reasoning=THOUGHT)
+    get_session().conversation("think").adopt([ex])
+    panel = ChatPanel("think", session=get_session())
+    try:
+        panel.wait(5)
+        bubble = panel.messages[-1]
+    finally:
+        panel.close()
+    with capture_output() as io:
+        ip.run_line_magic("chat", "history think")
+    (shown,) = io.outputs
+    assert bubble in shown.data["text/html"]  # the same drawing (main: history had no Thinking)
+    assert bubble == present.exchange_html(ex)
+    assert "First, &lt;the user&gt; greets." in bubble  # escaped, inside the Thinking block
+    assert f"thinking: {THOUGHT}" in shown.data["text/plain"]
+    run(ip, f"%chat export think {tmp_path / 'think.md'}")
+    exported = (tmp_path / "think.md").read_text()
+    assert (
+        f"**{present.thinking_summary(THOUGHT)}**\n\n> First, <the user> greets.\n> So: greet back.\n"
+        in exported
+    )
+    assert exported.index("> So: greet back.") < exported.index("Hello **there**.")
