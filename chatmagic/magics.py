@@ -446,10 +446,6 @@ class ChatMagics(Magics):
 
     def _dry_run_or_run(self, turn: Turn, args: Any, expansion: Any, notes: list[str]) -> None:
         turn.notes += notes
-        if turn.redacted:
-            turn.notes.append(f"redacted {', '.join(turn.redacted)}")
-        if turn.history_sent < turn.history_total:
-            turn.notes.append(f"sent {turn.history_sent} of {turn.history_total} earlier exchanges")
         if args.dry_run:
             _show_dry_run(turn, expansion)
             return

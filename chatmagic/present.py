@@ -185,8 +185,8 @@ def _who(provider: str, model: str | None) -> str:
 
 def _notes(turn: Turn) -> str:
     """What else the status line says about the turn: how it ended beyond the timings (cut,
-    tokens), what it carried (attachments) and the skins' ``turn.notes`` (context added,
-    history left out, replayed, ...)."""
+    tokens), what it carried (attachments, secrets redacted, earlier exchanges left out) and
+    ``turn.notes`` (context added, replayed, ...)."""
     notes = []
     if turn.done:
         cut = cut_note(turn.finish_reason) if turn.cut else ""
@@ -206,6 +206,11 @@ def _notes(turn: Turn) -> str:
         # a refused attachment (a provider that takes no image) was not attached
         notes.append("attached " + ", ".join(a.describe() for a in attached))
     notes += turn.notes
+    # facts the core set while preparing the turn: said here, so a cell and the panel say them
+    if turn.redacted:
+        notes.append(f"redacted {', '.join(turn.redacted)}")
+    if turn.history_sent < turn.history_total:
+        notes.append(f"sent {turn.history_sent} of {turn.history_total} earlier exchanges")
     return "".join(f" · {note}" for note in notes if note)
 
 

@@ -45,3 +45,30 @@ def test_history_export_and_panel_all_show_the_reasoning(ip: Any, tmp_path: Path
         in exported
     )
     assert exported.index("> So: greet back.") < exported.index("Hello **there**.")
+
+
+def test_a_cell_and_the_panel_say_the_same_notes(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "sk-test-0123456789abcdef")
+    ip.run_line_magic("config", "ChatMagics.max_history_chars = 600")
+    earlier = [
+        Exchange(
+            Message("user", f"question {i} " + "pad " * 100), Message("assistant", "ok"), "chatgptt", "gpt-4o"
+        )
+        for i in range(2)
+    ]
+    prompt = "my token is sk-test-0123456789abcdef"
+    notes = "redacted MY_SERVICE_TOKEN · sent 1 of 2 earlier exchanges"
+    get_session().conversation("cell").adopt(earlier)
+    _, io = run(ip, f"%%chat -c cell -p chatgptt\n{prompt}")
+    assert io.outputs[-1].data["text/plain"].endswith(notes)
+    get_session().conversation("panel").adopt(earlier)
+    panel = ChatPanel("panel", session=get_session())
+    try:
+        panel.wait(5)
+        panel.provider = "chatgptt"
+        assert panel.send(prompt) is not None
+        assert panel.wait(15)
+        status = panel.status
+    finally:
+        panel.close()
+    assert f"{notes}</div>" in status  # main: the panel said neither
