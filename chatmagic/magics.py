@@ -31,7 +31,7 @@ from ._secrets import scrub
 from ._state import get_session
 from .errors import ChatMagicError, ConfigurationError, TurnStopped, redact
 from .options import TurnOptions, check_base_url, check_params, check_proxy, parse_chain, parse_option
-from .present import HISTORY_LAST
+from .present import HISTORY_LAST, outcome
 from .providers import check_provider_names
 from .render import FORMATS, ReplyStream
 from .session import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS, TEXT_KEY_PREFIX, Turn
@@ -1125,11 +1125,7 @@ def _parse(magic: Any, line: str) -> Any:
 
 def _stopped(turn: Turn) -> TurnStopped:
     """The one-line message of a turn the user stopped with Ctrl-C."""
-    kept = "The text so far is kept in the conversation, marked as stopped."
-    return TurnStopped(
-        "Stopped by the user. "
-        + (kept if turn.exchange is not None else "Nothing was added to the conversation.")
-    )
+    return TurnStopped(f"Stopped by the user. {outcome(turn)}")
 
 
 class _Thinking:

@@ -734,12 +734,12 @@ class ChatPanel(anywidget.AnyWidget):
         """A turn ended: say how (chatmagic.present), and give a failed message of ours back."""
         status = present.final_status(turn)
         typed = self._typed.pop(turn, None)
-        if turn.state == "done" or (turn.state == "stopped" and turn.text):
+        if turn.exchange is not None:  # kept: the status line says how it ended
             self._set_status(status.text, warn=turn.state == "stopped")
             return
         note = f"{status.text}."
         if turn.state == "stopped":
-            note += " Nothing was added to the conversation."
+            note += f" {present.outcome(turn)}"
         elif turn.error is not None:
             note += f" {turn.error}"
         if typed is not None:

@@ -46,6 +46,7 @@ __all__ = [
     "exchange_title",
     "final_status",
     "head",
+    "outcome",
     "history_bundle",
     "plain_with_status",
     "seconds",
@@ -283,6 +284,16 @@ def final_status(turn: Turn) -> Status:
         )
     kept = "the text above was not added to the conversation" if turn.text else "nothing was added"
     return Status(f"{lead} · failed · {kept}{notes}", "error")
+
+
+def outcome(turn: Turn) -> str:
+    """What an ended turn left on its conversation, in the sentence every skin says after a
+    stop or a failure ("" for a whole reply). Read from ``turn.exchange``: the core's rule."""
+    if turn.exchange is None:
+        return "Nothing was added to the conversation."
+    return (
+        "The text so far is kept in the conversation, marked as stopped." if turn.state == "stopped" else ""
+    )
 
 
 def status_html(status: Status | str) -> str:

@@ -3,6 +3,9 @@ turn comes from one function in chatmagic.present (issue 17, "Rules said twice")
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ from IPython.utils.capture import capture_output
 
 from chatmagic import present
 from chatmagic._state import get_session
+from chatmagic.errors import TurnStopped
 from chatmagic.panel import ChatPanel
 from chatmagic.session import Exchange, Message
 
@@ -72,3 +76,26 @@ def test_a_cell_and_the_panel_say_the_same_notes(ip: Any, monkeypatch: pytest.Mo
     finally:
         panel.close()
     assert f"{notes}</div>" in status  # main: the panel said neither
+
+
+def test_a_stop_before_any_text_is_told_in_one_sentence(ip: Any) -> None:
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    result, _ = run(ip, "%%chat -c cell -p chatgptt\nslow [[fault:slow_first_byte]]")
+    timer.cancel()
+    assert isinstance(result.error_in_exec, TurnStopped)
+    sentence = "Nothing was added to the conversation."
+    assert str(result.error_in_exec) == f"Stopped by the user. {sentence}"
+    panel = ChatPanel("panel", session=get_session())
+    try:
+        panel.wait(5)
+        panel.provider = "chatgptt"
+        turn = panel.send("slow [[fault:slow_first_byte]]")
+        assert turn is not None
+        panel.stop()
+        assert panel.wait(5)
+        status = panel.status
+    finally:
+        panel.close()
+    assert turn.exchange is None and present.outcome(turn) == sentence
+    assert f"{sentence} Your message is back in the box." in status
