@@ -30,7 +30,16 @@ from ._lasterror import LastError
 from ._secrets import scrub
 from ._state import get_session
 from .errors import ChatMagicError, ConfigurationError, TurnStopped, redact
-from .options import TurnOptions, check_base_url, check_params, check_proxy, parse_chain, parse_option
+from .options import (
+    DEFAULT_PROVIDER,
+    DEFAULT_TIMEOUT,
+    TurnOptions,
+    check_base_url,
+    check_params,
+    check_proxy,
+    parse_chain,
+    parse_option,
+)
 from .present import HISTORY_LAST, outcome
 from .providers import check_provider_names
 from .render import FORMATS, ReplyStream
@@ -53,12 +62,16 @@ FIX_REQUEST = (
 class ChatMagics(Magics):
     """Chat with web chat models from cells. Configure with ``%config ChatMagics.<trait>``."""
 
-    default_provider = Unicode("chatgptt", help="Provider used when a cell names none.").tag(config=True)
+    default_provider = Unicode(DEFAULT_PROVIDER, help="Provider used when a cell names none.").tag(
+        config=True
+    )
     default_model = Unicode("", help="Model used with the default provider ('' = its default).").tag(
         config=True
     )
     system_prompt = Unicode("", help="System prompt of new conversations.").tag(config=True)
-    timeout = Float(120.0, help="Seconds to wait for a connection or the next bytes.").tag(config=True)
+    timeout = Float(DEFAULT_TIMEOUT, help="Seconds to wait for a connection or the next bytes.").tag(
+        config=True
+    )
     proxy = Unicode("", help="Proxy URL for every request, e.g. http://user:pass@host:3128.").tag(config=True)
     base_urls = Dict(
         key_trait=Unicode(),
@@ -150,7 +163,7 @@ class ChatMagics(Magics):
     def _sync_session(self) -> None:
         """The session's settings are exactly the traits' (a removed entry is removed)."""
         s = self.session
-        s.default_provider = self.default_provider or "chatgptt"
+        s.default_provider = self.default_provider or DEFAULT_PROVIDER
         s.default_model = self.default_model or None
         s.default_system = self.system_prompt or None
         s.default_timeout = self.timeout or None

@@ -45,11 +45,10 @@ from .errors import (
     TurnStopped,
     UnknownModelError,
 )
-from .options import TurnOptions, parse_chain
+from .options import DEFAULT_PROVIDER, DEFAULT_TIMEOUT, TurnOptions, parse_chain
 from .runner import Runner, get_runner
 
 DEFAULT_CONVERSATION = "default"
-DEFAULT_PROVIDER = "chatgptt"
 #: keys of exchanges made from a cell's text, where the frontend sends no cell id
 TEXT_KEY_PREFIX = "text:"
 #: the default budget of earlier history sent with a turn (about 10,000 tokens)
@@ -753,7 +752,7 @@ class ChatSession:
         self.default_provider = DEFAULT_PROVIDER
         self.default_model: str | None = None
         self.default_system: str | None = None
-        self.default_timeout: float | None = 120.0
+        self.default_timeout: float | None = DEFAULT_TIMEOUT
         self.default_proxy: str | None = None
         #: provider name -> base URL (mirrors, self-hosted sites): exactly the user's settings
         self.base_urls: dict[str, str] = {}

@@ -99,3 +99,19 @@ def test_a_stop_before_any_text_is_told_in_one_sentence(ip: Any) -> None:
         panel.close()
     assert turn.exchange is None and present.outcome(turn) == sentence
     assert f"{sentence} Your message is back in the box." in status
+
+
+def test_one_default_provider_and_one_timeout() -> None:
+    from chatmagic.magics import ChatMagics
+    from chatmagic.options import DEFAULT_PROVIDER, DEFAULT_TIMEOUT
+    from chatmagic.providers._http import Transport
+    from chatmagic.session import ChatSession
+
+    traits = ChatMagics.class_traits()
+    session = ChatSession()
+    try:
+        assert traits["default_provider"].default_value == session.default_provider == DEFAULT_PROVIDER
+        assert traits["timeout"].default_value == session.default_timeout == DEFAULT_TIMEOUT
+        assert Transport("x").timeout == DEFAULT_TIMEOUT
+    finally:
+        session.close()

@@ -22,8 +22,9 @@ from ..errors import (
     ProviderError,
     UnknownModelError,
 )
+from ..options import DEFAULT_TIMEOUT
 from ._family import content_type
-from ._http import BROWSER_HEADERS, DEFAULT_TIMEOUT, AiohttpTransport, Answer, Transport, status_error
+from ._http import BROWSER_HEADERS, AiohttpTransport, Answer, Transport, status_error
 from ._lines import SurrogateMender, valid_text
 from ._wire import Ending, Part, Thinking, ToolCall
 
