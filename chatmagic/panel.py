@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -335,11 +334,6 @@ class ChatPanel(anywidget.AnyWidget):
         """The transcript as last sent to the browser: each message's HTML, oldest first."""
         with self._lock:
             return [value for _id, value in self._sent]
-
-    @property
-    def status_text(self) -> str:
-        """The status line as plain text."""
-        return html.unescape(re.sub(r"<[^>]+>", "", self.status))
 
     def close(self) -> None:
         """Stop following the conversation and close the widget (replies keep streaming)."""

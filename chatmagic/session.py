@@ -115,24 +115,6 @@ class Exchange:
         """The server ended the reply before it was complete (the token limit, a content filter)."""
         return is_cut(self.finish_reason)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Exchange:
-        return cls(
-            user=Message("user", str(d["user"])),
-            assistant=Message("assistant", str(d["assistant"]), stopped=bool(d.get("stopped"))),
-            provider=str(d.get("provider", "")),
-            model=str(d.get("model", "")),
-            key=d.get("key"),
-            first_text_s=d.get("first_text_s"),
-            total_s=d.get("total_s"),
-            finished_at=float(d.get("finished_at") or 0.0),
-            seq=int(d.get("seq") or 0),
-            context_hash=d.get("context_hash"),
-            finish_reason=d.get("finish_reason"),
-            usage=dict(d["usage"]) if isinstance(d.get("usage"), dict) else None,
-            reasoning=str(d.get("reasoning") or ""),
-        )
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "key": self.key,

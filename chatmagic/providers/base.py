@@ -387,10 +387,3 @@ def format_prompt(messages: Sequence[Message]) -> str:
     lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages if m["content"].strip()]
     lines.append("Assistant:")
     return "\n".join(lines)
-
-
-def last_user_content(messages: Sequence[Message]) -> str:
-    for m in reversed(messages):
-        if m["role"] == "user":
-            return m["content"]
-    return ""
