@@ -30,7 +30,9 @@ messages (the transcript) and state updates (status line, buttons).
 from __future__ import annotations
 
 import argparse
+import html
 import json
+import re
 import statistics
 import threading
 import time
@@ -75,9 +77,15 @@ class Wire:
         )
 
 
+def _plain(status_html: str) -> str:
+    """The panel's status line as text (for a failed run's message)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", status_html))
+
+
 def measure(session: Any, text: str, seconds: float, overhead: float) -> dict[str, Any]:
     from chatmagic import present
-    from chatmagic.panel import ChatPanel, _exchange_html
+    from chatmagic.panel import ChatPanel
+    from chatmagic.present import exchange_html
 
     n = len(pieces(text))
     delay = max(0.0, seconds / n - overhead)
@@ -91,13 +99,13 @@ def measure(session: Any, text: str, seconds: float, overhead: float) -> dict[st
         start = len(wire.sent)
         t0 = time.monotonic()
         turn = panel.send(prompt)
-        assert turn is not None, panel.status_text
+        assert turn is not None, _plain(panel.status)
         assert panel.wait(seconds * 3 + 120), "the reply did not end"
         wall = time.monotonic() - t0
-        assert turn.state == "done", panel.status_text
+        assert turn.state == "done", _plain(panel.status)
         (exchange,) = panel.conversation.exchanges
         assert exchange.assistant.content == text, "the reply is not the text sent"
-        assert wire.items[-1][1] == _exchange_html(exchange), "the last message shown is not the reply"
+        assert wire.items[-1][1] == exchange_html(exchange), "the last message shown is not the reply"
         # the user's message is the whole text (the [[reply]] directive): not the reply's cost
         user = json.dumps(present.user_html(turn.prompt), ensure_ascii=False)[1:-1]
         sent = [

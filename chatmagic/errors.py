@@ -53,8 +53,6 @@ __all__ = [
     "redact",
 ]
 
-_OTHER_PROVIDERS_HINT = "or another provider (%chat providers lists them)"
-
 
 def redact(text: str) -> str:
     """``text`` as it may be shown: no URL credentials, no secret, nor any piece of one.

@@ -30,8 +30,17 @@ from ._lasterror import LastError
 from ._secrets import scrub
 from ._state import get_session
 from .errors import ChatMagicError, ConfigurationError, TurnStopped, redact
-from .options import TurnOptions, check_base_url, check_params, check_proxy, parse_chain, parse_option
-from .present import HISTORY_LAST
+from .options import (
+    DEFAULT_PROVIDER,
+    DEFAULT_TIMEOUT,
+    TurnOptions,
+    check_base_url,
+    check_params,
+    check_proxy,
+    parse_chain,
+    parse_option,
+)
+from .present import HISTORY_LAST, outcome
 from .providers import check_provider_names
 from .render import FORMATS, ReplyStream
 from .session import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS, TEXT_KEY_PREFIX, Turn
@@ -53,12 +62,16 @@ FIX_REQUEST = (
 class ChatMagics(Magics):
     """Chat with web chat models from cells. Configure with ``%config ChatMagics.<trait>``."""
 
-    default_provider = Unicode("chatgptt", help="Provider used when a cell names none.").tag(config=True)
+    default_provider = Unicode(DEFAULT_PROVIDER, help="Provider used when a cell names none.").tag(
+        config=True
+    )
     default_model = Unicode("", help="Model used with the default provider ('' = its default).").tag(
         config=True
     )
     system_prompt = Unicode("", help="System prompt of new conversations.").tag(config=True)
-    timeout = Float(120.0, help="Seconds to wait for a connection or the next bytes.").tag(config=True)
+    timeout = Float(DEFAULT_TIMEOUT, help="Seconds to wait for a connection or the next bytes.").tag(
+        config=True
+    )
     proxy = Unicode("", help="Proxy URL for every request, e.g. http://user:pass@host:3128.").tag(config=True)
     base_urls = Dict(
         key_trait=Unicode(),
@@ -150,7 +163,7 @@ class ChatMagics(Magics):
     def _sync_session(self) -> None:
         """The session's settings are exactly the traits' (a removed entry is removed)."""
         s = self.session
-        s.default_provider = self.default_provider or "chatgptt"
+        s.default_provider = self.default_provider or DEFAULT_PROVIDER
         s.default_model = self.default_model or None
         s.default_system = self.system_prompt or None
         s.default_timeout = self.timeout or None
@@ -446,10 +459,6 @@ class ChatMagics(Magics):
 
     def _dry_run_or_run(self, turn: Turn, args: Any, expansion: Any, notes: list[str]) -> None:
         turn.notes += notes
-        if turn.redacted:
-            turn.notes.append(f"redacted {', '.join(turn.redacted)}")
-        if turn.history_sent < turn.history_total:
-            turn.notes.append(f"sent {turn.history_sent} of {turn.history_total} earlier exchanges")
         if args.dry_run:
             _show_dry_run(turn, expansion)
             return
@@ -1129,11 +1138,7 @@ def _parse(magic: Any, line: str) -> Any:
 
 def _stopped(turn: Turn) -> TurnStopped:
     """The one-line message of a turn the user stopped with Ctrl-C."""
-    kept = "The text so far is kept in the conversation, marked as stopped."
-    return TurnStopped(
-        "Stopped by the user. "
-        + (kept if turn.exchange is not None else "Nothing was added to the conversation.")
-    )
+    return TurnStopped(f"Stopped by the user. {outcome(turn)}")
 
 
 class _Thinking:

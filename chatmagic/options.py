@@ -24,6 +24,8 @@ from ._secrets import HiddenCredentials, register_credentials, scrub, strip_user
 from .errors import ConfigurationError
 
 __all__ = [
+    "DEFAULT_PROVIDER",
+    "DEFAULT_TIMEOUT",
     "MAX_IMAGE_BYTES",
     "MAX_IMAGE_SIDE",
     "Attachment",
@@ -38,6 +40,10 @@ __all__ = [
 ]
 
 PROXY_SCHEMES = ("http", "https")
+#: the provider a turn uses when nothing names one (ChatMagics.default_provider, the session)
+DEFAULT_PROVIDER = "chatgptt"
+#: seconds to wait for a connection or the next bytes (ChatMagics.timeout, the session, transports)
+DEFAULT_TIMEOUT = 120.0
 
 
 def parse_chain(spec: str) -> list[str]:

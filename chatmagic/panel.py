@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -62,7 +61,6 @@ import traitlets
 from . import present
 from ._stream import LiveReply, esm, message_cost
 from .errors import ChatMagicError
-from .render import markdown_html
 from .session import (
     DEFAULT_CONVERSATION,
     ChatSession,
@@ -336,11 +334,6 @@ class ChatPanel(anywidget.AnyWidget):
         """The transcript as last sent to the browser: each message's HTML, oldest first."""
         with self._lock:
             return [value for _id, value in self._sent]
-
-    @property
-    def status_text(self) -> str:
-        """The status line as plain text."""
-        return html.unescape(re.sub(r"<[^>]+>", "", self.status))
 
     def close(self) -> None:
         """Stop following the conversation and close the widget (replies keep streaming)."""
@@ -650,7 +643,7 @@ class ChatPanel(anywidget.AnyWidget):
             key = f"{self._epoch[:8]}.{i}"
             cached = self._rendered.get(key)
             if cached is None or cached[0] is not ex:
-                cached = (ex, present.user_html(ex.user.content), _exchange_html(ex))
+                cached = (ex, present.user_html(ex.user.content), present.exchange_html(ex))
             rendered[key] = cached
             items += [(f"{key}u", cached[1]), (f"{key}a", cached[2])]
         self._rendered = rendered  # only what is shown is kept
@@ -735,12 +728,12 @@ class ChatPanel(anywidget.AnyWidget):
         """A turn ended: say how (chatmagic.present), and give a failed message of ours back."""
         status = present.final_status(turn)
         typed = self._typed.pop(turn, None)
-        if turn.state == "done" or (turn.state == "stopped" and turn.text):
+        if turn.exchange is not None:  # kept: the status line says how it ended
             self._set_status(status.text, warn=turn.state == "stopped")
             return
         note = f"{status.text}."
         if turn.state == "stopped":
-            note += " Nothing was added to the conversation."
+            note += f" {present.outcome(turn)}"
         elif turn.error is not None:
             note += f" {turn.error}"
         if typed is not None:
@@ -786,12 +779,6 @@ _REOPEN = {
     ),
     "text/plain": _REOPEN_TEXT,
 }
-
-
-def _exchange_html(ex: Exchange) -> str:
-    thinking = present.thinking_html(ex.reasoning)
-    body = markdown_html(ex.assistant.content) if ex.assistant.content else ""
-    return present.assistant_html(thinking + body, present.exchange_head(ex), stopped=ex.stopped)
 
 
 def _thinking_html(reasoning: str) -> str:

@@ -40,9 +40,13 @@ __all__ = [
     "cut_note",
     "earlier_note",
     "exchange_head",
+    "exchange_html",
+    "exchange_markdown",
+    "exchange_plain",
     "exchange_title",
     "final_status",
     "head",
+    "outcome",
     "history_bundle",
     "plain_with_status",
     "seconds",
@@ -182,8 +186,8 @@ def _who(provider: str, model: str | None) -> str:
 
 def _notes(turn: Turn) -> str:
     """What else the status line says about the turn: how it ended beyond the timings (cut,
-    tokens), what it carried (attachments) and the skins' ``turn.notes`` (context added,
-    history left out, replayed, ...)."""
+    tokens), what it carried (attachments, secrets redacted, earlier exchanges left out) and
+    ``turn.notes`` (context added, replayed, ...)."""
     notes = []
     if turn.done:
         cut = cut_note(turn.finish_reason) if turn.cut else ""
@@ -203,6 +207,11 @@ def _notes(turn: Turn) -> str:
         # a refused attachment (a provider that takes no image) was not attached
         notes.append("attached " + ", ".join(a.describe() for a in attached))
     notes += turn.notes
+    # facts the core set while preparing the turn: said here, so a cell and the panel say them
+    if turn.redacted:
+        notes.append(f"redacted {', '.join(turn.redacted)}")
+    if turn.history_sent < turn.history_total:
+        notes.append(f"sent {turn.history_sent} of {turn.history_total} earlier exchanges")
     return "".join(f" · {note}" for note in notes if note)
 
 
@@ -277,6 +286,16 @@ def final_status(turn: Turn) -> Status:
     return Status(f"{lead} · failed · {kept}{notes}", "error")
 
 
+def outcome(turn: Turn) -> str:
+    """What an ended turn left on its conversation, in the sentence every skin says after a
+    stop or a failure ("" for a whole reply). Read from ``turn.exchange``: the core's rule."""
+    if turn.exchange is None:
+        return "Nothing was added to the conversation."
+    return (
+        "The text so far is kept in the conversation, marked as stopped." if turn.state == "stopped" else ""
+    )
+
+
 def status_html(status: Status | str) -> str:
     if isinstance(status, str):
         status = Status(status)
@@ -322,6 +341,33 @@ def assistant_html(body_html: str, title: str, *, stopped: bool = False) -> str:
     )
 
 
+def exchange_html(ex: Exchange) -> str:
+    """A recorded exchange's reply as the panel and ``%chat history`` draw it: its Thinking
+    block (closed), its answer (sanitized Markdown) and its heading. One drawing for both,
+    so what one shows the other shows."""
+    from .render import markdown_html
+
+    body = markdown_html(ex.assistant.content) if ex.assistant.content else ""
+    return assistant_html(thinking_html(ex.reasoning) + body, exchange_head(ex), stopped=ex.stopped)
+
+
+def exchange_markdown(ex: Exchange) -> list[str]:
+    """The same exchange as Markdown lines (``%chat export``): the user's message, the reply's
+    heading, its reasoning quoted under a "Thinking" line, and its answer."""
+    lines = ["## User", "", ex.user.content, "", f"## {exchange_title(ex)}", ""]
+    if ex.reasoning:
+        quoted = "\n".join(f"> {line}".rstrip() for line in ex.reasoning.splitlines())
+        lines += [f"**{thinking_summary(ex.reasoning)}**", "", quoted, ""]
+    return [*lines, ex.assistant.content, ""]
+
+
+def exchange_plain(ex: Exchange) -> list[str]:
+    """The same exchange as plain text (``%chat history``'s text form), reasoning included."""
+    mark = f" ({exchange_head(ex)}{', stopped' if ex.stopped else ''})"
+    thinking = [f"thinking: {ex.reasoning}"] if ex.reasoning else []
+    return [f"user: {ex.user.content}", *thinking, f"assistant{mark}: {ex.assistant.content}"]
+
+
 #: exchanges ``%chat history`` shows unless told otherwise: the newest, as the panel opens
 HISTORY_LAST = 20
 
@@ -333,8 +379,6 @@ def history_bundle(conv: Conversation, last: int | None = HISTORY_LAST) -> dict[
     a long conversation costs what is shown; a line above them says how many earlier ones
     were left out and how to see them.
     """
-    from .render import markdown_html
-
     with conv.lock:
         total = len(conv.exchanges)
         shown = conv.exchanges[-last:] if last is not None and last < total else list(conv.exchanges)
@@ -348,12 +392,8 @@ def history_bundle(conv: Conversation, last: int | None = HISTORY_LAST) -> dict[
         parts.append(status_html(note))
         plain.append(note)
     for ex in shown:
-        parts.append(user_html(ex.user.content))
-        parts.append(
-            assistant_html(markdown_html(ex.assistant.content), exchange_head(ex), stopped=ex.stopped)
-        )
-        mark = f" ({exchange_head(ex)}{', stopped' if ex.stopped else ''})"
-        plain += [f"user: {ex.user.content}", f"assistant{mark}: {ex.assistant.content}"]
+        parts += [user_html(ex.user.content), exchange_html(ex)]
+        plain += exchange_plain(ex)
     parts.append("</div>")
     return {"text/html": "".join(parts), "text/plain": "\n\n".join(plain)}
 

@@ -39,7 +39,6 @@ __all__ = [
     "exchange_metadata",
     "exchange_record",
     "export",
-    "log_metadata",
     "read_notebook",
     "saved_exchanges",
     "to_json",
@@ -65,11 +64,6 @@ def exchange_record(conversation: Conversation, exchange: Exchange) -> dict[str,
 def exchange_metadata(conversation: Conversation, exchange: Exchange) -> dict[str, Any]:
     """What goes into a cell's reply output's metadata."""
     return {METADATA_KEY: exchange_record(conversation, exchange)}
-
-
-def log_metadata(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """What goes into the metadata of a panel's log output: the panel's exchanges."""
-    return {METADATA_KEY: {"version": FORMAT_VERSION, "exchanges": records}}
 
 
 # -- reading a saved notebook ---------------------------------------------------------
@@ -348,22 +342,13 @@ def _chain(chain: Any) -> Any:
 
 def to_markdown(conv: Conversation) -> str:
     """The conversation as Markdown, each reply headed as everywhere else (chatmagic.present)."""
-    from .present import exchange_title
+    from .present import exchange_markdown
 
     lines = [f"# Conversation: {conv.name}", ""]
     if conv.system:
         lines += [f"**System:** {conv.system}", ""]
     for ex in conv.exchanges:
-        lines += [
-            "## User",
-            "",
-            ex.user.content,
-            "",
-            f"## {exchange_title(ex)}",
-            "",
-            ex.assistant.content,
-            "",
-        ]
+        lines += exchange_markdown(ex)
     return valid_text("\n".join(lines))
 
 

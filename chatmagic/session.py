@@ -45,11 +45,10 @@ from .errors import (
     TurnStopped,
     UnknownModelError,
 )
-from .options import TurnOptions, parse_chain
+from .options import DEFAULT_PROVIDER, DEFAULT_TIMEOUT, TurnOptions, parse_chain
 from .runner import Runner, get_runner
 
 DEFAULT_CONVERSATION = "default"
-DEFAULT_PROVIDER = "chatgptt"
 #: keys of exchanges made from a cell's text, where the frontend sends no cell id
 TEXT_KEY_PREFIX = "text:"
 #: the default budget of earlier history sent with a turn (about 10,000 tokens)
@@ -115,24 +114,6 @@ class Exchange:
     def cut(self) -> bool:
         """The server ended the reply before it was complete (the token limit, a content filter)."""
         return is_cut(self.finish_reason)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Exchange:
-        return cls(
-            user=Message("user", str(d["user"])),
-            assistant=Message("assistant", str(d["assistant"]), stopped=bool(d.get("stopped"))),
-            provider=str(d.get("provider", "")),
-            model=str(d.get("model", "")),
-            key=d.get("key"),
-            first_text_s=d.get("first_text_s"),
-            total_s=d.get("total_s"),
-            finished_at=float(d.get("finished_at") or 0.0),
-            seq=int(d.get("seq") or 0),
-            context_hash=d.get("context_hash"),
-            finish_reason=d.get("finish_reason"),
-            usage=dict(d["usage"]) if isinstance(d.get("usage"), dict) else None,
-            reasoning=str(d.get("reasoning") or ""),
-        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -753,7 +734,7 @@ class ChatSession:
         self.default_provider = DEFAULT_PROVIDER
         self.default_model: str | None = None
         self.default_system: str | None = None
-        self.default_timeout: float | None = 120.0
+        self.default_timeout: float | None = DEFAULT_TIMEOUT
         self.default_proxy: str | None = None
         #: provider name -> base URL (mirrors, self-hosted sites): exactly the user's settings
         self.base_urls: dict[str, str] = {}

@@ -19,7 +19,7 @@ import pytest
 import chatmagic._log_search
 import chatmagic.log
 from chatmagic.log import ExchangeLog, LogEntry, default_log_path, format_entries
-from chatmagic.record import exchange_record, log_metadata, saved_exchanges
+from chatmagic.record import FORMAT_VERSION, METADATA_KEY, exchange_record, saved_exchanges
 from chatmagic.session import Conversation, Exchange, Message
 
 T0 = 1_770_000_000.0
@@ -553,7 +553,14 @@ def test_a_conversations_exchanges_survive_in_the_log(tmp_path: Path) -> None:
         records = log.records(notebook=str(tmp_path / "nb.ipynb"), conversation="notes")
         found = log.search("noth*")
     assert records == [exchange_record(conv, ex) for ex in exchanges]
-    notebook = {"cells": [{"cell_type": "code", "outputs": [{"metadata": log_metadata(records)}]}]}
+    notebook = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "outputs": [{"metadata": {METADATA_KEY: {"version": FORMAT_VERSION, "exchanges": records}}}],
+            }
+        ]
+    }
     saved, invalid = saved_exchanges(notebook)
     assert invalid == 0
     assert [s.exchange for s in saved] == exchanges

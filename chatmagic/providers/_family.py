@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from ..errors import ProtocolError, ServiceError, TokenRefusedError
-from ._http import Answer, excerpt, status_error
+from ._http import Answer, excerpt
 from ._lines import Field, LineDecoder, event_fields
 from ._wire import Ending, Part
 
@@ -35,16 +35,6 @@ async def fields(answer: Answer) -> AsyncIterator[Field]:
             yield f
     for f in event_fields(decoder.close()):
         yield f
-
-
-async def fail_on_status(label: str, answer: Answer, is_refusal: Callable[[int, str], bool]) -> None:
-    """Raise for a non-2xx answer; a token refusal becomes :class:`NonceRefused`."""
-    if answer.status < 400:
-        return
-    body = (await answer.read()).decode("utf-8", "replace")
-    if is_refusal(answer.status, body):
-        raise NonceRefused
-    raise status_error(label, answer.status, answer.headers, body)
 
 
 class _NotJSON(Exception):

@@ -52,14 +52,13 @@ from ..errors import (
     StreamInterrupted,
     redact,
 )
+from ..options import DEFAULT_TIMEOUT
 from ._lines import valid_text
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _deadline
 else:  # aiohttp depends on async-timeout before Python 3.11
     from async_timeout import timeout as _deadline
-
-DEFAULT_TIMEOUT = 120.0
 
 BROWSER_HEADERS = {
     "user-agent": (

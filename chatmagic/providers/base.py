@@ -22,8 +22,9 @@ from ..errors import (
     ProviderError,
     UnknownModelError,
 )
+from ..options import DEFAULT_TIMEOUT
 from ._family import content_type
-from ._http import BROWSER_HEADERS, DEFAULT_TIMEOUT, AiohttpTransport, Answer, Transport, status_error
+from ._http import BROWSER_HEADERS, AiohttpTransport, Answer, Transport, status_error
 from ._lines import SurrogateMender, valid_text
 from ._wire import Ending, Part, Thinking, ToolCall
 
@@ -386,10 +387,3 @@ def format_prompt(messages: Sequence[Message]) -> str:
     lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages if m["content"].strip()]
     lines.append("Assistant:")
     return "\n".join(lines)
-
-
-def last_user_content(messages: Sequence[Message]) -> str:
-    for m in reversed(messages):
-        if m["role"] == "user":
-            return m["content"]
-    return ""

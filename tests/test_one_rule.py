@@ -1,0 +1,117 @@
+"""Each rule said once: what a cell, the panel, %chat history and an export show of the same
+turn comes from one function in chatmagic.present (issue 17, "Rules said twice")."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.utils.capture import capture_output
+
+from chatmagic import present
+from chatmagic._state import get_session
+from chatmagic.errors import TurnStopped
+from chatmagic.panel import ChatPanel
+from chatmagic.session import Exchange, Message
+
+from .test_magics import run
+
+pytestmark = pytest.mark.usefixtures("fresh")
+
+THOUGHT = "First, <the user> greets.\nSo: greet back."
+
+
+def test_history_export_and_panel_all_show_the_reasoning(ip: Any, tmp_path: Path) -> None:
+    reply = Message("assistant", "Hello **there**.")
+    ex = Exchange(Message("user", "hi"), reply, "ollama", "qwen3", reasoning=THOUGHT)
+    get_session().conversation("think").adopt([ex])
+    panel = ChatPanel("think", session=get_session())
+    try:
+        panel.wait(5)
+        bubble = panel.messages[-1]
+    finally:
+        panel.close()
+    with capture_output() as io:
+        ip.run_line_magic("chat", "history think")
+    (shown,) = io.outputs
+    assert bubble in shown.data["text/html"]  # the same drawing (main: history had no Thinking)
+    assert bubble == present.exchange_html(ex)
+    assert "First, &lt;the user&gt; greets." in bubble  # escaped, inside the Thinking block
+    assert f"thinking: {THOUGHT}" in shown.data["text/plain"]
+    run(ip, f"%chat export think {tmp_path / 'think.md'}")
+    exported = (tmp_path / "think.md").read_text()
+    assert (
+        f"**{present.thinking_summary(THOUGHT)}**\n\n> First, <the user> greets.\n> So: greet back.\n"
+        in exported
+    )
+    assert exported.index("> So: greet back.") < exported.index("Hello **there**.")
+
+
+def test_a_cell_and_the_panel_say_the_same_notes(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "sk-test-0123456789abcdef")
+    ip.run_line_magic("config", "ChatMagics.max_history_chars = 600")
+    earlier = [
+        Exchange(
+            Message("user", f"question {i} " + "pad " * 100), Message("assistant", "ok"), "chatgptt", "gpt-4o"
+        )
+        for i in range(2)
+    ]
+    prompt = "my token is sk-test-0123456789abcdef"
+    notes = "redacted MY_SERVICE_TOKEN · sent 1 of 2 earlier exchanges"
+    get_session().conversation("cell").adopt(earlier)
+    _, io = run(ip, f"%%chat -c cell -p chatgptt\n{prompt}")
+    assert io.outputs[-1].data["text/plain"].endswith(notes)
+    get_session().conversation("panel").adopt(earlier)
+    panel = ChatPanel("panel", session=get_session())
+    try:
+        panel.wait(5)
+        panel.provider = "chatgptt"
+        assert panel.send(prompt) is not None
+        assert panel.wait(15)
+        status = panel.status
+    finally:
+        panel.close()
+    assert f"{notes}</div>" in status  # main: the panel said neither
+
+
+def test_a_stop_before_any_text_is_told_in_one_sentence(ip: Any) -> None:
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    result, _ = run(ip, "%%chat -c cell -p chatgptt\nslow [[fault:slow_first_byte]]")
+    timer.cancel()
+    assert isinstance(result.error_in_exec, TurnStopped)
+    sentence = "Nothing was added to the conversation."
+    assert str(result.error_in_exec) == f"Stopped by the user. {sentence}"
+    panel = ChatPanel("panel", session=get_session())
+    try:
+        panel.wait(5)
+        panel.provider = "chatgptt"
+        turn = panel.send("slow [[fault:slow_first_byte]]")
+        assert turn is not None
+        panel.stop()
+        assert panel.wait(5)
+        status = panel.status
+    finally:
+        panel.close()
+    assert turn.exchange is None and present.outcome(turn) == sentence
+    assert f"{sentence} Your message is back in the box." in status
+
+
+def test_one_default_provider_and_one_timeout() -> None:
+    from chatmagic.magics import ChatMagics
+    from chatmagic.options import DEFAULT_PROVIDER, DEFAULT_TIMEOUT
+    from chatmagic.providers._http import Transport
+    from chatmagic.session import ChatSession
+
+    traits = ChatMagics.class_traits()
+    session = ChatSession()
+    try:
+        assert traits["default_provider"].default_value == session.default_provider == DEFAULT_PROVIDER
+        assert traits["timeout"].default_value == session.default_timeout == DEFAULT_TIMEOUT
+        assert Transport("x").timeout == DEFAULT_TIMEOUT
+    finally:
+        session.close()
