@@ -10,6 +10,7 @@ import atexit
 import threading
 from typing import Any
 
+from ._logsink import LogSink
 from .session import STAND_IN_OTHERS, ChatSession
 
 _lock = threading.Lock()
@@ -22,6 +23,8 @@ def get_session() -> ChatSession:
     with _lock:
         if _session is None:
             _session = ChatSession()
+            # the core hands each kept exchange to its sinks; the log's writer is the notebook's
+            _session.sinks.append(LogSink(_session))
             # runs before the runner's own atexit (registered first): close connections cleanly
             atexit.register(_session.close)
         return _session

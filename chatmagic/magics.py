@@ -751,11 +751,9 @@ class ChatMagics(Magics):
         _show_table(head, table, _PROVIDER_COLUMNS)
 
     def _cmd_models(self, args: Any) -> None:
-        from .providers.endpoints import list_models
-
         name = args.provider or self._current_chain()[0]
         try:
-            models = list_models(name, self.session)
+            models = self.session.list_models(name)
         except ChatMagicError as exc:
             raise UsageError(str(exc)) from None
         if not models:
