@@ -7,6 +7,7 @@ conversations.
 from __future__ import annotations
 
 import atexit
+import sys
 import threading
 from typing import Any
 
@@ -19,6 +20,7 @@ _sandbox: Any = None
 
 
 def get_session() -> ChatSession:
+    """The kernel's session, with the loaded extension's settings (``%config ChatMagics``)."""
     global _session
     with _lock:
         if _session is None:
@@ -27,7 +29,21 @@ def get_session() -> ChatSession:
             _session.sinks.append(LogSink(_session))
             # runs before the runner's own atexit (registered first): close connections cleanly
             atexit.register(_session.close)
-        return _session
+        session = _session
+    # the magics make the session at first use, not at load: whoever comes first (a panel
+    # made from Python, a test) must still get their settings. Outside the lock: attaching
+    # reads magics.session, which comes back here
+    magics = _loaded_magics()
+    if magics is not None:
+        magics.attach(session)
+    return session
+
+
+def _loaded_magics() -> Any:
+    """The shell's loaded ChatMagics (chatmagic._extension sets it), or None."""
+    ipython = sys.modules.get("IPython")  # never imported here: no shell, no magics
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "_chatmagic_magics", None)
 
 
 def running_sandbox() -> Any:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._defaults import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS, TEXT_KEY_PREFIX
 from ._secrets import Table, scrub, scrub_values, table
 from .errors import (
     AllProvidersFailed,
@@ -49,12 +50,7 @@ from .errors import (
 from .options import TurnOptions, parse_chain
 from .runner import Runner, get_runner
 
-DEFAULT_CONVERSATION = "default"
 DEFAULT_PROVIDER = "chatgptt"
-#: keys of exchanges made from a cell's text, where the frontend sends no cell id
-TEXT_KEY_PREFIX = "text:"
-#: the default budget of earlier history sent with a turn (about 10,000 tokens)
-DEFAULT_MAX_HISTORY_CHARS = 40_000
 #: how long %chat models and the panel wait for a server's list
 LIST_MODELS_TIMEOUT = 10.0
 
