@@ -12,6 +12,8 @@ import threading
 from typing import Any
 
 from ._logsink import LogSink
+from .providers import _BUILTIN
+from .providers.endpoints import PRESETS
 from .session import STAND_IN_OTHERS, ChatSession
 
 _lock = threading.Lock()
@@ -55,9 +57,7 @@ def running_sandbox() -> Any:
 def start_sandbox(session: ChatSession) -> str:
     """Start the local stand-in (once) and point every built-in provider at it."""
     global _sandbox
-    from .providers import _BUILTIN
-    from .providers.endpoints import PRESETS
-    from .sandbox import Sandbox, SandboxSettings
+    from .sandbox import Sandbox, SandboxSettings  # aiohttp.web: only when the stand-in starts
 
     with _lock:
         if _sandbox is None:
