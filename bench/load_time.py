@@ -175,16 +175,23 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=7, help="Samples per extension (default 7).")
     parser.add_argument("--python", help="Interpreter with both jupyter-ai-magics and chatmagic installed.")
+    parser.add_argument(
+        "--alone",
+        action="store_true",
+        help="chatmagic only, with this interpreter (no bench/.venv-ai, so no ratio).",
+    )
     args = parser.parse_args()
 
-    python = args.python or str(ensure_venv())
+    global EXTENSIONS
+    if args.alone:
+        EXTENSIONS = ("chatmagic",)
+    python = args.python or (sys.executable if args.alone else str(ensure_venv()))
     check = subprocess.run(
-        [python, "-c", "import jupyter_ai_magics, chatmagic"], check=False, capture_output=True, text=True
+        [python, "-c", "import " + ", ".join(EXTENSIONS)], check=False, capture_output=True, text=True
     )
     if check.returncode != 0:
         raise SystemExit(
-            f"{python} cannot import both jupyter_ai_magics and chatmagic: "
-            f"{check.stderr.strip().splitlines()[-1]}"
+            f"{python} cannot import {' and '.join(EXTENSIONS)}: {check.stderr.strip().splitlines()[-1]}"
         )
     versions = json.loads(
         subprocess.run([python, "-c", VERSIONS], capture_output=True, text=True, check=True).stdout
@@ -237,9 +244,10 @@ def main() -> None:
         f"{'(both)':<20} {'IPython+shell':<14} {ms(statistics.median(shell)):>9} {ms(min(shell)):>8} "
         f"{ms(max(shell)):>8}   (part of import→ready, same for both)"
     )
-    a = statistics.median(s["load_ext"] for s in samples["chatmagic"])
-    b = statistics.median(s["load_ext"] for s in samples["jupyter_ai_magics"])
-    print(f"\nload_ext median: jupyter_ai_magics / chatmagic = {b / a:.1f}x")
+    if "jupyter_ai_magics" in samples:
+        a = statistics.median(s["load_ext"] for s in samples["chatmagic"])
+        b = statistics.median(s["load_ext"] for s in samples["jupyter_ai_magics"])
+        print(f"\nload_ext median: jupyter_ai_magics / chatmagic = {b / a:.1f}x ({a / b:.3f})")
 
     census = globals()["CENSUS"]
     print("\nModules imported by the %load_ext call (one run each):")

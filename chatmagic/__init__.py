@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .errors import ChatMagicError
 
-__version__ = "0.1.0"
 __all__ = [
     "ChatMagicError",
     "__version__",

@@ -5,15 +5,15 @@ from __future__ import annotations
 from copy import deepcopy
 from typing import Any
 
+from IPython.core.error import UsageError
+from traitlets import TraitError
+
+from .magics import ChatMagics
+
 _NAMES = ("chat", "chatmagic")
 
 
 def load(ip: Any) -> None:
-    from IPython.core.error import UsageError
-    from traitlets import TraitError
-
-    from .magics import ChatMagics
-
     unload(ip)  # a second %load_ext, or a reload, starts clean
     before: dict[str, Any] | None = getattr(ip, "_chatmagic_settings", None)  # what it had taken
     try:
@@ -81,7 +81,6 @@ def _without_refused(ip: Any, cls: Any, before: dict[str, Any] | None) -> tuple[
     A refused setting goes back, in the shell's config too, to the value it had when
     chatmagic was last unloaded (``before``: a reload), or to its default.
     """
-    from traitlets import TraitError
 
     section = ip.config.get(cls.__name__)
     wanted = dict(section or {})

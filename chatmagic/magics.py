@@ -26,31 +26,35 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, observe, validate
 
+from . import present
+from ._defaults import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS, TEXT_KEY_PREFIX
 from ._lasterror import LastError
 from ._secrets import scrub
-from ._state import get_session
+from ._terminal import TerminalReply, is_terminal
+from .code import INSERTED, code_of
 from .errors import ChatMagicError, ConfigurationError, TurnStopped, redact
+from .interpolate import interpolate
 from .options import (
     DEFAULT_PROVIDER,
     DEFAULT_TIMEOUT,
     TurnOptions,
+    attachment_from,
     check_base_url,
     check_params,
     check_proxy,
     parse_chain,
     parse_option,
 )
-from .present import HISTORY_LAST, outcome
-from .providers import check_provider_names
+from .present import HISTORY_LAST, STYLE, history_bundle, outcome, status_html, table_bundle, table_html
+from .printed import PrintedOutput
 from .render import FORMATS, ReplyStream
-from .session import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS, TEXT_KEY_PREFIX, Turn
 from .summaries import Deadline, could_not_read
-from .unrestored import unrestored_message
 
 #: the conversation a %chat fix without -c starts afresh
 FIX_CONVERSATION = "fix"
 if TYPE_CHECKING:
     from ._replyview import ReplyView
+    from .session import ChatSession, Turn
 
 FIX_REQUEST = (
     "Explain briefly what caused this error, then give the corrected code in one Python code block, "
@@ -127,16 +131,37 @@ class ChatMagics(Magics):
     ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
-        # set before the traits: loading %config values fires the observer below
-        self.session = get_session()
+        # the kernel's session is made (or found) at first use, not at load: see `session`
+        self._session: ChatSession | None = None
         self._cell_id: str | None = None
-        from .context import PrintedOutput
-
         #: what the last cells printed, for --context cells:N (filled by the two hooks below)
         self.printed = PrintedOutput(quiet=self._not_printing)
         #: the user's last error, for %chat fix and -e (chatmagic's own are not theirs)
         self.last_error = LastError()
         super().__init__(shell=shell, **kwargs)
+
+    @property
+    def session(self) -> ChatSession:
+        """The kernel's session, with these settings: made at the first cell, command or panel.
+
+        Loading stays quick (the session pulls in asyncio, the providers, the log); whoever
+        makes the session first (a cell, ``ChatPanel()`` from Python) gets these settings, as
+        ``chatmagic._state.get_session`` attaches the loaded magics.
+        """
+        if self._session is None:
+            from ._state import get_session  # first use: the core and its log (load time)
+
+            session = get_session()
+            if self._session is None:  # not the loaded extension (made by hand): attach here
+                self.attach(session)
+        assert self._session is not None
+        return self._session
+
+    def attach(self, session: ChatSession) -> None:
+        """Give ``session`` these settings and this notebook (once per session)."""
+        if self._session is session:
+            return
+        self._session = session
         self._sync_session()
         self._note_notebook()  # panels made from Python log under this notebook too
 
@@ -158,11 +183,14 @@ class ChatMagics(Magics):
         "log_path",
     )
     def _on_config(self, change: Any) -> None:
-        self._sync_session()
+        if self._session is not None:  # else the session takes them when it is attached
+            self._sync_session()
 
     def _sync_session(self) -> None:
         """The session's settings are exactly the traits' (a removed entry is removed)."""
-        s = self.session
+        s = self._session
+        if s is None:
+            return
         s.default_provider = self.default_provider or DEFAULT_PROVIDER
         s.default_model = self.default_model or None
         s.default_system = self.system_prompt or None
@@ -195,6 +223,9 @@ class ChatMagics(Magics):
         def check(value: str) -> str:
             if not value:
                 return value
+            # the registry reads entry points (importlib.metadata): imported at %config, not load
+            from .providers import check_provider_names
+
             names = parse_chain(value)
             # endpoints set in the same config file are checked before they are configured
             check_provider_names(names, {name.strip().lower() for name in self.endpoints})
@@ -423,8 +454,6 @@ class ChatMagics(Magics):
             raise UsageError(str(exc)) from None
         text, expansion = cell, None
         if args.interpolate or (self.interpolate and not args.no_interpolate):
-            from .interpolate import interpolate
-
             expansion = interpolate(cell, self._user_ns(), self.interpolate_max_chars)
             text = expansion.text
         notes: list[str] = []
@@ -443,6 +472,8 @@ class ChatMagics(Magics):
         """Prepare, then show the dry run or run the turn: the one path of %%chat and %chat fix."""
         self._note_notebook()
         if not args.new:  # never from an empty history while the notebook holds this one's
+            from .unrestored import unrestored_message  # the notebook's records: first use
+
             refused = unrestored_message(self.session, args.conversation, key)
             if refused is not None:
                 raise UsageError(refused)
@@ -471,8 +502,6 @@ class ChatMagics(Magics):
             self._run(turn, fmt)
 
     def _code_to_cell(self, turn: Turn) -> None:
-        from .code import INSERTED, code_of
-
         code = code_of(turn.text) if turn.state == "done" and turn.code_to_cell else ""
         # running the cell again adds no second copy of the same code
         if code and self.shell is not None and INSERTED.is_new(turn.key, code):
@@ -494,8 +523,6 @@ class ChatMagics(Magics):
 
     def _find_attachment(self, name: str) -> Any:
         import re
-
-        from .options import attachment_from
 
         ns = self._user_ns()
         out = re.fullmatch(r"Out\[(\d+)\]", name.strip())
@@ -606,12 +633,8 @@ class ChatMagics(Magics):
         its display exists, stops it: the user sees the one-line "Stopped" message and
         the reply never joins the history behind their back.
         """
-        from . import present
-
         terminal = None
         if _terminal_shell(self.shell):
-            from ._terminal import TerminalReply
-
             terminal = TerminalReply()
         stream = ReplyStream(fmt)
         view = _reply_view(fmt) if terminal is None else None
@@ -664,8 +687,6 @@ class ChatMagics(Magics):
         the tail display's widget (``view``) has said hello, the reply goes to it as patches
         (chatmagic._replyview) and the displays are no longer updated.
         """
-        from . import present
-
         version = 0
         thinking = _Thinking(handles, view)
         # the tail display shows the view (the first display does). Plain updates keep it for a
@@ -709,8 +730,6 @@ class ChatMagics(Magics):
     @staticmethod
     def _final_bundle(turn: Turn, fmt: str, stream: ReplyStream | None = None) -> dict[str, str]:
         """The last update of the reply: the tail, the status line, the whole text as plain text."""
-        from . import present
-
         return (stream or ReplyStream(fmt)).final(turn.text, present.final_status(turn))
 
     # -- %chat ---------------------------------------------------------------------
@@ -760,11 +779,9 @@ class ChatMagics(Magics):
         _show_table(head, table, _PROVIDER_COLUMNS)
 
     def _cmd_models(self, args: Any) -> None:
-        from .providers.endpoints import list_models
-
         name = args.provider or self._current_chain()[0]
         try:
-            models = list_models(name, self.session)
+            models = self.session.list_models(name)
         except ChatMagicError as exc:
             raise UsageError(str(exc)) from None
         if not models:
@@ -820,8 +837,6 @@ class ChatMagics(Magics):
         _show_table(head, table)
 
     def _cmd_history(self, args: Any) -> None:
-        from .present import history_bundle
-
         name = args.name
         conv = self.session.conversations.get(name)
         if conv is None or not len(conv):
@@ -1073,8 +1088,6 @@ def _help_text(parser: argparse.ArgumentParser) -> str:
 
 def _show_dry_run(turn: Turn, expansion: Any) -> None:
     """The messages exactly as they would be sent, and nothing sent."""
-    from .present import STYLE, status_html, table_html
-
     chain = " → ".join(f"{p} ({turn.models.get(p, '')})" for p in turn.chain)
     notes = [f"dry run: nothing was sent. Provider: {chain}."]
     if expansion is not None:
@@ -1119,8 +1132,6 @@ def _reply_view(fmt: str) -> ReplyView | None:
 
 def _terminal_shell(shell: Any) -> bool:
     """Terminal IPython without a rich frontend: the reply is printed, not displayed."""
-    from ._terminal import is_terminal
-
     return is_terminal(shell)
 
 
@@ -1157,8 +1168,6 @@ class _Thinking:
         self.shown_at = float("-inf")
 
     def show(self, turn: Turn, stream: ReplyStream) -> None:
-        from . import present
-
         now = time.monotonic()
         if now - self.shown_at < 1.0:
             return
@@ -1200,6 +1209,4 @@ _PROVIDER_COLUMNS = (
 
 
 def _show_table(head: list[str], rows: list[list[str]], notes: tuple[str, ...] = ()) -> None:
-    from .present import table_bundle
-
     display(table_bundle(head, rows, notes), raw=True)

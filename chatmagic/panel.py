@@ -531,10 +531,8 @@ class ChatPanel(anywidget.AnyWidget):
             self.models_note = f"Asking {provider} for its models…"
 
         def work() -> None:
-            from .providers.endpoints import list_models
-
             try:
-                names = list_models(provider.split(",")[0], self.session)
+                names = self.session.list_models(provider.split(",")[0])
                 note = "" if names else f"{provider} lists no models: type one."
             except ChatMagicError as exc:
                 names, note = [], f"Could not list the models ({exc}). Type a model name."

@@ -23,6 +23,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import logging
 import threading
 import time
 import uuid
@@ -30,6 +31,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._defaults import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS, TEXT_KEY_PREFIX
 from ._secrets import Table, scrub, scrub_values, table
 from .errors import (
     AllProvidersFailed,
@@ -48,11 +50,10 @@ from .errors import (
 from .options import DEFAULT_PROVIDER, DEFAULT_TIMEOUT, TurnOptions, parse_chain
 from .runner import Runner, get_runner
 
-DEFAULT_CONVERSATION = "default"
-#: keys of exchanges made from a cell's text, where the frontend sends no cell id
-TEXT_KEY_PREFIX = "text:"
-#: the default budget of earlier history sent with a turn (about 10,000 tokens)
-DEFAULT_MAX_HISTORY_CHARS = 40_000
+#: how long %chat models and the panel wait for a server's list
+LIST_MODELS_TIMEOUT = 10.0
+
+logger = logging.getLogger(__name__)
 
 Listener = Callable[[str, "Conversation", "Turn | None"], None]
 
@@ -686,7 +687,7 @@ class Turn:
             with conv.lock:  # a kept turn's options stick (see ChatSession.start)
                 self.session.settle(self)
             conv.record(self.exchange)
-            self.session._write_log(conv, self.exchange)
+            self.session._publish(conv, self.exchange)
         elif state == "failed" and error is not None and _passing(error):
             with conv.lock:  # the request was right; the provider was down: the next cell tries it again
                 self.session.settle(self)
@@ -760,6 +761,9 @@ class ChatSession:
         #: the notebook the exchanges belong to, where the frontend says (for the log)
         self.notebook: str | None = None
         self._log: Any = None
+        #: called with ``(conversation, exchange)`` for every kept exchange (the kernel's
+        #: session gets the notebook's log writer, chatmagic._logsink, where it is made)
+        self.sinks: list[Callable[[Conversation, Exchange], None]] = []
         self._lock = threading.RLock()
         self._providers: dict[tuple[Any, ...], Any] = {}
 
@@ -1065,14 +1069,44 @@ class ChatSession:
                 self._log = ExchangeLog(path)
             return self._log
 
-    def _write_log(self, conv: Conversation, exchange: Exchange) -> None:
-        if self.log_path == "":
-            return
-        from .record import exchange_record
+    def _publish(self, conv: Conversation, exchange: Exchange) -> None:
+        """Hand a kept exchange to every sink (the notebook's log writer among them).
 
-        log = self.log
-        if log is not None:
-            log.add(exchange_record(conv, exchange), self.notebook)  # never raises: it warns once
+        The core never formats a log row: a sink given to it does (as simonw/llm's
+        ``after_response``). A failing sink is logged and skipped, never fails the turn.
+        """
+        for sink in list(self.sinks):
+            try:
+                sink(conv, exchange)
+            except Exception:  # a sink is someone else's code: the turn is already kept
+                logger.warning("chatmagic: an exchange sink failed", exc_info=True)
+
+    def list_models(self, provider: str, *, timeout: float = LIST_MODELS_TIMEOUT) -> list[str]:
+        """The models ``provider`` offers: an OpenAI-compatible server's own list (``GET /models``,
+        at the address this session uses for it: ``--base-url`` settings and the stand-in
+        included); a web site's chat, the models chatmagic knows for it. For ``%chat models``
+        and the panel.
+
+        Raises the provider's error (connection, key, ...) as one line, or ``ProviderTimeout``.
+        """
+        from .providers import get_provider
+        from .providers.openai import OpenAICompatible
+
+        cls = get_provider(provider)
+        if not issubclass(cls, OpenAICompatible):
+            return sorted({cls.default_model, *cls.models, *cls.model_aliases})
+        base_url = self.base_url_for(cls.name)
+
+        async def ask() -> list[str]:
+            async with cls(base_url=base_url, proxy=self.default_proxy, timeout=timeout) as server:
+                return await asyncio.wait_for(server.list_models(), timeout)
+
+        try:
+            return self.runner.run(ask(), timeout=timeout + 5)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise ProviderTimeout(
+                cls.label, f"the server did not list its models within {timeout:g} s."
+            ) from None
 
     def retry_delay(self, exc: ChatMagicError, attempt: int) -> float | None:
         """Seconds to wait before retrying after ``exc``, or None to move on."""

@@ -57,6 +57,29 @@ def test_loading_imports_no_network_library() -> None:
     assert out.stdout.strip().endswith("[]"), out.stdout + out.stderr
 
 
+def test_loading_imports_only_what_registering_the_magics_needs() -> None:
+    # the session (asyncio), the providers' registry (importlib.metadata), the records, the
+    # context and the panel come at first use; a %config before that still reaches the session
+    code = (
+        "import sys\n"
+        "from IPython.testing.globalipapp import start_ipython\n"
+        "ip = start_ipython()\n"
+        "before = set(sys.modules)\n"
+        "ip.run_line_magic('load_ext', 'chatmagic')\n"
+        "late = ('chatmagic.session', 'chatmagic._state', 'chatmagic.providers', 'chatmagic.record',"
+        " 'chatmagic.context', 'chatmagic.restore', 'chatmagic.panel', 'chatmagic.log', 'asyncio',"
+        " 'importlib.metadata', 'anywidget')\n"
+        "print([m for m in late if m in set(sys.modules) - before])\n"
+        "ip.run_line_magic('config', 'ChatMagics.retries = 5')\n"
+        "ip.run_line_magic('config', 'ChatMagics.default_provider = \"opchatgpts\"')\n"
+        "from chatmagic._state import get_session\n"
+        "s = get_session()\n"
+        "print(s.retries, s.default_provider, len(s.sinks))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-2:] == ["[]", "5 opchatgpts 1"], out.stdout + out.stderr
+
+
 def test_manual_has_examples(ip: Any) -> None:
     doc = ip.find_cell_magic("chat").__doc__
     assert "Examples" in doc and "In [2]: %%chat --provider chatgptt" in doc

@@ -777,12 +777,11 @@ def test_unknown_model_400_lists_the_servers_models(ip: Any, servers: Sandbox) -
 
 def test_chat_models(ip: Any, servers: Sandbox) -> None:
     from chatmagic._state import get_session
-    from chatmagic.providers.endpoints import list_models
 
     error, shown = cell(ip, "%chat models ollama")
     assert error is None and "llama3.2" in shown and "gpt-4o-mini" in shown
-    assert list_models("openai", get_session()) == ["gpt-4o", "gpt-4o-mini", "llama3.2"]
-    assert "gpt-4" in list_models("chatgptt", get_session())
+    assert get_session().list_models("openai") == ["gpt-4o", "gpt-4o-mini", "llama3.2"]
+    assert "gpt-4" in get_session().list_models("chatgptt")
     error, _ = cell(ip, "%chat models nosuch")
     assert error is not None
 

@@ -39,7 +39,6 @@ from ..options import check_base_url
 from .window import check_context_window
 
 if TYPE_CHECKING:
-    from ..session import ChatSession
     from .openai import OpenAICompatible
 
 __all__ = [
@@ -49,7 +48,6 @@ __all__ = [
     "configure_endpoints",
     "endpoint_names",
     "find_endpoint",
-    "list_models",
 ]
 
 
@@ -217,37 +215,3 @@ def _make_class(endpoint: Endpoint) -> type[OpenAICompatible]:
     }
     class_name = "Endpoint_" + re.sub(r"\W", "_", endpoint.name)
     return type(class_name, (OpenAICompatible,), attrs)
-
-
-#: how long %chat models and the panel wait for a server's list
-LIST_MODELS_TIMEOUT = 10.0
-
-
-def list_models(provider: str, session: ChatSession, *, timeout: float = LIST_MODELS_TIMEOUT) -> list[str]:
-    """The models ``provider`` offers: an OpenAI-compatible server's own list (``GET /models``, at the
-    address the session uses for it: ``--base-url`` settings and the stand-in included); a web
-    site's chat, the models chatmagic knows for it. For ``%chat models`` and the panel.
-
-    Raises the provider's error (connection, key, ...) as one line, or ``ProviderTimeout``.
-    """
-    import asyncio
-
-    from ..errors import ProviderTimeout
-    from . import get_provider
-    from .openai import OpenAICompatible
-
-    cls = get_provider(provider)
-    if not issubclass(cls, OpenAICompatible):
-        return sorted({cls.default_model, *cls.models, *cls.model_aliases})
-    base_url = session.base_url_for(cls.name)
-
-    async def ask() -> list[str]:
-        async with cls(base_url=base_url, proxy=session.default_proxy, timeout=timeout) as server:
-            return await asyncio.wait_for(server.list_models(), timeout)
-
-    try:
-        return session.runner.run(ask(), timeout=timeout + 5)
-    except (asyncio.TimeoutError, TimeoutError):
-        raise ProviderTimeout(
-            cls.label, f"the server did not list its models within {timeout:g} s."
-        ) from None

@@ -30,8 +30,8 @@ from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
-from .. import __version__
 from .._secrets import register_credentials, register_key_env, strip_userinfo
+from .._version import __version__
 from ..errors import (
     ConfigurationError,
     HTTPStatusError,
