@@ -104,7 +104,8 @@ def previous_design(text: str, seconds: float) -> tuple[int, int]:
     Each update re-sent the whole reply so far as one bundle (HTML and plain text, through
     render.reply_bundle), plus the envelope of the message; the final update is left out.
     """
-    from chatmagic.render import UpdatePacer, reply_bundle
+    from chatmagic._cellstream import reply_bundle
+    from chatmagic.render import UpdatePacer
 
     ps = pieces(text)
     pacer, pos, total, msgs = UpdatePacer(), 0, 0, 0

@@ -264,7 +264,7 @@ def naive_cost(n: int, first_bytes: int, final_bytes: int, stride: int = 100) ->
     whose words need no escaping; checked against exact bundles at random chunks, the
     largest error is returned).
     """
-    from chatmagic.render import reply_bundle
+    from chatmagic._cellstream import reply_bundle
 
     text = words(n)
     ends = []  # text length after each chunk

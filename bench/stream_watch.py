@@ -9,7 +9,7 @@ three ways, side by side:
   its display went out, as JupyterLab's does: patches from then on (the view is one widget per
   kernel: its opening, the ES module, is printed apart: only the first reply sends it);
 - ``cell, plain``: a cell without widgets (nbclient, ``jupyter execute``): display updates
-  (chatmagic.render.ReplyStream);
+  (chatmagic._cellstream.ReplyStream);
 - ``panel``: the chat panel's bubble (chatmagic._stream.LiveReply, as ChatPanel._update).
 
 SIMULATED CLOCK. This part does not wait 300 s: it drives the real streaming code (ReplyView.step,
@@ -45,10 +45,10 @@ from typing import Any
 
 from _reply_text import _code, _sentence, pieces
 
+from chatmagic._cellstream import ReplyStream, message_size
 from chatmagic._replyview import ReplyView
 from chatmagic._stream import LiveReply, message_cost
 from chatmagic.magics import VIEW_GRACE
-from chatmagic.render import ReplyStream, message_size
 
 HELLO_AFTER = 0.3  # seconds from the first display to the view's hello
 STATUS = "chatgpt4online · streaming…"

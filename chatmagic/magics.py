@@ -26,6 +26,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, observe, validate
 
+from ._cellstream import SHEET, ReplyStream
 from ._lasterror import LastError
 from ._secrets import scrub
 from ._state import get_session
@@ -33,7 +34,7 @@ from .errors import ChatMagicError, ConfigurationError, TurnStopped, redact
 from .options import TurnOptions, check_base_url, check_params, check_proxy, parse_chain, parse_option
 from .present import HISTORY_LAST
 from .providers import check_provider_names
-from .render import FORMATS, ReplyStream
+from .render import FORMATS
 from .session import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS, TEXT_KEY_PREFIX, Turn
 from .summaries import Deadline, could_not_read
 from .unrestored import unrestored_message
@@ -584,7 +585,7 @@ class ChatMagics(Magics):
         return TEXT_KEY_PREFIX + hashlib.sha1(cell.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
     def _run(self, turn: Turn, fmt: str) -> None:
-        """Start the turn and stream it into the cell (render.ReplyStream), or the terminal.
+        """Start the turn and stream it into the cell (_cellstream.ReplyStream), or the terminal.
 
         In a notebook the last output shows the kernel's reply view (chatmagic._replyview):
         once it says hello the reply goes to it as patches. Until then the reply's finished
@@ -614,7 +615,10 @@ class ChatMagics(Magics):
             if terminal is not None:
                 terminal.follow(turn)
             else:
-                display(stream.style(time.monotonic()), raw=True)
+                if SHEET.claim(self._cell_id):  # the stylesheet goes once a kernel session
+                    display(stream.style(time.monotonic()), raw=True)
+                else:
+                    stream.sheet = present.FALLBACK_STYLE
                 first = stream.start(present.waiting(turn), time.monotonic())
                 handles.append(display(view.bundle(first) if view else first, raw=True, display_id=True))
                 thinking_handle = self._stream(turn, stream, handles, view)
