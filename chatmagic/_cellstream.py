@@ -141,11 +141,11 @@ class ReplyStream:
     _frozen_bytes: int = 0
     _shown: tuple[int, str] = (0, "")
     _seen: tuple[int, str] = (-1, "")
-    #: the stylesheet went in an output of its own (see :meth:`style`)
+    #: the stylesheet is in the page: in an output of its own (see :meth:`style`), or an earlier reply's
     styled: bool = False
-    #: what the first output and the final update carry when no style output went: the whole
-    #: sheet, or present.FALLBACK_STYLE when an earlier reply of the session carried it
-    sheet: str = STYLE
+    #: what the final update carries besides: present.FALLBACK_STYLE when an earlier reply of
+    #: the session carried the stylesheet (then ``styled`` too: it is in the page)
+    fallback: str = ""
 
     def style(self, now: float | None = None) -> dict[str, str]:
         """An output of its own, sent once before :meth:`start`, that carries the stylesheet.
@@ -165,14 +165,14 @@ class ReplyStream:
 
     def _bundle(self, text: str, status: str | None) -> dict[str, str]:
         # without a style output, the first output carries the stylesheet for those below it
-        style = self.sheet if self.outputs <= 1 and not self.styled else ""
+        style = STYLE if self.outputs <= 1 and not self.styled else ""
         body = body_html(text, self.fmt) if text else ""
         line = status_html(status) if status else ""
         return {"text/html": f'{style}<div class="chatmagic-reply">{body}{line}</div>'}
 
     def start(self, status: str, now: float | None = None) -> dict[str, str]:
         """The first display: the status line alone (sent at ``now``: it counts towards the rate)."""
-        style = "" if self.styled else self.sheet
+        style = "" if self.styled else STYLE
         bundle = {
             "text/html": f'{style}<div class="chatmagic-reply">{status_html(status)}</div>',
             "text/plain": plain_with_status("", status),
@@ -192,7 +192,7 @@ class ReplyStream:
         shows the reply once, here, and one that shows HTML shows the outputs in order.
         """
         body = body_html(self.reopen + text[self.frozen :], self.fmt) if len(text) > self.frozen else ""
-        style = "" if self.styled else self.sheet
+        style = self.fallback + ("" if self.styled else STYLE)
         return {
             "text/html": f'{style}<div class="chatmagic-reply">{body}{status_html(status)}</div>',
             "text/plain": plain_with_status(text, status.text),

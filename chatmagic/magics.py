@@ -617,8 +617,8 @@ class ChatMagics(Magics):
             else:
                 if SHEET.claim(self._cell_id):  # the stylesheet goes once a kernel session
                     display(stream.style(time.monotonic()), raw=True)
-                else:
-                    stream.sheet = present.FALLBACK_STYLE
+                else:  # an earlier reply carried it: this one's final output, the small fallback
+                    stream.styled, stream.fallback = True, present.FALLBACK_STYLE
                 first = stream.start(present.waiting(turn), time.monotonic())
                 handles.append(display(view.bundle(first) if view else first, raw=True, display_id=True))
                 thinking_handle = self._stream(turn, stream, handles, view)
