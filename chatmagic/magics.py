@@ -1068,7 +1068,7 @@ def _help_text(parser: argparse.ArgumentParser) -> str:
 
 def _show_dry_run(turn: Turn, expansion: Any) -> None:
     """The messages exactly as they would be sent, and nothing sent."""
-    from .present import STYLE, status_html, table_html
+    from .present import FALLBACK_STYLE, status_html, table_html
 
     chain = " → ".join(f"{p} ({turn.models.get(p, '')})" for p in turn.chain)
     notes = [f"dry run: nothing was sent. Provider: {chain}."]
@@ -1091,7 +1091,7 @@ def _show_dry_run(turn: Turn, expansion: Any) -> None:
     )
     display(
         {
-            "text/html": f"{STYLE}{table_html(rows)}{status_html(' '.join(notes))}",
+            "text/html": f"{FALLBACK_STYLE}{table_html(rows)}{status_html(' '.join(notes))}",
             "text/plain": plain + "\n\n— " + " ".join(notes),
         },
         raw=True,

@@ -48,3 +48,13 @@ def test_the_fallback_never_outranks_the_sheet() -> None:
     rules = re.findall(r"([^{}]+)\{[^}]*\}", present.FALLBACK_STYLE.removeprefix("<style>"))
     assert rules and all(sel.startswith(":where(") and sel.endswith(")") for sel in rules)
     assert len(present.FALLBACK_STYLE) < 200
+
+
+def test_tables_carry_the_fallback_not_the_sheet(ip: Any) -> None:
+    # --dry-run and %chat providers: a table and note lines, which need only the status style
+    _, dry = run(ip, "%%chat --dry-run\nhello")
+    _, providers = run(ip, "%chat providers")
+    for io in (dry, providers):
+        page = "".join(o.data.get("text/html", "") for o in io.outputs)
+        assert 'class="chatmagic-table"' in page and present.STYLE not in page
+        assert styling_bytes(saved_outputs(io)) < 400
