@@ -102,9 +102,10 @@ def previous_design(text: str, seconds: float) -> tuple[int, int]:
     """(messages, bytes) of the previous display, SIMULATED: UpdatePacer asked at each piece's arrival.
 
     Each update re-sent the whole reply so far as one bundle (HTML and plain text, through
-    render.reply_bundle), plus the envelope of the message; the final update is left out.
+    _cellstream.reply_bundle), plus the envelope of the message; the final update is left out.
     """
-    from chatmagic.render import UpdatePacer, reply_bundle
+    from chatmagic._cellstream import reply_bundle
+    from chatmagic.render import UpdatePacer
 
     ps = pieces(text)
     pacer, pos, total, msgs = UpdatePacer(), 0, 0, 0

@@ -264,7 +264,7 @@ def naive_cost(n: int, first_bytes: int, final_bytes: int, stride: int = 100) ->
     whose words need no escaping; checked against exact bundles at random chunks, the
     largest error is returned).
     """
-    from chatmagic.render import reply_bundle
+    from chatmagic._cellstream import reply_bundle
 
     text = words(n)
     ends = []  # text length after each chunk
@@ -457,7 +457,7 @@ def main() -> None:
     which = columns[-1][0]
     print(
         f"\nNaive display, COMPUTED, not measured: one update_display_data per chunk re-sending the whole\n"
-        f"reply so far, bundles from chatmagic.render.reply_bundle (every 100th built exactly, the rest\n"
+        f"reply so far, bundles from chatmagic._cellstream.reply_bundle (every 100th built exactly, the rest\n"
         f"interpolated; largest error at 20 random chunks checked exactly: {err} B):"
     )
     print(f"  {'':40}{'messages':>12}{'bytes':>14}")
@@ -474,7 +474,7 @@ def main() -> None:
         )
 
     print(
-        f"\nUpdatePacer (the panel's pacer, and the cell's before render.ReplyStream) over slower replies\n"
+        f"\nUpdatePacer (the panel's pacer, and the cell's before ReplyStream) over slower replies\n"
         f"of the same {n} chunks, SIMULATED (chunks evenly spread;"
         "\nthe streaming updates only, without the first display and the final update):"
     )

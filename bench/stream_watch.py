@@ -9,15 +9,15 @@ three ways, side by side:
   its display went out, as JupyterLab's does: patches from then on (the view is one widget per
   kernel: its opening, the ES module, is printed apart: only the first reply sends it);
 - ``cell, plain``: a cell without widgets (nbclient, ``jupyter execute``): display updates
-  (chatmagic.render.ReplyStream);
+  (chatmagic._cellstream.ReplyStream);
 - ``panel``: the chat panel's bubble (chatmagic._stream.LiveReply, as ChatPanel._update).
 
 SIMULATED CLOCK. This part does not wait 300 s: it drives the real streaming code (ReplyView.step,
 ReplyStream.step, LiveReply/Pace) with a simulated clock, looking when the code would look (the
 cell's loop sleeps until the next message may go, ``wait_time``; the panel draws on each
 arrival and at the time its flush is due). Message sizes are the real ones (the widget's
-comm messages as captured, display messages as ``render.message_size``), the style output
-and the first display included; the final
+comm messages as captured, display messages as ``_cellstream.message_size``), the first display
+included; the stylesheet's output (the kernel session's first reply only) is printed apart; the final
 update (the complete reply with its record) is not counted, as in bench/display_cost.py.
 
 ``--real`` adds a measurement in a real kernel for the cell (10 s cases by default,
@@ -45,10 +45,11 @@ from typing import Any
 
 from _reply_text import _code, _sentence, pieces
 
+from chatmagic._cellstream import ReplyStream, message_size
 from chatmagic._replyview import ReplyView
 from chatmagic._stream import LiveReply, message_cost
 from chatmagic.magics import VIEW_GRACE
-from chatmagic.render import ReplyStream, message_size
+from chatmagic.present import FALLBACK_STYLE
 
 HELLO_AFTER = 0.3  # seconds from the first display to the view's hello
 STATUS = "chatgpt4online · streaming…"
@@ -120,8 +121,12 @@ def _opening(widget: Any) -> int:
 
 
 def cell(arr: Arrivals, widgets: bool, fmt: str = "markdown") -> tuple[float, float]:
-    """The cell's loop (chatmagic.magics.ChatMagics._stream), on a simulated clock."""
-    stream = ReplyStream(fmt)
+    """The cell's loop (chatmagic.magics.ChatMagics._stream), on a simulated clock.
+
+    A reply after the kernel session's first: the stylesheet went with that one
+    (chatmagic._cellstream.SHEET), this one's outputs carry the small fallback.
+    """
+    stream = ReplyStream(fmt, styled=True, fallback=FALLBACK_STYLE)
     # the kernel's one reply view: its opening (the ES module) went with the kernel's first reply
     view = ReplyView.for_reply(fmt) if widgets else None
     sizes: list[int] = []
@@ -129,7 +134,6 @@ def cell(arr: Arrivals, widgets: bool, fmt: str = "markdown") -> tuple[float, fl
     if view is not None:
         _capture(view, lambda m: sizes.append(len(json.dumps(m, ensure_ascii=False).encode())))
     now = 0.0
-    sizes.append(message_size(stream.style(now)))
     first = stream.start("chatgpt4online · waiting…", now)
     sizes.append(message_size(view.bundle(first) if view else first))  # type: ignore[arg-type]
     hello_at = HELLO_AFTER if view is not None else float("inf")
@@ -227,6 +231,7 @@ def main() -> None:
     print(head)
     print("-" * len(head))
     opening = _opening(ReplyView.for_reply())
+    sheet = message_size(ReplyStream().style())
     for name, text in replies.items():
         for seconds in (float(s) for s in args.durations.split(",")):
             arr = Arrivals(text, seconds)
@@ -240,6 +245,11 @@ def main() -> None:
         f"\ncell: the kernel's first reply also sends the reply view's opening (its ES module): {opening:,} bytes"
         f" (+{opening / len(replies['paragraph']):.2f}x on the paragraph, +{opening / len(replies['code block']):.2f}x"
         " on the code block); later replies reuse it"
+    )
+    print(
+        f"cell: the kernel session's first reply also sends the stylesheet in an output of its own: {sheet:,} bytes"
+        f" (+{sheet / len(replies['paragraph']):.2f}x on the paragraph, +{sheet / len(replies['code block']):.2f}x"
+        " on the code block); later replies carry the fallback"
     )
     if args.real:
         from stream_watch_real import run_real

@@ -7,7 +7,7 @@ drawn; from then on the reply goes to it as the patches of :mod:`chatmagic._stre
 text only, verified in the browser), under the budget shared with the panel. Until a hello
 arrives (no widget manager: nbclient, ``jupyter execute``; or a frontend that delivers comm
 messages only between cells), the cell keeps its plain display updates
-(:class:`chatmagic.render.ReplyStream`). At the end the display is replaced by the usual
+(:class:`chatmagic._cellstream.ReplyStream`). At the end the display is replaced by the usual
 static bundle (same display id): the saved output is the same either way.
 
 One widget serves every cell of a kernel (:meth:`ReplyView.for_reply`): its ES module is

@@ -27,6 +27,7 @@ from IPython.display import display
 from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, observe, validate
 
 from . import present
+from ._cellstream import SHEET, ReplyStream
 from ._defaults import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS, TEXT_KEY_PREFIX
 from ._lasterror import LastError
 from ._secrets import scrub
@@ -45,9 +46,17 @@ from .options import (
     parse_chain,
     parse_option,
 )
-from .present import HISTORY_LAST, STYLE, history_bundle, outcome, status_html, table_bundle, table_html
+from .present import (
+    FALLBACK_STYLE,
+    HISTORY_LAST,
+    history_bundle,
+    outcome,
+    status_html,
+    table_bundle,
+    table_html,
+)
 from .printed import PrintedOutput
-from .render import FORMATS, ReplyStream
+from .render import FORMATS
 from .summaries import Deadline, could_not_read
 
 #: the conversation a %chat fix without -c starts afresh
@@ -620,7 +629,7 @@ class ChatMagics(Magics):
         return TEXT_KEY_PREFIX + hashlib.sha1(cell.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
     def _run(self, turn: Turn, fmt: str) -> None:
-        """Start the turn and stream it into the cell (render.ReplyStream), or the terminal.
+        """Start the turn and stream it into the cell (_cellstream.ReplyStream), or the terminal.
 
         In a notebook the last output shows the kernel's reply view (chatmagic._replyview):
         once it says hello the reply goes to it as patches. Until then the reply's finished
@@ -646,7 +655,10 @@ class ChatMagics(Magics):
             if terminal is not None:
                 terminal.follow(turn)
             else:
-                display(stream.style(time.monotonic()), raw=True)
+                if SHEET.claim(self._cell_id):  # the stylesheet goes once a kernel session
+                    display(stream.style(time.monotonic()), raw=True)
+                else:  # an earlier reply carried it: this one's final output, the small fallback
+                    stream.styled, stream.fallback = True, present.FALLBACK_STYLE
                 first = stream.start(present.waiting(turn), time.monotonic())
                 handles.append(display(view.bundle(first) if view else first, raw=True, display_id=True))
                 thinking_handle = self._stream(turn, stream, handles, view)
@@ -1109,7 +1121,7 @@ def _show_dry_run(turn: Turn, expansion: Any) -> None:
     )
     display(
         {
-            "text/html": f"{STYLE}{table_html(rows)}{status_html(' '.join(notes))}",
+            "text/html": f"{FALLBACK_STYLE}{table_html(rows)}{status_html(' '.join(notes))}",
             "text/plain": plain + "\n\n— " + " ".join(notes),
         },
         raw=True,

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CSS",
+    "FALLBACK_STYLE",
     "FULL_STYLE",
     "HISTORY_LAST",
     "PALETTE_CSS",
@@ -153,6 +154,15 @@ TABLE_STYLE = "<style>.chatmagic-table.chatmagic-table :is(th,td){text-align:lef
 STYLE = f"<style>{REPLY_CSS}</style>"
 #: what the panel and %chat history carry
 FULL_STYLE = f"<style>{CSS}</style>"
+#: what every reply of a cell carries when an earlier one of the kernel session carried STYLE
+#: (chatmagic._cellstream.SHEET), and the notes under a table (--dry-run, %chat providers: they
+#: need nothing else of STYLE): rules of zero specificity (:where), so that STYLE, wherever it
+#: is in the page, wins every property; without it (that output cleared), the status line is
+#: still small and muted, an error red, a stop orange, in light and dark themes alike
+FALLBACK_STYLE = (
+    "<style>:where(.chatmagic-status){color:color-mix(in srgb,currentColor 70%,transparent);"
+    "font-size:85%}:where(.chatmagic-error){color:#e5484d}:where(.chatmagic-stopped){color:#d97917}</style>"
+)
 
 
 def seconds(value: float | None) -> str:
@@ -425,7 +435,7 @@ def table_bundle(
     table = table_html(f"<thead><tr>{th}</tr></thead><tbody>{cells}</tbody>")
     if notes:
         lines = "".join(status_html(note) for note in notes)
-        return {"text/html": STYLE + table + lines, "text/plain": plain + "\n\n" + "\n".join(notes)}
+        return {"text/html": FALLBACK_STYLE + table + lines, "text/plain": plain + "\n\n" + "\n".join(notes)}
     return {"text/html": table, "text/plain": plain}
 
 

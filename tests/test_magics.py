@@ -14,6 +14,7 @@ import pytest
 from IPython.utils.capture import CapturedIO, capture_output
 
 from chatmagic import present
+from chatmagic._cellstream import SHEET
 from chatmagic._state import get_session
 from chatmagic.errors import ChatMagicError, TurnStopped
 from chatmagic.sandbox import ForwardProxy, Sandbox
@@ -111,6 +112,7 @@ def test_another_chat_magic_keeps_ours_as_chatmagic(ip: Any) -> None:
 
 
 def test_reply_streams_into_one_display_and_history_continues(ip: Any) -> None:
+    SHEET.reset()  # the kernel session's first reply
     result, io = run(ip, "%%chat\nExplain this traceback in two sentences.")
     assert result.error_in_exec is None
     style, first, *updates = io.outputs
@@ -316,7 +318,7 @@ def test_model_html_never_runs(ip: Any) -> None:
 
 def test_long_reply_is_paced(ip: Any) -> None:
     """Finished blocks go out once each, the open tail is updated, the end carries the record."""
-    from chatmagic.render import ReplyStream, message_size
+    from chatmagic._cellstream import ReplyStream, message_size
 
     paragraphs = [" ".join(f"p{i}w{j}" for j in range(30)) for i in range(40)]
     text = "\n\n".join(paragraphs)

@@ -12,6 +12,7 @@ from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 from chatmagic import present
+from chatmagic._cellstream import SHEET
 from chatmagic._state import get_session
 from chatmagic.panel import ChatPanel
 from chatmagic.sandbox import Sandbox
@@ -51,6 +52,7 @@ def test_the_head_says_who_answered_after_whom(ip: Any, sandbox_thread: Sandbox)
 
 
 def test_cell_panel_history_and_export_share_one_look(ip: Any, tmp_path: Path) -> None:
+    SHEET.reset()  # the kernel session's first reply carries the stylesheet
     _, cell = run(ip, "%%chat -c look\n[[reply]]Some **bold** text.")
     conv = get_session().conversation("look")
     (ex,) = conv.exchanges

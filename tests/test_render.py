@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from chatmagic._cellstream import ReplyStream
 from chatmagic.present import Status
-from chatmagic.render import ReplyStream, UpdatePacer, markdown_html, stable_prefix
+from chatmagic.render import UpdatePacer, markdown_html, stable_prefix
 
 
 def simulate(chunks: int, seconds: float, piece: int = 6) -> tuple[int, int]:
