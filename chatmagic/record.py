@@ -22,7 +22,7 @@ import json
 import math
 import os
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from .session import DEFAULT_CONVERSATION, Conversation, Exchange, Message
 __all__ = [
     "SavedExchange",
     "check_record",
+    "checked_records",
     "current_notebook",
     "exchange_metadata",
     "exchange_record",
@@ -167,9 +168,15 @@ def saved_exchanges(nb: Mapping[str, Any]) -> tuple[list[SavedExchange], int]:
     of the notebook on the way to records that does not have a notebook's shape (cells
     that are not a list, a cell that is not an object, ...).
     """
+    return checked_records(_raw_records(nb))
+
+
+def checked_records(raws: Iterable[Any]) -> tuple[list[SavedExchange], int]:
+    """The records among ``raws`` that pass :func:`check_record`, and how many did not
+    (from a notebook or from the log: one rule for both)."""
     found: list[SavedExchange] = []
     invalid = 0
-    for raw in _raw_records(nb):
+    for raw in raws:
         saved = check_record(raw) if isinstance(raw, dict) else None
         if saved is None:
             invalid += 1

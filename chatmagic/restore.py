@@ -24,7 +24,7 @@ from .errors import ConfigurationError
 from .options import parse_chain
 from .providers import provider_names
 from .providers.endpoints import endpoint_names
-from .record import SavedExchange, check_record, read_notebook, saved_exchanges
+from .record import SavedExchange, checked_records, read_notebook, saved_exchanges
 from .session import TEXT_KEY_PREFIX, ChatSession, Conversation, Exchange
 
 __all__ = [
@@ -205,15 +205,7 @@ def logged_exchanges(
     log: Any, path: str | os.PathLike[str], conversation: str | None = None
 ) -> tuple[list[SavedExchange], int]:
     """The valid records the exchange log holds for a notebook, and how many were not valid."""
-    found: list[SavedExchange] = []
-    invalid = 0
-    for raw in log.records(notebook=os.fspath(path), conversation=conversation):
-        checked = check_record(raw) if isinstance(raw, dict) else None
-        if checked is None:
-            invalid += 1
-        else:
-            found.append(checked)
-    return found, invalid
+    return checked_records(log.records(notebook=os.fspath(path), conversation=conversation))
 
 
 def saved_before(exchanges: list[SavedExchange], key: str | None) -> int:
