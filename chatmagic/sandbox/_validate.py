@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
@@ -90,13 +91,7 @@ def _invalid_body(body: Any) -> web.Response | None:
                 code="missing_required_parameter",
             )
         if role not in ROLES:
-            valid = ", ".join(f"'{r}'" for r in ROLES)
-            return api_error(
-                400,
-                f"Invalid value: {json.dumps(role)}. Supported values are: {valid}.",
-                param=f"{where}.role",
-                code="invalid_value",
-            )
+            return _invalid_value(role, ROLES, f"{where}.role")
         content = m.get("content")
         # an assistant message that only calls tools has no content
         if content is None and not (role == "assistant" and ("tool_calls" in m or "function_call" in m)):
@@ -165,13 +160,7 @@ def _invalid_parts(parts: list[Any], where: str) -> web.Response | None:
         at = f"{where}[{i}]"
         kind = part.get("type") if isinstance(part, dict) else None
         if kind not in _PART_TYPES:
-            valid = ", ".join(f"'{t}'" for t in _PART_TYPES)
-            return api_error(
-                400,
-                f"Invalid value: {json.dumps(kind)}. Supported values are: {valid}.",
-                param=f"{at}.type",
-                code="invalid_value",
-            )
+            return _invalid_value(kind, _PART_TYPES, f"{at}.type")
         assert isinstance(part, dict)
         if kind == "text" and not isinstance(part.get("text"), str):
             return api_error(
@@ -196,6 +185,16 @@ def _invalid_parts(parts: list[Any], where: str) -> web.Response | None:
 def _missing(where: str) -> web.Response:
     return api_error(
         400, f"Missing required parameter: '{where}'.", param=where, code="missing_required_parameter"
+    )
+
+
+def _invalid_value(value: Any, supported: Iterable[str], where: str) -> web.Response:
+    valid = ", ".join(f"'{v}'" for v in supported)
+    return api_error(
+        400,
+        f"Invalid value: {json.dumps(value)}. Supported values are: {valid}.",
+        param=where,
+        code="invalid_value",
     )
 
 
@@ -235,12 +234,7 @@ def _invalid_tools(tools: Any) -> web.Response | None:
         if "type" not in tool:
             return _missing(f"{where}.type")
         if tool["type"] != "function":
-            return api_error(
-                400,
-                f"Invalid value: {json.dumps(tool['type'])}. Supported values are: 'function'.",
-                param=f"{where}.type",
-                code="invalid_value",
-            )
+            return _invalid_value(tool["type"], ("function",), f"{where}.type")
         refused = _invalid_function(tool.get("function"), f"{where}.function")
         if refused is not None:
             return refused
