@@ -17,20 +17,7 @@ import pytest
 
 from chatmagic.sandbox import Sandbox, reply_text, tool_answer_text
 
-KEY = "sk-sandbox"
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
-            "required": ["city"],
-        },
-    },
-}
-CLOCK = {"type": "function", "function": {"name": "now", "parameters": {"type": "object", "properties": {}}}}
+from ._tool_schemas import CLOCK, KEY, WEATHER
 
 
 def client_for(sb: Sandbox, site: str = "openai") -> openai.AsyncOpenAI:

@@ -26,21 +26,9 @@ from chatmagic.providers._wire import (
 from chatmagic.providers.openai import OpenAICompatible
 from chatmagic.sandbox import Sandbox, tool_answer_text
 
-KEY = "sk-sandbox"
+from ._tool_schemas import CLOCK, KEY, WEATHER
+
 FLAVOURS = ("openai", "llamacpp", "vllm", "ollama")
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
-            "required": ["city"],
-        },
-    },
-}
-CLOCK = {"type": "function", "function": {"name": "now", "parameters": {"type": "object", "properties": {}}}}
 
 
 @pytest.fixture(autouse=True)
