@@ -1,0 +1,104 @@
+"""``--context plots``: displayed figures kept, downscaled to a pixel and byte cap, counted,
+and refused for a chain that takes no images."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+
+from chatmagic.errors import ConfigurationError
+from chatmagic.plots import (
+    MAX_PLOT_BYTES,
+    MAX_PLOT_SIDE,
+    Plot,
+    PlotHistory,
+    check_vision,
+    fit_plot,
+    image_tokens,
+    plot_attachments,
+    plot_parts,
+)
+
+Image = pytest.importorskip("PIL.Image")
+
+
+def png(width: int, height: int, noisy: bool = False) -> bytes:
+    import os
+
+    if noisy:  # random pixels: no compression helps, only fewer pixels and colours do
+        img = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
+    else:
+        img = Image.new("RGB", (width, height), "white")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def size_of(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as img:
+        return img.size
+
+
+def test_a_large_plot_is_downscaled_to_the_pixel_and_byte_caps() -> None:
+    big = png(3000, 2000, noisy=True)
+    assert len(big) > 10 * MAX_PLOT_BYTES
+    fitted = fit_plot(Plot(7, "image/png", big))
+    width, height = size_of(fitted.data)
+    assert max(width, height) <= MAX_PLOT_SIDE and len(fitted.data) <= MAX_PLOT_BYTES
+    assert abs(width / height - 1.5) < 0.02  # the shape stays
+    assert fitted.mime == "image/png" and fitted.name == "plot of In [7]"
+    assert fitted.note.startswith("downscaled from 3000×2000 to ")
+
+
+def test_a_matplotlib_figure_keeps_its_shape_and_fits() -> None:
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(12, 8), dpi=200)
+    ax.plot(range(100), [x * x for x in range(100)])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    fitted = fit_plot(Plot(3, "image/png", buf.getvalue()))
+    assert size_of(buf.getvalue()) == (2400, 1600)
+    assert size_of(fitted.data) == (1024, 683) and len(fitted.data) <= MAX_PLOT_BYTES
+
+
+def test_a_small_plot_goes_as_it_is() -> None:
+    small = png(400, 300)
+    fitted = fit_plot(Plot(1, "image/png", small))
+    assert fitted.data == small and fitted.note == ""
+
+
+def test_the_history_keeps_the_images_displays_carried_newest_last() -> None:
+    history = PlotHistory(kept=2)
+    first, second, third = png(10, 10), png(20, 20), png(30, 30)
+    history.add({"text/plain": "<Figure>", "image/png": base64.b64encode(first).decode()}, 1)
+    history.add({"text/plain": "no image"}, 2)
+    history.add({"image/png": second}, 3)  # a raw display hands bytes
+    history.add({"image/png": base64.b64encode(third).decode()}, 4)
+    assert [(p.cell, p.data) for p in history.last(5)] == [(3, second), (4, third)]
+    assert [p.cell for p in history.last(1)] == [4]
+    (only,) = plot_attachments(history, 1)
+    assert only.data == third
+    with pytest.raises(ConfigurationError, match="no cell has displayed a figure yet"):
+        plot_attachments(PlotHistory(), 1)
+
+
+def test_each_plot_is_counted_by_its_pixels() -> None:
+    assert image_tokens(1024, 683) == 765  # 2 x 2 tiles
+    assert image_tokens(512, 400) == 255  # one tile
+    parts = plot_parts([fit_plot(Plot(2, "image/png", png(512, 400)))])
+    (part,) = parts
+    assert part.tokens is not None and part.tokens.tokens == 255 and part.tokens.how == "≈"
+    assert part.chars > 0 and "plot of In [2]" in part.label
+
+
+def test_a_chain_without_vision_is_refused_naming_the_option() -> None:
+    with pytest.raises(ConfigurationError, match="--context plots sends images, and chatgptt takes none"):
+        check_vision(["chatgptt"])
+    check_vision(["openai"])
+    check_vision(["chatgptt", "ollama"])  # the one that takes images gets them
