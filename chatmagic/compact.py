@@ -25,8 +25,10 @@ about compaction; what the next turn sends is the summary and the exchanges afte
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ._secrets import scrub, table
 from .errors import ConfigurationError
@@ -258,3 +260,31 @@ def fold(exchanges: Sequence[Exchange]) -> tuple[list[Exchange], int]:
 
     top = [resolved(ex, 0) for ex in exchanges if _ident(ex) not in inside]
     return top, len(exchanges) - len(top)
+
+
+#: the most originals one summary's record may name (a real one names what a conversation holds)
+_MAX_NAMED = 100_000
+
+
+def read_summarizes(value: Any) -> tuple[Exchange, ...] | None:
+    """A record's ``summarizes`` (a list of :meth:`Exchange.identity`) as placeholders for
+    :func:`fold`: () when absent, None when malformed (the record is then not valid)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > _MAX_NAMED:
+        return None
+    out = []
+    for named in value:
+        if not isinstance(named, dict):
+            return None
+        key, finished_at, seq = named.get("key"), named.get("finished_at"), named.get("seq", 0)
+        if key is not None and not isinstance(key, str):
+            return None
+        if isinstance(finished_at, bool) or not isinstance(finished_at, (int, float)):
+            return None
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= 10**9:
+            return None
+        if not math.isfinite(finished_at):
+            return None
+        out.append(placeholder(key, float(finished_at), seq))
+    return tuple(out)

@@ -145,21 +145,20 @@ def test_nothing_to_compact_says_what_to_do(session: ChatSession) -> None:
 
 
 def test_restore_folds_the_originals_back_into_their_summary(session: ChatSession) -> None:
+    import dataclasses
+
     conv = session.conversation()
     chat(session, "a", "b", "c")
     summary = compacted(session, keep=1)
     # as records come back from a file: the originals on their own, the summary naming them
-    records = [*summary.summarizes, dataclasses_replace_placeholders(summary), *conv.exchanges[1:]]
-    top, folded = compact.fold(records)
+    named = compact.read_summarizes(json.loads(json.dumps(summary.to_dict()))["summarizes"])
+    assert named is not None and [ex.user.content for ex in named] == ["", ""]
+    from_file = dataclasses.replace(summary, summarizes=named)
+    top, folded = compact.fold([*summary.summarizes, from_file, *conv.exchanges[1:]])
     assert folded == 2
     assert [ex.user.content for ex in top] == [summary.user.content, "c"]
     assert top[0].summarizes == summary.summarizes
-
-
-def dataclasses_replace_placeholders(summary: Exchange) -> Exchange:
-    import dataclasses
-
-    names = summary.to_dict()["summarizes"]
-    return dataclasses.replace(
-        summary, summarizes=tuple(compact.placeholder(n["key"], n["finished_at"], n["seq"]) for n in names)
-    )
+    # a record whose list is malformed is not valid; one without the field summarizes nothing
+    assert compact.read_summarizes([{"key": 3, "finished_at": 1.0}]) is None
+    assert compact.read_summarizes([{"key": None, "finished_at": float("nan")}]) is None
+    assert compact.read_summarizes(None) == ()
