@@ -288,3 +288,14 @@ def read_summarizes(value: Any) -> tuple[Exchange, ...] | None:
             return None
         out.append(placeholder(key, float(finished_at), seq))
     return tuple(out)
+
+
+def sent_note(conv: Conversation, sent: int, total: int) -> str:
+    """What the status line says of a turn sent with a summary: "history: summary of 5
+    earlier exchanges + 2" ("" when no summary went with it)."""
+    with conv.lock:
+        first = conv.exchanges[0] if conv.exchanges else None
+    # the summary is the oldest exchange: it goes when every earlier exchange goes
+    if first is None or not first.summarizes or sent == 0 or sent < total:
+        return ""
+    return f"history: {label(first).lower()} + {sent - 1}"

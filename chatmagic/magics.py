@@ -28,11 +28,14 @@ from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, observe, vali
 
 from . import present
 from ._cellstream import SHEET, ReplyStream
+from ._compacting import compact_command, with_plots
+from ._compacting import declare as declare_compact
 from ._defaults import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS, TEXT_KEY_PREFIX
 from ._lasterror import LastError
 from ._secrets import scrub
 from ._terminal import TerminalReply, is_terminal
 from .code import INSERTED, code_of
+from .compact import originals
 from .errors import ChatMagicError, ConfigurationError, TurnStopped, redact
 from .interpolate import interpolate
 from .options import (
@@ -46,6 +49,7 @@ from .options import (
     parse_chain,
     parse_option,
 )
+from .plots import PlotHistory
 from .present import (
     FALLBACK_STYLE,
     HISTORY_LAST,
@@ -145,6 +149,8 @@ class ChatMagics(Magics):
         self._cell_id: str | None = None
         #: what the last cells printed, for --context cells:N (filled by the two hooks below)
         self.printed = PrintedOutput(quiet=self._not_printing)
+        #: the figures the last cells displayed, for --context plots:N (watched from load to unload)
+        self.plots = PlotHistory()
         #: the user's last error, for %chat fix and -e (chatmagic's own are not theirs)
         self.last_error = LastError()
         super().__init__(shell=shell, **kwargs)
@@ -459,6 +465,7 @@ class ChatMagics(Magics):
             )
             spec = ",".join(filter(None, [self.context, args.context, "error" if args.error else ""]))
             items = _context_items(spec)
+            options = with_plots(self.session, self.plots, items, options, args.conversation, args.new)
         except ConfigurationError as exc:
             raise UsageError(str(exc)) from None
         text, expansion = cell, None
@@ -810,7 +817,8 @@ class ChatMagics(Magics):
         if conv is None or not len(conv):
             print(f"The conversation {args.name!r} is empty.")
             return
-        counted = [ex for ex in conv.exchanges if ex.usage]
+        every = originals(conv.exchanges)  # a summary's originals were replies too
+        counted = [ex for ex in every if ex.usage]
         if not counted:
             print(
                 f"No reply of {args.name!r} came with token counts (web sites and some servers report none)."
@@ -827,8 +835,8 @@ class ChatMagics(Magics):
         if total.get("reasoning_tokens"):
             line += f" ({total['reasoning_tokens']:,} of them reasoning)"
         line += f", over {len(counted)} repl{'y' if len(counted) == 1 else 'ies'}"
-        if len(counted) < len(conv):
-            line += f"; {len(conv) - len(counted)} more reported no counts"
+        if len(counted) < len(every):
+            line += f"; {len(every) - len(counted)} more reported no counts"
         print(line + ".")
 
     def _cmd_conversations(self, args: Any) -> None:
@@ -857,6 +865,9 @@ class ChatMagics(Magics):
         # drawn as the panel draws its transcript (chatmagic.present); the newest exchanges
         # only, unless told, so that a long conversation costs what is shown
         display(history_bundle(conv, None if args.all else args.last), raw=True)
+
+    def _cmd_compact(self, args: Any) -> None:
+        compact_command(self.session, args)
 
     def _cmd_reset(self, args: Any) -> None:
         name = args.name
@@ -1033,6 +1044,7 @@ def _line_parser() -> _CommandParser:
     shown.add_argument(
         "--all", action="store_true", help="Show every exchange, however long the conversation is."
     )
+    declare_compact(command)
     command("reset", "forget a conversation's history").add_argument(
         "name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION
     )

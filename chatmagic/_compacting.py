@@ -1,0 +1,112 @@
+"""``%chat compact`` and ``--context plots`` as the notebook skin does them.
+
+The rules live below: :mod:`chatmagic.compact` (what a compaction folds, the summary turn,
+undo) and :mod:`chatmagic.plots` (which figures, how small, who may take them). Here: the
+command's declaration, waiting for the summary (Ctrl-C stops it and changes nothing), the
+cell output that shows it and carries its record (``%chat restore`` folds its originals back
+in after a restart), and the images a ``--context plots`` turn sends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from IPython.display import display
+
+from . import compact, present
+from ._defaults import DEFAULT_CONVERSATION
+from .errors import TurnStopped
+from .options import TurnOptions
+from .plots import PlotHistory, check_vision, plot_attachments
+from .record import exchange_metadata
+from .session import ChatSession
+
+__all__ = ["compact_command", "declare", "with_plots"]
+
+
+def declare(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """The ``compact`` sub-command, declared with the others (``command(name, summary)``)."""
+    cmd = command(
+        "compact",
+        f"replace a conversation's older exchanges with a summary the model writes (all but the newest "
+        f"{compact.DEFAULT_KEEP}); --undo puts them back",
+    )
+    cmd.add_argument("name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION)
+    cmd.add_argument(
+        "--keep",
+        metavar="N",
+        type=_count,
+        default=compact.DEFAULT_KEEP,
+        help=f"Keep the newest N exchanges word for word after the summary (default {compact.DEFAULT_KEEP}).",
+    )
+    cmd.add_argument(
+        "--undo",
+        action="store_true",
+        help="Take the newest summary out and put the exchanges it stands for back in its place.",
+    )
+    cmd.add_argument("-p", "--provider", metavar="PROVIDER", help="Have this provider write the summary.")
+    cmd.add_argument("-m", "--model", metavar="MODEL", help="Have this model write the summary.")
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of exchanges (0 or more)")
+    return int(text)
+
+
+def compact_command(session: ChatSession, args: Any) -> None:
+    """``%chat compact [NAME] [--keep N] [--undo]``: ask for the summary, wait, show it."""
+    conv = session.conversations.get(args.name)
+    if conv is None or not len(conv):
+        print(f"The conversation {args.name!r} is empty: nothing to compact.")
+        return
+    if args.undo:
+        summary = compact.undo(conv)
+        n = compact.count(summary)
+        print(
+            f"{args.name!r}: the {compact.label(summary).lower()} is taken out; the {n} exchange"
+            f"{'' if n == 1 else 's'} it stood for are sent word for word again."
+        )
+        return
+    options = TurnOptions(provider=args.provider, model=args.model)
+    turn, plan = compact.summary_turn(session, args.name, args.keep, options)
+    session.start(turn)
+    try:
+        while not turn.wait(0.2):  # short waits: Ctrl-C reaches this thread between them
+            pass
+    except KeyboardInterrupt:
+        turn.stop()
+        turn.wait(10)
+        raise TurnStopped("Stopped by the user: no summary was written, nothing changed.") from None
+    summary = compact.finish(turn, plan)
+    kept = len(plan.kept)
+    note = (
+        f"compacted {args.name!r}: the summary stands for {plan.originals} earlier exchange"
+        f"{'' if plan.originals == 1 else 's'}, the newest {kept} kept as they are · "
+        "%chat compact --undo puts them back, %chat history --all shows them"
+    )
+    bundle = present.exchange_bundle(summary, note)
+    # saved with the notebook: %chat restore folds the originals back into it after a restart
+    display(bundle, raw=True, metadata=exchange_metadata(conv, summary))
+
+
+def with_plots(
+    session: ChatSession,
+    plots: PlotHistory,
+    items: Sequence[Any],
+    options: TurnOptions,
+    conversation: str,
+    fresh: bool = False,
+) -> TurnOptions:
+    """``options`` with the last figures the ``plots:N`` items ask for, as images; refused
+    (ConfigurationError naming the option) before anything is sent when no provider of the
+    turn's chain takes images, or no figure was shown yet."""
+    wanted = max((item.count for item in items if item.kind == "plots"), default=0)
+    if not wanted:
+        return options
+    check_vision(session.choice(conversation, options, fresh=fresh).chain)
+    images = tuple(plot_attachments(plots, wanted))
+    return dataclasses.replace(options, attachments=options.attachments + images)

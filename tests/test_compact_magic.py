@@ -1,0 +1,120 @@
+"""``%chat compact`` and ``--context plots`` in a real IPython shell and a real kernel, against
+the stand-in: what the user sees, what the next request carries, undo, failures, restore."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from IPython.utils.capture import capture_output
+from nbclient import NotebookClient
+
+from chatmagic._state import get_session
+from chatmagic.errors import ChatMagicError
+from chatmagic.sandbox import Sandbox
+
+from .conftest import SITES
+
+SITE = "opchatgpts"
+
+
+def posts(sandbox: Sandbox) -> list[str]:
+    return [
+        json.dumps(r.form if r.form is not None else r.json, ensure_ascii=False)
+        for r in sandbox.requests
+        if r.method == "POST"
+    ]
+
+
+def shown(ip: Any, line: str) -> str:
+    with capture_output() as out:
+        ip.run_line_magic("chat", line)
+    return out.stdout + "".join(o.data.get("text/plain", "") for o in out.outputs)
+
+
+def five_exchanges(ip: Any) -> None:
+    for word in ("heron", "ibis", "crane", "stork", "egret"):
+        ip.run_cell_magic("chat", f"-p {SITE}", f"tell me about the {word}")
+
+
+def test_compact_history_next_request_and_undo(ip: Any, fresh: None, sandbox_thread: Sandbox) -> None:
+    five_exchanges(ip)
+    conv = get_session().conversation()
+    out = shown(ip, "compact")
+    assert "Summary of 3 earlier exchanges" in out and "the newest 2 kept as they are" in out
+    assert "You said: Summarize our conversation so far" in out
+    # %chat history: the compacted view; --all: every original too
+    history = shown(ip, "history")
+    assert "tell me about the heron" not in history
+    assert "Summary of 3 earlier exchanges" in history and "tell me about the stork" in history
+    every = shown(ip, "history --all")
+    for word in ("heron", "ibis", "crane", "stork", "egret"):
+        assert f"tell me about the {word}" in every
+    # the next request: the summary and the two kept exchanges, not the originals
+    sandbox_thread.clear()
+    ip.run_cell_magic("chat", "", "and the flamingo?")
+    (request,) = posts(sandbox_thread)
+    assert "Summarize our conversation so far" in request and "tell me about the stork" in request
+    assert "tell me about the heron" not in request
+    assert conv.exchanges[-1].assistant.content.endswith("Earlier messages: 6.")
+    # usage counts every reply, the summary's originals included (web sites report none)
+    assert "came with token counts" in shown(ip, "usage")
+    out = shown(ip, "compact --undo")
+    assert "summary of 3 earlier exchanges is taken out" in out
+    sandbox_thread.clear()
+    ip.run_cell_magic("chat", "", "and the spoonbill?")
+    assert "tell me about the heron" in posts(sandbox_thread)[0]
+    with pytest.raises(ChatMagicError, match="holds no summary"):
+        ip.run_line_magic("chat", "compact --undo")
+
+
+def test_a_failed_compaction_changes_nothing(ip: Any, fresh: None, sandbox_thread: Sandbox) -> None:
+    five_exchanges(ip)
+    conv = get_session().conversation()
+    before = list(conv.exchanges)
+    sandbox_thread.inject(SITE, "http500")
+    with pytest.raises(ChatMagicError, match="The summary was not written: failed .* Nothing changed"):
+        ip.run_line_magic("chat", "compact")
+    assert conv.exchanges == before
+    assert "Nothing to compact" in str(_raised(ip, "compact --keep 5"))
+    assert conv.exchanges == before
+
+
+def _raised(ip: Any, line: str) -> BaseException | None:
+    try:
+        ip.run_line_magic("chat", line)
+    except BaseException as exc:  # noqa: BLE001 - the test looks at it
+        return exc
+    return None
+
+
+def test_restore_after_a_restart_gives_the_compacted_view(
+    ip: Any, fresh: None, sandbox_thread: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
+    urls = {site: sandbox_thread.base_url(site) for site in SITES}
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"%load_ext chatmagic\n%config ChatMagics.base_urls = {urls!r}")]
+    nb.cells += [
+        nbformat.v4.new_code_cell(f"%%chat -p {SITE}\ntell me about the {word}")
+        for word in ("heron", "ibis", "crane")
+    ]
+    nb.cells.append(nbformat.v4.new_code_cell("%chat compact --keep 1"))
+    NotebookClient(nb, timeout=60, kernel_name="python3").execute()
+    path = tmp_path / "birds.ipynb"
+    nbformat.write(nb, path)
+    ip.run_line_magic("config", "ChatMagics.log_path = ''")
+    report = shown(ip, f"restore {path}")
+    assert "2 added" in report and "2 inside summaries" in report
+    conv = get_session().conversation()
+    assert [ex.user.content.split(":")[0] for ex in conv.exchanges][1:] == ["tell me about the crane"]
+    assert "Summary of 2 earlier exchanges" in shown(ip, "history")
+    every = shown(ip, "history --all")
+    assert "tell me about the heron" in every and "tell me about the ibis" in every
+    sandbox_thread.clear()
+    ip.run_cell_magic("chat", "", "and the stork?")
+    (request,) = posts(sandbox_thread)
+    assert "Summarize our conversation" in request and "tell me about the heron" not in request
