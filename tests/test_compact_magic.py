@@ -4,6 +4,7 @@ the stand-in: what the user sees, what the next request carries, undo, failures,
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +119,51 @@ def test_restore_after_a_restart_gives_the_compacted_view(
     ip.run_cell_magic("chat", "", "and the stork?")
     (request,) = posts(sandbox_thread)
     assert "Summarize our conversation" in request and "tell me about the heron" not in request
+
+
+# -- --context plots, in a real kernel ---------------------------------------------------
+
+
+@pytest.fixture
+def kernel(sandbox_thread: Sandbox) -> Any:
+    from .test_notebook_context import Kernel
+
+    k = Kernel(sandbox_thread)
+    urls = {site: sandbox_thread.base_url(site) for site in (*SITES, "ollama")}
+    k.run(f"%config ChatMagics.base_urls = {urls!r}")
+    sandbox_thread.clear()
+    try:
+        yield k
+    finally:
+        k.stop()
+
+
+def test_plots_go_downscaled_to_a_vision_model_and_are_refused_without_vision(
+    kernel: Any, sandbox_thread: Sandbox
+) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    from chatmagic.plots import MAX_PLOT_BYTES, MAX_PLOT_SIDE
+
+    assert "no cell has displayed a figure yet" in kernel.shown("%%chat -p ollama --context plots\nWhat is this?")
+    kernel.run(
+        "%matplotlib inline\nimport matplotlib.pyplot as plt\n"
+        "fig, ax = plt.subplots(figsize=(12, 8), dpi=200)\nax.plot([1, 4, 9, 16])\nplt.show()"
+    )
+    refused = kernel.shown("%%chat -p chatgptt --context plots\nWhat does the plot show?")
+    assert refused.startswith("UsageError: --context plots sends images, and chatgptt takes none")
+    assert posts(sandbox_thread) == []
+    dry = kernel.shown("%%chat -p ollama --context plots:1 --dry-run\nWhat does the plot show?")
+    # the inline backend cuts the figure to its content (bbox_inches="tight"): about 1955×1319
+    assert "plot of In [" in dry and re.search(r"downscaled from (19|20)\d\d×1\d\d\d to 1024×6\d\d", dry)
+    reply = kernel.shown("%%chat -p ollama --context plots\nWhat does the plot show?")
+    assert "Images: 1." in reply and "attached plot of In [" in reply
+    (request,) = [r for r in sandbox_thread.requests if r.method == "POST"]
+    (part,) = [p for p in request.json["messages"][-1]["content"] if p["type"] == "image_url"]
+    data = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
+    with Image.open(io.BytesIO(data)) as img:
+        assert max(img.size) == MAX_PLOT_SIDE and f"to {img.size[0]}×{img.size[1]}" in dry
+    assert len(data) <= MAX_PLOT_BYTES
