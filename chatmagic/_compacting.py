@@ -16,11 +16,12 @@ from typing import Any
 
 from IPython.display import display
 
-from . import compact, present
+from . import compact, compacted, present
 from ._defaults import DEFAULT_CONVERSATION
 from .errors import TurnStopped
 from .options import TurnOptions
 from .plots import PlotHistory, check_vision, plot_attachments
+from .providers import get_provider
 from .record import exchange_metadata
 from .session import ChatSession
 
@@ -65,9 +66,9 @@ def compact_command(session: ChatSession, args: Any) -> None:
         return
     if args.undo:
         summary = compact.undo(conv)
-        n = compact.count(summary)
+        n = compacted.count(summary)
         print(
-            f"{args.name!r}: the {compact.label(summary).lower()} is taken out; the {n} exchange"
+            f"{args.name!r}: the {compacted.label(summary).lower()} is taken out; the {n} exchange"
             f"{'' if n == 1 else 's'} it stood for are sent word for word again."
         )
         return
@@ -107,6 +108,6 @@ def with_plots(
     wanted = max((item.count for item in items if item.kind == "plots"), default=0)
     if not wanted:
         return options
-    check_vision(session.choice(conversation, options, fresh=fresh).chain)
+    check_vision([get_provider(name) for name in session.choice(conversation, options, fresh=fresh).chain])
     images = tuple(plot_attachments(plots, wanted))
     return dataclasses.replace(options, attachments=options.attachments + images)

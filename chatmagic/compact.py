@@ -10,7 +10,7 @@ budget, ``%chat history``, the panel, the record) reads the compacted view witho
 about compaction; what the next turn sends is the summary and the exchanges after it.
 
 - The originals are never lost: they stay inside the summary (``%chat history --all`` shows
-  them, :func:`originals`), in their own records in the notebook and in the log, and
+  them, :func:`chatmagic.compacted.originals`), in their own records in the notebook and in the log, and
   :func:`undo` puts them back.
 - Compacting again folds the earlier summary into the new one (a summary of a summary);
   :func:`undo` takes back one step.
@@ -19,18 +19,18 @@ about compaction; what the next turn sends is the summary and the exchanges afte
   ends whole: a failure, a stop or a cut reply leaves the conversation as it was
   (:func:`finish`), and so does a turn that ended while the conversation changed.
 - A summary's record names its originals by :meth:`~chatmagic.session.Exchange.identity`
-  (their own records hold them); restoring folds them back in (:func:`fold`).
+  (their own records hold them); restoring folds them back in (:func:`chatmagic.compacted.fold`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ._secrets import scrub, table
+from .compacted import count
 from .errors import ConfigurationError
 from .options import TurnOptions
 from .session import ChatSession, Conversation, Exchange, Message, Turn
@@ -39,15 +39,12 @@ __all__ = [
     "DEFAULT_KEEP",
     "SUMMARY_REQUEST",
     "Plan",
-    "count",
     "finish",
-    "fold",
-    "label",
-    "originals",
+    "placeholder",
     "plan",
+    "read_summarizes",
     "request",
     "summary_turn",
-    "placeholder",
     "undo",
 ]
 
@@ -63,9 +60,6 @@ SUMMARY_REQUEST = (
     "preferred; leave out greetings and repetition. Write it as compact notes, in the language "
     "we used, with no preamble."
 )
-
-#: how deep summaries of summaries are followed (a record from a file could loop)
-_MAX_DEPTH = 50
 
 
 @dataclass(frozen=True)
@@ -197,40 +191,7 @@ def undo(conv: Conversation) -> Exchange:
     return summary
 
 
-# -- reading a compacted conversation ---------------------------------------------------
-
-
-def count(ex: Exchange, depth: int = 0) -> int:
-    """How many exchanges ``ex`` stands for: 1, or the originals of a summary (of summaries)."""
-    if not ex.summarizes or depth > _MAX_DEPTH:
-        return 1
-    return sum(count(o, depth + 1) for o in ex.summarizes)
-
-
-def label(ex: Exchange) -> str:
-    """ "Summary of 5 earlier exchanges" for a summary; "" for any other exchange."""
-    if not ex.summarizes:
-        return ""
-    n = count(ex)
-    return f"Summary of {n} earlier exchange{'' if n == 1 else 's'}"
-
-
-def originals(exchanges: Iterable[Exchange], depth: int = 0) -> list[Exchange]:
-    """The exchanges as they were before any compaction (``%chat history --all``): each
-    summary's originals in its place, followed by the summary itself, marked as such."""
-    out: list[Exchange] = []
-    for ex in exchanges:
-        if ex.summarizes and depth <= _MAX_DEPTH:
-            out += originals(ex.summarizes, depth + 1)
-        out.append(ex)
-    return out
-
-
 # -- restoring --------------------------------------------------------------------------
-
-
-def _ident(ex: Exchange) -> tuple[str | None, float]:
-    return (ex.key, ex.finished_at)
 
 
 def placeholder(key: str | None, finished_at: float, seq: int) -> Exchange:
@@ -239,27 +200,6 @@ def placeholder(key: str | None, finished_at: float, seq: int) -> Exchange:
     return Exchange(
         Message("user", ""), Message("assistant", ""), "", "", key=key, finished_at=finished_at, seq=seq
     )
-
-
-def fold(exchanges: Sequence[Exchange]) -> tuple[list[Exchange], int]:
-    """Restored exchanges with each summary's originals moved into it: the compacted view
-    again. Returns the list and how many exchanges went into summaries.
-
-    A summary read from a record holds :func:`placeholder` originals; each is replaced by the
-    exchange of the same identity among ``exchanges`` (itself folded, for a summary of
-    summaries), which then leaves the top level.
-    """
-    by_id = {_ident(ex): ex for ex in exchanges}
-    inside = {_ident(o) for ex in exchanges for o in ex.summarizes}
-
-    def resolved(ex: Exchange, depth: int) -> Exchange:
-        if not ex.summarizes or depth > _MAX_DEPTH:
-            return ex
-        found = tuple(resolved(by_id.get(_ident(o), o), depth + 1) for o in ex.summarizes)
-        return dataclasses.replace(ex, summarizes=found)
-
-    top = [resolved(ex, 0) for ex in exchanges if _ident(ex) not in inside]
-    return top, len(exchanges) - len(top)
 
 
 #: the most originals one summary's record may name (a real one names what a conversation holds)
@@ -288,14 +228,3 @@ def read_summarizes(value: Any) -> tuple[Exchange, ...] | None:
             return None
         out.append(placeholder(key, float(finished_at), seq))
     return tuple(out)
-
-
-def sent_note(conv: Conversation, sent: int, total: int) -> str:
-    """What the status line says of a turn sent with a summary: "history: summary of 5
-    earlier exchanges + 2" ("" when no summary went with it)."""
-    with conv.lock:
-        first = conv.exchanges[0] if conv.exchanges else None
-    # the summary is the oldest exchange: it goes when every earlier exchange goes
-    if first is None or not first.summarizes or sent == 0 or sent < total:
-        return ""
-    return f"history: {label(first).lower()} + {sent - 1}"

@@ -28,14 +28,12 @@ from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, observe, vali
 
 from . import present
 from ._cellstream import SHEET, ReplyStream
-from ._compacting import compact_command, with_plots
-from ._compacting import declare as declare_compact
 from ._defaults import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS, TEXT_KEY_PREFIX
 from ._lasterror import LastError
 from ._secrets import scrub
 from ._terminal import TerminalReply, is_terminal
 from .code import INSERTED, code_of
-from .compact import originals
+from .compacted import originals
 from .errors import ChatMagicError, ConfigurationError, TurnStopped, redact
 from .interpolate import interpolate
 from .options import (
@@ -465,7 +463,10 @@ class ChatMagics(Magics):
             )
             spec = ",".join(filter(None, [self.context, args.context, "error" if args.error else ""]))
             items = _context_items(spec)
-            options = with_plots(self.session, self.plots, items, options, args.conversation, args.new)
+            if any(item.kind == "plots" for item in items):
+                from ._compacting import with_plots  # the providers' registry: first use
+
+                options = with_plots(self.session, self.plots, items, options, args.conversation, args.new)
         except ConfigurationError as exc:
             raise UsageError(str(exc)) from None
         text, expansion = cell, None
@@ -867,6 +868,8 @@ class ChatMagics(Magics):
         display(history_bundle(conv, None if args.all else args.last), raw=True)
 
     def _cmd_compact(self, args: Any) -> None:
+        from ._compacting import compact_command
+
         compact_command(self.session, args)
 
     def _cmd_reset(self, args: Any) -> None:
@@ -1044,6 +1047,8 @@ def _line_parser() -> _CommandParser:
     shown.add_argument(
         "--all", action="store_true", help="Show every exchange, however long the conversation is."
     )
+    from ._compacting import declare as declare_compact  # first use, as the session
+
     declare_compact(command)
     command("reset", "forget a conversation's history").add_argument(
         "name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION

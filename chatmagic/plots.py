@@ -8,7 +8,7 @@ hook are watched, not replaced (as :mod:`chatmagic.printed` watches ``sys.stdout
 A plot goes to the model downscaled to a pixel and a byte cap (:func:`fit_plot`: at most
 :data:`MAX_PLOT_SIDE` pixels on its longer side and :data:`MAX_PLOT_BYTES` bytes, with
 Pillow), as an image part of the message (an :class:`~chatmagic.options.Attachment`, sent as
-``--attach`` images are), and each is counted in the glass box (:func:`plot_parts`). A chain
+``--attach`` images are), and so counted in the glass box as each attachment is. A chain
 with no provider that takes images refuses ``--context plots`` before anything is sent
 (:func:`check_vision`).
 
@@ -20,18 +20,14 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import math
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .anatomy import Part
 from .errors import ConfigurationError
 from .options import Attachment
-from .providers import get_provider
-from .tokens import IMAGE_TOKENS, Count
 
 __all__ = [
     "MAX_PLOT_BYTES",
@@ -40,9 +36,7 @@ __all__ = [
     "PlotHistory",
     "check_vision",
     "fit_plot",
-    "image_tokens",
     "plot_attachments",
-    "plot_parts",
 ]
 
 #: the longer side of a plot as sent: OpenAI's high-detail cost stays at 4 tiles at most (765 tokens)
@@ -212,35 +206,13 @@ def plot_attachments(history: PlotHistory, n: int) -> list[Attachment]:
     return [fit_plot(p) for p in plots]
 
 
-def check_vision(chain: Sequence[str]) -> None:
-    """Refuse ``--context plots`` for a chain none of whose providers takes images, before
-    anything is sent (ConfigurationError naming the option and what to do)."""
-    if any(get_provider(name).takes_images for name in chain):
+def check_vision(chain: Sequence[Any]) -> None:
+    """Refuse ``--context plots`` for a chain (provider classes) none of which takes images,
+    before anything is sent (ConfigurationError naming the option and what to do)."""
+    if any(cls.takes_images for cls in chain):
         return
-    names = ", ".join(chain)
+    names = ", ".join(cls.name for cls in chain)
     raise ConfigurationError(
         f"--context plots sends images, and {names} takes none: leave plots out, or use a vision "
         "model on an OpenAI-compatible server (e.g. -p openai -m gpt-4o, -p ollama -m llava)."
     )
-
-
-def image_tokens(width: int, height: int) -> int:
-    """OpenAI's high-detail cost of an image: fitted in 2048×2048, its shorter side brought to
-    768 at most, then 170 tokens per 512-pixel tile plus 85."""
-    scale = min(1.0, 2048 / max(width, height))
-    w, h = width * scale, height * scale
-    scale = min(1.0, 768 / min(w, h))
-    w, h = w * scale, h * scale
-    return 85 + 170 * math.ceil(w / 512) * math.ceil(h / 512)
-
-
-def plot_parts(attachments: Sequence[Attachment]) -> list[Part]:
-    """Each plot as the glass box counts it (:mod:`chatmagic.anatomy`): its bytes, and its
-    tokens by OpenAI's tile rule from its pixels (an estimate: "≈")."""
-    parts = []
-    for a in attachments:
-        size = _png_size(a.data)
-        tokens = image_tokens(*size) if size else None
-        count = Count(tokens if tokens is not None else IMAGE_TOKENS, "≈")
-        parts.append(Part("context", a.describe(), len(a.data), count, a.note))
-    return parts

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .compact import label, originals, sent_note
+from .compacted import label, originals, sent_note
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:

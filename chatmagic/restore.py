@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._secrets import scrub
-from .compact import fold
+from .compacted import fold
 from .errors import ConfigurationError
 from .options import parse_chain
 from .providers import provider_names

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatmagic import compact
+from chatmagic import compact, compacted
 from chatmagic.errors import ConfigurationError, ConversationBusy
 from chatmagic.sandbox import Sandbox
 from chatmagic.session import ChatSession, Exchange, TurnOptions
@@ -34,7 +34,7 @@ def chat(session: ChatSession, *prompts: str) -> None:
         session.send(prompt, options=TurnOptions(provider=SITE)).result(timeout=30)
 
 
-def compacted(session: ChatSession, keep: int = 2) -> Exchange:
+def summarize(session: ChatSession, keep: int = 2) -> Exchange:
     turn, plan = compact.summary_turn(session, "default", keep)
     session.start(turn)
     assert turn.wait(30)
@@ -53,14 +53,15 @@ def test_compact_replaces_older_exchanges_and_the_next_turn_sends_the_summary(
     conv.system = "Be brief."
     chat(session, "one ONE-MARK", "two TWO-MARK", "three", "four", "five")
     before = list(conv.exchanges)
-    summary = compacted(session, keep=2)
+    summary = summarize(session, keep=2)
     # the summary request carried the three older exchanges, not the two kept
     request = last_sent(sandbox_thread)
     assert "ONE-MARK" in request and "TWO-MARK" in request and "Summarize our conversation" in request
     assert "four" not in request.split("Summarize")[0].split("three")[-1]
     assert conv.exchanges == [summary, *before[3:]]
     assert (
-        summary.summarizes == tuple(before[:3]) and compact.label(summary) == "Summary of 3 earlier exchanges"
+        summary.summarizes == tuple(before[:3])
+        and compacted.label(summary) == "Summary of 3 earlier exchanges"
     )
     assert summary.assistant.content.startswith(f"[{SITE}] You said: Summarize our conversation")
     assert summary.provider == SITE and summary.key is None
@@ -70,7 +71,7 @@ def test_compact_replaces_older_exchanges_and_the_next_turn_sends_the_summary(
     sent = last_sent(sandbox_thread)
     assert "ONE-MARK" not in sent and "Summarize our conversation" in sent and "four" in sent
     # every original is still there, in order, followed by the summary that stands for them
-    assert compact.originals(conv.exchanges) == [*before[:3], summary, *before[3:], conv.exchanges[-1]]
+    assert compacted.originals(conv.exchanges) == [*before[:3], summary, *before[3:], conv.exchanges[-1]]
     # the record names the originals; the seq keeps the conversation's order
     assert [o["seq"] for o in summary.to_dict()["summarizes"]] == [0, 1, 2]
     assert [ex.seq for ex in conv.exchanges] == [2, 3, 4, 5]
@@ -80,7 +81,7 @@ def test_undo_puts_the_originals_back(session: ChatSession, sandbox_thread: Sand
     conv = session.conversation()
     chat(session, "one ONE-MARK", "two", "three")
     before = list(conv.exchanges)
-    compacted(session, keep=1)
+    summarize(session, keep=1)
     assert len(conv) == 2
     taken = compact.undo(conv)
     assert taken.summarizes == tuple(before[:2]) and conv.exchanges == before
@@ -93,11 +94,11 @@ def test_undo_puts_the_originals_back(session: ChatSession, sandbox_thread: Sand
 def test_a_summary_of_a_summary_and_one_step_back(session: ChatSession) -> None:
     conv = session.conversation()
     chat(session, "a", "b", "c")
-    first = compacted(session, keep=1)
+    first = summarize(session, keep=1)
     chat(session, "d", "e")
-    second = compacted(session, keep=0)
-    assert conv.exchanges == [second] and compact.count(second) == 5
-    assert compact.label(second) == "Summary of 5 earlier exchanges"
+    second = summarize(session, keep=0)
+    assert conv.exchanges == [second] and compacted.count(second) == 5
+    assert compacted.label(second) == "Summary of 5 earlier exchanges"
     assert second.summarizes[0] is first
     compact.undo(conv)
     assert conv.exchanges[0] is first and len(conv) == 4
@@ -115,7 +116,7 @@ def test_a_failed_summary_changes_nothing(session: ChatSession, sandbox_thread: 
     before = list(conv.exchanges)
     sandbox_thread.inject(site, fault)
     with pytest.raises(ConfigurationError, match="[Nn]othing changed"):
-        compacted(session)
+        summarize(session)
     assert conv.exchanges == before and conv.active is None
 
 
@@ -149,12 +150,12 @@ def test_restore_folds_the_originals_back_into_their_summary(session: ChatSessio
 
     conv = session.conversation()
     chat(session, "a", "b", "c")
-    summary = compacted(session, keep=1)
+    summary = summarize(session, keep=1)
     # as records come back from a file: the originals on their own, the summary naming them
     named = compact.read_summarizes(json.loads(json.dumps(summary.to_dict()))["summarizes"])
     assert named is not None and [ex.user.content for ex in named] == ["", ""]
     from_file = dataclasses.replace(summary, summarizes=named)
-    top, folded = compact.fold([*summary.summarizes, from_file, *conv.exchanges[1:]])
+    top, folded = compacted.fold([*summary.summarizes, from_file, *conv.exchanges[1:]])
     assert folded == 2
     assert [ex.user.content for ex in top] == [summary.user.content, "c"]
     assert top[0].summarizes == summary.summarizes

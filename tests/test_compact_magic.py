@@ -148,7 +148,9 @@ def test_plots_go_downscaled_to_a_vision_model_and_are_refused_without_vision(
 
     from chatmagic.plots import MAX_PLOT_BYTES, MAX_PLOT_SIDE
 
-    assert "no cell has displayed a figure yet" in kernel.shown("%%chat -p ollama --context plots\nWhat is this?")
+    assert "no cell has displayed a figure yet" in kernel.shown(
+        "%%chat -p ollama --context plots\nWhat is this?"
+    )
     kernel.run(
         "%matplotlib inline\nimport matplotlib.pyplot as plt\n"
         "fig, ax = plt.subplots(figsize=(12, 8), dpi=200)\nax.plot([1, 4, 9, 16])\nplt.show()"
