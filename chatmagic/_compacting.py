@@ -69,7 +69,8 @@ def compact_command(session: ChatSession, args: Any) -> None:
         n = compacted.count(summary)
         print(
             f"{args.name!r}: the {compacted.label(summary).lower()} is taken out; the {n} exchange"
-            f"{'' if n == 1 else 's'} it stood for are sent word for word again."
+            f"{'' if n == 1 else 's'} it stood for are sent word for word again. (The notebook still "
+            "holds the summary's record: after a restart, %chat restore brings it back.)"
         )
         return
     options = TurnOptions(provider=args.provider, model=args.model)
