@@ -33,7 +33,6 @@ from ._lasterror import LastError
 from ._secrets import scrub
 from ._terminal import TerminalReply, is_terminal
 from .code import INSERTED, code_of
-from .compacted import originals
 from .errors import ChatMagicError, ConfigurationError, TurnStopped, redact
 from .interpolate import interpolate
 from .options import (
@@ -47,7 +46,6 @@ from .options import (
     parse_chain,
     parse_option,
 )
-from .plots import PlotHistory
 from .present import (
     FALLBACK_STYLE,
     HISTORY_LAST,
@@ -147,8 +145,6 @@ class ChatMagics(Magics):
         self._cell_id: str | None = None
         #: what the last cells printed, for --context cells:N (filled by the two hooks below)
         self.printed = PrintedOutput(quiet=self._not_printing)
-        #: the figures the last cells displayed, for --context plots:N (watched from load to unload)
-        self.plots = PlotHistory()
         #: the user's last error, for %chat fix and -e (chatmagic's own are not theirs)
         self.last_error = LastError()
         super().__init__(shell=shell, **kwargs)
@@ -463,10 +459,6 @@ class ChatMagics(Magics):
             )
             spec = ",".join(filter(None, [self.context, args.context, "error" if args.error else ""]))
             items = _context_items(spec)
-            if any(item.kind == "plots" for item in items):
-                from ._compacting import with_plots  # the providers' registry: first use
-
-                options = with_plots(self.session, self.plots, items, options, args.conversation, args.new)
         except ConfigurationError as exc:
             raise UsageError(str(exc)) from None
         text, expansion = cell, None
@@ -818,8 +810,7 @@ class ChatMagics(Magics):
         if conv is None or not len(conv):
             print(f"The conversation {args.name!r} is empty.")
             return
-        every = originals(conv.exchanges)  # a summary's originals were replies too
-        counted = [ex for ex in every if ex.usage]
+        counted = [ex for ex in conv.exchanges if ex.usage]
         if not counted:
             print(
                 f"No reply of {args.name!r} came with token counts (web sites and some servers report none)."
@@ -836,8 +827,8 @@ class ChatMagics(Magics):
         if total.get("reasoning_tokens"):
             line += f" ({total['reasoning_tokens']:,} of them reasoning)"
         line += f", over {len(counted)} repl{'y' if len(counted) == 1 else 'ies'}"
-        if len(counted) < len(every):
-            line += f"; {len(every) - len(counted)} more reported no counts"
+        if len(counted) < len(conv):
+            line += f"; {len(conv) - len(counted)} more reported no counts"
         print(line + ".")
 
     def _cmd_conversations(self, args: Any) -> None:
@@ -866,11 +857,6 @@ class ChatMagics(Magics):
         # drawn as the panel draws its transcript (chatmagic.present); the newest exchanges
         # only, unless told, so that a long conversation costs what is shown
         display(history_bundle(conv, None if args.all else args.last), raw=True)
-
-    def _cmd_compact(self, args: Any) -> None:
-        from ._compacting import compact_command
-
-        compact_command(self.session, args)
 
     def _cmd_reset(self, args: Any) -> None:
         name = args.name
@@ -1047,9 +1033,6 @@ def _line_parser() -> _CommandParser:
     shown.add_argument(
         "--all", action="store_true", help="Show every exchange, however long the conversation is."
     )
-    from ._compacting import declare as declare_compact  # first use, as the session
-
-    declare_compact(command)
     command("reset", "forget a conversation's history").add_argument(
         "name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION
     )

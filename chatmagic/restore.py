@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._secrets import scrub
-from .compacted import fold
 from .errors import ConfigurationError
 from .options import parse_chain
 from .providers import provider_names
@@ -56,8 +55,6 @@ class ConversationRestore:
     applied: bool = False
     #: provider names of the offered chain that this kernel does not have: never applied
     unknown: list[str] = field(default_factory=list)
-    #: of the notebook's exchanges, those inside summaries (``%chat compact``), shown by ``--all``
-    summarized: int = 0
 
     def describe(self) -> str:
         parts = [
@@ -67,7 +64,6 @@ class ConversationRestore:
                 (self.replaced, "replaced"),
                 (self.kept, "kept"),
                 (self.older, "from before a --new skipped"),
-                (self.summarized, "inside summaries (%chat history --all shows them)"),
             )
             if n
         ]
@@ -249,8 +245,7 @@ def _restore_one(
 ) -> ConversationRestore:
     newest = max(records, key=lambda s: s.exchange.finished_at)
     older = _unique([s.exchange for s in records if s.epoch != newest.epoch])
-    # a summary's originals go back into it (%chat compact): the compacted view, as it was
-    saved, summarized = fold(_unique([s.exchange for s in records if s.epoch == newest.epoch]))
+    saved = _unique([s.exchange for s in records if s.epoch == newest.epoch])
     # the merge is worked out from a snapshot and installed only if no turn ended meanwhile
     # (holding the lock across adopt() would call listeners, the panels, under it)
     while True:
@@ -288,8 +283,6 @@ def _restore_one(
             kept, added = _merge(held, saved, counts)
             merged = _in_order(kept) + _in_order(added)
             new_epoch, how = newest.epoch, "take"
-        merged = fold(merged)[0]  # a summary the kernel no longer held (undone) takes them back too
-        counts.summarized = summarized
         merged = [ex if ex.seq == i else dataclasses.replace(ex, seq=i) for i, ex in enumerate(merged)]
         with conv.lock:
             unchanged = _same_list(conv.exchanges, held)

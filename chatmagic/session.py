@@ -106,9 +106,6 @@ class Exchange:
     usage: dict[str, int] | None = None
     #: what the model thought before answering; shown, saved, never sent back as history
     reasoning: str = ""
-    #: a summary's originals (``%chat compact``, :mod:`chatmagic.compact`), oldest first:
-    #: this exchange stands for them in the history; () for any other exchange
-    summarizes: tuple[Exchange, ...] = ()
 
     @property
     def stopped(self) -> bool:
@@ -118,10 +115,6 @@ class Exchange:
     def cut(self) -> bool:
         """The server ended the reply before it was complete (the token limit, a content filter)."""
         return is_cut(self.finish_reason)
-
-    def identity(self) -> dict[str, Any]:
-        """What names this version of the exchange in a record (a summary's list of originals)."""
-        return {"key": self.key, "finished_at": self.finished_at, "seq": self.seq}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -139,8 +132,6 @@ class Exchange:
             "finish_reason": self.finish_reason,
             "usage": self.usage,
             "reasoning": self.reasoning,
-            # a summary names its originals (their own records hold them); others say nothing
-            **({"summarizes": [ex.identity() for ex in self.summarizes]} if self.summarizes else {}),
         }
 
 
@@ -292,8 +283,6 @@ class Conversation:
     def _emit(self, kind: str, turn: Turn | None) -> None:
         if not self._listeners:  # no panel follows: nothing to copy or lock (a turn emits often)
             return
-        if turn is not None and turn.aside:  # not a message of the conversation: panels show its result
-            return
         with self.lock:
             listeners = list(self._listeners)
         for listener in listeners:
@@ -348,9 +337,6 @@ class Turn:
         self.kept_system: str | None = None
         #: the reply is the saved one, shown again without sending anything
         self.replayed = False
-        #: the reply joins no history and changes no setting: whoever asked for it decides what
-        #: becomes of ``exchange`` (a compaction's summary, :mod:`chatmagic.compact`)
-        self.aside = False
         #: what the status line should also say about this turn (context added, code put
         #: in a new cell, ...), in the words of whoever added it
         self.notes: list[str] = []
@@ -698,12 +684,11 @@ class Turn:
                 usage=self.usage,
                 reasoning=reasoning,
             )
-            if not self.aside:
-                with conv.lock:  # a kept turn's options stick (see ChatSession.start)
-                    self.session.settle(self)
-                conv.record(self.exchange)
-                self.session._publish(conv, self.exchange)
-        elif state == "failed" and error is not None and _passing(error) and not self.aside:
+            with conv.lock:  # a kept turn's options stick (see ChatSession.start)
+                self.session.settle(self)
+            conv.record(self.exchange)
+            self.session._publish(conv, self.exchange)
+        elif state == "failed" and error is not None and _passing(error):
             with conv.lock:  # the request was right; the provider was down: the next cell tries it again
                 self.session.settle(self)
         with self._cond:
