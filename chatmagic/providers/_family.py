@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from ..errors import ProtocolError, ServiceError, TokenRefusedError
-from ._http import Answer, excerpt
+from ._http import Answer
 from ._lines import Field, LineDecoder, event_fields
+from ._status import excerpt
 from ._wire import Ending, Part
 
 T = TypeVar("T")

@@ -23,9 +23,11 @@ from ..errors import (
     UnknownModelError,
 )
 from ..options import DEFAULT_TIMEOUT
+from ._aiohttp import AiohttpTransport
 from ._family import content_type
-from ._http import BROWSER_HEADERS, AiohttpTransport, Answer, Transport, status_error
+from ._http import BROWSER_HEADERS, Answer, Transport
 from ._lines import SurrogateMender, valid_text
+from ._status import status_error
 from ._wire import Ending, Part, Thinking, ToolCall
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from ..errors import ProtocolError, ServiceError, StreamInterrupted
 from ._family import NonceRefused, content_type, fields, parse_json, try_json, with_token_retry
-from ._http import excerpt, status_error
+from ._status import excerpt, status_error
 from ._wire import Part
 from .base import HTTPProvider
 

@@ -41,7 +41,8 @@ from ..errors import (
     StreamInterrupted,
 )
 from ._family import content_type, parse_json, try_json
-from ._http import TOO_LONG_HINT, ProxySpec, body_summary, excerpt, retry_after, status_error
+from ._http import ProxySpec
+from ._status import TOO_LONG_HINT, body_summary, excerpt, retry_after, status_error
 from ._wire import ChunkReader, Part, event_objects, sentence, sse_events
 from .base import HTTPProvider
 

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from ..errors import ProtocolError, ServiceError
 from ._family import NonceRefused, ReplyRefusal, parse_json, with_token_retry
-from ._http import excerpt, status_error
+from ._status import excerpt, status_error
 from ._wire import ChunkReader, Part, event_objects, sse_events
 from .base import HTTPProvider, format_prompt
 
