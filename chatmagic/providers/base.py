@@ -31,7 +31,7 @@ from ._status import status_error
 from ._wire import Ending, Part, Thinking, ToolCall
 
 if TYPE_CHECKING:
-    from ..options import Attachment
+    from ..attachments import Attachment
 
 __all__ = ["Ending", "HTTPProvider", "Part", "Provider", "Thinking", "ToolCall"]
 

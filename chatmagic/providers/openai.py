@@ -57,7 +57,7 @@ from .base import HTTPProvider
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self needs Python 3.11
 
-    from ..options import Attachment
+    from ..attachments import Attachment
 
 __all__ = ["DEFAULT_KEY_ENV", "OpenAICompatible"]
 
