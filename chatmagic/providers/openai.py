@@ -39,8 +39,9 @@ from ..errors import (
     ServiceError,
     StreamInterrupted,
 )
-from ._family import content_type, parse_json, try_json
+from ._family import content_type, event_objects, parse_json, try_json
 from ._http import ProxySpec
+from ._lines import sse_events
 from ._openai_errors import (
     MESSAGE_LIMIT,
     TOO_LONG,
@@ -51,7 +52,7 @@ from ._openai_errors import (
     tools_refused,
 )
 from ._status import TOO_LONG_HINT, body_summary, excerpt, retry_after, status_error
-from ._wire import ChunkReader, Part, event_objects, sentence, sse_events
+from ._wire import ChunkReader, Part, sentence
 from .base import HTTPProvider
 
 if TYPE_CHECKING:

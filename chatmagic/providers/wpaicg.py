@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 from ..errors import ProtocolError, ServiceError
-from ._family import NonceRefused, ReplyRefusal, parse_json, with_token_retry
+from ._family import NonceRefused, ReplyRefusal, event_objects, parse_json, with_token_retry
+from ._lines import sse_events
 from ._status import excerpt, status_error
-from ._wire import ChunkReader, Part, event_objects, sse_events
+from ._wire import ChunkReader, Part
 from .base import HTTPProvider, format_prompt
 
 ACTION = "wpaicg_chat_shortcode_message"
