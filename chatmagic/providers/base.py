@@ -40,7 +40,7 @@ ROLES = ("system", "user", "assistant")
 
 
 class Provider(abc.ABC):
-    """Base of every provider. Subclasses set the class attributes and ``_stream``."""
+    """Base of every provider. Subclasses set the class attributes and ``_reply``."""
 
     #: registry key, lower case (``chatgptt``)
     name: ClassVar[str]
@@ -161,7 +161,7 @@ class Provider(abc.ABC):
         called = False
         mender = SurrogateMender()
         try:
-            async for chunk in self._parts(checked, resolved, dict(params or {}), tuple(images)):
+            async for chunk in self._reply(checked, resolved, dict(params or {}), tuple(images)):
                 if isinstance(chunk, ToolCall):
                     called = True
                     yield chunk
@@ -208,19 +208,20 @@ class Provider(abc.ABC):
                 "OpenAI-compatible provider (-p openai, -p ollama, ...)."
             )
 
-    def _parts(
+    @abc.abstractmethod
+    def _reply(
         self,
         messages: list[dict[str, str]],
         model: str,
         params: dict[str, Any],
         images: tuple[Attachment, ...],
     ) -> AsyncIterator[Part]:
-        """The reply's parts; by default the site's text (:meth:`_stream`)."""
-        return self._stream(messages, model)
+        """The site's protocol: yield the reply's text chunks in order (any :data:`Part` may come too).
 
-    @abc.abstractmethod
-    def _stream(self, messages: list[dict[str, str]], model: str) -> AsyncIterator[Any]:
-        """The site's protocol: yield text chunks in order (a :data:`Part` may come too)."""
+        ``messages`` are checked and ``model`` resolved. ``params`` (the offered ``tools``
+        among them) and ``images`` are empty unless the class ``takes_params``,
+        ``takes_images`` or ``supports_tools``: :meth:`parts` refuses them before.
+        """
 
     async def aclose(self) -> None:  # noqa: B027 - optional: providers without connections keep it
         """Close the provider's HTTP sessions. Safe to call twice."""

@@ -9,7 +9,7 @@ fetched again once when refused.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ProtocolError, ServiceError, StreamInterrupted
 from ._family import NonceRefused, content_type, event_objects, parse_json, try_json, with_token_retry
@@ -17,6 +17,9 @@ from ._lines import sse_events
 from ._status import excerpt, status_error
 from ._wire import Part
 from .base import HTTPProvider
+
+if TYPE_CHECKING:
+    from ..attachments import Attachment
 
 SESSION_PATH = "/wp-json/mwai/v1/start_session"
 
@@ -52,7 +55,13 @@ class MwaiProvider(HTTPProvider):
         self._nonce = nonce
         return nonce
 
-    def _stream(self, messages: list[dict[str, str]], model: str) -> AsyncIterator[Part]:
+    def _reply(
+        self,
+        messages: list[dict[str, str]],
+        model: str,
+        params: dict[str, Any],
+        images: tuple[Attachment, ...],
+    ) -> AsyncIterator[Part]:
         return with_token_retry(
             self.label,
             lambda fresh: self._send(messages, fresh),

@@ -168,10 +168,7 @@ class OpenAICompatible(HTTPProvider):
 
     # -- streaming -----------------------------------------------------------------
 
-    def _stream(self, messages: list[dict[str, str]], model: str) -> AsyncIterator[Part]:
-        return self._parts(messages, model, {}, ())
-
-    async def _parts(
+    async def _reply(
         self,
         messages: list[dict[str, str]],
         model: str,
