@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..errors import ProtocolError, ServiceError
 from ._family import NonceRefused, ReplyRefusal, event_objects, parse_json, with_token_retry
 from ._lines import sse_events
+from ._messages import format_prompt
 from ._status import excerpt, status_error
 from ._wire import ChunkReader, Part
-from .base import HTTPProvider, format_prompt
+from .base import HTTPProvider
 
 if TYPE_CHECKING:
     from ..attachments import Attachment
