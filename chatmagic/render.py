@@ -6,7 +6,7 @@ ourselves with raw HTML disabled (markdown-it-py, ``html=False``), turn images i
 links (an image would load a remote address), and pass the result through nh3 with
 ``http``/``https``/``mailto`` links only. Code blocks are coloured with Pygments as
 light markup (``<b>`` keywords, ``<i>`` comments, one-letter classes) that
-the stylesheet (chatmagic.present.CSS) colours after the JupyterLab theme.
+the stylesheet (chatmagic.style.CSS) colours after the JupyterLab theme.
 
 This module only renders: it imports nothing of the look (present) or the skins. A
 reply streaming into a cell is :mod:`chatmagic._cellstream` (plain display updates) and
@@ -112,7 +112,7 @@ _HIGHLIGHT_LIMIT = 50_000
 
 
 def highlight(code: str, lang: str, attrs: Any = None) -> str:
-    """Syntax colours for a fenced block, as markup that the stylesheet (chatmagic.present.CSS) colours.
+    """Syntax colours for a fenced block, as markup that the stylesheet (chatmagic.style.CSS) colours.
 
     Only what gets a colour is wrapped, and runs of one kind are merged: keywords in
     ``<b>`` and comments in ``<i>`` (the commonest tokens, and bold keywords and italic

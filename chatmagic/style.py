@@ -1,8 +1,8 @@
 """The one stylesheet of every skin: cell replies, the panel, ``%chat history``, tables.
 
-Every text reaches a contrast of 4.5:1 in JupyterLab's light and dark themes (measured in
-tests/browser). Which reply carries which part is :mod:`chatmagic._cellstream`'s and the
-panel's business; this module only holds the rules, as strings (it imports nothing).
+Only the rules, as strings (this module imports nothing): which output carries which part
+is :mod:`chatmagic._cellstream`'s business (a cell's replies) and the panel's (its widget
+stylesheet); :mod:`chatmagic.present` draws with them.
 """
 
 from __future__ import annotations
