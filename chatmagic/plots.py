@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigurationError
-from .options import Attachment
+from .attachments import Attachment
 
 __all__ = [
     "MAX_PLOT_BYTES",

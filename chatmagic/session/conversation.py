@@ -91,6 +91,9 @@ class Exchange:
     usage: dict[str, int] | None = None
     #: what the model thought before answering; shown, saved, never sent back as history
     reasoning: str = ""
+    #: a summary's originals (``%chat compact``, :mod:`chatmagic.compact`), oldest first:
+    #: this exchange stands for them in the history; () for any other exchange
+    summarizes: tuple[Exchange, ...] = ()
 
     @property
     def stopped(self) -> bool:
@@ -100,6 +103,10 @@ class Exchange:
     def cut(self) -> bool:
         """The server ended the reply before it was complete (the token limit, a content filter)."""
         return is_cut(self.finish_reason)
+
+    def identity(self) -> dict[str, Any]:
+        """What names this version of the exchange in a record (a summary's list of originals)."""
+        return {"key": self.key, "finished_at": self.finished_at, "seq": self.seq}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +124,8 @@ class Exchange:
             "finish_reason": self.finish_reason,
             "usage": self.usage,
             "reasoning": self.reasoning,
+            # a summary names its originals (their own records hold them); others say nothing
+            **({"summarizes": [ex.identity() for ex in self.summarizes]} if self.summarizes else {}),
         }
 
 
@@ -267,6 +276,8 @@ class Conversation:
 
     def _emit(self, kind: str, turn: Turn | None) -> None:
         if not self._listeners:  # no panel follows: nothing to copy or lock (a turn emits often)
+            return
+        if turn is not None and turn.aside:  # not a message of the conversation: panels show its result
             return
         with self.lock:
             listeners = list(self._listeners)
