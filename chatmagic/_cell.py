@@ -24,6 +24,7 @@ from IPython.display import display
 from . import present
 from ._cellinput import attachment, context_items, gather, last_error_context
 from ._cellstream import SHEET, ReplyStream
+from ._compacting import with_plots
 from ._defaults import TEXT_KEY_PREFIX
 from ._lasterror import LastError
 from ._terminal import TerminalReply, is_terminal
@@ -32,6 +33,7 @@ from .context import Context
 from .errors import ConfigurationError, TurnStopped
 from .interpolate import Expansion, interpolate
 from .options import TurnOptions, parse_option
+from .plots import PlotHistory
 from .present import FALLBACK_STYLE, outcome, status_html, table_html
 from .printed import PrintedOutput
 from .record import exchange_metadata
@@ -63,6 +65,8 @@ class Host(Protocol):
     @property
     def printed(self) -> PrintedOutput: ...
     @property
+    def plots(self) -> PlotHistory: ...
+    @property
     def last_error(self) -> LastError: ...
     @property
     def format(self) -> str: ...
@@ -91,6 +95,7 @@ def run_cell(magics: Host, args: Any, cell: str) -> None:
         )
         spec = ",".join(filter(None, [magics.context, args.context, "error" if args.error else ""]))
         items = context_items(spec)
+        options = with_plots(magics.session, magics.plots, items, options, args.conversation, args.new)
     except ConfigurationError as exc:
         raise UsageError(str(exc)) from None
     text, expansion = cell, None

@@ -27,6 +27,8 @@ from ._commands_conv import (
     cmd_usage,
     show_table,
 )
+from ._compacting import cmd_compact
+from ._compacting import declare as declare_compact
 from ._defaults import DEFAULT_CONVERSATION
 from ._terminal import is_terminal
 from .errors import ChatMagicError, redact
@@ -238,6 +240,7 @@ def _line_parser() -> _CommandParser:
     shown.add_argument(
         "--all", action="store_true", help="Show every exchange, however long the conversation is."
     )
+    declare_compact(command)
     command("reset", "forget a conversation's history").add_argument(
         "name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION
     )
@@ -313,6 +316,7 @@ HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "conversations": cmd_conversations,
     "history": cmd_history,
     "reset": cmd_reset,
+    "compact": cmd_compact,
     "use": cmd_use,
     "panel": cmd_panel,
     "restore": cmd_restore,

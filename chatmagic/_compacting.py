@@ -25,7 +25,7 @@ from .providers import get_provider
 from .record import exchange_metadata
 from .session import ChatSession
 
-__all__ = ["compact_command", "declare", "with_plots"]
+__all__ = ["cmd_compact", "declare", "with_plots"]
 
 
 def declare(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -58,8 +58,9 @@ def _count(text: str) -> int:
     return int(text)
 
 
-def compact_command(session: ChatSession, args: Any) -> None:
+def cmd_compact(magics: Any, args: Any) -> None:
     """``%chat compact [NAME] [--keep N] [--undo]``: ask for the summary, wait, show it."""
+    session: ChatSession = magics.session
     conv = session.conversations.get(args.name)
     if conv is None or not len(conv):
         print(f"The conversation {args.name!r} is empty: nothing to compact.")

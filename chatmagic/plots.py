@@ -26,8 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigurationError
 from .attachments import Attachment
+from .errors import ConfigurationError
 
 __all__ = [
     "MAX_PLOT_BYTES",
