@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._secrets import scrub, table
-from .compacted import count
+from .compacted import MAX_DEPTH, count
 from .errors import ConfigurationError
 from .options import TurnOptions
+from .providers._lines import valid_text
 from .session import ChatSession, Conversation, Exchange, Message, Turn
 
 __all__ = [
@@ -206,12 +207,13 @@ def placeholder(key: str | None, finished_at: float, seq: int) -> Exchange:
 _MAX_NAMED = 100_000
 
 
-def read_summarizes(value: Any) -> tuple[Exchange, ...] | None:
+def read_summarizes(value: Any, depth: int = 0) -> tuple[Exchange, ...] | None:
     """A record's ``summarizes`` (a list of :meth:`Exchange.identity`) as placeholders for
-    :func:`fold`: () when absent, None when malformed (the record is then not valid)."""
+    :func:`~chatmagic.compacted.fold`, an earlier summary among them whole: () when absent,
+    None when malformed (the record is then not valid)."""
     if value is None:
         return ()
-    if not isinstance(value, list) or len(value) > _MAX_NAMED:
+    if not isinstance(value, list) or len(value) > _MAX_NAMED or depth > MAX_DEPTH:
         return None
     out = []
     for named in value:
@@ -226,5 +228,33 @@ def read_summarizes(value: Any) -> tuple[Exchange, ...] | None:
             return None
         if not math.isfinite(finished_at):
             return None
-        out.append(placeholder(key, float(finished_at), seq))
+        original: Exchange | None = placeholder(key, float(finished_at), seq)
+        if "summary" in named and original is not None:  # an earlier summary, whole
+            original = _summary(named["summary"], original, depth)
+        if original is None:
+            return None
+        out.append(original)
     return tuple(out)
+
+
+def _summary(saved: Any, named: Exchange, depth: int) -> Exchange | None:
+    """An earlier summary as a later one's record carries it (its text, who wrote it, its originals)."""
+    if not isinstance(saved, dict):
+        return None
+    texts = [
+        t for t in (saved.get(n) for n in ("user", "assistant", "provider", "model")) if isinstance(t, str)
+    ]
+    if len(texts) != 4:
+        return None
+    inner = read_summarizes(saved.get("summarizes"), depth + 1)
+    if not inner:
+        return None
+    user, assistant, provider, model = (valid_text(text) for text in texts)
+    return dataclasses.replace(
+        named,
+        user=Message("user", user),
+        assistant=Message("assistant", assistant),
+        provider=provider,
+        model=model,
+        summarizes=inner,
+    )

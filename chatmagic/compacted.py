@@ -55,12 +55,23 @@ def fold(exchanges: Sequence[Exchange]) -> tuple[list[Exchange], int]:
     """Restored exchanges with each summary's originals moved into it: the compacted view
     again. Returns the list and how many exchanges went into summaries.
 
-    A summary read from a record holds :func:`placeholder` originals; each is replaced by the
-    exchange of the same identity among ``exchanges`` (itself folded, for a summary of
+    A summary read from a record holds :func:`placeholder` originals (an earlier summary it
+    folded in, whole: that one's own record may be gone, its cell re-run); each is replaced by
+    the exchange of the same identity among ``exchanges`` (itself folded, for a summary of
     summaries), which then leaves the top level.
     """
     by_id = {_ident(ex): ex for ex in exchanges}
-    inside = {_ident(o) for ex in exchanges for o in ex.summarizes}
+    inside: set[tuple[str | None, float]] = set()
+
+    def name_inside(ex: Exchange, depth: int) -> None:
+        for o in ex.summarizes:  # a summary of summaries names theirs too
+            inside.add(_ident(o))
+            if depth < MAX_DEPTH:
+                name_inside(by_id.get(_ident(o), o), depth + 1)
+                name_inside(o, depth + 1)
+
+    for ex in exchanges:
+        name_inside(ex, 0)
 
     def resolved(ex: Exchange, depth: int) -> Exchange:
         if not ex.summarizes or depth > MAX_DEPTH:

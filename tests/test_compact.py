@@ -163,3 +163,29 @@ def test_restore_folds_the_originals_back_into_their_summary(session: ChatSessio
     assert compact.read_summarizes([{"key": 3, "finished_at": 1.0}]) is None
     assert compact.read_summarizes([{"key": None, "finished_at": float("nan")}]) is None
     assert compact.read_summarizes(None) == ()
+
+
+def test_a_summary_of_a_summary_restores_when_the_first_ones_record_is_gone(session: ChatSession) -> None:
+    import dataclasses
+
+    conv = session.conversation()
+    chat(session, "a", "b", "c")
+    first = summarize(session, keep=1)
+    chat(session, "d")
+    second = summarize(session, keep=0)
+    # the records a file still holds: every original's, and the second summary's (the cell
+    # that made the first was run again, so its output, and record, are the second's)
+    record = json.loads(json.dumps(second.to_dict()))
+    named = compact.read_summarizes(record["summarizes"])
+    assert named is not None
+    from_file = dataclasses.replace(second, summarizes=named)
+    plain = [ex for ex in compacted.originals(conv.exchanges) if not ex.summarizes]
+    assert [ex.user.content for ex in plain] == ["a", "b", "c", "d"]
+    top, folded = compacted.fold([*plain, from_file])
+    assert folded == 4
+    assert [ex.user.content for ex in top] == [second.user.content]
+    (restored,) = top
+    assert compacted.count(restored) == 4 and compacted.label(restored) == "Summary of 4 earlier exchanges"
+    inner = restored.summarizes[0]
+    assert inner.assistant.content == first.assistant.content and compacted.count(inner) == 2
+    assert [ex.user.content for ex in compacted.originals(top) if not ex.summarizes] == ["a", "b", "c", "d"]

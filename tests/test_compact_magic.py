@@ -121,6 +121,29 @@ def test_restore_after_a_restart_gives_the_compacted_view(
     assert "Summarize our conversation" in request and "tell me about the heron" not in request
 
 
+
+def test_restore_of_a_summary_of_a_summary_whose_first_cell_was_run_again(
+    ip: Any, fresh: None, sandbox_thread: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
+    urls = {site: sandbox_thread.base_url(site) for site in SITES}
+    cells = [f"%load_ext chatmagic\n%config ChatMagics.base_urls = {urls!r}"]
+    cells += [f"%%chat -p {SITE}\ntell me about the {word}" for word in ("heron", "ibis", "crane")]
+    cells += ["%chat compact --keep 1", f"%%chat -p {SITE}\ntell me about the stork", "%chat compact --keep 0"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    NotebookClient(nb, timeout=60, kernel_name="python3").execute()
+    nb.cells[4].outputs = []  # its record gone: the second summary's record carries the first
+    path = tmp_path / "birds.ipynb"
+    nbformat.write(nb, path)
+    ip.run_line_magic("config", "ChatMagics.log_path = ''")
+    assert "1 added, 4 inside summaries" in shown(ip, f"restore {path}")
+    (summary,) = get_session().conversation().exchanges
+    assert "Summary of 4 earlier exchanges" in shown(ip, "history")
+    every = shown(ip, "history --all")
+    assert all(f"tell me about the {w}" in every for w in ("heron", "ibis", "crane", "stork"))
+    assert every.count("Summary of 2 earlier exchanges") == 1
+
+
 # -- --context plots, in a real kernel ---------------------------------------------------
 
 

@@ -105,8 +105,10 @@ class Exchange:
         return is_cut(self.finish_reason)
 
     def identity(self) -> dict[str, Any]:
-        """What names this version of the exchange in a record (a summary's list of originals)."""
-        return {"key": self.key, "finished_at": self.finished_at, "seq": self.seq}
+        """What names this version of the exchange in a record (a summary's list of originals);
+        a summary named so carries itself whole: its own record may be gone (its cell re-run)."""
+        named = {"key": self.key, "finished_at": self.finished_at, "seq": self.seq}
+        return {**named, "summary": self.to_dict()} if self.summarizes else named
 
     def to_dict(self) -> dict[str, Any]:
         return {
