@@ -192,3 +192,27 @@ def test_plots_go_downscaled_to_a_vision_model_and_are_refused_without_vision(
     with Image.open(io.BytesIO(data)) as img:
         assert max(img.size) == MAX_PLOT_SIDE and f"to {img.size[0]}×{img.size[1]}" in dry
     assert len(data) <= MAX_PLOT_BYTES
+
+
+def test_ctrl_c_while_the_summary_is_written_changes_nothing(kernel: Any, sandbox_thread: Sandbox) -> None:
+    import time
+
+    for word in ("heron", "ibis", "crane"):
+        kernel.run(f"%%chat -p {SITE}\ntell me about the {word}")
+    sandbox_thread.inject(SITE, "stall")
+    msg_id = kernel.kc.execute("%chat compact --keep 1")
+    time.sleep(1.5)
+    kernel.km.interrupt_kernel()
+    errors = []
+    while True:
+        msg = kernel.kc.get_iopub_msg(timeout=30)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "error":
+            errors.append(f"{msg['content']['ename']}: {msg['content']['evalue']}")
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    assert errors == ["TurnStopped: Stopped by the user: no summary was written, nothing changed."]
+    history = kernel.shown("%chat history")
+    assert "tell me about the heron" in history and "Summary of" not in history
+    assert "You said: and the stork?" in kernel.shown("%%chat\nand the stork?")  # not left busy
