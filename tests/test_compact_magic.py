@@ -216,3 +216,26 @@ def test_ctrl_c_while_the_summary_is_written_changes_nothing(kernel: Any, sandbo
     history = kernel.shown("%chat history")
     assert "tell me about the heron" in history and "Summary of" not in history
     assert "You said: and the stork?" in kernel.shown("%%chat\nand the stork?")  # not left busy
+
+
+# -- the panel ---------------------------------------------------------------------------
+
+from .test_panel import open_panel, servers, session, wait_for  # noqa: E402, F401 - the panel's fixtures
+
+
+def test_the_panel_shows_the_summary_as_such(open_panel: Any, session: Any) -> None:
+    from chatmagic import compact
+
+    panel, browser = open_panel("squeezed", provider=None)
+    for word in ("heron", "ibis", "crane"):
+        session.send(f"tell me about the {word}", conversation="squeezed").result(15)
+    assert panel.wait(5)
+    turn, plan = compact.summary_turn(session, "squeezed", 1)
+    session.start(turn)
+    assert turn.wait(15)
+    compact.finish(turn, plan)
+    wait_for(lambda: any("Summary of 2 earlier exchanges" in text for text in browser.texts))
+    assert panel.wait(5)
+    texts = browser.texts
+    assert len(texts) == 4 and texts[2] == "You tell me about the crane"
+    assert texts[0].startswith("You Summarize our conversation so far")
