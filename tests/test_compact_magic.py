@@ -121,7 +121,6 @@ def test_restore_after_a_restart_gives_the_compacted_view(
     assert "Summarize our conversation" in request and "tell me about the heron" not in request
 
 
-
 def test_restore_of_a_summary_of_a_summary_whose_first_cell_was_run_again(
     ip: Any, fresh: None, sandbox_thread: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -129,7 +128,11 @@ def test_restore_of_a_summary_of_a_summary_whose_first_cell_was_run_again(
     urls = {site: sandbox_thread.base_url(site) for site in SITES}
     cells = [f"%load_ext chatmagic\n%config ChatMagics.base_urls = {urls!r}"]
     cells += [f"%%chat -p {SITE}\ntell me about the {word}" for word in ("heron", "ibis", "crane")]
-    cells += ["%chat compact --keep 1", f"%%chat -p {SITE}\ntell me about the stork", "%chat compact --keep 0"]
+    cells += [
+        "%chat compact --keep 1",
+        f"%%chat -p {SITE}\ntell me about the stork",
+        "%chat compact --keep 0",
+    ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     NotebookClient(nb, timeout=60, kernel_name="python3").execute()
     nb.cells[4].outputs = []  # its record gone: the second summary's record carries the first
@@ -216,26 +219,3 @@ def test_ctrl_c_while_the_summary_is_written_changes_nothing(kernel: Any, sandbo
     history = kernel.shown("%chat history")
     assert "tell me about the heron" in history and "Summary of" not in history
     assert "You said: and the stork?" in kernel.shown("%%chat\nand the stork?")  # not left busy
-
-
-# -- the panel ---------------------------------------------------------------------------
-
-from .test_panel import open_panel, servers, session, wait_for  # noqa: E402, F401 - the panel's fixtures
-
-
-def test_the_panel_shows_the_summary_as_such(open_panel: Any, session: Any) -> None:
-    from chatmagic import compact
-
-    panel, browser = open_panel("squeezed", provider=None)
-    for word in ("heron", "ibis", "crane"):
-        session.send(f"tell me about the {word}", conversation="squeezed").result(15)
-    assert panel.wait(5)
-    turn, plan = compact.summary_turn(session, "squeezed", 1)
-    session.start(turn)
-    assert turn.wait(15)
-    compact.finish(turn, plan)
-    wait_for(lambda: any("Summary of 2 earlier exchanges" in text for text in browser.texts))
-    assert panel.wait(5)
-    texts = browser.texts
-    assert len(texts) == 4 and texts[2] == "You tell me about the crane"
-    assert texts[0].startswith("You Summarize our conversation so far")
