@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._secrets import scrub, table
-from .compacted import MAX_DEPTH, count
+from .compacted import MAX_DEPTH, count, originals
 from .errors import ConfigurationError
 from .options import TurnOptions
 from .providers._lines import valid_text
@@ -159,7 +159,7 @@ def finish(turn: Turn, p: Plan) -> Exchange:
         raise ConfigurationError(
             "The summary came back "
             + ("cut by the server" if ex.cut else "empty")
-            + ": nothing changed. Try again, or with -o max_tokens=2000 for a longer one."
+            + ": nothing changed. Try again, with another model (-m), or fold fewer exchanges (--keep N)."
         )
     summary = dataclasses.replace(ex, key=None, seq=p.folded[-1].seq, summarizes=p.folded)
     with conv.lock:
@@ -188,6 +188,12 @@ def undo(conv: Conversation) -> Exchange:
             f"The conversation {conv.name!r} holds no summary to undo (%chat compact makes one)."
         )
     summary = exchanges[at]
+    missing = sum(1 for ex in originals(summary.summarizes) if not ex.user.content)
+    if missing:  # restored without their own records: an empty message would go in their place
+        raise ConfigurationError(
+            f"The summary in {conv.name!r} stands for {missing} exchange{'' if missing == 1 else 's'} "
+            "whose record was not restored (cleared outputs, another log): it stays. Nothing changed."
+        )
     conv.adopt([*exchanges[:at], *summary.summarizes, *exchanges[at + 1 :]])
     return summary
 

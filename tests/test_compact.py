@@ -189,3 +189,18 @@ def test_a_summary_of_a_summary_restores_when_the_first_ones_record_is_gone(sess
     inner = restored.summarizes[0]
     assert inner.assistant.content == first.assistant.content and compacted.count(inner) == 2
     assert [ex.user.content for ex in compacted.originals(top) if not ex.summarizes] == ["a", "b", "c", "d"]
+
+
+def test_a_summary_whose_originals_were_not_restored_stays(session: ChatSession) -> None:
+    import dataclasses
+
+    conv = session.conversation()
+    chat(session, "a", "b", "c")
+    summary = summarize(session, keep=1)
+    named = compact.read_summarizes(json.loads(json.dumps(summary.to_dict()))["summarizes"])
+    assert named is not None
+    top, _ = compacted.fold([dataclasses.replace(summary, summarizes=named), *conv.exchanges[1:]])
+    conv.adopt(top)  # restored from a notebook whose first two outputs were cleared
+    with pytest.raises(ConfigurationError, match="2 exchanges whose record was not restored"):
+        compact.undo(conv)
+    assert conv.exchanges == top
