@@ -45,7 +45,7 @@ MAX_PLOT_SIDE = 1024
 MAX_PLOT_BYTES = 256 * 1024
 #: plots kept while the extension is loaded, newest last
 KEPT_PLOTS = 12
-#: a displayed image larger than this is not kept (a plot is far smaller)
+#: the most bytes the kept images hold together: the oldest go first (a plot is far smaller)
 MAX_KEPT_BYTES = 32 * 1024 * 1024
 #: what a plot is, as the frontend got it
 _MIMES = ("image/png", "image/jpeg")
@@ -112,6 +112,8 @@ class PlotHistory:
             if raw is not None and len(raw) <= MAX_KEPT_BYTES:
                 with self._lock:
                     self._plots.append(Plot(cell, mime, raw))
+                    while sum(len(p.data) for p in self._plots) > MAX_KEPT_BYTES:
+                        self._plots.popleft()
                 return
 
     def last(self, n: int) -> list[Plot]:
@@ -141,9 +143,10 @@ def _image_bytes(value: Any) -> bytes | None:
             return value
     if isinstance(value, (str, bytes)):
         try:
-            return base64.b64decode(value, validate=False)
+            data = base64.b64decode(value, validate=False)
         except (binascii.Error, ValueError):
             return None
+        return data if data.startswith((b"\x89PNG", b"\xff\xd8\xff")) else None  # not an image: a URL, ...
     return None
 
 
@@ -184,6 +187,8 @@ def fit_plot(plot: Plot, max_side: int = MAX_PLOT_SIDE, max_bytes: int = MAX_PLO
         if buf.tell() <= max_bytes or scale < 0.05:
             break
         scale *= 0.8
+    if buf.tell() > max_bytes:  # noise at 50 pixels: not a plot
+        raise ConfigurationError(f"--context plots: the {plot.name} does not fit in {max_bytes // 1024} KB.")
     note = f"downscaled from {width}×{height} to {size[0]}×{size[1]}"
     return Attachment(plot.name, "image/png", buf.getvalue(), note)
 

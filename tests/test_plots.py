@@ -93,3 +93,11 @@ def test_a_chain_without_vision_is_refused_naming_the_option() -> None:
         check_vision([get_provider("chatgptt")])
     check_vision([get_provider("openai")])
     check_vision([get_provider("chatgptt"), get_provider("ollama")])  # the one that takes images gets them
+
+
+def test_what_is_not_an_image_is_not_kept() -> None:
+    history = PlotHistory()
+    history.add({"image/png": "https://example.org/plot.png"}, 1)
+    history.add({"image/png": base64.b64encode(b"not an image").decode()}, 2)
+    history.add("a display without a format dict", 3)
+    assert len(history) == 0
