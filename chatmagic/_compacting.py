@@ -18,10 +18,12 @@ from IPython.display import display
 
 from . import compact, compacted, present
 from ._defaults import DEFAULT_CONVERSATION
-from .errors import TurnStopped
+from .errors import ConfigurationError, TurnStopped
 from .options import TurnOptions
 from .plots import PlotHistory, check_vision, plot_attachments
 from .providers import get_provider
+from .providers.vision import sees_images
+from .providers.window import PROBE_TIMEOUT_S
 from .record import exchange_metadata
 from .session import ChatSession
 
@@ -106,10 +108,36 @@ def with_plots(
 ) -> TurnOptions:
     """``options`` with the last figures the ``plots:N`` items ask for, as images; refused
     (ConfigurationError naming the option) before anything is sent when no provider of the
-    turn's chain takes images, or no figure was shown yet."""
+    turn's chain takes images (nor, where the server says, its model), or no figure was shown."""
     wanted = max((item.count for item in items if item.kind == "plots"), default=0)
     if not wanted:
         return options
-    check_vision([get_provider(name) for name in session.choice(conversation, options, fresh=fresh).chain])
+    chosen = session.choice(conversation, options, fresh=fresh)
+    classes = [get_provider(name) for name in chosen.chain]
+    check_vision(classes)
+    _check_models(session, options, chosen.models, [cls for cls in classes if cls.takes_images])
     images = tuple(plot_attachments(plots, wanted))
     return dataclasses.replace(options, attachments=options.attachments + images)
+
+
+def _check_models(
+    session: ChatSession, options: TurnOptions, models: dict[str, str], seeing: list[Any]
+) -> None:
+    """Refuse when every provider that takes images serves a model its server says sees none
+    (llama.cpp's /props, Ollama's /api/show); a server that does not say lets the images go."""
+    said = []
+    for cls in seeing:
+        base_url = options.base_url or session.base_url_for(cls.name)
+        if base_url is None:  # a provider's own default address (OpenAI): it does not say
+            return
+        try:
+            sees = session.runner.run(sees_images(base_url, models[cls.name]), timeout=PROBE_TIMEOUT_S + 2)
+        except Exception:  # noqa: BLE001 - a probe is a convenience: unknown lets the images go
+            return
+        if sees is not False:
+            return
+        said.append(f"{models[cls.name] or 'its model'} on {cls.name}")
+    raise ConfigurationError(
+        f"--context plots sends images, and {', '.join(said)} takes none (the server says): leave plots "
+        "out, or pick a vision model with -m (e.g. llava on Ollama)."
+    )

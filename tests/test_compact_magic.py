@@ -30,6 +30,11 @@ def posts(sandbox: Sandbox) -> list[str]:
     ]
 
 
+def chats(sandbox: Sandbox) -> list[Any]:
+    """The chat requests (not a server's description of its model, /api/show)."""
+    return [r for r in sandbox.requests if r.method == "POST" and not r.path.endswith("/api/show")]
+
+
 def shown(ip: Any, line: str) -> str:
     with capture_output() as out:
         ip.run_line_magic("chat", line)
@@ -174,22 +179,23 @@ def test_plots_go_downscaled_to_a_vision_model_and_are_refused_without_vision(
 
     from chatmagic.plots import MAX_PLOT_BYTES, MAX_PLOT_SIDE
 
-    assert "no cell has displayed a figure yet" in kernel.shown(
-        "%%chat -p ollama --context plots\nWhat is this?"
-    )
+    vision = "-p ollama -m gpt-4o"  # the stand-in's Ollama says gpt-4o sees images, llama3.2 does not
+    assert "no cell has displayed a figure yet" in kernel.shown(f"%%chat {vision} --context plots\nWhat?")
     kernel.run(
         "%matplotlib inline\nimport matplotlib.pyplot as plt\n"
         "fig, ax = plt.subplots(figsize=(12, 8), dpi=200)\nax.plot([1, 4, 9, 16])\nplt.show()"
     )
     refused = kernel.shown("%%chat -p chatgptt --context plots\nWhat does the plot show?")
     assert refused.startswith("UsageError: --context plots sends images, and chatgptt takes none")
-    assert posts(sandbox_thread) == []
-    dry = kernel.shown("%%chat -p ollama --context plots:1 --dry-run\nWhat does the plot show?")
+    refused = kernel.shown("%%chat -p ollama -m llama3.2 --context plots\nWhat does the plot show?")
+    assert refused.startswith("UsageError: --context plots sends images, and llama3.2 on ollama takes none")
+    assert chats(sandbox_thread) == []  # asking the server about its model is no chat
+    dry = kernel.shown(f"%%chat {vision} --context plots:1 --dry-run\nWhat does the plot show?")
     # the inline backend cuts the figure to its content (bbox_inches="tight"): about 1955×1319
     assert "plot of In [" in dry and re.search(r"downscaled from (19|20)\d\d×1\d\d\d to 1024×6\d\d", dry)
-    reply = kernel.shown("%%chat -p ollama --context plots\nWhat does the plot show?")
+    reply = kernel.shown(f"%%chat {vision} --context plots\nWhat does the plot show?")
     assert "Images: 1." in reply and "attached plot of In [" in reply
-    (request,) = [r for r in sandbox_thread.requests if r.method == "POST"]
+    (request,) = chats(sandbox_thread)
     (part,) = [p for p in request.json["messages"][-1]["content"] if p["type"] == "image_url"]
     data = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
     with Image.open(io.BytesIO(data)) as img:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import Any
 
 import pytest
 
@@ -101,3 +102,13 @@ def test_what_is_not_an_image_is_not_kept() -> None:
     history.add({"image/png": base64.b64encode(b"not an image").decode()}, 2)
     history.add("a display without a format dict", 3)
     assert len(history) == 0
+
+
+async def test_a_server_says_whether_its_model_sees_images(sandbox: Any) -> None:
+    from chatmagic.providers.vision import sees_images
+
+    assert await sees_images(sandbox.base_url("llamacpp"), "") is False  # /props: modalities.vision
+    assert await sees_images(sandbox.base_url("ollama"), "llama3.2") is False  # /api/show: capabilities
+    assert await sees_images(sandbox.base_url("ollama"), "gpt-4o") is True
+    assert await sees_images(sandbox.base_url("ollama"), "") is None  # Ollama describes a named model
+    assert await sees_images(sandbox.base_url("openai"), "gpt-4o") is None  # OpenAI does not say
