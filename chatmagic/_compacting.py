@@ -78,24 +78,41 @@ def cmd_compact(magics: Any, args: Any) -> None:
         return
     options = TurnOptions(provider=args.provider, model=args.model)
     turn, plan = compact.summary_turn(session, args.name, args.keep, options)
+    n = plan.originals
+    waiting = f"{present.head(turn)} · writing a summary of {n} earlier exchange{'' if n == 1 else 's'}…"
+    handle = display(_line(waiting), raw=True, display_id=True)
     session.start(turn)
     try:
-        while not turn.wait(0.2):  # short waits: Ctrl-C reaches this thread between them
-            pass
-    except KeyboardInterrupt:
-        turn.stop()
-        turn.wait(10)
-        raise TurnStopped("Stopped by the user: no summary was written, nothing changed.") from None
-    summary = compact.finish(turn, plan)
-    kept = len(plan.kept)
+        try:
+            while not turn.wait(0.2):  # short waits: Ctrl-C reaches this thread between them
+                pass
+        except KeyboardInterrupt:
+            turn.stop()
+            turn.wait(10)
+            raise TurnStopped("Stopped by the user: no summary was written, nothing changed.") from None
+        summary = compact.finish(turn, plan)
+    except BaseException:
+        if handle is not None:
+            handle.update(
+                _line(f"{present.head(turn)} · no summary was written · nothing changed", "error"), raw=True
+            )
+        raise
     note = (
-        f"compacted {args.name!r}: the summary stands for {plan.originals} earlier exchange"
-        f"{'' if plan.originals == 1 else 's'}, the newest {kept} kept as they are · "
-        "%chat compact --undo puts them back, %chat history --all shows them"
+        f"compacted {args.name!r}: the summary stands for {n} earlier exchange{'' if n == 1 else 's'}, "
+        f"the newest {len(plan.kept)} kept as they are · %chat compact --undo puts them back, "
+        "%chat history --all shows them"
     )
     bundle = present.exchange_bundle(summary, note)
     # saved with the notebook: %chat restore folds the originals back into it after a restart
-    display(bundle, raw=True, metadata=exchange_metadata(conv, summary))
+    metadata = exchange_metadata(conv, summary)
+    if handle is None:
+        display(bundle, raw=True, metadata=metadata)
+    else:
+        handle.update(bundle, raw=True, metadata=metadata)
+
+
+def _line(text: str, kind: str = "") -> dict[str, str]:
+    return {"text/html": present.status_html(present.Status(text, kind)), "text/plain": text}
 
 
 def with_plots(
