@@ -77,7 +77,11 @@ def cmd_compact(magics: Any, args: Any) -> None:
         )
         return
     options = TurnOptions(provider=args.provider, model=args.model)
-    turn, plan = compact.summary_turn(session, args.name, args.keep, options)
+    try:
+        turn, plan = compact.summary_turn(session, args.name, args.keep, options)
+    except compact.NothingToCompact as exc:  # said, not raised: a notebook run again goes on
+        print(exc)
+        return
     n = plan.originals
     waiting = f"{present.head(turn)} · writing a summary of {n} earlier exchange{'' if n == 1 else 's'}…"
     handle = display(_line(waiting), raw=True, display_id=True)

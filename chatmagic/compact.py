@@ -39,6 +39,7 @@ from .session import ChatSession, Conversation, Exchange, Message, Turn
 __all__ = [
     "DEFAULT_KEEP",
     "SUMMARY_REQUEST",
+    "NothingToCompact",
     "Plan",
     "finish",
     "placeholder",
@@ -61,6 +62,11 @@ SUMMARY_REQUEST = (
     "preferred; leave out greetings and repetition. Write it as compact notes, in the language "
     "we used, with no preamble."
 )
+
+
+class NothingToCompact(ConfigurationError):
+    """The conversation holds nothing older than what is kept: not an error, a fact to say
+    (a notebook run again after ``%chat restore`` meets its compact cell with the work done)."""
 
 
 @dataclass(frozen=True)
@@ -89,13 +95,13 @@ def plan(conv: Conversation, keep: int = DEFAULT_KEEP) -> Plan:
         exchanges = list(conv.exchanges)
     folded, kept = exchanges[: max(0, len(exchanges) - keep)], exchanges[max(0, len(exchanges) - keep) :]
     if not folded:
-        raise ConfigurationError(
+        raise NothingToCompact(
             f"Nothing to compact in {conv.name!r}: it holds {len(exchanges)} exchange"
             f"{'' if len(exchanges) == 1 else 's'}, and the newest {keep} stay as they are. "
             "Use --keep with a smaller number."
         )
     if len(folded) == 1 and folded[0].summarizes:
-        raise ConfigurationError(
+        raise NothingToCompact(
             f"The older part of {conv.name!r} is already one summary: there is nothing more to compact "
             "(--keep with a smaller number folds more exchanges in)."
         )
