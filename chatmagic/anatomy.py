@@ -45,7 +45,7 @@ from .budget import Cost, Decision, Price, decide, estimate_cost
 from .providers.window import Window, discover_window, server_count
 from .tokens import IMAGE_TOKENS, Count, count_messages, count_text, encoding_for
 
-__all__ = ["Anatomy", "Part", "build", "image_part", "left_out", "part", "survey"]
+__all__ = ["Anatomy", "Part", "build", "image_part", "left_out", "part", "percent", "survey"]
 
 #: the kinds of part, in the order a request sends them
 KINDS = ("system", "exchange", "context", "attachment", "tools", "prompt")
@@ -129,19 +129,24 @@ class Anatomy:
         lines = [f"{self.provider} · {self.model}: the request as it will be sent (nothing sent)"]
         lines.append(f"  {'part'.ljust(width)}  {'chars':>9}  {'tokens':>9}")
         lines += [f"  {a.ljust(width)}  {b:>9}  {c:>9}" for a, b, c in rows]
-        lines.append(f"  tokens counted by: {_how(self.total.how, self.model)}")
-        if self.window.tokens is None:
-            lines.append("  context window: unknown (set context_window in ChatMagics.endpoints)")
-        else:
-            lines.append(
-                f"  context window: {self.window.tokens:,} tokens ({self.window.source}); "
-                f"this request fills {_pct(self.share)}"
-            )
-        if self.cost is not None:
-            lines.append(f"  estimated cost: ${self.cost.usd:.4f} ({self.cost.how})")
+        lines += [f"  {fact}" for fact in self.facts()]
         if self.decision is not None and not self.decision.fits:
             lines.append(f"  {self.decision.verdict}: {self.decision.message}")
         return "\n".join(lines)
+
+    def facts(self) -> list[str]:
+        """The lines under the table: how the tokens were counted, the window and share, the cost."""
+        facts = [f"tokens counted by: {_how(self.total.how, self.model)}"]
+        if self.window.tokens is None:
+            facts.append("context window: unknown (set context_window in ChatMagics.endpoints)")
+        else:
+            facts.append(
+                f"context window: {self.window.tokens:,} tokens ({self.window.source}); "
+                f"this request fills {_pct(self.share)}"
+            )
+        if self.cost is not None:
+            facts.append(f"estimated cost: ${self.cost.usd:.4f} ({self.cost.how})")
+        return facts
 
 
 def build(
@@ -220,6 +225,11 @@ async def survey(
         max_input_tokens=max_input_tokens,
         max_cost=max_cost,
     )
+
+
+def percent(share: float | None) -> str:
+    """A share of the window as the glass box says it: "3.8%", "under 0.1%", "?" (unknown)."""
+    return _pct(share)
 
 
 def _pct(share: float | None) -> str:
