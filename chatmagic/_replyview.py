@@ -10,6 +10,10 @@ messages only between cells), the cell keeps its plain display updates
 (:class:`chatmagic._cellstream.ReplyStream`). At the end the display is replaced by the usual
 static bundle (same display id): the saved output is the same either way.
 
+Before a reply, the same view can show a question with buttons (:meth:`ReplyView.show`: the
+glass box of a turn over budget, chatmagic._gate); a click comes back as ``{"type": "answer",
+"id", "answer"}`` and goes to :attr:`ReplyView.on_answer` (the session's ``Pauses.answer``).
+
 One widget serves every cell of a kernel (:meth:`ReplyView.for_reply`): its ES module is
 sent once, with the first reply, not with each (its bytes would be a large share of a short
 reply's). Only the streaming cell's display shows it; every earlier one was replaced by its
@@ -19,11 +23,13 @@ static bundle, so the views it has are the current reply's.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import anywidget
 
 from ._stream import LiveReply, esm, message_cost
+from .errors import ChatMagicError
 from .present import status_html
 
 __all__ = ["ReplyView"]
@@ -45,6 +51,8 @@ class ReplyView(anywidget.AnyWidget):
         self.reply: LiveReply | None = None
         self._asked = threading.Event()  # a view said hello, or asked for the reply whole
         self._status = ""
+        #: called with (question id, answer) when a button of :meth:`show` is clicked
+        self.on_answer: Callable[[str, str], Any] | None = None
         self.on_msg(self._on_msg)
         if hasattr(self.comm, "_reply_subshell_for"):
             # ipykernel 7 routes a widget's incoming messages to the subshell that last sent
@@ -56,6 +64,11 @@ class ReplyView(anywidget.AnyWidget):
         # on a subshell thread while the cell runs: only note it; the cell's loop sends
         if isinstance(content, dict) and content.get("type") in ("hello", "resync"):
             self._asked.set()
+        elif isinstance(content, dict) and content.get("type") == "answer" and self.on_answer is not None:
+            try:
+                self.on_answer(str(content.get("id")), str(content.get("answer")))
+            except ChatMagicError:  # answered already (the first answer wins), or not a known answer
+                pass
 
     @classmethod
     def for_reply(cls, fmt: str = "markdown") -> ReplyView:
@@ -67,6 +80,15 @@ class ReplyView(anywidget.AnyWidget):
         view.fmt, view.reply, view._status = fmt, None, ""
         view._asked.clear()
         return view
+
+    def wait_hello(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a view to say it is drawn."""
+        return self._asked.wait(timeout)
+
+    def show(self, html: str) -> None:
+        """Show ``html`` whole (sanitized or escaped by the caller), e.g. a question with buttons."""
+        self._asked.clear()
+        self.send({"n": 0, "html": html})
 
     @property
     def ready(self) -> bool:

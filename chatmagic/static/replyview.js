@@ -30,8 +30,19 @@ function render({ model, el }) {
     if (parts.tail !== undefined) tail.innerHTML = parts.tail;
     if (msg.s !== undefined) line.innerHTML = msg.s;
   };
+  // a question's buttons (chatmagic._gate): the answer goes back once, then they are disabled
+  const onClick = (e) => {
+    const button = e.target.closest ? e.target.closest("button[data-cm-answer]") : null;
+    if (!button || button.disabled) return;
+    model.send({ type: "answer", id: button.dataset.cmId, answer: button.dataset.cmAnswer });
+    root.querySelectorAll("button[data-cm-answer]").forEach((b) => (b.disabled = true));
+  };
+  root.addEventListener("click", onClick);
   model.on("msg:custom", onMsg);
   model.send({ type: "hello" });
-  return () => model.off("msg:custom", onMsg);
+  return () => {
+    model.off("msg:custom", onMsg);
+    root.removeEventListener("click", onClick);
+  };
 }
 export default { render };
