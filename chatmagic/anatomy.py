@@ -45,7 +45,7 @@ from .budget import Cost, Decision, Price, decide, estimate_cost
 from .providers.window import Window, discover_window, server_count
 from .tokens import IMAGE_TOKENS, Count, count_messages, count_text, encoding_for
 
-__all__ = ["Anatomy", "Part", "build", "image_part", "left_out", "part", "percent", "survey"]
+__all__ = ["Anatomy", "Part", "build", "image_part", "left_out", "part", "percent", "survey", "with_estimate"]
 
 #: the kinds of part, in the order a request sends them
 KINDS = ("system", "exchange", "context", "attachment", "tools", "prompt")
@@ -225,6 +225,14 @@ async def survey(
         max_input_tokens=max_input_tokens,
         max_cost=max_cost,
     )
+
+
+def with_estimate(usage: dict[str, int] | None, anatomy: Anatomy | None) -> dict[str, int] | None:
+    """The server's usage with the count made before sending beside it (``estimated_prompt_tokens``):
+    what the record keeps, so the difference stays known (None: the server reported nothing)."""
+    if not usage or anatomy is None or not isinstance(usage.get("prompt_tokens"), int):
+        return usage
+    return {**usage, "estimated_prompt_tokens": anatomy.total.tokens}
 
 
 def percent(share: float | None) -> str:
