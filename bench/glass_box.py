@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from token_estimate import chunks  # noqa: E402
 
+from chatmagic.budget import Limits  # noqa: E402
 from chatmagic.options import TurnOptions  # noqa: E402
-from chatmagic.preflight import Limits, check  # noqa: E402
+from chatmagic.preflight import check  # noqa: E402
 from chatmagic.providers.window import forget  # noqa: E402
 from chatmagic.sandbox import Sandbox  # noqa: E402
 from chatmagic.session import DEFAULT_MAX_HISTORY_CHARS, ChatSession, Exchange, Message  # noqa: E402

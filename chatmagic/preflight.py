@@ -26,11 +26,10 @@ from __future__ import annotations
 import concurrent.futures
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .anatomy import Anatomy, Part, build, image_part, left_out, part
-from .budget import price_for
+from .budget import Limits, price_for
 from .errors import ConfigurationError
 from .providers.openai import OpenAICompatible
 from .providers.window import UNKNOWN, Window, discover_window, server_count
@@ -39,7 +38,7 @@ from .tokens import count_messages
 if TYPE_CHECKING:
     from .session import Turn
 
-__all__ = ["NEAR", "Limits", "assemble", "check", "max_output_tokens", "parts_of", "survey_turn"]
+__all__ = ["NEAR", "NEAR_ESTIMATE", "assemble", "check", "max_output_tokens", "parts_of", "survey_turn"]
 
 #: the offline count within this share of a limit: ask the server's tokenizer before deciding
 #: (a BPE of the model's family is close; characters / 4 can be half the truth: code, non-Latin text)
@@ -47,16 +46,6 @@ NEAR = 0.1
 NEAR_ESTIMATE = 0.5
 #: how long a turn waits for the server's window and count before going on without them
 CHECK_TIMEOUT_S = 8.0
-
-
-@dataclass
-class Limits:
-    """The user's prices and budgets (``ChatMagics.prices``, ``max_input_tokens``, ``max_cost``),
-    checked by :mod:`chatmagic.budget` when set."""
-
-    prices: dict[str, dict[str, float]] = field(default_factory=dict)
-    max_input_tokens: int = 0
-    max_cost: float = 0.0
 
 
 def max_output_tokens(params: Mapping[str, Any]) -> int | None:

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from chatmagic.budget import Limits
 from chatmagic.options import TurnOptions
-from chatmagic.preflight import Limits, check, max_output_tokens
+from chatmagic.preflight import check, max_output_tokens
 from chatmagic.providers.window import forget
 from chatmagic.sandbox import Sandbox, SandboxSettings, count_prompt
 from chatmagic.session import ChatSession
