@@ -56,13 +56,14 @@ def gate(
     pauses: Pauses,
     audience: Audience,
     *,
-    view: Any = None,
+    make_view: Callable[[], Any] | None = None,
     ask: Callable[[str], str] = input,
 ) -> None:
     """Return when the turn may go; raise :class:`NotSent` (one line) when it may not.
 
-    ``view``: the cell's reply view (``chatmagic._replyview.ReplyView``), None where widgets
-    cannot be made; ``ask``: how a question is put on the input or prompt line.
+    ``make_view``: makes the cell's reply view (``chatmagic._replyview.ReplyView``, or None where
+    widgets cannot be made), only when a question is asked; ``ask``: how a question is put on
+    the input or prompt line.
     """
     decision = anatomy.decision
     if decision is None or decision.fits:
@@ -77,6 +78,7 @@ def gate(
         raise NotSent(unattended(decision))
     pending = pauses.ask("budget", anatomy.model or anatomy.provider, {"glass": anatomy.text()})
     try:
+        view = make_view() if make_view is not None and not terminal else None
         answer = _wait(terminal, anatomy, pauses, pending, view, ask)
     except KeyboardInterrupt:
         _settle(pauses, pending, "cancel")

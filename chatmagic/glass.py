@@ -7,10 +7,9 @@ was counted, the window and the share this request fills, the cost when a price 
 the decision. Every text from the request (a label quotes the user's words) is escaped here.
 The plain-text form is :meth:`Anatomy.text`, for terminals and ``text/plain``.
 
-The status line of a turn keeps two numbers apart (:func:`context_note`): this request's
-context against the window ("context 1,234 of 32,768 tokens (3.8%)"), and, after it, what the
-conversation has used so far as the servers reported it ("conversation 9,876 tokens so far:
-%chat usage"). Never one for the other.
+The status line of a turn keeps two numbers apart (``present.tokens_note``): this request's
+context against the window (:meth:`Anatomy.context`), and what the conversation has used so
+far as the servers reported it. Never one for the other.
 """
 
 from __future__ import annotations
@@ -18,14 +17,12 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Mapping, Sequence
 
-from .anatomy import Anatomy, percent
+from .anatomy import Anatomy
 from .present import FALLBACK_STYLE, Status, status_html, table_html
 
 __all__ = [
     "ANSWER_LABELS",
     "answer_buttons",
-    "context_note",
-    "conversation_note",
     "glass_bundle",
     "glass_html",
 ]
@@ -81,26 +78,6 @@ def answer_buttons(pending_id: str, answers: Iterable[str]) -> str:
         for a in answers
     )
     return f'<div class="chatmagic-answers">{buttons}</div>'
-
-
-def context_note(anatomy: Anatomy | None, prompt_tokens: int | None = None) -> str:
-    """This request's context against the window, for the status line: the server's count
-    after the turn (``prompt_tokens``) when it reported one, else the count made before it."""
-    if anatomy is None:
-        return ""
-    tokens = f"{prompt_tokens:,}" if prompt_tokens is not None else str(anatomy.total)
-    window = anatomy.window.tokens
-    if window is None:
-        return f"context {tokens} tokens"
-    used = (prompt_tokens if prompt_tokens is not None else anatomy.total.tokens) / window
-    return f"context {tokens} of {window:,} tokens ({percent(used)})"
-
-
-def conversation_note(total_in: int, total_out: int) -> str:
-    """What the conversation has used so far, as the servers reported it (``%chat usage``)."""
-    if not total_in and not total_out:
-        return ""
-    return f"conversation {total_in + total_out:,} tokens so far (%chat usage)"
 
 
 def _title(anatomy: Anatomy) -> str:

@@ -9,16 +9,17 @@ terminal and ``%chat context`` alike.
 history budget left out, each ``--context`` item, attachments, tool schemas, the prompt),
 counts them (:mod:`chatmagic.tokens`), finds the model's window (the server's word where it
 says, :mod:`chatmagic.providers.window`; else ``context_window`` of the endpoint), prices it
-with the user's :class:`Limits` and decides (:func:`chatmagic.budget.decide`). The result is
+with the user's :class:`~chatmagic.budget.Limits` and decides (:func:`chatmagic.budget.decide`). The result is
 kept on the turn (``turn.anatomy``): after the turn, its total beside the server's usage is
 what the record keeps (``estimated_prompt_tokens``).
 
 The server's own tokenizer (llama.cpp, vLLM) costs a request: :func:`check` asks it when told
 (``%chat context``, ``--dry-run``), and before a turn only when the offline count is within
 :data:`NEAR` of a limit (:data:`NEAR_ESTIMATE` for a "≈" estimate), where a few tokens
-decide. Nothing else waits on the network once a window is known (it is cached per server
-and model), and nothing asks OpenAI's own API (it says nothing about windows). A web site's
-provider has no server to ask: its window is unknown unless configured.
+decide. The window is asked once per server and model, and only for a request of
+:data:`PROBE_ABOVE` tokens or more (a shorter one fits every window), or by a dry run. Nothing
+asks OpenAI's own API (it says nothing about windows). A web site's provider has no server to
+ask: its window is unknown unless configured.
 """
 
 from __future__ import annotations
@@ -27,23 +28,30 @@ import concurrent.futures
 import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .anatomy import Anatomy, Part, build, image_part, left_out, part
 from .budget import Limits, price_for
 from .errors import ConfigurationError
-from .providers.openai import OpenAICompatible
-from .providers.window import UNKNOWN, Window, discover_window, server_count
-from .tokens import count_messages
+from .providers import get_provider
+from .providers.openai import OFFICIAL_HOST, OpenAICompatible
+from .providers.window import UNKNOWN, Window, discover_window, known_window, server_count
+from .session.run import provider_for
+from .tokens import CHARS_PER_TOKEN, loaded, warm
 
 if TYPE_CHECKING:
     from .session import Turn
 
-__all__ = ["NEAR", "NEAR_ESTIMATE", "assemble", "check", "max_output_tokens", "parts_of", "survey_turn"]
+__all__ = ["NEAR", "NEAR_ESTIMATE", "assemble", "check", "max_output_tokens", "parts_of"]
 
 #: the offline count within this share of a limit: ask the server's tokenizer before deciding
 #: (a BPE of the model's family is close; characters / 4 can be half the truth: code, non-Latin text)
 NEAR = 0.1
 NEAR_ESTIMATE = 0.5
+#: a request under this many tokens (characters / 4) fits every window servers serve (the
+#: smallest defaults: Ollama's 2,048 or 4,096, llama.cpp's 4,096): a turn that short asks the
+#: server for its window only when a dry run or ``%chat context`` has not already
+PROBE_ABOVE = 1024
 #: how long a turn waits for the server's window and count before going on without them
 CHECK_TIMEOUT_S = 8.0
 
@@ -61,6 +69,8 @@ def parts_of(
     turn: Turn,
     sections: Sequence[tuple[str, str]] = (),
     tools: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    wait: bool = True,
 ) -> list[Part]:
     """The turn's request in parts, in the order they are sent, with what was left out.
 
@@ -73,7 +83,7 @@ def parts_of(
     parts: list[Part] = []
     start = 0
     if messages and messages[0]["role"] == "system":
-        parts.append(part("system", "system prompt", messages[0]["content"], model))
+        parts.append(part("system", "system prompt", messages[0]["content"], model, wait=wait))
         start = 1
     dropped = turn.history_total - turn.history_sent
     if dropped > 0 and not turn.fresh:
@@ -88,20 +98,20 @@ def parts_of(
     for i in range(0, len(kept) - 1, 2):
         user, reply = kept[i]["content"], kept[i + 1]["content"]
         label = f"exchange {dropped + i // 2 + 1}: {_preview(user)}"
-        parts.append(part("exchange", label, user + reply, model))
+        parts.append(part("exchange", label, user + reply, model, wait=wait))
     prompt = turn.prompt
     for title, text in sections:
         block = f"### {title}\n{text}"
         prompt = prompt.replace(block, "", 1)
         note = "cut to fit its budget" if "characters of" in text and "left out" in text else ""
-        parts.append(part("context", f"--context: {title}", block, model, note=note))
+        parts.append(part("context", f"--context: {title}", block, model, note=note, wait=wait))
     note = "with the context's preamble" if sections else ""
     for a in getattr(turn.options, "attachments", ()) or ():
         parts.append(image_part(f"attached {a.describe()}", len(a.data), a.note))
     if tools:
         text = json.dumps(list(tools), ensure_ascii=False)
-        parts.append(part("tools", f"tool schemas ({len(tools)})", text, model))
-    parts.append(part("prompt", "your message", prompt, model, note=note))
+        parts.append(part("tools", f"tool schemas ({len(tools)})", text, model, wait=wait))
+    parts.append(part("prompt", "your message", prompt, model, note=note, wait=wait))
     return parts
 
 
@@ -121,54 +131,31 @@ def _counted_messages(turn: Turn) -> list[dict[str, Any]]:
     return messages
 
 
-async def _server(turn: Turn) -> tuple[str | None, dict[str, str], int | None]:
-    """The OpenAI-compatible server behind the turn's provider: its address, headers and the
-    configured window (address None: a web site, or OpenAI's own API, which says nothing)."""
-    provider = await turn.session._provider_for(turn, turn.provider)
-    configured = getattr(type(provider), "context_window", None)
-    if not isinstance(provider, OpenAICompatible) or provider.is_official:
-        return None, {}, configured
+def _address(turn: Turn) -> tuple[str | None, int | None]:
+    """The OpenAI-compatible server behind the turn's provider (None: a web site, or OpenAI's
+    own API, which says nothing about windows) and the window its endpoint configures. Read
+    without the session's loop: a short turn asks no one anything."""
+    cls = get_provider(turn.provider)
+    configured = getattr(cls, "context_window", None)
+    if not (isinstance(cls, type) and issubclass(cls, OpenAICompatible)):
+        return None, configured
+    base = (turn.options.base_url or turn.session.base_url_for(cls.name) or cls.url).rstrip("/")
+    parts = urlsplit(base)
+    if parts.hostname == OFFICIAL_HOST:
+        return None, configured
+    if parts.username is not None or parts.password is not None:  # as the provider keeps it
+        netloc = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+        base = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return base, configured
+
+
+def _headers(turn: Turn) -> dict[str, str]:
+    """What the provider sends to authenticate (its key, or the base URL's user and password)."""
+    provider: Any = provider_for(turn, turn.provider)
     try:
-        headers = provider._headers(provider.api_key())
+        return dict(provider._headers(provider.api_key()))
     except ConfigurationError:  # the turn itself will say what is wrong with the key
-        headers = {}
-    return provider.site, headers, configured
-
-
-async def survey_turn(
-    turn: Turn,
-    *,
-    sections: Sequence[tuple[str, str]] = (),
-    tools: Sequence[Mapping[str, Any]] | None = None,
-    limits: Limits | None = None,
-    ask_server: bool | None = None,
-) -> Anatomy:
-    """The glass box of a prepared turn, on the session's loop.
-
-    ``ask_server``: True asks the server's tokenizer (llama.cpp, vLLM) for the total, False
-    never, None only when the offline count is within :data:`NEAR` of the window or budget.
-    """
-    limits = limits or Limits()
-    messages = _counted_messages(turn)
-    base_url, headers, configured = await _server(turn)
-    if base_url is None:
-        window = Window(configured, "config") if configured else UNKNOWN
-    else:
-        window = await discover_window(base_url, turn.model, configured=configured, headers=headers)
-    counted = None
-    # images: the server's template may not take them, and their tokens are estimates anyway
-    if base_url is not None and window.kind in ("llamacpp", "vllm") and not _has_images(messages):
-        if ask_server is None:
-            local = count_messages(messages, turn.model, tools)
-            near = NEAR if local.exact else NEAR_ESTIMATE
-            most_out = max_output_tokens(_params(turn)) or 0
-            bounds = [x for x in (window.tokens, limits.max_input_tokens) if x]
-            ask_server = any(local.tokens + most_out >= x * (1 - near) for x in bounds)
-        if ask_server:
-            counted = await server_count(
-                base_url, turn.model, window.kind, turn.messages, tools, headers=headers
-            )
-    return assemble(turn, sections, tools, limits, window=window, server_tokens=counted)
+        return {}
 
 
 def assemble(
@@ -179,6 +166,7 @@ def assemble(
     *,
     window: Window = UNKNOWN,
     server_tokens: int | None = None,
+    wait: bool = True,
 ) -> Anatomy:
     """The glass box from what is known without asking anyone (and what the server said)."""
     limits = limits or Limits()
@@ -186,7 +174,7 @@ def assemble(
     return build(
         turn.provider,
         model,
-        parts_of(turn, sections, tools),
+        parts_of(turn, sections, tools, wait=wait),
         messages=_counted_messages(turn),
         tools=tools,
         server_tokens=server_tokens,
@@ -195,6 +183,7 @@ def assemble(
         max_output_tokens=max_output_tokens(_params(turn)),
         max_input_tokens=limits.max_input_tokens,
         max_cost=limits.max_cost,
+        wait=wait,
     )
 
 
@@ -215,14 +204,71 @@ def check(
     ask_server: bool | None = None,
     timeout: float = CHECK_TIMEOUT_S,
 ) -> Anatomy:
-    """:func:`survey_turn` from the caller's thread (a cell), kept on the turn as ``turn.anatomy``."""
-    coro = survey_turn(turn, sections=sections, tools=tools, limits=limits, ask_server=ask_server)
-    future = turn.session.runner.submit(coro)
-    try:
-        anatomy = future.result(timeout)
-    except concurrent.futures.TimeoutError:
-        # the server's word is a convenience: go on with what is known here
-        future.cancel()
-        anatomy = assemble(turn, sections, tools, limits)
-    turn.anatomy = anatomy  # type: ignore[attr-defined]
+    """The glass box of a prepared turn, kept on it as ``turn.anatomy``.
+
+    Called from the cell's thread: the network (the window, the server's count) goes through
+    the session's loop; the counting is done here, so a long count never holds up a reply
+    streaming on that loop. ``ask_server``: True (a dry run, ``%chat context``) asks the
+    server for its window and its tokenizer (llama.cpp, vLLM) for the total; False never
+    asks for the count; None asks for it only when the offline count is within :data:`NEAR`
+    of the window or the budget. A turn asks for the window only at :data:`PROBE_ABOVE`
+    tokens or more (once per server and model); below, it uses one found earlier, or the
+    configured one.
+    """
+    limits = limits or Limits()
+    runner = turn.session.runner
+    look = bool(ask_server)
+    base_url, configured = _address(turn)
+    window = Window(configured, "config") if configured else UNKNOWN
+    if base_url is not None:
+        found = known_window(base_url, turn.model)
+        # a short request fits every window a server serves: it asks the server nothing
+        if found is None and (look or _estimate(turn, tools) >= PROBE_ABOVE):
+            probe = discover_window(base_url, turn.model, configured=configured, headers=_headers(turn))
+            found = _run(runner, probe, timeout)
+        window = found or window
+    # the offline BPE only when it matters now: asked for (a dry run), a window or a budget to
+    # check; otherwise "≈" until a thread has loaded it (the first turn never waits for it)
+    wait = bool(look or window.tokens or limits.max_input_tokens or limits.max_cost)
+    if not wait and not loaded(turn.model):
+        warm(turn.model)
+    anatomy = assemble(turn, sections, tools, limits, window=window, wait=wait)
+    # images: the server's template may not take them, and their tokens are estimates anyway
+    if (
+        base_url is not None
+        and window.kind in ("llamacpp", "vllm")
+        and not _has_images(_counted_messages(turn))
+    ):
+        if ask_server is None:
+            near = NEAR if anatomy.total.exact else NEAR_ESTIMATE
+            most_out = max_output_tokens(_params(turn)) or 0
+            bounds = [x for x in (window.tokens, limits.max_input_tokens) if x]
+            ask_server = any(anatomy.total.tokens + most_out >= x * (1 - near) for x in bounds)
+        if ask_server:
+            ask = server_count(
+                base_url, turn.model, window.kind, turn.messages, tools, headers=_headers(turn)
+            )
+            counted = _run(runner, ask, timeout)
+            if counted is not None:
+                anatomy = assemble(
+                    turn, sections, tools, limits, window=window, server_tokens=counted, wait=wait
+                )
+    turn.anatomy = anatomy
     return anatomy
+
+
+def _estimate(turn: Turn, tools: Sequence[Mapping[str, Any]] | None) -> int:
+    """The request's size in "≈" tokens (characters / 4): cheap, for deciding what to ask."""
+    chars = sum(len(m["content"]) for m in turn.messages) + len(json.dumps(list(tools or [])))
+    return chars // CHARS_PER_TOKEN
+
+
+def _run(runner: Any, coro: Any, timeout: float) -> Any:
+    """``coro`` on the session's loop; None when it takes over ``timeout`` (the server's word is a
+    convenience: the turn goes on with what is known here)."""
+    future = runner.submit(coro)
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        return None

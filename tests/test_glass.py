@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from chatmagic.anatomy import build, left_out, part
 from chatmagic.budget import Price
-from chatmagic.glass import answer_buttons, context_note, conversation_note, glass_bundle
+from chatmagic.glass import answer_buttons, glass_bundle
 from chatmagic.providers.window import Window
 
 
@@ -44,11 +46,12 @@ def test_a_request_over_the_window_says_so_in_red() -> None:
 
 
 def test_the_status_line_keeps_context_and_conversation_apart() -> None:
-    anatomy = box()
-    assert context_note(anatomy, 420).startswith("context 420 of 1,000 tokens (42.0%)")  # type: ignore[arg-type]
-    assert context_note(None) == ""
-    assert conversation_note(9_000, 876) == "conversation 9,876 tokens so far (%chat usage)"
-    assert conversation_note(0, 0) == ""
+    anatomy: Any = box()
+    assert anatomy.context(420) == "context 420 of 1,000 tokens (42.0%)"
+    assert (
+        anatomy.context()
+        == f"context {anatomy.total.tokens} of 1,000 tokens ({anatomy.total.tokens / 1000:.1%})"
+    )
 
 
 def test_answer_buttons_carry_the_question_and_the_answer() -> None:

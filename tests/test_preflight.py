@@ -60,7 +60,7 @@ def test_the_history_budget_shows_what_it_left_out(session: ChatSession) -> None
     session.max_history_chars = 300
     talk(session, "ollama", "x" * 150, "y" * 20, "z" * 20)
     turn = session.prepare("now", options=TurnOptions(provider="ollama", model="llama3.2"))
-    box = check(turn)
+    box = check(turn, ask_server=True)
     out = [p for p in box.parts if not p.sent]
     assert out and all(p.note == "history budget" and p.tokens is None for p in out)
     assert out[0].label.startswith("exchange 1: xxx")
@@ -68,8 +68,14 @@ def test_the_history_budget_shows_what_it_left_out(session: ChatSession) -> None
     assert box.total.how == "≈"  # Ollama has no tokenizer endpoint; llama3.2 has no offline BPE here
 
 
-def test_a_request_that_cannot_fit_is_refused_with_what_to_do(session: ChatSession, small: Sandbox) -> None:
+def test_a_short_turn_asks_the_server_nothing(session: ChatSession, small: Sandbox) -> None:
     turn = session.prepare("w " * 300, options=TurnOptions(provider="llamacpp", model="llama3.2"))
+    box = check(turn)
+    assert small.requests == [] and box.window.tokens is None and box.decision.fits  # type: ignore[union-attr]
+
+
+def test_a_request_that_cannot_fit_is_refused_with_what_to_do(session: ChatSession, small: Sandbox) -> None:
+    turn = session.prepare("w " * 2100, options=TurnOptions(provider="llamacpp", model="llama3.2"))
     box = check(turn)
     assert box.decision is not None and box.decision.verdict == "cannot fit"
     assert "context window is 200 tokens" in box.decision.message
@@ -86,8 +92,10 @@ def test_a_budget_over_which_the_turn_asks(session: ChatSession) -> None:
     assert "max_cost" in box.decision.reasons
     box = check(turn, limits=Limits(max_input_tokens=5))
     assert box.decision is not None and box.decision.reasons == ("max_input_tokens",)
-    # near the budget, the server's tokenizer decides
-    assert box.total.how == "server"
+    assert box.total.how == "≈"  # the server was not asked: its window is not known yet
+    check(turn, ask_server=True)  # a dry run: the window is known from now on
+    box = check(turn, limits=Limits(max_input_tokens=5))
+    assert box.total.how == "server"  # near the budget, the server's tokenizer decides
 
 
 def test_a_web_site_has_a_window_only_when_configured(session: ChatSession) -> None:
