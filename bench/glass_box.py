@@ -8,7 +8,9 @@ conversation whose history fills the default budget (40,000 characters of this r
 prose and code, as ``bench/token_estimate.py`` builds it), a new prompt each turn, against
 the stand-in on 127.0.0.1:
 
-- ``openai · gpt-4o``: the offline BPE (o200k_base) for every part and the whole;
+- ``openai · gpt-4o`` with no budget and no known window: "≈" until a thread has loaded the
+  offline BPE (the first turn never waits for it), then the BPE;
+- ``openai · gpt-4o`` with a budget: the offline BPE (o200k_base) for every part and the whole;
 - ``llamacpp · llama3.2``: the "≈" estimate, the window from ``/props`` (found once, cached);
 - ``llamacpp`` asking the server's tokenizer (``/apply-template`` + ``/tokenize``) each turn,
   for comparison (what ``%chat context`` and ``--dry-run`` do, and a turn near a limit);
@@ -40,11 +42,13 @@ from chatmagic.providers.window import forget  # noqa: E402
 from chatmagic.sandbox import Sandbox  # noqa: E402
 from chatmagic.session import DEFAULT_MAX_HISTORY_CHARS, ChatSession, Exchange, Message  # noqa: E402
 
+#: provider, model, ask the server's tokenizer every turn, a budget set (max_input_tokens, max_cost)
 CASES = (
-    ("openai", "gpt-4o", False),
-    ("llamacpp", "llama3.2", False),
-    ("llamacpp", "llama3.2", True),
-    ("chatgptt", "", False),
+    ("openai", "gpt-4o", False, False),
+    ("openai", "gpt-4o", False, True),
+    ("llamacpp", "llama3.2", False, True),
+    ("llamacpp", "llama3.2", True, True),
+    ("chatgptt", "", False, True),
 )
 
 
@@ -69,14 +73,15 @@ def main() -> None:
     sb = Sandbox().start_in_thread()
     session = ChatSession()
     session.base_urls = {site: sb.base_url(site) for site in ("openai", "llamacpp", "chatgptt")}
-    limits = Limits(prices={"gpt-4o": {"input": 2.5, "output": 10.0}}, max_input_tokens=100_000, max_cost=1.0)
+    budget = Limits(prices={"gpt-4o": {"input": 2.5, "output": 10.0}}, max_input_tokens=100_000, max_cost=1.0)
     print(
         f"preflight.check per turn, {args.turns} turns, history over the default budget ({DEFAULT_MAX_HISTORY_CHARS:,} chars)"
     )
     try:
         forget()
-        for provider, model, ask in CASES:
-            name = f"{provider}-{ask}"
+        for provider, model, ask, budgeted in CASES:
+            limits = budget if budgeted else Limits()
+            name = f"{provider}-{ask}-{budgeted}"
             filled(session, name, provider, model)
             times: list[float] = []
             for turn_no in range(args.turns + 1):
@@ -89,9 +94,11 @@ def main() -> None:
                 times.append(time.perf_counter() - started)
             first, warm = times[0], sorted(times[1:])
             p95 = warm[int(len(warm) * 0.95) - 1]
-            how = "server tokenizer each turn" if ask else "no server tokenizer call"
+            how = ("server tokenizer each turn" if ask else "no server tokenizer call") + (
+                ", budget" if budgeted else ", no budget"
+            )
             print(
-                f"  {provider:8} · {model or '(site)':9} {how:27} first {first * 1e3:7.1f} ms; "
+                f"  {provider:8} · {model or '(site)':9} {how:39} first {first * 1e3:7.1f} ms; "
                 f"then median {statistics.median(warm) * 1e3:5.2f} ms, p95 {p95 * 1e3:5.2f} ms; "
                 f"{len(box.parts)} parts, {box.total} tokens ({box.total.how}), window {box.window.tokens}"
             )
