@@ -15,7 +15,8 @@ glass box (``turn.anatomy``, decided by :mod:`chatmagic.budget`):
   - with no one to ask (nbclient, ``jupyter execute``: the cell's request allowed no stdin)
     it is refused at once, one line (:func:`chatmagic.budget.unattended`);
   - in a notebook, the cell shows the glass box in its reply view with **Send anyway** and
-    **Cancel** buttons (``static/replyview.js`` sends the click; in JupyterLab >= 4.4 with
+    **Cancel** buttons (``ReplyView.asks``, as a tool call's Run / Deny; ``static/replyview.js``
+    sends the click; in JupyterLab >= 4.4 with
     ipykernel 7 it arrives while the cell waits); a frontend whose view never says hello
     (no widgets) is asked on the cell's input line instead (``input()``: the frontend's
     stdin box);
@@ -101,7 +102,8 @@ def _wait(
     try:
         if view is not None and view.wait_hello(VIEW_HELLO_S):
             view.on_answer = pauses.answer
-            view.show(glass_html(anatomy, [ASK_LINE]) + answer_buttons(pending.id, ANSWERS["budget"]))
+            view.show(glass_html(anatomy, [ASK_LINE]))
+            view.asks(answer_buttons(pending.id, ANSWERS["budget"]))
             while not pending.done:
                 time.sleep(0.05)  # a click arrives on a subshell thread; Ctrl-C reaches this loop
         elif not pending.done:
@@ -110,6 +112,7 @@ def _wait(
     finally:
         if view is not None:
             view.on_answer = None
+            view.asks("")
         said = "sent anyway" if pending.answer == "send" else "cancelled: nothing was sent"
         # the static box replaces the view: the next reply's view is the only one showing it
         if handle is not None:

@@ -10,10 +10,6 @@ messages only between cells), the cell keeps its plain display updates
 (:class:`chatmagic._cellstream.ReplyStream`). At the end the display is replaced by the usual
 static bundle (same display id): the saved output is the same either way.
 
-Before a reply, the same view can show a question with buttons (:meth:`ReplyView.show`: the
-glass box of a turn over budget, chatmagic._gate); a click comes back as ``{"type": "answer",
-"id", "answer"}`` and goes to :attr:`ReplyView.on_answer` (the session's ``Pauses.answer``).
-
 One widget serves every cell of a kernel (:meth:`ReplyView.for_reply`): its ES module is
 sent once, with the first reply, not with each (its bytes would be a large share of a short
 reply's). Only the streaming cell's display shows it; every earlier one was replaced by its
@@ -29,7 +25,6 @@ from typing import Any
 import anywidget
 
 from ._stream import LiveReply, esm, message_cost
-from .errors import ChatMagicError
 from .present import status_html
 
 __all__ = ["ReplyView"]
@@ -51,8 +46,11 @@ class ReplyView(anywidget.AnyWidget):
         self.reply: LiveReply | None = None
         self._asked = threading.Event()  # a view said hello, or asked for the reply whole
         self._status = ""
-        #: called with (question id, answer) when a button of :meth:`show` is clicked
-        self.on_answer: Callable[[str, str], Any] | None = None
+        #: called with (question id, answer) when a Run / Deny / Always button is clicked
+        self.on_answer: Callable[[str, str], None] | None = None
+        #: a turn paused for an answer still sends here after its cell ended: not shared now
+        self.held = False
+        self._asks = ""
         self.on_msg(self._on_msg)
         if hasattr(self.comm, "_reply_subshell_for"):
             # ipykernel 7 routes a widget's incoming messages to the subshell that last sent
@@ -65,9 +63,9 @@ class ReplyView(anywidget.AnyWidget):
         if isinstance(content, dict) and content.get("type") in ("hello", "resync"):
             self._asked.set()
         elif isinstance(content, dict) and content.get("type") == "answer" and self.on_answer is not None:
-            try:
-                self.on_answer(str(content.get("id")), str(content.get("answer")))
-            except ChatMagicError:  # answered already (the first answer wins), or not a known answer
+            try:  # a click: the pause takes the answer from any thread
+                self.on_answer(str(content.get("id")), str(content.get("choice")))
+            except Exception:  # noqa: BLE001 - answered already, or a stale button: nothing to do
                 pass
 
     @classmethod
@@ -75,18 +73,20 @@ class ReplyView(anywidget.AnyWidget):
         """The kernel's reply view, ready for a new reply (made on first use, or again if closed)."""
         global _shared
         view = _shared
-        if view is None or view.comm is None:
+        if view is None or view.comm is None or view.held:
             view = _shared = cls(fmt)
         view.fmt, view.reply, view._status = fmt, None, ""
+        view.on_answer, view._asks = None, ""
         view._asked.clear()
         return view
 
     def wait_hello(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for a view to say it is drawn."""
+        """Wait up to ``timeout`` seconds for a view to say it is drawn (a question before a
+        reply: the glass box of a turn over budget, chatmagic._gate)."""
         return self._asked.wait(timeout)
 
     def show(self, html: str) -> None:
-        """Show ``html`` whole (sanitized or escaped by the caller), e.g. a question with buttons."""
+        """Show ``html`` (escaped by the caller) whole in the views, in place of a reply."""
         self._asked.clear()
         self.send({"n": 0, "html": html})
 
@@ -138,6 +138,12 @@ class ReplyView(anywidget.AnyWidget):
         reply.seq = msg["n"]
         self._status = line
         self._post(msg, now)
+
+    def asks(self, html: str) -> None:
+        """Show the buttons of the calls that wait (``_toolcards.ask_html``; "" hides them)."""
+        if html != self._asks:
+            self._asks = html
+            self.send({"ask": html})
 
     def _post(self, msg: dict[str, Any], now: float) -> None:
         assert self.reply is not None

@@ -70,14 +70,15 @@ def glass_bundle(anatomy: Anatomy, notes: Sequence[str] = ()) -> dict[str, str]:
 
 
 def answer_buttons(pending_id: str, answers: Iterable[str]) -> str:
-    """Buttons that answer a waiting question from inside the cell's reply view (replyview.js
-    sends ``{"type": "answer", "id", "answer"}`` when one is clicked)."""
+    """Buttons that answer a waiting question from the cell's reply view (``ReplyView.asks``:
+    replyview.js sends ``{"type": "answer", "id", "choice"}`` when one is clicked), in the shape
+    the tool cards' buttons have."""
+    ask = html.escape(pending_id)
     buttons = "".join(
-        f'<button class="chatmagic-answer" data-cm-id="{html.escape(pending_id)}" '
-        f'data-cm-answer="{html.escape(a)}">{html.escape(ANSWER_LABELS.get(a, a))}</button> '
+        f'<button data-answer="{html.escape(a)}">{html.escape(ANSWER_LABELS.get(a, a))}</button>'
         for a in answers
     )
-    return f'<div class="chatmagic-answers">{buttons}</div>'
+    return f'<div class="cm-ask" data-ask="{ask}">{buttons}</div>'
 
 
 def _title(anatomy: Anatomy) -> str:

@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 import pytest
+from IPython.core.error import UsageError
 
 from chatmagic._gate import gate
 from chatmagic.anatomy import build, part
@@ -75,3 +76,23 @@ def test_ctrl_c_while_asked_cancels(ip: Any) -> None:
     with pytest.raises(TurnStopped, match="nothing was sent"):
         gate(ip, box(max_input_tokens=10), pauses, Audience(), ask=ask)
     assert pauses.waiting() == []
+
+
+def test_chat_send_and_cancel_answer_a_waiting_turn(ip: Any, capsys: Any) -> None:
+    from chatmagic._state import get_session
+
+    pauses = get_session().pauses
+    with pytest.raises(UsageError, match="Nothing is waiting for an answer"):
+        ip.run_line_magic("chat", "send")
+    first = pauses.ask("budget", "gpt-4o")
+    ip.run_line_magic("chat", "send")
+    assert (first.answer, first.by) == ("send", "user")
+    second = pauses.ask("budget", "gpt-4o")
+    ip.run_line_magic("chat", f"cancel {second.id}")
+    assert second.answer == "cancel"
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        f"{first.id}: sent anyway.",
+        f"{second.id}: cancelled.",
+    ]
+    with pytest.raises(UsageError, match="No question 'b99' is waiting"):
+        ip.run_line_magic("chat", "cancel b99")

@@ -56,4 +56,8 @@ def test_the_status_line_keeps_context_and_conversation_apart() -> None:
 
 def test_answer_buttons_carry_the_question_and_the_answer() -> None:
     drawn = answer_buttons("b1", ("send", "cancel"))
-    assert 'data-cm-id="b1" data-cm-answer="send">Send anyway<' in drawn and ">Cancel<" in drawn
+    assert (
+        'data-ask="b1"' in drawn
+        and '<button data-answer="send">Send anyway<' in drawn
+        and ">Cancel<" in drawn
+    )

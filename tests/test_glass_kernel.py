@@ -208,3 +208,62 @@ def test_the_record_keeps_the_estimate_beside_the_servers_count(kernel: Kernel) 
     )
     usage = json.loads(kernel.shown(probe))
     assert isinstance(usage["estimated_prompt_tokens"], int) and isinstance(usage["prompt_tokens"], int)
+
+
+def _subshell(kernel: Kernel) -> str:
+    """A subshell of the kernel (ipykernel 7), where JupyterLab >= 4.4 sends widget messages."""
+    msg = kernel.kc.session.msg("create_subshell_request", {})
+    kernel.kc.control_channel.send(msg)
+    while True:
+        reply = kernel.kc.control_channel.get_msg(timeout=10)
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            return str(reply["content"]["subshell_id"])
+
+
+def _to_widget(kernel: Kernel, subshell: str, model_id: str, content: dict[str, Any]) -> None:
+    """What a rendered view of the widget sends (``model.send(content)`` in replyview.js)."""
+    msg = kernel.kc.session.msg(
+        "comm_msg", {"comm_id": model_id, "data": {"method": "custom", "content": content}}
+    )
+    msg["header"]["subshell_id"] = subshell
+    kernel.kc.shell_channel.send(msg)
+
+
+@pytest.mark.parametrize(("choice", "sent"), [("send", 1), ("cancel", 0)])
+def test_over_budget_the_reply_view_asks_with_buttons(kernel: Kernel, choice: str, sent: int) -> None:
+    """Where widgets work, the cell's reply view shows the glass box and Send anyway / Cancel;
+    the click comes on a subshell while the cell waits (the kernel is not blocked)."""
+    kernel.run("%config ChatMagics.max_input_tokens = 5")
+    subshell = _subshell(kernel)
+    msg_id = kernel.kc.execute("%%chat -p llamacpp -m llama3.2\nhello buttons", allow_stdin=True)
+    model_id, asked, shown, buttons, texts = None, "", "", "", []
+    while True:
+        msg = kernel.kc.get_iopub_msg(timeout=30)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "display_data" and model_id is None:
+            view = content["data"].get("application/vnd.jupyter.widget-view+json")
+            if view:
+                model_id = view["model_id"]
+                _to_widget(kernel, subshell, model_id, {"type": "hello"})
+        elif kind == "comm_msg" and model_id and content["comm_id"] == model_id:
+            custom = content["data"].get("content", {})
+            shown = custom.get("html", shown)
+            asked = custom.get("ask", asked)
+            if asked and 'data-ask="b' in asked:
+                buttons, ask_id = asked, asked.split('data-ask="', 1)[1].split('"', 1)[0]
+                _to_widget(kernel, subshell, model_id, {"type": "answer", "id": ask_id, "choice": choice})
+                asked = "answered"
+        elif kind in ("display_data", "update_display_data", "error", "stream"):
+            texts.append(_text(msg))
+        elif kind == "status" and content["execution_state"] == "idle":
+            break
+    assert "over budget" in shown and "your message" in shown and "<button" not in shown
+    assert ">Send anyway</button>" in buttons and ">Cancel</button>" in buttons
+    assert asked == ""  # the buttons are taken away once answered
+    assert len(kernel.chats()) == sent
+    if sent:
+        assert "You said: hello buttons" in texts[-1]
+    else:
+        assert texts[-1].startswith("NotSent: Cancelled: nothing was sent.")
