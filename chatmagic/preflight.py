@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -103,7 +104,7 @@ def parts_of(
     for title, text in sections:
         block = f"### {title}\n{text}"
         prompt = prompt.replace(block, "", 1)
-        note = "cut to fit its budget" if "characters of" in text and "left out" in text else ""
+        note = "cut to fit its budget" if _CUT.search(text) else ""
         parts.append(part("context", f"--context: {title}", block, model, note=note, wait=wait))
     note = "with the context's preamble" if sections else ""
     for a in getattr(turn.options, "attachments", ()) or ():
@@ -113,6 +114,10 @@ def parts_of(
         parts.append(part("tools", f"tool schemas ({len(tools)})", text, model, wait=wait))
     parts.append(part("prompt", "your message", prompt, model, note=note, wait=wait))
     return parts
+
+
+#: the mark a cut leaves in a --context item (chatmagic.summaries: "[… 1,234 characters of X left out …]")
+_CUT = re.compile(r"\[… [\d,]+ characters of .{0,80}? left out …\]")
 
 
 def _preview(text: str, width: int = 40) -> str:

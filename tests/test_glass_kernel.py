@@ -267,3 +267,11 @@ def test_over_budget_the_reply_view_asks_with_buttons(kernel: Kernel, choice: st
         assert "You said: hello buttons" in texts[-1]
     else:
         assert texts[-1].startswith("NotSent: Cancelled: nothing was sent.")
+
+
+def test_a_context_item_that_was_cut_says_so_in_the_glass_box(kernel: Kernel) -> None:
+    kernel.run("for i in range(20_000):\n    print(f'line {i}')")
+    shown = kernel.shown("%%chat -p llamacpp -m llama3.2 --context cells:1 --dry-run\nToo much?")
+    row = next(line for line in shown.splitlines() if "--context: Last 1 cell" in line)
+    assert "(cut to fit its budget)" in row
+    assert not kernel.chats()
