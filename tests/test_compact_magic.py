@@ -187,6 +187,8 @@ def test_plots_go_downscaled_to_a_vision_model_and_are_refused_without_vision(
     dry = kernel.shown(f"%%chat {vision} --context plots:1 --dry-run\nWhat does the plot show?")
     # the inline backend cuts the figure to its content (bbox_inches="tight"): about 1955×1319
     assert "plot of In [" in dry and re.search(r"downscaled from (19|20)\d\d×1\d\d\d to 1024×6\d\d", dry)
+    # the glass box counts the plot as the image part it is (OpenAI's 4-tile high-detail cost, estimated)
+    assert re.search(r"attached plot of In \[\d+\] \(image/png, \d+ KB;.*≈765", dry)
     reply = kernel.shown(f"%%chat {vision} --context plots\nWhat does the plot show?")
     assert "Images: 1." in reply and "attached plot of In [" in reply
     (request,) = chats(sandbox_thread)
