@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .session import Conversation, Exchange
 
-__all__ = ["count", "fold", "label", "originals", "sent_note"]
+__all__ = ["count", "fold", "label", "originals", "sent_note", "summary_label"]
 
 #: how deep summaries of summaries are followed (a record from a file could loop)
 MAX_DEPTH = 50
@@ -92,3 +92,13 @@ def sent_note(conv: Conversation, sent: int, total: int) -> str:
     if first is None or not first.summarizes or sent == 0 or sent < total:
         return ""
     return f"history: {label(first).lower()} + {sent - 1}"
+
+
+def summary_label(conv: Conversation, user: str) -> str:
+    """ "summary of 5 earlier exchanges" when ``user`` is the message of the conversation's
+    summary (its oldest exchange), as the glass box names that part; "" otherwise."""
+    with conv.lock:
+        first = conv.exchanges[0] if conv.exchanges else None
+    if first is None or not first.summarizes or first.user.content != user:
+        return ""
+    return label(first).lower()

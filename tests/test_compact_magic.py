@@ -59,6 +59,8 @@ def test_compact_history_next_request_and_undo(ip: Any, fresh: None, sandbox_thr
     every = shown(ip, "history --all")
     for word in ("heron", "ibis", "crane", "stork", "egret"):
         assert f"tell me about the {word}" in every
+    # the glass box names it as what it is
+    assert "exchange 1: summary of 3 earlier exchanges" in shown(ip, "context")
     # the next request: the summary and the two kept exchanges, not the originals
     sandbox_thread.clear()
     ip.run_cell_magic("chat", "", "and the flamingo?")
