@@ -18,9 +18,11 @@ from IPython.display import display
 
 from . import compact, compacted, present
 from ._defaults import DEFAULT_CONVERSATION
+from ._gate import gate
 from .errors import ConfigurationError, TurnStopped
 from .options import TurnOptions
 from .plots import PlotHistory, check_vision, plot_attachments
+from .preflight import check
 from .providers import get_provider
 from .providers.vision import sees_images
 from .providers.window import PROBE_TIMEOUT_S
@@ -83,6 +85,8 @@ def cmd_compact(magics: Any, args: Any) -> None:
         print(exc)
         return
     n = plan.originals
+    # the summary is a turn like any: over the window it is refused, over the budget it asks first
+    gate(magics.shell, check(turn, limits=session.limits), session.pauses, session.audience)
     waiting = f"{present.head(turn)} · writing a summary of {n} earlier exchange{'' if n == 1 else 's'}…"
     handle = display(_line(waiting), raw=True, display_id=True)
     session.start(turn)

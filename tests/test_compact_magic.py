@@ -201,15 +201,15 @@ def test_plots_go_downscaled_to_a_vision_model_and_are_refused_without_vision(
     assert len(data) <= MAX_PLOT_BYTES
 
 
-def test_ctrl_c_while_the_summary_is_written_changes_nothing(kernel: Any, sandbox_thread: Sandbox) -> None:
+def headless(kernel: Any, code: str, interrupt_after: float | None = None) -> list[str]:
+    """The errors of a cell run with no one at the input line (``allow_stdin=False``), the
+    kernel interrupted (Ctrl-C) ``interrupt_after`` seconds in."""
     import time
 
-    for word in ("heron", "ibis", "crane"):
-        kernel.run(f"%%chat -p {SITE}\ntell me about the {word}")
-    sandbox_thread.inject(SITE, "stall")
-    msg_id = kernel.kc.execute("%chat compact --keep 1")
-    time.sleep(1.5)
-    kernel.km.interrupt_kernel()
+    msg_id = kernel.kc.execute(code, allow_stdin=False)
+    if interrupt_after is not None:
+        time.sleep(interrupt_after)
+        kernel.km.interrupt_kernel()
     errors = []
     while True:
         msg = kernel.kc.get_iopub_msg(timeout=30)
@@ -218,8 +218,29 @@ def test_ctrl_c_while_the_summary_is_written_changes_nothing(kernel: Any, sandbo
         if msg["msg_type"] == "error":
             errors.append(f"{msg['content']['ename']}: {msg['content']['evalue']}")
         if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            break
+            return errors
+
+
+def test_ctrl_c_while_the_summary_is_written_changes_nothing(kernel: Any, sandbox_thread: Sandbox) -> None:
+    for word in ("heron", "ibis", "crane"):
+        kernel.run(f"%%chat -p {SITE}\ntell me about the {word}")
+    sandbox_thread.inject(SITE, "stall")
+    errors = headless(kernel, "%chat compact --keep 1", interrupt_after=1.5)
     assert errors == ["TurnStopped: Stopped by the user: no summary was written, nothing changed."]
     history = kernel.shown("%chat history")
     assert "tell me about the heron" in history and "Summary of" not in history
     assert "You said: and the stork?" in kernel.shown("%%chat\nand the stork?")  # not left busy
+
+
+def test_a_summary_over_the_budget_is_asked_for_and_refused_with_no_one_to_ask(
+    kernel: Any, sandbox_thread: Sandbox
+) -> None:
+    for word in ("heron", "ibis", "crane"):
+        kernel.run(f"%%chat -p {SITE}\ntell me about the {word}")
+    kernel.run("%config ChatMagics.max_input_tokens = 20")
+    sandbox_thread.clear()
+    refused = headless(kernel, "%chat compact --keep 1")  # as nbclient runs it: no one to ask
+    (line,) = refused
+    assert line.startswith("NotSent: This turn is over budget: ") and "nothing was sent" in line
+    assert chats(sandbox_thread) == []
+    assert "Summary of" not in kernel.shown("%chat history")
