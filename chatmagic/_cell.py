@@ -12,7 +12,6 @@ the layers let this module know it only by what it offers.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import time
@@ -24,9 +23,9 @@ from IPython.display import display
 from . import present
 from ._cellinput import attachment, context_items, gather, last_error_context
 from ._cellstream import SHEET, ReplyStream
-from ._defaults import TEXT_KEY_PREFIX
 from ._lasterror import LastError
 from ._terminal import TerminalReply, is_terminal
+from ._text import cell_key, text_key
 from .code import INSERTED, code_of
 from .context import Context
 from .errors import ConfigurationError, TurnStopped
@@ -183,8 +182,8 @@ def _code_to_cell(magics: Host, turn: Turn) -> None:
 def _exchange_key(magics: Host, cell: str) -> str:
     """The cell id; without one, the text (a re-run of the last exchange replaces it)."""
     if magics.cell_id:
-        return f"cell:{magics.cell_id}"
-    return TEXT_KEY_PREFIX + hashlib.sha1(cell.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        return cell_key(magics.cell_id)
+    return text_key(cell)
 
 
 def _show_dry_run(turn: Turn, expansion: Expansion | None) -> None:

@@ -40,9 +40,10 @@ import traitlets
 from . import present, style
 from ._panel_models import ModelBox
 from ._stream import esm
+from ._text import panel_key
 from ._transcript import PAGE, Transcript
 from .errors import ChatMagicError
-from .session import DEFAULT_CONVERSATION, ChatSession, Conversation, Turn, TurnOptions, new_key
+from .session import DEFAULT_CONVERSATION, ChatSession, Conversation, Turn, TurnOptions
 
 __all__ = ["PAGE", "ChatPanel"]
 
@@ -145,7 +146,7 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
                     prompt,
                     conversation=self.conversation.name,
                     options=TurnOptions(provider=self.provider or None, model=self.model.strip() or None),
-                    key=f"panel:{new_key()}",
+                    key=panel_key(),
                 )
                 self.turn = turn
                 self._typed = {turn: prompt}

@@ -4,6 +4,7 @@ turn comes from one function in chatmagic.present (issue 17, "Rules said twice")
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 from pathlib import Path
@@ -115,3 +116,34 @@ def test_one_default_provider_and_one_timeout() -> None:
         assert Transport("x").timeout == DEFAULT_TIMEOUT
     finally:
         session.close()
+
+
+PACKAGE = Path(__file__).resolve().parent.parent / "chatmagic"
+
+
+def _written_outside(pattern: str, home: str) -> list[str]:
+    """The lines of chatmagic/ (outside its ``home`` module) that match ``pattern``."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == home and path.parent == PACKAGE:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if re.search(pattern, line):
+                found.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
+    return found
+
+
+def test_one_key_scheme() -> None:
+    from chatmagic._text import TEXT_KEY_PREFIX, cell_key, is_text_key, panel_key, text_key
+    from chatmagic.session import TEXT_KEY_PREFIX as from_the_session
+
+    assert from_the_session is TEXT_KEY_PREFIX
+    assert cell_key("abc") == "cell:abc" and not is_text_key(cell_key("abc"))
+    assert text_key("hi") == text_key("hi") != text_key("ho")  # the same text, the same key
+    assert is_text_key(text_key("hi")) and text_key("hi").startswith(TEXT_KEY_PREFIX)
+    assert text_key("lone \ud800 surrogate").startswith(TEXT_KEY_PREFIX)  # a cell may hold one
+    assert panel_key() != panel_key() and not is_text_key(panel_key())
+    assert not is_text_key(None)
+    # on main the scheme was written in _cell, panel, _defaults and log (a copy of the prefix)
+    assert _written_outside(r"""(?<!\w)[rbfu]?["'](cell|text|panel):""", "_text.py") == []
+    assert _written_outside(r"TEXT_KEY_PREFIX\s*=", "_text.py") == []

@@ -31,8 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._defaults import TEXT_KEY_PREFIX
 from .._secrets import Table, scrub
+from .._text import is_text_key
 from ..errors import ConversationBusy
 
 if TYPE_CHECKING:  # the type only: a turn imports this module, not the other way
@@ -186,7 +186,7 @@ class Conversation:
         if key is None:
             return None
         with self.lock:
-            if key.startswith(TEXT_KEY_PREFIX):
+            if is_text_key(key):
                 return key if self.exchanges and self.exchanges[-1].key == key else None
             return key if any(ex.key == key for ex in self.exchanges) else None
 
