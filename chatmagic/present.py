@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._text import cut_start
 from .errors import ConfigurationError
 
 # the stylesheet is style's; the names stay here for the skins and tests that take them from present
@@ -157,7 +158,7 @@ def thinking_html(reasoning: str, *, streaming: bool = False, tail: int = 1500) 
     characters (what is being thought now), open; once done, all of it, closed."""
     if not reasoning:
         return ""
-    shown = reasoning if not streaming or len(reasoning) <= tail else "…" + reasoning[-tail:]
+    shown = cut_start(reasoning, tail) if streaming else reasoning
     words = html.escape(thinking_summary(reasoning, streaming=streaming))
     return (
         f'<details class="chatmagic-thinking"{" open" if streaming else ""}><summary>{words}</summary>'

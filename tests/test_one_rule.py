@@ -147,3 +147,26 @@ def test_one_key_scheme() -> None:
     # on main the scheme was written in _cell, panel, _defaults and log (a copy of the prefix)
     assert _written_outside(r"""(?<!\w)[rbfu]?["'](cell|text|panel):""", "_text.py") == []
     assert _written_outside(r"TEXT_KEY_PREFIX\s*=", "_text.py") == []
+
+
+def test_an_interpolated_value_and_the_variables_are_cut_with_one_marker(
+    ip: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chatmagic.context import BUDGETS
+    from chatmagic.interpolate import DEFAULT_MAX_CHARS
+
+    budget = BUDGETS["vars"]
+    monkeypatch.setitem(ip.user_ns, "v", "x" * 10_000)
+    for i in range(300):
+        monkeypatch.setitem(ip.user_ns, f"a_variable_with_a_long_name_{i}", i)
+    ip.run_line_magic("config", f"ChatMagics.interpolate_max_chars = {budget}")
+    try:
+        _, io = run(ip, "%%chat -i --dry-run --context vars -p chatgptt\nlook at {v}")
+    finally:
+        ip.run_line_magic("config", f"ChatMagics.interpolate_max_chars = {DEFAULT_MAX_CHARS}")
+    plain = io.outputs[-1].data["text/plain"]
+    # main: the value said "… [N characters omitted] …", the variables "[… N characters of … left out …]"
+    marker = r"\n\[… ([\d,]+) characters of ([^\n]+) left out …\]\n"
+    assert [what for _, what in re.findall(marker, plain)] == ["the variables", "v"]
+    value = plain[plain.index("look at ") + len("look at ") :].split("\n\n")[0]
+    assert value.startswith("xxx") and len(value) <= budget  # the budget holds the marker too
