@@ -74,20 +74,10 @@ class ModelBox(ipywidgets.DOMWidget):
             finally:
                 self._quiet -= 1
 
-    def _settings(self) -> tuple[str, str]:
-        """The conversation's provider and model: what its next turn uses unless one is named."""
-        session, conv = self.session, self.conversation
-        try:
-            chosen = session.choice(conv.name)
-        except ChatMagicError:  # an unknown provider or model: show it as it is (send says why)
-            with conv.lock:
-                provider, model = conv.provider, conv.model
-            spec = provider or session.default_provider
-            return spec, model or session.default_model_for(spec)
-        return chosen.provider, chosen.model
-
     def _show_settings(self) -> None:
-        provider, model = self._settings()
+        # what the conversation's next turn uses unless one is named (as %chat models says)
+        chosen = self.session.shown_choice(self.conversation.name)
+        provider, model = chosen.provider, chosen.model
         with self._quietly(), self.hold_sync():
             if provider not in {name for name, _label in self.providers}:
                 # a chain (-p a,b) or a provider registered since: offer it as it is

@@ -170,3 +170,33 @@ def test_an_interpolated_value_and_the_variables_are_cut_with_one_marker(
     assert [what for _, what in re.findall(marker, plain)] == ["the variables", "v"]
     value = plain[plain.index("look at ") + len("look at ") :].split("\n\n")[0]
     assert value.startswith("xxx") and len(value) <= budget  # the budget holds the marker too
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        '%%chat -c x -p " OpChatGPTs"\nhi',
+        "%%chat -c x -p CHATGPTES,opchatgpts\nhi",
+        "%%chat -c x -p chatgptfree -m gpt-4o-mini\nhi",  # an alias: the model it names
+        None,  # a model the rule refuses (a notebook's from elsewhere): shown as kept
+    ],
+)
+def test_models_and_the_panel_show_one_choice(ip: Any, cell: str | None) -> None:
+    if cell is None:
+        get_session().conversation("x").adopt([], provider="chatgptt", model="no-such-model")
+    else:
+        result, _ = run(ip, cell)
+        assert result.error_in_exec is None
+    panel = ChatPanel("x", session=get_session())
+    try:
+        panel.wait(5)
+        provider, model = panel.provider, panel.model
+    finally:
+        panel.close()
+    # main: %chat models read only the default conversation and named no model
+    with capture_output() as io:
+        ip.run_line_magic("chat", "models -c x")
+    first = provider.split(",")[0]
+    assert io.stdout.startswith(f"Models of {first} (")
+    assert io.stdout.endswith(f"The next turn of 'x' uses {provider}, model {model}.\n")
+    assert get_session().shown_choice("x").provider == provider
