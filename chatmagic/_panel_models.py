@@ -22,6 +22,7 @@ import ipywidgets
 import traitlets
 
 from .errors import ChatMagicError
+from .providers import list_providers
 from .session import ChatSession, Choice, Conversation, TurnOptions
 
 __all__ = ["ModelBox", "provider_rows"]
@@ -29,8 +30,6 @@ __all__ = ["ModelBox", "provider_rows"]
 
 def provider_rows() -> list[list[str]]:
     """Every provider that loads, as ``[name, label]`` for the picker."""
-    from .providers import list_providers
-
     return [[r["name"], f"{r['label']} ({r['name']})"] for r in list_providers() if "error" not in r]
 
 

@@ -39,6 +39,7 @@ import traitlets
 
 from . import present, style
 from ._panel_models import ModelBox
+from ._state import get_session
 from ._stream import esm
 from ._text import panel_key
 from ._transcript import PAGE, Transcript
@@ -99,8 +100,6 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
         **kwargs: Any,
     ) -> None:
         if session is None:
-            from ._state import get_session
-
             session = get_session()
         self.session: ChatSession = session
         self._lock = threading.RLock()
