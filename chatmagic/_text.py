@@ -27,11 +27,13 @@ This module imports only chatmagic._secrets, so any layer above the ground may u
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 
 from ._secrets import trim_cut
 
 __all__ = [
+    "CUT_MARK",
     "TEXT_KEY_PREFIX",
     "cell_key",
     "cut_end",
@@ -94,6 +96,10 @@ def cut_ends(start: str, end: str, total: int, budget: int, what: str = "") -> s
 
 def _marker(omitted: int, what: str) -> str:
     return f"\n[… {omitted:,} characters of {what or 'this'} left out …]\n"
+
+
+#: finds the marker a middle cut leaves (the glass box notes a --context item cut to fit)
+CUT_MARK = re.compile(r"\[… [\d,]+ characters of .{0,80}? left out …\]")
 
 
 def cut_end(text: str, limit: int) -> str:

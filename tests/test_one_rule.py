@@ -200,3 +200,28 @@ def test_models_and_the_panel_show_one_choice(ip: Any, cell: str | None) -> None
     assert io.stdout.startswith(f"Models of {first} (")
     assert io.stdout.endswith(f"The next turn of 'x' uses {provider}, model {model}.\n")
     assert get_session().shown_choice("x").provider == provider
+
+
+def test_one_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chatmagic._text import CUT_MARK, cut_end, cut_middle, cut_start
+
+    text = "a" * 600 + "b" * 400
+    cut = cut_middle(text, 200, "the value")
+    assert len(cut) <= 200 and cut.startswith("aaa") and cut.endswith("bbb")
+    (mark,) = CUT_MARK.findall(cut)  # the glass box finds the one marker
+    assert mark == f"[… {1000 - len(cut) + len(mark) + 2:,} characters of the value left out …]"
+    assert cut_middle(text, 1000) == text and "of this left out" in cut_middle(text, 100)
+    assert cut_end("hello world", 6) == "hello…" and cut_end("hello", 5) == "hello"
+    assert cut_start("hello world", 6) == "…world"
+    # no cut leaves a piece of a secret on either side (whole ones are scrubbed afterwards)
+    secret = "sk-cut-0123456789abcdefXYZ"
+    monkeypatch.setenv("MY_SERVICE_TOKEN", secret)
+    for cut in (
+        cut_end("x" * 30 + secret, 40),
+        cut_start(secret + "x" * 30, 40),
+        cut_middle(secret * 20, 100),
+    ):
+        rest = cut.replace(secret, "")
+        assert not [secret[i : i + 8] for i in range(len(secret) - 7) if secret[i : i + 8] in rest]
+    # every cut of chatmagic/ is made there: no marker or "…"-cut written anywhere else
+    assert _written_outside(r"characters omitted|left out …\]|\+ \"…\"|\"…\" \+", "_text.py") == []
