@@ -14,10 +14,15 @@ One widget serves every cell of a kernel (:meth:`ReplyView.for_reply`): its ES m
 sent once, with the first reply, not with each (its bytes would be a large share of a short
 reply's). Only the streaming cell's display shows it; every earlier one was replaced by its
 static bundle, so the views it has are the current reply's.
+
+Its comm id (the model id) is short: every patch carries it (``{"comm_id": …, "data": …}``),
+and a uuid's 32 characters would be a fifth of a patch that appends a second of a slow reply.
+Eight random hex digits keep it unique among a kernel's widgets (the others have uuids).
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 from typing import Any
 
@@ -39,7 +44,7 @@ class ReplyView(anywidget.AnyWidget):
     _esm = esm("replyview.js")
 
     def __init__(self, fmt: str = "markdown") -> None:
-        super().__init__()
+        super().__init__(model_id=f"cm{secrets.token_hex(4)}")
         self.fmt = fmt
         #: the reply as the views hold it; made at the first hello (from the cell's ``frozen``)
         self.reply: LiveReply | None = None
@@ -109,8 +114,8 @@ class ReplyView(anywidget.AnyWidget):
             msg["s"] = line
         if not msg:
             return
-        cost = message_cost(msg)
-        if not reply.pace.affords(cost, len(text) - start):
+        cost = message_cost(msg, self.model_id)
+        if not reply.pace.affords(cost, len(text) - start, now):
             return
         reply.sent(msg)
         reply.seq = msg["n"]
@@ -119,5 +124,5 @@ class ReplyView(anywidget.AnyWidget):
 
     def _post(self, msg: dict[str, Any], now: float) -> None:
         assert self.reply is not None
-        self.reply.pace.paid(message_cost(msg), now)
+        self.reply.pace.paid(message_cost(msg, self.model_id), now)
         self.send(msg)
