@@ -15,20 +15,18 @@ sent once, with the first reply, not with each (its bytes would be a large share
 reply's). Only the streaming cell's display shows it; every earlier one was replaced by its
 static bundle, so the views it has are the current reply's.
 
-Its comm id (the model id) is short: every patch carries it (``{"comm_id": …, "data": …}``),
-and a uuid's 32 characters would be a fifth of a patch that appends a second of a slow reply.
-Eight random hex digits keep it unique among a kernel's widgets (the others have uuids).
+Its comm id (the model id) is short (:func:`chatmagic._stream.short_comm_id`): every patch
+carries it.
 """
 
 from __future__ import annotations
 
-import secrets
 import threading
 from typing import Any
 
 import anywidget
 
-from ._stream import LiveReply, esm, message_cost
+from ._stream import LiveReply, esm, message_cost, short_comm_id
 from .present import status_html
 
 __all__ = ["ReplyView"]
@@ -44,7 +42,7 @@ class ReplyView(anywidget.AnyWidget):
     _esm = esm("replyview.js")
 
     def __init__(self, fmt: str = "markdown") -> None:
-        super().__init__(model_id=f"cm{secrets.token_hex(4)}")
+        super().__init__(model_id=short_comm_id())
         self.fmt = fmt
         #: the reply as the views hold it; made at the first hello (from the cell's ``frozen``)
         self.reply: LiveReply | None = None

@@ -43,6 +43,7 @@ second costs more than such a reply earns; bench/stream_watch.py).
 from __future__ import annotations
 
 import json
+import secrets
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ __all__ = [
     "crc",
     "esm",
     "message_cost",
+    "short_comm_id",
     "units",
 ]
 
@@ -82,6 +84,16 @@ def esm(name: str) -> str:
     )
     lines = (line.strip() for line in source.splitlines())
     return "\n".join(line for line in lines if line and not line.startswith("//"))
+
+
+def short_comm_id() -> str:
+    """A comm id (a widget's model id) for a widget that streams: ``cm`` and eight random hex digits.
+
+    Every message a widget sends carries its comm id; a uuid's 32 characters would be a fifth of
+    a patch that appends a second of a slow reply. 32 random bits keep it unique among a kernel's
+    widgets (ipywidgets' own ids are 32-digit uuids, never this short).
+    """
+    return f"cm{secrets.token_hex(4)}"
 
 
 def units(text: str) -> int:
