@@ -400,7 +400,7 @@ def test_kept_messages_are_scrubbed_once(monkeypatch: pytest.MonkeyPatch, sandbo
         calls += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("chatmagic.session.scrub", counted)
+    monkeypatch.setattr("chatmagic.session.conversation.scrub", counted)  # every scrub of a turn
     try:
         per_turn = []
         for i in range(30):
