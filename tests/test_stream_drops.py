@@ -40,6 +40,8 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM
 HOSTILE = (
     "Intro &lt;img src=x onerror=alert(1)&gt; then <svg onload=alert(2)> and "
     "&lt;svg&gt;&lt;a href=javascript:alert(3)&gt;x&lt;/a&gt; again <img src=y onerror=alert(4)>. "
+    # offsets count UTF-16 units: characters outside the BMP are two
+    "Naïve 😀 𝒳&lt;b&gt; ok. "
     * 12
     + "\n\n```html\n"
     + "<img src=z onerror=alert(5)><svg/onload=alert(6)>\n" * 8
