@@ -12,9 +12,10 @@ from IPython.core.error import UsageError
 from IPython.display import display
 
 from ._cell import Host
-from .log import format_entries
+from ._log_format import format_entries
+from .export import export
 from .present import history_bundle, table_bundle
-from .record import current_notebook, export
+from .record import current_notebook
 from .restore import restore
 
 __all__ = [

@@ -19,8 +19,9 @@ from IPython.utils.capture import CapturedIO, capture_output
 from chatmagic import _secrets
 from chatmagic._state import get_session
 from chatmagic.errors import ProviderConnectionError
+from chatmagic.export import to_json, to_markdown
 from chatmagic.options import TurnOptions
-from chatmagic.record import exchange_record, to_json, to_markdown
+from chatmagic.record import exchange_record
 from chatmagic.sandbox import ForwardProxy, Sandbox
 from chatmagic.sandbox._loop import ThreadedServer
 from chatmagic.session import ChatSession
