@@ -18,8 +18,9 @@ of a slow reply so weighs its text and about 45 bytes, 115 with the comm envelop
 ``k`` (finished blocks, placed above the tail once) and ``t`` (the new open tail) are each the
 first ``keep`` characters of the tail the view holds, then ``html``; ``b`` says which tail that
 is, and is there whenever anything is kept. ``n`` numbers the messages of the item. Lengths
-and offsets count UTF-16 code units (JavaScript's string indices); ``crc`` is CRC-32 of the
-string's UTF-16-LE bytes (``static/_patch.js`` computes the same).
+and offsets count UTF-16 code units (JavaScript's string indices); ``crc`` is the low 24 bits
+of the CRC-32 of the string's UTF-16-LE bytes (``static/_patch.js`` computes the same): with
+the sequence number and the length it tells one tail from another, in 8 digits at most.
 
 Why the numbers. IOPub messages are dropped, not queued, over jupyter_server's rate limit:
 a view that missed one would splice the next at the wrong offset, and pieces of escaped
@@ -67,8 +68,6 @@ __all__ = [
     "units",
 ]
 
-#: a widget's comm id as ipywidgets makes it (uuid4 hex): the panel's
-_UUID_COMM_ID = "0" * 32
 
 _STATIC = Path(__file__).with_name("static")
 
@@ -87,13 +86,13 @@ def esm(name: str) -> str:
 
 
 def short_comm_id() -> str:
-    """A comm id (a widget's model id) for a widget that streams: ``cm`` and eight random hex digits.
+    """A comm id (a widget's model id) for a widget that streams: eight random hex digits.
 
     Every message a widget sends carries its comm id; a uuid's 32 characters would be a fifth of
     a patch that appends a second of a slow reply. 32 random bits keep it unique among a kernel's
     widgets (ipywidgets' own ids are 32-digit uuids, never this short).
     """
-    return f"cm{secrets.token_hex(4)}"
+    return secrets.token_hex(4)
 
 
 def units(text: str) -> int:
@@ -102,17 +101,18 @@ def units(text: str) -> int:
 
 
 def crc(text: str) -> int:
-    """CRC-32 of the UTF-16-LE bytes of ``text`` (what ``crc32`` in _patch.js computes)."""
-    return zlib.crc32(text.encode("utf-16-le", "surrogatepass"))
+    """The low 24 bits of the CRC-32 of the UTF-16-LE bytes of ``text`` (``crc24`` in _patch.js)."""
+    return zlib.crc32(text.encode("utf-16-le", "surrogatepass")) & 0xFFFFFF
 
 
-def message_cost(content: Any, comm_id: str = _UUID_COMM_ID) -> int:
+def message_cost(content: Any, comm_id: str = "00000000") -> int:
     """Bytes of the comm message the frontend receives for a widget's custom message ``content``.
 
     The content of the IOPub ``comm_msg``, serialized as jupyter_client does (``json.dumps``,
     ``ensure_ascii=False``, UTF-8): ``{"data": {"method": "custom", "content": …}, "comm_id": …}``.
     Not counted: the Jupyter message's header, parent header, metadata and signature (about
-    600 bytes, the same for every message of every kind).
+    600 bytes, the same for every message of every kind). ``comm_id``: as long as the panel's
+    and the reply view's (:func:`short_comm_id`).
     """
     wire = {"data": {"method": "custom", "content": content}, "comm_id": comm_id}
     return len(json.dumps(wire, ensure_ascii=False).encode("utf-8", "surrogatepass"))

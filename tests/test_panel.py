@@ -469,6 +469,33 @@ def test_a_streaming_reply_sends_each_finished_block_once(
     assert panel.conversation.exchanges[-1].assistant.content == MARKDOWN
 
 
+def test_a_slow_reply_changes_every_second_once_its_bytes_are_spent(
+    open_panel: Callable[..., tuple[ChatPanel, Browser]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply too slow to pay for its messages still changes once a second (chatmagic._budget)."""
+    from chatmagic import _budget
+
+    # no byte allowance at all: after the first text, only the heartbeat lets a message go
+    monkeypatch.setattr(_budget, "ALLOWANCE", 0)
+    monkeypatch.setattr(_budget, "PER_CHAR", 0.0)
+    panel, browser = open_panel()
+    times: list[float] = []
+    receive = panel.comm.publish_msg
+
+    def timed(msg_type: str, data: Any = None, *args: Any, **kwargs: Any) -> None:
+        if msg_type == "comm_msg" and data["method"] == "custom" and data["content"]["type"] == "live":
+            times.append(time.monotonic())
+        receive(msg_type, data, *args, **kwargs)
+
+    panel.comm.publish_msg = timed
+    browser.enter("[[words:40]][[delay:0.1]]")  # about 4 s
+    assert panel.wait(30)
+    assert browser.texts[-1].endswith("w39 w40")
+    assert len(times) >= 4, times
+    # the heartbeat is 0.9 s; a loaded test machine may be late by a little
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) < 1.3
+
+
 def test_long_reply_costs_few_widget_messages(open_panel: Callable[..., tuple[ChatPanel, Browser]]) -> None:
     panel, browser = open_panel()
     browser.enter("warm up [[words:3]]")

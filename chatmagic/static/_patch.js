@@ -1,19 +1,19 @@
 // Shared by every streaming view (chatmagic._stream): a patch is applied only when it
 // follows the last one (seq) and, when it keeps anything of the tail held, names that tail
-// (base: its length and CRC-32). Otherwise nothing is assembled: the caller keeps what it
+// (base: its length and the low 24 bits of its CRC-32). Otherwise nothing is assembled: the caller keeps what it
 // shows and asks Python for the whole item.
 const CRC_TABLE = new Int32Array(256).map((_, n) => {
   for (let k = 0; k < 8; k++) n = n & 1 ? 0xedb88320 ^ (n >>> 1) : n >>> 1;
   return n;
 });
-function crc32(s) {
-  let c = -1; // over the UTF-16-LE bytes, as Python's zlib.crc32(s.encode("utf-16-le"))
+function crc24(s) {
+  let c = -1; // over the UTF-16-LE bytes, as Python's zlib.crc32(s.encode("utf-16-le")) & 0xffffff
   for (let i = 0; i < s.length; i++) {
     const u = s.charCodeAt(i);
     c = CRC_TABLE[(c ^ u) & 255] ^ (c >>> 8);
     c = CRC_TABLE[(c ^ (u >>> 8)) & 255] ^ (c >>> 8);
   }
-  return (c ^ -1) >>> 0;
+  return (c ^ -1) & 0xffffff;
 }
 // the tail held is the one a patch names: [length, crc]
 function holds(state, base) {
@@ -52,7 +52,7 @@ function applyPatch(state, msg) {
   state.seq = msg.n;
   if (out.tail !== undefined) {
     state.tail = out.tail;
-    state.crc = crc32(out.tail);
+    state.crc = crc24(out.tail);
   }
   return out;
 }
