@@ -37,9 +37,10 @@ messages while a cell runs), every IOPub message timed by its header date and co
 Figures: ``wait``: the longest time, between the first text arriving and the last, during
 which the reply on screen did not change (the end of the stream closes the last wait);
 ``bytes``: what was sent while streaming against the reply's characters (goal: at most 3x,
-wait at most 1 s). Both at once cannot hold for a reply slower than about 40 characters a
-second: one message a second costs at least its comm envelope (68 bytes with the view's short
-comm id), 3x of 18 characters a second is 54 bytes; there the budget keeps the wait
+wait at most 1 s). Both at once cannot hold for a reply slower than about 65 characters a
+second (80 in the panel, whose messages also name their item): a message a second costs its
+comm envelope (66 bytes with the short comm id) and the patch's numbers (about 45), while 3x
+of 18 characters a second is 54 bytes. There the budget keeps the wait
 (chatmagic._budget.HEARTBEAT) and the ratio is printed as it is.
 
     .venv/bin/python bench/stream_watch.py [--durations 10,60,300] [--real] [--real-durations 10]

@@ -6,9 +6,10 @@ Two allowances, and a message may go when either covers it:
   under 3 and a small allowance, a reply that arrives fast enough to pay for its updates is
   sent for under three times its length however long it takes;
 - time: one message a second (HEARTBEAT) while text arrives, whatever the bytes say. A slow
-  reply (a code block at 18 characters a second) earns about 50 bytes a second, less than one
-  message's fixed part (its comm envelope, about 70 bytes); without this, such a reply would
-  stand still for seconds. Its cost then is about one small message a second, more than 3x.
+  reply (a code block at 18 characters a second) earns 45 bytes a second, less than one
+  message's fixed part (its comm envelope, 66 bytes); without this, such a reply would
+  stand still for seconds. Its cost then is one small message a second (about 110 bytes and the
+  new text), more than 3x.
 
 At most PER_SECOND messages in any second and one each MIN_INTERVAL seconds; the first text at
 once. bench/stream_watch.py prints what both cost.

@@ -9,7 +9,7 @@ and each update (a *patch*) carries only what changed. Most patches edit the tai
 
 the view holds a tail of ``length`` with CRC ``crc``; ``at`` units before its end (the closing
 ``</p>`` or ``</code></pre>`` stays), it removes ``cut`` units and inserts ``html``. A second
-of a slow reply so weighs its text and about 45 bytes, 115 with the comm envelope
+of a slow reply so weighs its text and about 45 bytes, 110 with the comm envelope
 (:func:`message_cost`); no stylesheet, markup or open block is sent again. Any other change
 (blocks finished, a tail started afresh) takes the general form::
 
