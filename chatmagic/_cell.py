@@ -1,8 +1,10 @@
 """A turn in a cell: ``%%chat`` and ``%chat fix``, from the parsed arguments to the reply shown.
 
 The options, the notebook context and the interpolation make the message; the session
-prepares the turn (chatmagic.session); then either the dry run shows the messages and
-nothing is sent, or the turn runs and streams into the cell's display handles
+prepares the turn (chatmagic.session); the glass box takes it apart and decides
+(chatmagic.preflight); then either the dry run shows the messages and their glass box and
+nothing is sent, or the gate lets it go (refused over the window, asked over budget:
+chatmagic._gate) and the turn runs and streams into the cell's display handles
 (chatmagic._cellstream, or patches to the reply view, chatmagic._replyview), or is printed
 in terminal IPython (chatmagic._terminal). Every error leaves as one line.
 
@@ -25,14 +27,18 @@ from . import present
 from ._cellinput import attachment, context_items, gather, last_error_context
 from ._cellstream import SHEET, ReplyStream
 from ._defaults import TEXT_KEY_PREFIX
+from ._gate import gate
 from ._lasterror import LastError
 from ._terminal import TerminalReply, is_terminal
+from .anatomy import Anatomy
 from .code import INSERTED, code_of
 from .context import Context
 from .errors import ConfigurationError, TurnStopped
+from .glass import glass_html
 from .interpolate import Expansion, interpolate
 from .options import TurnOptions, parse_option
-from .present import FALLBACK_STYLE, outcome, status_html, table_html
+from .preflight import check
+from .present import outcome, status_html, table_html
 from .printed import PrintedOutput
 from .record import exchange_metadata
 from .session import ChatSession, Turn
@@ -98,6 +104,7 @@ def run_cell(magics: Host, args: Any, cell: str) -> None:
         expansion = interpolate(cell, magics.user_ns(), magics.interpolate_max_chars)
         text = expansion.text
     notes: list[str] = []
+    sections: list[tuple[str, str]] = []
     if items:
         context = gather(
             items,
@@ -109,9 +116,11 @@ def run_cell(magics: Host, args: Any, cell: str) -> None:
         if not context and args.error:
             raise UsageError("There is no error to attach yet: run the cell that fails first.")
         text = context.attach(text)
+        sections = context.sections
         if context:
             notes.append(f"with {', '.join(context.titles).lower()}")
-    _send(magics, text, args, options, key=_exchange_key(magics, cell), expansion=expansion, notes=notes)
+    key = _exchange_key(magics, cell)
+    _send(magics, text, args, options, key=key, expansion=expansion, notes=notes, sections=sections)
 
 
 def fix(magics: Host, args: Any) -> None:
@@ -143,6 +152,7 @@ def _send(
     key: str,
     expansion: Expansion | None = None,
     notes: list[str],
+    sections: list[tuple[str, str]] | None = None,
 ) -> None:
     """Prepare, then show the dry run or run the turn: the one path of %%chat and %chat fix."""
     magics.note_notebook()
@@ -154,10 +164,14 @@ def _send(
     turn = session.prepare(text, conversation=args.conversation, options=options, key=key, fresh=args.new)
     try:
         turn.notes += notes
+        # the glass box: each part counted, the window, the cost, the budget's decision (the
+        # server's own tokenizer for a dry run; before a turn only near a limit)
+        anatomy = check(turn, sections=sections or (), limits=session.limits, ask_server=args.dry_run or None)
         if args.dry_run:
-            _show_dry_run(turn, expansion)
+            _show_dry_run(turn, expansion, anatomy)
             return
         fmt = args.format or magics.format
+        gate(magics.shell, anatomy, session.pauses, session.audience, make_view=lambda: _reply_view(fmt))
         if fmt == "code":  # shown as Markdown; its code goes into a new cell below
             turn.code_to_cell = True
             run(magics, turn, "markdown")
@@ -187,8 +201,8 @@ def _exchange_key(magics: Host, cell: str) -> str:
     return TEXT_KEY_PREFIX + hashlib.sha1(cell.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-def _show_dry_run(turn: Turn, expansion: Expansion | None) -> None:
-    """The messages exactly as they would be sent, and nothing sent."""
+def _show_dry_run(turn: Turn, expansion: Expansion | None, anatomy: Anatomy) -> None:
+    """The messages exactly as they would be sent, then their glass box; nothing sent."""
     chain = " → ".join(f"{p} ({turn.models.get(p, '')})" for p in turn.chain)
     notes = [f"dry run: nothing was sent. Provider: {chain}."]
     if expansion is not None:
@@ -210,8 +224,8 @@ def _show_dry_run(turn: Turn, expansion: Expansion | None) -> None:
     )
     display(
         {
-            "text/html": f"{FALLBACK_STYLE}{table_html(rows)}{status_html(' '.join(notes))}",
-            "text/plain": plain + "\n\n— " + " ".join(notes),
+            "text/html": f"{table_html(rows)}{glass_html(anatomy)}{status_html(' '.join(notes))}",
+            "text/plain": f"{plain}\n\n{anatomy.text()}\n\n— {' '.join(notes)}",
         },
         raw=True,
     )

@@ -27,6 +27,7 @@ from ._commands_conv import (
     cmd_usage,
     show_table,
 )
+from ._commands_glass import cmd_cancel, cmd_context, cmd_send
 from ._defaults import DEFAULT_CONVERSATION
 from ._terminal import is_terminal
 from .errors import ChatMagicError, redact
@@ -216,6 +217,13 @@ def _line_parser() -> _CommandParser:
     )
     fix.add_argument("-p", "--provider", metavar="PROVIDER")
     fix.add_argument("-m", "--model", metavar="MODEL")
+    command(
+        "context", "show the next request of a conversation, each part counted; nothing is sent"
+    ).add_argument("name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION)
+    command("send", "send a turn that waits over budget (Send anyway)").add_argument(
+        "id", metavar="ID", nargs="?"
+    )
+    command("cancel", "cancel a turn that waits over budget").add_argument("id", metavar="ID", nargs="?")
     command("conversations", "list the conversations of this kernel")
     history = command(
         "history", f"show a conversation's newest {HISTORY_LAST} exchanges, the last N, or --all of them"
@@ -310,6 +318,9 @@ HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "models": cmd_models,
     "usage": cmd_usage,
     "fix": _cell.fix,
+    "context": cmd_context,
+    "send": cmd_send,
+    "cancel": cmd_cancel,
     "conversations": cmd_conversations,
     "history": cmd_history,
     "reset": cmd_reset,

@@ -63,6 +63,7 @@ __all__ = [
     "thinking_html",
     "thinking_summary",
     "timing",
+    "tokens_note",
     "usage_note",
     "user_html",
     "waiting",
@@ -108,7 +109,7 @@ def _notes(turn: Turn) -> str:
     notes = []
     if turn.done:
         cut = cut_note(turn.finish_reason) if turn.cut else ""
-        notes += [cut, usage_note(turn.usage)]
+        notes += [cut, tokens_note(turn)]
         if turn.code_to_cell and turn.state == "done":
             from .code import INSERTED, code_of
 
@@ -149,6 +150,26 @@ def usage_note(usage: dict[str, int] | None) -> str:
         parts.append(f"{usage['completion_tokens']:,} out")
     if isinstance(usage.get("reasoning_tokens"), int) and usage["reasoning_tokens"]:
         parts.append(f"{usage['reasoning_tokens']:,} thinking")
+    return " · ".join(parts)
+
+
+def tokens_note(turn: Turn) -> str:
+    """Two numbers kept apart: this request's context (the glass box's count, or the server's
+    once it reported one, against the window when it is known) and the reply's tokens; then
+    what the conversation has used so far, as the servers reported it (``%chat usage``)."""
+    usage, anatomy = turn.usage or {}, turn.anatomy
+    prompt = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else None
+    if anatomy is None or (prompt is None and anatomy.window.tokens is None):
+        return usage_note(turn.usage)  # a web site: neither the server's count nor a window to show
+    parts = [anatomy.context(prompt)]
+    rest = usage_note({k: v for k, v in usage.items() if k != "prompt_tokens"})
+    parts += [rest] if rest else []
+    exchanges = turn.conversation.exchanges
+    total = sum(
+        (ex.usage or {}).get(k, 0) for ex in exchanges for k in ("prompt_tokens", "completion_tokens")
+    )
+    if total and len(exchanges) > 1:
+        parts.append(f"conversation {total:,} tokens so far (%chat usage)")
     return " · ".join(parts)
 
 

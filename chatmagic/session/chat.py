@@ -20,9 +20,11 @@ from typing import Any
 
 from .._defaults import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS
 from .._secrets import table
+from ..budget import Limits
 from ..errors import ConfigurationError
 from ..log import ExchangeLog, default_log_path
 from ..options import DEFAULT_PROVIDER, DEFAULT_TIMEOUT, TurnOptions
+from ..pause import Audience, Pauses
 from ..providers import get_provider
 from ..providers._lines import valid_text
 from ..runner import Runner, get_runner
@@ -77,6 +79,11 @@ class ChatSession:
         #: called with ``(conversation, exchange)`` for every kept exchange (the kernel's
         #: session gets the notebook's log writer, chatmagic._logsink, where it is made)
         self.sinks: list[Callable[[Conversation, Exchange], None]] = []
+        #: the user's prices and budgets (chatmagic.budget), checked before each turn
+        self.limits = Limits()
+        #: the questions turns wait on (a budget to confirm, a tool to approve), and who can answer
+        self.pauses = Pauses()
+        self.audience = Audience()
         self._lock = threading.RLock()
         #: the provider instances turns use (see chatmagic.session.pool)
         self.pool = ProviderPool()
