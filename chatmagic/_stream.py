@@ -33,12 +33,14 @@ keeps showing what it had verified, forgets its copy of the tail and asks for th
 too. Markup is only ever assembled from pieces that were verified.
 
 The budget (:class:`Pace`, constants in :mod:`chatmagic._budget`) is the same for the cell
-and the panel, and for a cell's plain display updates: bytes a character received
-(:data:`PER_CHAR`) plus :data:`ALLOWANCE`, or one message a second (:data:`HEARTBEAT`) while
-text arrives, whichever allows more; at most :data:`PER_SECOND` messages in a second and one
-each :data:`MIN_INTERVAL`; the first text at once. So even a code block written at 18
-characters a second changes on screen every second (for about 8x its length: a message a
-second costs more than such a reply earns; bench/stream_watch.py).
+and the panel: bytes a character received (:data:`PER_CHAR`) plus :data:`ALLOWANCE`, or one
+message a second (:data:`HEARTBEAT`) while text arrives, whichever allows more; at most
+:data:`PER_SECOND` messages in a second and one each :data:`MIN_INTERVAL`; the first text at
+once. So even a code block written at 18 characters a second changes on screen every second
+(for about 8x its length: a message a second costs more than such a reply earns;
+bench/stream_watch.py). A cell's plain display updates (chatmagic._cellstream) pay from the
+bytes alone: each re-sends the open block, so a message a second would cost many times a
+slow reply.
 """
 
 from __future__ import annotations
