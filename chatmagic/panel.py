@@ -40,7 +40,7 @@ import traitlets
 from . import present, style
 from ._panel_models import ModelBox
 from ._state import get_session
-from ._stream import esm
+from ._stream import esm, short_comm_id
 from ._text import panel_key
 from ._transcript import PAGE, Transcript
 from .errors import ChatMagicError
@@ -114,6 +114,7 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
         self._closed = False
         self._unsubscribe: Callable[[], None] = lambda: None
 
+        kwargs.setdefault("model_id", short_comm_id())  # every live message carries it
         super().__init__(conversation_name=self.conversation.name, height=height, **kwargs)
         self.on_msg(self._on_msg)
         self.observe(self._on_pick, names="conversation_name")
