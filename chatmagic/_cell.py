@@ -14,7 +14,6 @@ the layers let this module know it only by what it offers.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import time
@@ -27,10 +26,10 @@ from . import present
 from ._cellinput import attachment, context_items, gather, last_error_context
 from ._cellstream import SHEET, ReplyStream
 from ._compacting import with_plots
-from ._defaults import TEXT_KEY_PREFIX
 from ._gate import gate
 from ._lasterror import LastError
 from ._terminal import TerminalReply, is_terminal
+from ._text import cell_key, text_key
 from .anatomy import Anatomy
 from .code import INSERTED, code_of
 from .context import Context
@@ -202,8 +201,8 @@ def _code_to_cell(magics: Host, turn: Turn) -> None:
 def _exchange_key(magics: Host, cell: str) -> str:
     """The cell id; without one, the text (a re-run of the last exchange replaces it)."""
     if magics.cell_id:
-        return f"cell:{magics.cell_id}"
-    return TEXT_KEY_PREFIX + hashlib.sha1(cell.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        return cell_key(magics.cell_id)
+    return text_key(cell)
 
 
 def _show_dry_run(turn: Turn, expansion: Expansion | None, anatomy: Anatomy) -> None:

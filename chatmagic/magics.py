@@ -172,6 +172,9 @@ class ChatMagics(Magics):
         "log_path",
     )
     def _on_config(self, change: Any) -> None:
+        if change.name == "endpoints" and self._session is None:
+            # the registry's, not the session's: named at once (-p, %chat providers, a check)
+            self._configure_endpoints()
         if self._session is not None:  # else the session takes them when it is attached
             self._sync_session()
 
@@ -187,15 +190,18 @@ class ChatMagics(Magics):
         s.default_proxy = self.proxy or None
         s.base_urls = {k.strip().lower(): v for k, v in self.base_urls.items()}
         s.default_params = dict(self.options)
-        from .providers.endpoints import configure_endpoints  # the registry: first use (load time)
-
-        configure_endpoints(self.endpoints)
+        self._configure_endpoints()
         s.retries = max(0, self.retries)
         s.max_history_chars = max(0, self.max_history_chars)
         s.limits = Limits(dict(self.prices), self.max_input_tokens, self.max_cost)
         s.redact_secrets = self.redact_secrets
         s.replay = self.replay
         s.log_path = self.log_path
+
+    def _configure_endpoints(self) -> None:
+        from .providers.endpoints import configure_endpoints  # the registry: first use (load time)
+
+        configure_endpoints(self.endpoints)
 
     def update_config(self, config: Any) -> None:
         # %config hands a refused value to logging.error ("ERROR:root:ChatMagics.timeout must

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ._text import CUT_MARK, cut_end
 from .anatomy import Anatomy, Part, build, image_part, left_out, part
 from .budget import Limits, price_for
 from .compacted import summary_label
@@ -105,7 +105,7 @@ def parts_of(
     for title, text in sections:
         block = f"### {title}\n{text}"
         prompt = prompt.replace(block, "", 1)
-        note = "cut to fit its budget" if _CUT.search(text) else ""
+        note = "cut to fit its budget" if CUT_MARK.search(text) else ""
         parts.append(part("context", f"--context: {title}", block, model, note=note, wait=wait))
     note = "with the context's preamble" if sections else ""
     for a in getattr(turn.options, "attachments", ()) or ():
@@ -117,13 +117,8 @@ def parts_of(
     return parts
 
 
-#: the mark a cut leaves in a --context item (chatmagic.summaries: "[… 1,234 characters of X left out …]")
-_CUT = re.compile(r"\[… [\d,]+ characters of .{0,80}? left out …\]")
-
-
 def _preview(text: str, width: int = 40) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
+    return cut_end(" ".join(text.split()), width)
 
 
 def _counted_messages(turn: Turn) -> list[dict[str, Any]]:

@@ -24,8 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._text import cut_start
+from .code import INSERTED, code_of
 from .compacted import label, originals, sent_note
 from .errors import ConfigurationError
+from .render import markdown_html
 
 # the stylesheet is style's; the names stay here for the skins and tests that take them from present
 from .style import CSS, FALLBACK_STYLE, FULL_STYLE, REPLY_CSS, STYLE, TABLE_STYLE
@@ -113,8 +116,6 @@ def _notes(turn: Turn) -> str:
         cut = cut_note(turn.finish_reason) if turn.cut else ""
         notes += [cut, tokens_note(turn)]
         if turn.code_to_cell and turn.state == "done":
-            from .code import INSERTED, code_of
-
             code = code_of(turn.text)
             if not code:
                 notes.append("no code block to put in a new cell")
@@ -181,7 +182,7 @@ def thinking_html(reasoning: str, *, streaming: bool = False, tail: int = 1500) 
     characters (what is being thought now), open; once done, all of it, closed."""
     if not reasoning:
         return ""
-    shown = reasoning if not streaming or len(reasoning) <= tail else "…" + reasoning[-tail:]
+    shown = cut_start(reasoning, tail) if streaming else reasoning
     words = html.escape(thinking_summary(reasoning, streaming=streaming))
     return (
         f'<details class="chatmagic-thinking"{" open" if streaming else ""}><summary>{words}</summary>'
@@ -287,8 +288,6 @@ def exchange_html(ex: Exchange) -> str:
     """A recorded exchange's reply as the panel and ``%chat history`` draw it: its Thinking
     block (closed), its answer (sanitized Markdown) and its heading. One drawing for both,
     so what one shows the other shows."""
-    from .render import markdown_html
-
     body = markdown_html(ex.assistant.content) if ex.assistant.content else ""
     return assistant_html(thinking_html(ex.reasoning) + body, exchange_head(ex), stopped=ex.stopped)
 

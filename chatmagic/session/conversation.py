@@ -32,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._defaults import TEXT_KEY_PREFIX
 from .._secrets import Table, scrub
+from .._text import is_text_key
 from ..errors import ConversationBusy
 from ..trim import stable_window
 
@@ -199,7 +199,7 @@ class Conversation:
         if key is None:
             return None
         with self.lock:
-            if key.startswith(TEXT_KEY_PREFIX):
+            if is_text_key(key):
                 return key if self.exchanges and self.exchanges[-1].key == key else None
             return key if any(ex.key == key for ex in self.exchanges) else None
 
