@@ -68,8 +68,6 @@ def test_compact_history_next_request_and_undo(ip: Any, fresh: None, sandbox_thr
     assert "Summarize our conversation so far" in request and "tell me about the stork" in request
     assert "tell me about the heron" not in request
     assert conv.exchanges[-1].assistant.content.endswith("Earlier messages: 6.")
-    # usage counts every reply, the summary's originals included (web sites report none)
-    assert "came with token counts" in shown(ip, "usage")
     out = shown(ip, "compact --undo")
     assert "summary of 3 earlier exchanges is taken out" in out
     sandbox_thread.clear()
@@ -77,6 +75,16 @@ def test_compact_history_next_request_and_undo(ip: Any, fresh: None, sandbox_thr
     assert "tell me about the heron" in posts(sandbox_thread)[0]
     with pytest.raises(ChatMagicError, match="holds no summary"):
         ip.run_line_magic("chat", "compact --undo")
+
+
+def test_usage_counts_the_summary_and_every_original(ip: Any, fresh: None) -> None:
+    for word in ("heron", "ibis", "crane"):
+        ip.run_cell_magic("chat", "-p ollama", f"tell me about the {word}")  # the server counts tokens
+    before = shown(ip, "usage")
+    assert before.endswith("over 3 replies.\n"), before
+    shown(ip, "compact --keep 1")
+    after = shown(ip, "usage")
+    assert after.endswith("over 4 replies.\n"), after  # the three, and the summary's own turn
 
 
 def test_a_failed_compaction_changes_nothing(ip: Any, fresh: None, sandbox_thread: Sandbox) -> None:
