@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .session import Conversation, Exchange
 
-__all__ = ["count", "fold", "label", "originals", "sent_note", "summary_label"]
+__all__ = ["count", "fold", "label", "originals", "renumber", "sent_note", "summary_label"]
 
 #: how deep summaries of summaries are followed (a record from a file could loop)
 MAX_DEPTH = 50
@@ -102,3 +102,22 @@ def summary_label(conv: Conversation, user: str) -> str:
     if first is None or not first.summarizes or first.user.content != user:
         return ""
     return label(first).lower()
+
+
+def renumber(exchanges: Sequence[Exchange]) -> list[Exchange]:
+    """The exchanges with their places (``seq``) counted afresh, a summary's originals
+    included, in the order they were asked: a summary takes the place of its last original
+    (as :func:`chatmagic.compact.finish` gives it), so that undoing it leaves every place once."""
+    place = -1
+
+    def numbered(ex: Exchange, depth: int) -> Exchange:
+        nonlocal place
+        if ex.summarizes and depth <= MAX_DEPTH:
+            inner = tuple(numbered(o, depth + 1) for o in ex.summarizes)
+            changed = any(a is not b for a, b in zip(inner, ex.summarizes, strict=True))
+            ex = dataclasses.replace(ex, summarizes=inner) if changed else ex
+        else:
+            place += 1
+        return ex if ex.seq == place else dataclasses.replace(ex, seq=place)
+
+    return [numbered(ex, 0) for ex in exchanges]

@@ -13,7 +13,6 @@ does not have is never taken.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 from ._merge import held_by, identity, in_order, merge, same_list, unique
 from ._secrets import scrub
 from ._text import cut_end
-from .compacted import fold
+from .compacted import fold, renumber
 from .errors import ConfigurationError
 from .options import parse_chain
 from .providers import provider_names
@@ -275,7 +274,7 @@ def _restore_one(
             new_epoch, how = newest.epoch, "take"
         merged = fold(merged)[0]  # a summary the kernel no longer held (undone) takes them back too
         counts.summarized = summarized
-        merged = [ex if ex.seq == i else dataclasses.replace(ex, seq=i) for i, ex in enumerate(merged)]
+        merged = renumber(merged)  # afresh, a summary's originals too (chatmagic.compacted)
         with conv.lock:
             unchanged = same_list(conv.exchanges, held)
             counts.offered = _offered(conv, newest, how, defaults)

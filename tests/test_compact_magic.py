@@ -122,6 +122,12 @@ def test_restore_after_a_restart_gives_the_compacted_view(
     assert "Summary of 2 earlier exchanges" in shown(ip, "history")
     every = shown(ip, "history --all")
     assert "tell me about the heron" in every and "tell me about the ibis" in every
+    again = shown(ip, f"restore {path}")  # restoring twice keeps the compacted view as it is
+    assert "2 kept" in again and len(conv.exchanges) == 2, again
+    shown(ip, "compact --undo")
+    assert len(conv.exchanges) == 3
+    shown(ip, f"restore {path}")  # the notebook keeps no undo: its summary comes back (docs/compact.md)
+    assert len(conv.exchanges) == 2 and conv.exchanges[0].summarizes
     # the notebook run again after the restore meets its compact cell with the work done: said, not raised
     assert "already one summary" in shown(ip, "compact --keep 1")
     sandbox_thread.clear()
