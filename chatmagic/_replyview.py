@@ -19,6 +19,7 @@ static bundle, so the views it has are the current reply's.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import anywidget
@@ -45,6 +46,11 @@ class ReplyView(anywidget.AnyWidget):
         self.reply: LiveReply | None = None
         self._asked = threading.Event()  # a view said hello, or asked for the reply whole
         self._status = ""
+        #: called with (question id, answer) when a Run / Deny / Always button is clicked
+        self.on_answer: Callable[[str, str], None] | None = None
+        #: a turn paused for an answer still sends here after its cell ended: not shared now
+        self.held = False
+        self._asks = ""
         self.on_msg(self._on_msg)
         if hasattr(self.comm, "_reply_subshell_for"):
             # ipykernel 7 routes a widget's incoming messages to the subshell that last sent
@@ -56,15 +62,21 @@ class ReplyView(anywidget.AnyWidget):
         # on a subshell thread while the cell runs: only note it; the cell's loop sends
         if isinstance(content, dict) and content.get("type") in ("hello", "resync"):
             self._asked.set()
+        elif isinstance(content, dict) and content.get("type") == "answer" and self.on_answer is not None:
+            try:  # a click: the pause takes the answer from any thread
+                self.on_answer(str(content.get("id")), str(content.get("choice")))
+            except Exception:  # noqa: BLE001 - answered already, or a stale button: nothing to do
+                pass
 
     @classmethod
     def for_reply(cls, fmt: str = "markdown") -> ReplyView:
         """The kernel's reply view, ready for a new reply (made on first use, or again if closed)."""
         global _shared
         view = _shared
-        if view is None or view.comm is None:
+        if view is None or view.comm is None or view.held:
             view = _shared = cls(fmt)
         view.fmt, view.reply, view._status = fmt, None, ""
+        view.on_answer, view._asks = None, ""
         view._asked.clear()
         return view
 
@@ -116,6 +128,12 @@ class ReplyView(anywidget.AnyWidget):
         reply.seq = msg["n"]
         self._status = line
         self._post(msg, now)
+
+    def asks(self, html: str) -> None:
+        """Show the buttons of the calls that wait (``_toolcards.ask_html``; "" hides them)."""
+        if html != self._asks:
+            self._asks = html
+            self.send({"ask": html})
 
     def _post(self, msg: dict[str, Any], now: float) -> None:
         assert self.reply is not None

@@ -9,7 +9,22 @@ function render({ model, el }) {
   let tail = null;
   let line = null;
   let asked = false; // a resync was sent and its answer has not come
+  // the Run / Deny / Always buttons of tool calls that wait (chatmagic._toolcards.ask_html)
+  const ask = document.createElement("div");
+  ask.className = "cm-asks";
+  el.appendChild(ask);
+  ask.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-answer]");
+    const row = button && button.closest("[data-ask]");
+    if (!row) return;
+    row.querySelectorAll("button").forEach((b) => (b.disabled = true));
+    model.send({ type: "answer", id: row.dataset.ask, choice: button.dataset.answer });
+  });
   const onMsg = (msg) => {
+    if (msg.ask !== undefined) {
+      ask.innerHTML = msg.ask; // escaped in Python (chatmagic._toolcards)
+      return;
+    }
     if (msg.html !== undefined) {
       root.innerHTML = msg.html; // sanitized in Python (chatmagic.render)
       tail = root.querySelector(":scope > .cm-tail");
