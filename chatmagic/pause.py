@@ -201,6 +201,11 @@ class Pauses:
         with self._lock:
             return subject in self._always
 
+    def allow(self, subject: str) -> None:
+        """ "Always" for ``subject`` before it is asked (pre-approval, in this session only)."""
+        with self._lock:
+            self._always.add(subject)
+
     def forget(self, subject: str | None = None) -> None:
         """Forget "always" for one tool, or for all."""
         with self._lock:
