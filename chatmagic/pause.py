@@ -53,6 +53,8 @@ __all__ = ["ANSWERS", "DECLINE", "Audience", "Pauses", "Pending", "PauseError"]
 ANSWERS: Mapping[str, tuple[str, ...]] = {"tool": ("run", "deny", "always"), "budget": ("send", "cancel")}
 #: the answer given when no one can answer, or the turn is stopped
 DECLINE: Mapping[str, str] = {"tool": "deny", "budget": "cancel"}
+#: one answer at a time, in every session (answers are rare: no lock per question)
+_SETTLING = threading.Lock()
 #: how long a question waits for a widget to say hello before it counts as not shown
 HELLO_GRACE = 2.0
 
@@ -89,11 +91,11 @@ class Pending:
         return self._future.result(timeout)
 
     def _settle(self, answer: str, by: str) -> bool:
-        try:
+        with _SETTLING:  # who answered is known before the turn wakes on the answer
+            if self._future.done():
+                return False  # answered already (or the turn was stopped): the first answer wins
+            self.answer, self.by = answer, by
             self._future.set_result(answer)
-        except concurrent.futures.InvalidStateError:
-            return False  # answered already: the first answer wins
-        self.answer, self.by = answer, by
         return True
 
 
@@ -145,10 +147,12 @@ class Pauses:
             raise ValueError(f"no kind of question {kind!r}")
         pending = Pending(f"{kind[0]}{next(self._ids)}", kind, subject, dict(shown or {}))
         with self._lock:
-            if kind == "tool" and subject in self._always:
-                pending._settle("run", "always")
-                return pending
-            self._waiting[pending.id] = pending
+            always = kind == "tool" and subject in self._always
+            if not always:
+                self._waiting[pending.id] = pending
+        if always:  # settled outside the lock: settling takes _SETTLING, and _drop this lock
+            pending._settle("run", "always")
+            return pending
         pending._future.add_done_callback(lambda _: self._drop(pending.id))
         return pending
 

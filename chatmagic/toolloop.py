@@ -34,6 +34,8 @@ are kept.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -174,6 +176,17 @@ def declined_text(by: str | None) -> str:
     return "The user declined this call; it was not run."
 
 
+#: the tool names the API takes back (OpenAI: ^[a-zA-Z0-9_-]+$, at most 64)
+_NOT_NAME = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def _sendable(call: ToolCall) -> ToolCall:
+    """The call as the next request may carry it back: a name the model made up that the API
+    refuses (``os.remove``, none) is sent spelled as it takes it; the refusal says the rest."""
+    name = _NOT_NAME.sub("_", call.name)[:64] or "unnamed"
+    return call if name == call.name else dataclasses.replace(call, name=name)
+
+
 def _scrubbed(text: str, secrets: Table | None) -> str:
     return scrub(text, found=secrets.found) if secrets is not None else text
 
@@ -306,6 +319,6 @@ async def run_loop(
                 f"stopped after {box.max_steps} model calls (ChatMagics.max_tool_steps): "
                 f"{len(calls)} call{'s' if len(calls) > 1 else ''} not run"
             )
-        messages.append(assistant_message(text, list(calls)))
+        messages.append(assistant_message(text, [_sendable(c) for c in calls]))
         messages.extend(await answer_calls(box, calls, number, steps, changed, said()))
     return None

@@ -59,7 +59,8 @@ for _ in range(400):
         break
     await asyncio.sleep(0.025)
 _ex = _conv.exchanges[-1] if _conv.exchanges else None
-print(json.dumps({{"steps": [s.to_dict() for s in _ex.tools] if _ex else [], "text": _ex.assistant.content if _ex else None, "calls": calls}}))
+_steps = [s.to_dict() for s in _ex.tools] if _ex else []
+print(json.dumps({{"steps": _steps, "text": _ex.assistant.content if _ex else None, "calls": calls}}))
 """
 
 
@@ -243,7 +244,7 @@ def test_fragments_a_tool_that_raises_a_secret_and_a_tool_not_offered(
         "from chatmagic._state import get_session\nfor _n in ('broken', 'leak'): get_session().pauses.allow(_n)"
     )
     sandbox_thread.clear()
-    long_city = "Zürich «" + "x" * 3000 + "»"
+    long_city = "Zürich «" + "x" * 200 + "»"
     chat(kernel, "f", f"[[fault:tiny_writes]][[tool:get_weather {json.dumps({'city': long_city})}]]")
     kernel.run("%chat approve")
     result = kernel.settle("f")
@@ -267,7 +268,7 @@ def test_fragments_a_tool_that_raises_a_secret_and_a_tool_not_offered(
 
 
 def test_stop_mid_loop_keeps_what_was_said(kernel: Kernel) -> None:
-    kernel.run("get_session().pauses.allow('slow')")
+    kernel.run("from chatmagic._state import get_session\nget_session().pauses.allow('slow')")
     msg_id = kernel.kc.execute(
         '%%chat -p openai -c stop --new --tools slow\n[[tool:slow {"seconds": 0.6}]] [[steps:50]]'
     )
@@ -282,7 +283,7 @@ def test_stop_mid_loop_keeps_what_was_said(kernel: Kernel) -> None:
     result = kernel.settle("stop")
     states = [s["state"] for s in result["steps"]]
     assert 1 <= states.count("done") < 50 and states[-1] in ("done", "stopped")
-    assert "Stopped" in kernel.texts(msg_id)
+    assert "■ stopped" in kernel.texts(msg_id)
 
 
 def test_replay_and_run_all_call_nothing(kernel: Kernel, tmp_path: Path, sandbox_thread: Sandbox) -> None:
@@ -321,14 +322,15 @@ def test_replay_and_run_all_call_nothing(kernel: Kernel, tmp_path: Path, sandbox
         assert not marker.exists()
     # replay shows the saved steps and sends nothing
     sandbox_thread.clear()
-    chat(kernel, "rp", "[[tool:get_weather]]")
+    kernel.run('def sky() -> str:\n    """The sky."""\n    calls.append(("sky",))\n    return "blue"')
+    chat(kernel, "rp", "[[tool:sky]]", tools="sky")
     kernel.run("%chat deny")
     kernel.settle("rp")
     kernel.run("%config ChatMagics.replay = True")
     try:
         sandbox_thread.clear()
         count = len(kernel.settle("rp")["calls"])
-        msg_id, _ = kernel.run("%%chat -p openai -c rp --tools get_weather\n[[tool:get_weather]]")
+        msg_id, _ = kernel.run("%%chat -p openai -c rp --tools sky\n[[tool:sky]]")
         assert [r for r in sandbox_thread.requests if r.method == "POST"] == []
         assert "declined by you" in kernel.texts(msg_id) and len(kernel.settle("rp")["calls"]) == count
     finally:
