@@ -8,7 +8,7 @@ wrote becomes live HTML. The buttons that answer a waiting call are the reply vi
 (chatmagic._replyview: ``ask_html``); the card itself says how to answer from any cell
 (``%chat approve t1``).
 
-Input is :class:`chatmagic.toolloop.ToolStep` (or its dict, as a record keeps it).
+Input is :class:`chatmagic.toolstep.ToolStep` (or its dict, as a record keeps it).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .toolloop import ToolStep
+from .toolstep import ToolStep
 
 __all__ = ["ask_html", "cards_bundle", "cards_html", "cards_plain", "state_words"]
 

@@ -37,14 +37,16 @@ import asyncio
 import dataclasses
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
+from ._defaults import DEFAULT_MAX_TOOL_STEPS
 from ._secrets import Table, scrub
 from .errors import ConfigurationError
 from .pause import Audience, Pauses
 from .providers._toolcalls import ToolCall, assistant_message, read_arguments, tool_message
 from .toolspec import ToolSpec, ToolSpecError
+from .toolstep import STATES, ToolStep
 
 __all__ = [
     "DEFAULT_MAX_STEPS",
@@ -59,54 +61,7 @@ __all__ = [
 ]
 
 #: model calls a turn may make (``ChatMagics.max_tool_steps``)
-DEFAULT_MAX_STEPS = 8
-#: what a step can be: asked, running, and how it ended
-STATES = ("waiting", "running", "done", "failed", "declined", "refused", "skipped", "stopped")
-#: the states that end a step
-ENDED = frozenset(STATES) - {"waiting", "running"}
-
-
-@dataclass
-class ToolStep:
-    """One call of one turn, as a card shows it and an exchange keeps it (``to_dict``)."""
-
-    #: the call's id on the wire (the ``tool_call_id`` of its answer)
-    id: str
-    name: str
-    #: the arguments as the model sent them (JSON text, in full, secrets scrubbed)
-    arguments: str
-    #: which model call of the turn made it (1, 2, ...)
-    step: int
-    #: how much of the turn's text had been said when the call came (where a card goes)
-    at: int = 0
-    #: one of :data:`STATES`
-    state: str = "running"
-    #: the question's id while (and after) the user was asked: ``%chat approve t1``
-    ask: str | None = None
-    #: who decided it ran or not: "user", "always", "read-only", "no one to ask", "stopped"
-    by: str | None = None
-    #: the tool's own run time
-    ms: float | None = None
-    #: what the model was told: the result (bounded, scrubbed, marked), or why it did not run
-    result: str = ""
-    #: one line, when it was refused, failed or declined
-    error: str | None = None
-
-    @property
-    def ended(self) -> bool:
-        return self.state in ENDED
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ToolStep:
-        """A kept step (from a record, the log): only shown, never run; unknown keys dropped."""
-        known = {f.name for f in fields(cls)}
-        step = cls(**{k: v for k, v in data.items() if k in known})
-        if step.state not in ENDED:  # saved while it waited or ran: it did not end here
-            step.state = "stopped"
-        return step
+DEFAULT_MAX_STEPS = DEFAULT_MAX_TOOL_STEPS
 
 
 @dataclass
