@@ -13,6 +13,7 @@ into the ``tool`` message by ``toolrun.result_text`` (bounded, scrubbed, marked 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -89,11 +90,16 @@ def make_toolbox(
     max_steps: int = DEFAULT_MAX_STEPS,
     secrets: Table | None = None,
     redact: bool = True,
+    wake: Callable[[], None] | None = None,
 ) -> Toolbox:
-    """A :class:`Toolbox` whose calls run on ``main`` (the kernel's main thread)."""
+    """A :class:`Toolbox` whose calls run on ``main`` (the kernel's main thread); ``wake``:
+    called once a call is queued there (the blocking cell's wait loop runs it)."""
 
     async def execute(spec: ToolSpec, args: list[Any], kwargs: dict[str, Any]) -> Ran:
-        run = await main.run(lambda: run_captured(spec.function, args, kwargs))
+        queued = main.submit(lambda: run_captured(spec.function, args, kwargs))
+        if wake is not None:  # the cell that follows the turn runs it now, not at its next look
+            wake()
+        run = await asyncio.wrap_future(queued)
         interrupted = bool(run.error and run.error.startswith("KeyboardInterrupt"))
         return Ran(result_text(spec.name, run, redact=redact), run.error, run.ms, interrupted)
 
