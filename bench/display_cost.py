@@ -18,7 +18,7 @@ duration. Counted from the IOPub messages of the cell (``json.dumps(content)``, 
 - outputs (displays) the reply left, and that exactly one carries the record and the text
   is the reply.
 
-Next to it, the previous design (one display re-sending the whole reply, render.UpdatePacer),
+Next to it, the previous design (one display re-sending the whole reply, _legacy_pacer.UpdatePacer),
 SIMULATED on the same text and arrival times with the bundles it would have sent.
 
     .venv/bin/python bench/display_cost.py [--durations 10,60,300] [--chars 60000]
@@ -102,10 +102,9 @@ def previous_design(text: str, seconds: float) -> tuple[int, int]:
     """(messages, bytes) of the previous display, SIMULATED: UpdatePacer asked at each piece's arrival.
 
     Each update re-sent the whole reply so far as one bundle (HTML and plain text, through
-    _cellstream.reply_bundle), plus the envelope of the message; the final update is left out.
+    _legacy_pacer.reply_bundle), plus the envelope of the message; the final update is left out.
     """
-    from chatmagic._cellstream import reply_bundle
-    from chatmagic.render import UpdatePacer
+    from _legacy_pacer import UpdatePacer, reply_bundle
 
     ps = pieces(text)
     pacer, pos, total, msgs = UpdatePacer(), 0, 0, 0

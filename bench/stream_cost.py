@@ -264,7 +264,7 @@ def naive_cost(n: int, first_bytes: int, final_bytes: int, stride: int = 100) ->
     whose words need no escaping; checked against exact bundles at random chunks, the
     largest error is returned).
     """
-    from chatmagic._cellstream import reply_bundle
+    from _legacy_pacer import reply_bundle
 
     text = words(n)
     ends = []  # text length after each chunk
@@ -313,7 +313,7 @@ def simulate_pacer(n: int, seconds: float) -> tuple[int, int]:
     The magic's loop asks the pacer when a chunk has arrived; the simulation asks it at
     every chunk's arrival time. No kernel, no network: this is arithmetic on the pacer.
     """
-    from chatmagic.render import UpdatePacer
+    from _legacy_pacer import UpdatePacer
 
     pacer, pos, sent = UpdatePacer(), 0, 0
     for i in range(1, n + 1):
@@ -457,7 +457,7 @@ def main() -> None:
     which = columns[-1][0]
     print(
         f"\nNaive display, COMPUTED, not measured: one update_display_data per chunk re-sending the whole\n"
-        f"reply so far, bundles from chatmagic._cellstream.reply_bundle (every 100th built exactly, the rest\n"
+        f"reply so far, bundles from bench/_legacy_pacer.reply_bundle (every 100th built exactly, the rest\n"
         f"interpolated; largest error at 20 random chunks checked exactly: {err} B):"
     )
     print(f"  {'':40}{'messages':>12}{'bytes':>14}")

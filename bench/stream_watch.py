@@ -45,10 +45,10 @@ from typing import Any
 
 from _reply_text import _code, _sentence, pieces
 
+from chatmagic._cell import VIEW_GRACE
 from chatmagic._cellstream import ReplyStream, message_size
 from chatmagic._replyview import ReplyView
 from chatmagic._stream import LiveReply, message_cost
-from chatmagic.magics import VIEW_GRACE
 from chatmagic.present import FALLBACK_STYLE
 
 HELLO_AFTER = 0.3  # seconds from the first display to the view's hello
@@ -121,7 +121,7 @@ def _opening(widget: Any) -> int:
 
 
 def cell(arr: Arrivals, widgets: bool, fmt: str = "markdown") -> tuple[float, float]:
-    """The cell's loop (chatmagic.magics.ChatMagics._stream), on a simulated clock.
+    """The cell's loop (chatmagic._cell._stream), on a simulated clock.
 
     A reply after the kernel session's first: the stylesheet went with that one
     (chatmagic._cellstream.SHEET), this one's outputs carry the small fallback.

@@ -34,7 +34,7 @@ from ._budget import ALLOWANCE, MIN_INTERVAL, PER_CHAR, PER_SECOND
 from .present import STYLE, Status, plain_with_status, status_html
 from .render import body_html, stable_prefix
 
-__all__ = ["SHEET", "Op", "ReplyStream", "SheetOnce", "message_size", "reply_bundle"]
+__all__ = ["SHEET", "Op", "ReplyStream", "SheetOnce", "message_size"]
 
 
 class SheetOnce:
@@ -62,17 +62,6 @@ class SheetOnce:
 
 #: the kernel session's one record of where the stylesheet went
 SHEET = SheetOnce()
-
-
-def reply_bundle(text: str, fmt: str, status: str, *, status_class: str = "") -> dict[str, str]:
-    """The display bundle of a whole reply: sanitized HTML and plain text, with a status line."""
-    kind = status_class.removeprefix("chatmagic-")
-    line = status_html(Status(status, kind)) if status else ""
-    body = body_html(text, fmt) if text else ""
-    return {
-        "text/html": f'{STYLE}<div class="chatmagic-reply">{body}{line}</div>',
-        "text/plain": plain_with_status(text, status),
-    }
 
 
 #: bytes of an IOPub display message's content around its data (metadata, display id)

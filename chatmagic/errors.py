@@ -22,8 +22,8 @@ says what happened and what to try::
         ├── ServiceError              the site answered with an error of its own
         └── EmptyReplyError           the site answered, but with no text
 
-Foreign exceptions (aiohttp, curl_cffi) are mapped to these in one place,
-``chatmagic.providers._http``, and chained with ``raise ... from exc``.
+Foreign exceptions are mapped to these in one place per library (``chatmagic.providers._aiohttp``,
+``chatmagic.providers._curl``), and chained with ``raise ... from exc``.
 Neither credentials nor secrets appear in a message: see :func:`redact`.
 """
 

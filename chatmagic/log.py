@@ -10,7 +10,8 @@ Each row holds the record exactly as :func:`chatmagic.record.exchange_record` ma
 a few columns to find it by: the notebook's path, the conversation, its epoch, the
 exchange's key and place, when it finished. The prompt and the reply are indexed for
 full-text search (FTS5); :mod:`chatmagic._log_search` finds the newest matches without
-sorting every one (``bench/log_search.py``).
+sorting every one (``bench/log_search.py``); :mod:`chatmagic._log_format` writes the
+listing ``%chat log`` prints.
 
 The log is a convenience, never a reason for chat to fail: constructing one touches no
 file (``%load_ext`` stays fast), the file and its folder are made on the first write,
@@ -30,13 +31,13 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# the listing (LogEntry, format_entries) is _log_format's job; the names stay here for callers
+from ._log_format import CONTROLS, LogEntry, entry, format_entries, one_line, shorten
 from ._log_search import ENTRY_COLUMNS, newest_matches
-from ._secrets import scrub
 
 __all__ = ["ExchangeLog", "LogEntry", "default_log_path", "format_entries"]
 
@@ -81,8 +82,6 @@ _SCHEMA = (
 )
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
-_SPACES = re.compile(r"\s+")
 
 
 def default_log_path() -> Path:
@@ -93,23 +92,6 @@ def default_log_path() -> Path:
         data = os.environ.get("JUPYTER_DATA_DIR") or os.path.join("~", ".local", "share", "jupyter")
         return Path(data).expanduser() / "chatmagic" / "exchanges.sqlite3"
     return Path(jupyter_data_dir()) / "chatmagic" / "exchanges.sqlite3"
-
-
-@dataclass(frozen=True)
-class LogEntry:
-    """One exchange found by :meth:`ExchangeLog.search`, shortened for a listing."""
-
-    #: when the reply finished (seconds since the epoch)
-    when: float
-    #: the notebook's absolute path, or None where the frontend did not tell it
-    notebook: str | None
-    conversation: str
-    provider: str
-    model: str
-    #: the prompt on one line, shortened
-    user: str
-    #: the text around the match, marked «like this»; without search text, the reply's start
-    snippet: str
 
 
 class _NewerLog(Exception):
@@ -224,12 +206,12 @@ class ExchangeLog:
                 " ORDER BY e.finished_at DESC, e.id DESC LIMIT ?"
             )
             rows = self._read(sql, [limit])
-            return [_entry(row, _shorten(row[6], 80)) for row in rows]
+            return [entry(row, shorten(row[6], 80)) for row in rows]
         query = _match_query(text)
         if query is None:  # nothing in the text that the index holds (punctuation only)
             return []
         rows = self._reading(lambda conn: newest_matches(conn, query, limit))
-        return [_entry(row, _one_line(row[6])) for row in rows]
+        return [entry(row, one_line(row[6])) for row in rows]
 
     # -- the connection --------------------------------------------------------------
 
@@ -385,23 +367,10 @@ def _notebook_path(notebook: str) -> str:
     return _clean(os.path.abspath(notebook))
 
 
-def _entry(row: tuple[Any, ...], snippet: str) -> LogEntry:
-    when, notebook, conversation, provider, model, user = row[:6]
-    return LogEntry(
-        when=when,
-        notebook=notebook,
-        conversation=conversation,
-        provider=provider,
-        model=model,
-        user=_shorten(user, 60),
-        snippet=snippet,
-    )
-
-
 def _match_query(text: str) -> str | None:
     """``text`` as an FTS5 query that cannot be a syntax error: each word a quoted string."""
     terms = []
-    for word in _CONTROLS.sub(" ", text).split():
+    for word in CONTROLS.sub(" ", text).split():
         stem = word.rstrip("*")
         if not any(ch.isalnum() for ch in stem):  # the index holds no token of it
             continue
@@ -412,40 +381,3 @@ def _match_query(text: str) -> str | None:
 def _clean(text: str) -> str:
     """``text`` with each lone surrogate replaced by U+FFFD, so that it can be encoded."""
     return _SURROGATES.sub("\ufffd", text)
-
-
-def _one_line(text: str) -> str:
-    return _SPACES.sub(" ", _CONTROLS.sub(" ", text)).strip()
-
-
-def _shorten(text: str, width: int) -> str:
-    line = _one_line(text)
-    return line if len(line) <= width else line[: width - 1].rstrip() + "…"
-
-
-# -- the listing ------------------------------------------------------------------------
-
-
-def format_entries(entries: Iterable[LogEntry], *, empty: str = "No exchanges found in the log.") -> str:
-    """A plain-text listing for ``%chat log``: two lines an exchange, ``empty`` for none.
-
-    ::
-
-        2026-05-09 14:03  analysis.ipynb · default · chatgptt · gpt-4o  "How do I pivot…"
-            …use «pivot_table» with the column as index…
-    """
-    lines = []
-    for entry in entries:
-        try:
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.when))
-        except (OverflowError, OSError, ValueError):  # a time no calendar holds (a row edited by hand)
-            when = "????-??-?? ??:??"
-        where = Path(entry.notebook).name if entry.notebook else "(no notebook)"
-        head = " · ".join(
-            _shorten(part, 40) for part in (where, entry.conversation, entry.provider, entry.model) if part
-        )
-        lines.append(f'{when}  {head}  "{entry.user}"')
-        if entry.snippet:
-            lines.append(f"    {entry.snippet}")
-    # rows logged before replies were scrubbed (or by another tool) may hold a secret
-    return scrub("\n".join(lines)) if lines else empty

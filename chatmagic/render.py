@@ -6,30 +6,22 @@ ourselves with raw HTML disabled (markdown-it-py, ``html=False``), turn images i
 links (an image would load a remote address), and pass the result through nh3 with
 ``http``/``https``/``mailto`` links only. Code blocks are coloured with Pygments as
 light markup (``<b>`` keywords, ``<i>`` comments, one-letter classes) that
-the stylesheet (chatmagic.present.CSS) colours after the JupyterLab theme.
+the stylesheet (chatmagic.style.CSS) colours after the JupyterLab theme.
 
 This module only renders: it imports nothing of the look (present) or the skins. A
 reply streaming into a cell is :mod:`chatmagic._cellstream` (plain display updates) and
 :mod:`chatmagic._stream` (patches); :func:`stable_prefix` says which of its blocks are finished.
-
-:class:`UpdatePacer` is the previous, simpler rule, kept for the simulations in
-``bench/display_cost.py`` and ``bench/stream_cost.py`` that compare against it: re-send
-the whole text at most ten times a second, each once it has grown by an eighth, or after
-1-5 seconds.
 """
 
 from __future__ import annotations
 
 import html
 import re
-import time
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 __all__ = [
     "FORMATS",
-    "UpdatePacer",
     "body_html",
     "code_html",
     "highlight",
@@ -120,7 +112,7 @@ _HIGHLIGHT_LIMIT = 50_000
 
 
 def highlight(code: str, lang: str, attrs: Any = None) -> str:
-    """Syntax colours for a fenced block, as markup that the stylesheet (chatmagic.present.CSS) colours.
+    """Syntax colours for a fenced block, as markup that the stylesheet (chatmagic.style.CSS) colours.
 
     Only what gets a colour is wrapped, and runs of one kind are merged: keywords in
     ``<b>`` and comments in ``<i>`` (the commonest tokens, and bold keywords and italic
@@ -258,42 +250,6 @@ def body_html(text: str, fmt: str, *, colour: bool = True) -> str:
         return markdown_html(text, colour=colour)
     except Exception:  # noqa: BLE001 - a renderer bug must never hide the reply
         return text_html(text)
-
-
-@dataclass
-class UpdatePacer:
-    """When to re-send a growing text (see the module docstring)."""
-
-    min_interval: float = 0.1
-    max_interval: float = 1.0
-    chars_per_second: float = 16_000.0
-    growth: float = 0.125
-    sent_size: int = 0
-    sent_at: float = field(default=float("-inf"))
-    updates: int = 0
-
-    def due(self, size: int, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        if size <= self.sent_size:
-            return False
-        if self.sent_size == 0:
-            return True
-        elapsed = now - self.sent_at
-        if elapsed < self.min_interval:
-            return False
-        # a long text waits longer between time-driven re-sends (each re-send is its size)
-        patience = min(self.max_interval * 5, max(self.max_interval, self.sent_size / self.chars_per_second))
-        return size >= self.sent_size * (1 + self.growth) or elapsed >= patience
-
-    def sent(self, size: int, now: float | None = None) -> None:
-        self.sent_size = size
-        self.sent_at = time.monotonic() if now is None else now
-        self.updates += 1
-
-    def wait_time(self, now: float | None = None) -> float:
-        """How long a waiting loop may sleep before the next update could be due."""
-        now = time.monotonic() if now is None else now
-        return max(0.01, self.sent_at + self.min_interval - now) if self.sent_size else 0.25
 
 
 # -- a reply streaming into a notebook cell ---------------------------------------------

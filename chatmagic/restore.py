@@ -2,7 +2,7 @@
 
 The records come from :mod:`chatmagic.record`, checked field by field. Restoring never
 discards an exchange the kernel holds: the notebook's exchanges are merged into the live
-conversation (see :func:`restore` for the rules).
+conversation (see :func:`restore` for the rules; :mod:`chatmagic._merge` works the lists out).
 
 A notebook is data, and may come from anyone: the provider chain and system prompt saved
 with a conversation decide where its next message goes and what the model is told, so they
@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._merge import held_by, identity, in_order, merge, same_list, unique
 from ._secrets import scrub
 from .errors import ConfigurationError
 from .options import parse_chain
 from .providers import provider_names
 from .providers.endpoints import endpoint_names
 from .record import SavedExchange, checked_records, read_notebook, saved_exchanges
-from .session import TEXT_KEY_PREFIX, ChatSession, Conversation, Exchange
+from .session import ChatSession, Conversation, Exchange
 
 __all__ = [
     "ConversationRestore",
@@ -186,10 +186,10 @@ def restore(
         # what this kernel holds are left out: they add nothing, and a restarted kernel's own
         # exchanges (its epoch, finished last) would pass for the newest records, as if the
         # notebook's were from before a --new
-        held = _held(session)
+        kernels = held_by(session)
         logged, bad = logged_exchanges(log, path)
         invalid += bad
-        records += [s for s in logged if _identity(s.conversation, s.exchange) not in held]
+        records += [s for s in logged if identity(s.conversation, s.exchange) not in kernels]
     report = RestoreReport(path=os.fspath(path), invalid=invalid)
     by_name: dict[str, list[SavedExchange]] = {}
     for saved in records:
@@ -221,31 +221,15 @@ def saved_before(exchanges: list[SavedExchange], key: str | None) -> int:
     else:
         newest = max(exchanges, key=lambda s: s.exchange.finished_at)
         earlier = [s for s in exchanges if s.epoch == newest.epoch]
-    return len(_unique(s.exchange for s in earlier))
-
-
-def _held(session: ChatSession) -> set[tuple[Any, ...]]:
-    """Each exchange the session's conversations hold, as :func:`_identity` names it."""
-    held: set[tuple[Any, ...]] = set()
-    for conv in session:
-        with conv.lock:
-            held.update(_identity(conv.name, ex) for ex in conv.exchanges)
-    return held
-
-
-def _identity(conversation: str, ex: Exchange) -> tuple[Any, ...]:
-    # this version of this exchange, wherever it stands now: a restore moves a restarted
-    # kernel's exchanges after the notebook's, into the notebook's epoch, and the log still
-    # has them in their first place
-    return (conversation, ex.key, ex.finished_at)
+    return len(unique(s.exchange for s in earlier))
 
 
 def _restore_one(
     conv: Conversation, records: list[SavedExchange], settings: bool, defaults: tuple[str | None, str]
 ) -> ConversationRestore:
     newest = max(records, key=lambda s: s.exchange.finished_at)
-    older = _unique([s.exchange for s in records if s.epoch != newest.epoch])
-    saved = _unique([s.exchange for s in records if s.epoch == newest.epoch])
+    older = unique([s.exchange for s in records if s.epoch != newest.epoch])
+    saved = unique([s.exchange for s in records if s.epoch == newest.epoch])
     # the merge is worked out from a snapshot and installed only if no turn ended meanwhile
     # (holding the lock across adopt() would call listeners, the panels, under it)
     while True:
@@ -259,12 +243,12 @@ def _restore_one(
         # the file's conversation started afresh after it); "fill": only those it lacks
         how = "fill"
         if not held:
-            merged = _in_order(saved)
+            merged = in_order(saved)
             counts.added = len(saved)
             new_epoch, how = newest.epoch, "take"
         elif newest.epoch is None or newest.epoch == epoch:
-            kept, added = _merge(held, saved, counts)
-            merged = _in_order(kept + added)
+            kept, added = _merged(held, saved, counts)
+            merged = in_order(kept + added)
         elif max(ex.finished_at for ex in held) > newest.exchange.finished_at and afresh:
             counts.older += len(saved)
             counts.kept = len(held)
@@ -273,19 +257,19 @@ def _restore_one(
             # a restarted kernel chatted before restoring: its epoch is only its first, not a
             # --new. The notebook's exchanges come first and the conversation goes on in
             # their epoch
-            kept, added = _merge(held, saved, counts)
-            merged = _in_order(added) + _in_order(kept)
+            kept, added = _merged(held, saved, counts)
+            merged = in_order(added) + in_order(kept)
             new_epoch = newest.epoch
         else:
             # the notebook's conversation started afresh after the kernel's: it follows the
             # kernel's exchanges (the places of two epochs are not comparable) and goes on
             # in its epoch
-            kept, added = _merge(held, saved, counts)
-            merged = _in_order(kept) + _in_order(added)
+            kept, added = _merged(held, saved, counts)
+            merged = in_order(kept) + in_order(added)
             new_epoch, how = newest.epoch, "take"
         merged = [ex if ex.seq == i else dataclasses.replace(ex, seq=i) for i, ex in enumerate(merged)]
         with conv.lock:
-            unchanged = _same_list(conv.exchanges, held)
+            unchanged = same_list(conv.exchanges, held)
             counts.offered = _offered(conv, newest, how, defaults)
         if unchanged:
             counts.unknown = _unknown_providers(counts.offered.get("provider"))
@@ -295,7 +279,7 @@ def _restore_one(
                 fields.pop("provider", None)
             if new_epoch is not None:
                 fields["epoch"] = new_epoch
-            if fields or not _same_list(merged, held):  # else nothing to tell the panels
+            if fields or not same_list(merged, held):  # else nothing to tell the panels
                 conv.adopt(merged, **fields)
             return counts
 
@@ -334,106 +318,10 @@ def _unknown_providers(chain: str | None) -> list[str]:
     return [name for name in parse_chain(chain) if name not in known]
 
 
-def _merge(
+def _merged(
     held: list[Exchange], saved: list[Exchange], counts: ConversationRestore
 ) -> tuple[list[Exchange], list[Exchange]]:
-    """The kernel's exchanges (with newer versions from the notebook) and those it lacked."""
-    kept = list(held)
-    added = []
-    place = {id(ex): i for i, ex in enumerate(held)}
-    for i, mine in _pair(held, saved):
-        theirs = saved[i]
-        if mine is None:
-            added.append(theirs)
-        elif theirs.finished_at > mine.finished_at:
-            # the newer version takes the place of the one it replaces, as a re-run does
-            kept[place[id(mine)]] = dataclasses.replace(theirs, seq=mine.seq)
-            counts.replaced += 1
-    counts.added = len(added)
-    counts.kept = len(held) - counts.replaced
+    """:func:`chatmagic._merge.merge`, counted: the kernel's exchanges, and those it lacked."""
+    kept, added, replaced = merge(held, saved)
+    counts.added, counts.replaced, counts.kept = len(added), replaced, len(held) - replaced
     return kept, added
-
-
-def _in_order(exchanges: list[Exchange]) -> list[Exchange]:
-    """In conversation order: by place (``seq``), then, for two in one place, by time."""
-    return sorted(exchanges, key=lambda ex: (ex.seq, ex.finished_at))
-
-
-def _pair(held: list[Exchange], saved: list[Exchange]) -> Iterator[tuple[int, Exchange | None]]:
-    """Each saved exchange's index with the held exchange it is a version of (or None).
-
-    A cell's exchange matches by its cell key. The others can be asked more than once
-    in one conversation: a panel's (no key) match by prompt and reply, those keyed by a
-    cell's text by that key; of several candidates, an identical one is the match, else
-    the one in the same place (``seq``). A cell's text asked again takes the key from
-    the earlier exchange (ChatSession.start), whose record in the notebook still has it:
-    that record matches the keyless exchange with everything else the same. Any other is
-    a different exchange, never one to replace: a merge may keep a duplicate, but must
-    not lose an exchange.
-    """
-    candidates: dict[tuple[str, ...], list[Exchange]] = {}
-    for ex in held:
-        candidates.setdefault(_match_id(ex), []).append(ex)
-
-    def group(ex: Exchange, by_text: bool = False) -> list[Exchange]:
-        return candidates.get(_match_id(ex, by_text=by_text), [])
-
-    mates: dict[int, Exchange | None] = {}
-    for i, ex in enumerate(saved):
-        mates[i] = _take(group(ex), ex, "same")
-    for i, ex in enumerate(saved):
-        if mates[i] is None:
-            mates[i] = _take(group(ex), ex, "any" if _is_cell_key(ex.key) else "place")
-    for i, ex in enumerate(saved):
-        if mates[i] is None and ex.key is not None and not _is_cell_key(ex.key):
-            mates[i] = _take(group(ex, by_text=True), ex, "same but key")
-    return iter(mates.items())
-
-
-def _take(group: list[Exchange], ex: Exchange, how: str) -> Exchange | None:
-    """Remove and return the first of ``group`` that is ``ex`` (``how``), or None."""
-    for n, other in enumerate(group):
-        if (
-            how == "any"
-            or (how == "place" and other.seq == ex.seq)
-            or (how == "same" and _same(other, ex))
-            or (how == "same but key" and _same(other, ex, but=("seq", "key")))
-        ):
-            return group.pop(n)
-    return None
-
-
-def _unique(exchanges: Iterable[Exchange]) -> list[Exchange]:
-    """One version of each exchange saved more than once (a re-run, two panels): the newest.
-
-    The same exchange has the same cell key or, without one, the same key or text and
-    the same place.
-    """
-    newest: dict[tuple[Any, ...], Exchange] = {}
-    for ex in exchanges:
-        ident = _match_id(ex) if _is_cell_key(ex.key) else (*_match_id(ex), ex.seq)
-        old = newest.get(ident)
-        if old is None or ex.finished_at >= old.finished_at:
-            newest[ident] = ex
-    return list(newest.values())
-
-
-def _is_cell_key(key: str | None) -> bool:
-    """A key that one exchange of a conversation holds at most (a cell's id)."""
-    return key is not None and not key.startswith(TEXT_KEY_PREFIX)
-
-
-def _match_id(ex: Exchange, *, by_text: bool = False) -> tuple[str, ...]:
-    if ex.key is not None and not by_text:
-        return ("key", ex.key)
-    return ("text", ex.user.content, ex.assistant.content)
-
-
-def _same(a: Exchange, b: Exchange, *, but: tuple[str, ...] = ("seq",)) -> bool:
-    """The same version of an exchange (as saved), wherever it stands."""
-    mine, theirs = a.to_dict(), b.to_dict()
-    return all(mine[name] == theirs.get(name) for name in mine if name not in but)
-
-
-def _same_list(a: list[Exchange], b: list[Exchange]) -> bool:
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))

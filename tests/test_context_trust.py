@@ -225,12 +225,12 @@ def test_attach_checks_a_file_before_reading_it(ip: Any, tmp_path: Path) -> None
 def test_ctrl_c_before_the_turn_exists_is_one_line(
     ip: Any, monkeypatch: pytest.MonkeyPatch, sandbox_thread: Sandbox, where: str
 ) -> None:
-    from chatmagic import context, magics
+    from chatmagic import _cellinput, magics
 
     def interrupted(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt
 
-    target = {"parsing": (magics, "_parse"), "gathering the context": (context, "cells_context")}
+    target = {"parsing": (magics, "_parse"), "gathering the context": (_cellinput, "cells_context")}
     owner, name = target.get(where, (get_session(), "prepare"))
     monkeypatch.setattr(owner, name, interrupted)
     sandbox_thread.clear()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
-from chatmagic.providers._lines import LineDecoder, event_fields
+from chatmagic.providers._lines import LineDecoder, sse_events
 
 
 def frame(*reads: bytes) -> list[str]:
@@ -72,7 +74,36 @@ def test_many_short_lines_in_any_read_size(read_size: int) -> None:
     assert frame(*reads) == [f"data: {i} ✓" for i in range(300)]
 
 
-def test_event_fields() -> None:
-    lines = ["data: {}", "data:no-space", ": comment", "", "event: x", "id: 3", "plain text"]
-    got = [(f.data, f.is_data) for f in event_fields(lines)]
-    assert got == [("{}", True), ("no-space", True), ("plain text", False)]
+class Body:
+    """An answer whose body comes in the given reads."""
+
+    def __init__(self, *reads: bytes) -> None:
+        self.reads = reads
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        for read in self.reads:
+            yield read
+
+
+async def events(*reads: bytes) -> list[tuple[str, bool]]:
+    return [(f.data, f.is_data) async for f in sse_events(Body(*reads))]
+
+
+async def test_sse_fields() -> None:
+    body = b"data: {}\n\ndata:no-space\n: comment\n\nevent: x\nid: 3\nretry: 5\n\nplain text\n"
+    assert await events(body) == [("{}", True), ("no-space", True), ("plain text", False)]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
+async def test_an_event_is_its_data_lines_joined_however_the_reads_are_cut(size: int) -> None:
+    body = "\ufeffdata: a\r\ndata:b ✓\r\n\r\n: ping\rdata: [DONE]\r\r".encode()
+    reads = [body[i : i + size] for i in range(0, len(body), size)]
+    assert await events(*reads) == [("a\nb ✓", True), ("[DONE]", True)]
+
+
+async def test_a_plain_line_ends_an_event_and_the_last_event_needs_no_blank_line() -> None:
+    assert await events(b'data: x\nerror: {"message": "m"}\ndata: y') == [
+        ("x", True),
+        ('error: {"message": "m"}', False),
+        ("y", True),
+    ]

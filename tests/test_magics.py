@@ -81,6 +81,25 @@ def test_loading_imports_only_what_registering_the_magics_needs() -> None:
     assert out.stdout.strip().splitlines()[-2:] == ["[]", "5 opchatgpts 1"], out.stdout + out.stderr
 
 
+def test_loading_leaves_the_cell_and_the_commands_to_their_first_use() -> None:
+    # the magics only declare: a turn in a cell (chatmagic._cell) and the %chat commands
+    # (chatmagic._commands) are imported by the first %%chat and the first %chat
+    code = (
+        "import sys\n"
+        "from IPython.testing.globalipapp import start_ipython\n"
+        "ip = start_ipython()\n"
+        "ip.run_line_magic('load_ext', 'chatmagic')\n"
+        "cell = ('chatmagic._cell', 'chatmagic._cellinput', 'chatmagic._cellstream', 'chatmagic.interpolate')\n"
+        "commands = ('chatmagic._commands', 'chatmagic._commands_conv')\n"
+        "print([m for m in cell + commands if m in sys.modules])\n"
+        "ip.run_line_magic('chat', 'help')\n"
+        "print([m for m in commands if m not in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "[]" and lines[-1] == "[]", out.stdout + out.stderr
+
+
 def test_manual_has_examples(ip: Any) -> None:
     doc = ip.find_cell_magic("chat").__doc__
     assert "Examples" in doc and "In [2]: %%chat --provider chatgptt" in doc

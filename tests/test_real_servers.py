@@ -847,7 +847,7 @@ def test_attach_refusals(ip: Any, servers: Sandbox) -> None:
 
 
 def test_a_large_image_is_downscaled(servers: Sandbox) -> None:
-    from chatmagic.options import MAX_IMAGE_SIDE, attachment_from
+    from chatmagic.attachments import MAX_IMAGE_SIDE, attachment_from
 
     big = attachment_from(_png(3000, 1000), "big")
     assert "downscaled from 3000×1000" in big.note
@@ -861,14 +861,14 @@ def test_a_large_image_is_downscaled(servers: Sandbox) -> None:
 def test_an_oversized_image_without_pillow_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from chatmagic import options
+    from chatmagic import attachments
     from chatmagic.errors import ConfigurationError
 
     monkeypatch.setitem(sys.modules, "PIL", None)
-    monkeypatch.setattr(options, "MAX_IMAGE_BYTES", 50)
+    monkeypatch.setattr(attachments, "MAX_IMAGE_BYTES", 50)
     with pytest.raises(ConfigurationError, match="pip install pillow"):
-        options.attachment_from(b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "big")
-    small = options.attachment_from(b"\x89PNG\r\n\x1a\n", "small")
+        attachments.attachment_from(b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "big")
+    small = attachments.attachment_from(b"\x89PNG\r\n\x1a\n", "small")
     assert small.note == "" and small.mime == "image/png"
 
 

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from chatmagic import record as chatrecord
+from chatmagic import export as chatexport
 from chatmagic._state import get_session
 from chatmagic.errors import ConfigurationError
 from chatmagic.restore import restore
@@ -359,9 +359,9 @@ def test_restore_skips_what_is_not_valid_and_everything_works_after(
     for conv in session:
         _assert_typed(conv)
         conv.messages()
-        chatrecord.to_json(conv)
-        chatrecord.to_markdown(conv)
-        chatrecord.export(conv, tmp_path / f"{conv.name}.md")
+        chatexport.to_json(conv)
+        chatexport.to_markdown(conv)
+        chatexport.export(conv, tmp_path / f"{conv.name}.md")
         session.prepare("hi", conversation=conv.name)
     if case == "lone surrogates":
         users = [ex.user.content for ex in session.conversation().exchanges]
@@ -396,13 +396,13 @@ def test_export_to_a_place_it_cannot_write_says_what_to_do(ip: Any, conv: Any, t
         assert type(error).__name__ == "ConfigurationError", (path, error)
         assert message in str(error), path
         with pytest.raises(ConfigurationError):
-            chatrecord.export(conv, path)
+            chatexport.export(conv, path)
     with pytest.raises(ConfigurationError, match="the path holds a character no file name can"):
-        chatrecord.export(conv, tmp_path / "nul\0.md")
+        chatexport.export(conv, tmp_path / "nul\0.md")
 
 
 def test_export_writes_text_that_cannot_be_encoded_as_replacement(conv: Any, tmp_path: Path) -> None:
     conv.system = "sys \udcff"  # a surrogate, as a decoded file name can carry
-    target = chatrecord.export(conv, tmp_path / "s.json")
+    target = chatexport.export(conv, tmp_path / "s.json")
     assert json.loads(target.read_text(encoding="utf-8"))["system"] == "sys \ufffd"
-    assert "sys \ufffd" in chatrecord.export(conv, tmp_path / "s.md").read_text(encoding="utf-8")
+    assert "sys \ufffd" in chatexport.export(conv, tmp_path / "s.md").read_text(encoding="utf-8")

@@ -6,6 +6,7 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,7 @@ def test_entry_point_group_adds_a_provider(
             default_model = "e1"
             models = ("e1",)
 
-            async def _stream(self, messages, model):
+            async def _reply(self, messages, model, params, images):
                 yield "echo: " + messages[-1]["content"]
     """)
     )
@@ -65,7 +66,9 @@ async def test_register_at_run_time(clean_registry: None) -> None:
         default_model = "u"
         models = ("u",)
 
-        async def _stream(self, messages: list[dict[str, str]], model: str) -> AsyncIterator[str]:
+        async def _reply(
+            self, messages: list[dict[str, str]], model: str, params: dict[str, Any], images: tuple[Any, ...]
+        ) -> AsyncIterator[str]:
             yield messages[-1]["content"].upper()
 
     async with get_provider("upper")() as p:

@@ -19,8 +19,9 @@ from IPython.utils.capture import CapturedIO, capture_output
 from chatmagic import _secrets
 from chatmagic._state import get_session
 from chatmagic.errors import ProviderConnectionError
+from chatmagic.export import to_json, to_markdown
 from chatmagic.options import TurnOptions
-from chatmagic.record import exchange_record, to_json, to_markdown
+from chatmagic.record import exchange_record
 from chatmagic.sandbox import ForwardProxy, Sandbox
 from chatmagic.sandbox._loop import ThreadedServer
 from chatmagic.session import ChatSession
@@ -400,7 +401,7 @@ def test_kept_messages_are_scrubbed_once(monkeypatch: pytest.MonkeyPatch, sandbo
         calls += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("chatmagic.session.scrub", counted)
+    monkeypatch.setattr("chatmagic.session.conversation.scrub", counted)  # every scrub of a turn
     try:
         per_turn = []
         for i in range(30):

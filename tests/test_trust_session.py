@@ -202,10 +202,10 @@ def test_ctrl_c_in_the_first_moments_stops_the_turn(
     ip: Any, sandbox_thread: Sandbox, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     """Ctrl-C lands between the turn's creation and the display loop: it must stop it."""
-    from chatmagic import magics
+    from chatmagic import _cell  # the module that runs a turn in a cell (binds display, ReplyStream)
 
     session = get_session()
-    real_start, real_display = session.start, magics.display
+    real_start, real_display = session.start, _cell.display
     real_submit, submitted = session.runner.submit, []
 
     def start(turn: Any) -> Any:
@@ -231,7 +231,7 @@ def test_ctrl_c_in_the_first_moments_stops_the_turn(
 
     monkeypatch.setattr(session, "start", start)
     if where == "before the display":
-        monkeypatch.setattr(magics, "display", display)
+        monkeypatch.setattr(_cell, "display", display)
     if where.startswith("in the hand-over"):
         monkeypatch.setattr(session.runner, "submit", submit)
     if where.startswith("after prepare"):
@@ -239,7 +239,7 @@ def test_ctrl_c_in_the_first_moments_stops_the_turn(
         def reply_stream(*args: Any, **kwargs: Any) -> Any:
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(magics, "ReplyStream", reply_stream)
+        monkeypatch.setattr(_cell, "ReplyStream", reply_stream)
     began = time.monotonic()
     result, io = run(ip, "%%chat -p opchatgpts\n[[words:30]][[delay:0.02]]")
     monkeypatch.undo()

@@ -6,6 +6,11 @@ entry-point group ``chatmagic.providers`` (``name = "package.module:Class"``), o
 run time with :func:`register`. Named OpenAI-compatible endpoints (the presets ``ollama``,
 ``llamacpp``, ``vllm``, ``lmstudio`` and ``ChatMagics.endpoints``) are found by
 :func:`get_provider` and listed by :func:`list_providers` too (:mod:`.endpoints`).
+
+The registry is the top of the providers package: it imports the endpoints and, by path,
+the provider modules; none of them imports it back (the ``providers-registry-on-top``
+contract in pyproject.toml). The built-in paths are data in :mod:`._builtin`, which both
+the registry and the endpoints' name check read.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ import difflib
 import importlib
 import threading
 from collections.abc import Collection
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, UnknownProviderError
+from ._builtin import BUILTIN as _BUILTIN
+from .endpoints import endpoint_names, find_endpoint
 
 if TYPE_CHECKING:
     from .base import Provider
@@ -33,15 +39,6 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "chatmagic.providers"
 
-_BUILTIN: dict[str, str] = {
-    "chatgptt": "chatmagic.providers.chatgptt:ChatGptt",
-    "chatgptes": "chatmagic.providers.chatgptes:ChatGptEs",
-    "chatgpt4online": "chatmagic.providers.chatgpt4online:Chatgpt4Online",
-    "chatgptfree": "chatmagic.providers.chatgptfree:ChatgptFree",
-    "opchatgpts": "chatmagic.providers.opchatgpts:Opchatgpts",
-    "openai": "chatmagic.providers.openai:OpenAICompatible",
-}
-
 _lock = threading.Lock()
 _paths: dict[str, str] = dict(_BUILTIN)
 _loaded: dict[str, type[Provider]] = {}
@@ -53,6 +50,9 @@ def _read_entry_points() -> None:
     if _entry_points_read:
         return
     _entry_points_read = True
+    # at first need: importlib.metadata with what it imports took 44-52 ms here (-X importtime)
+    from importlib.metadata import entry_points
+
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         _paths.setdefault(ep.name.lower(), ep.value)
 
@@ -84,8 +84,6 @@ def get_provider(name: str) -> type[Provider]:
             _read_entry_points()
         path = _paths.get(key)
     if path is None:
-        from .endpoints import endpoint_names, find_endpoint
-
         endpoint = find_endpoint(key)
         if endpoint is not None:
             return endpoint
@@ -120,8 +118,6 @@ def unknown_provider(name: str, known: set[str]) -> UnknownProviderError:
 def check_provider_names(names: list[str], also: Collection[str] = ()) -> None:
     """Raise :class:`UnknownProviderError` for the first name nothing provides, without importing
     any provider (``also``: endpoints about to be configured, e.g. in the same config file)."""
-    from .endpoints import endpoint_names
-
     known = {*provider_names(), *endpoint_names(), *also}
     for name in names:
         if name not in known:
@@ -130,8 +126,6 @@ def check_provider_names(names: list[str], also: Collection[str] = ()) -> None:
 
 def list_providers() -> list[dict[str, Any]]:
     """Every provider with its models and flags (what ``%chat providers`` shows)."""
-    from .endpoints import endpoint_names
-
     rows = []
     for name in provider_names():
         try:

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from ..errors import ProtocolError, ServiceError, TokenRefusedError
-from ._http import Answer, excerpt
-from ._lines import Field, LineDecoder, event_fields
+from ._http import Answer
+from ._status import excerpt
 from ._wire import Ending, Part
 
 T = TypeVar("T")
@@ -25,16 +25,6 @@ class NonceRefused(Exception):
 
 def content_type(answer: Answer) -> str:
     return answer.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-async def fields(answer: Answer) -> AsyncIterator[Field]:
-    """The answer's lines, framed incrementally, as data fields and other text."""
-    decoder = LineDecoder()
-    async for chunk in answer.chunks():
-        for f in event_fields(decoder.feed(chunk)):
-            yield f
-    for f in event_fields(decoder.close()):
-        yield f
 
 
 class _NotJSON(Exception):
@@ -81,6 +71,18 @@ def parse_json(label: str, text: str, what: str, ctype: str) -> Any:
         f"the answer is not {what} ({why}: {excerpt(text, 100)!r}). The site may have changed; "
         "try another provider.",
     )
+
+
+def event_objects(label: str, data: str, what: str) -> list[Any]:
+    """The JSON of one event's data: one object, or (a server that leaves out the blank line
+    between events) one per line; else the protocol error ``parse_json`` words."""
+    obj = try_json(data)
+    if obj is not None or "\n" not in data:
+        return [obj] if obj is not None else [parse_json(label, data, what, "")]
+    lines = [try_json(line) for line in data.split("\n")]
+    if all(x is not None for x in lines):
+        return lines
+    return [parse_json(label, data, what, "")]
 
 
 async def with_token_retry(

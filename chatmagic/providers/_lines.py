@@ -1,4 +1,5 @@
-"""Text from the wire: incremental line framing, and text made valid Unicode.
+"""Text from the wire: incremental line framing, the one event-stream framer
+(:func:`sse_events`, every provider's), and text made valid Unicode.
 
 aiohttp's ``resp.content`` iterator splits on LF only and caps line length, and
 curl_cffi's ``aiter_lines`` turns a CRLF cut across two reads into an extra blank
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 # a CR directly followed by LF is one line end (CRLF), not two
 _LINE_END = re.compile(r"\r\n?|\n")
@@ -85,21 +87,46 @@ class Field:
     is_data: bool
 
 
-def event_fields(lines: list[str]) -> Iterator[Field]:
-    """Classify lines: ``data:`` lines (one space after the colon removed), other text.
+class Body(Protocol):
+    """An answer whose body has not been read yet (``_http.Answer`` is one)."""
 
-    Blank lines (event separators), ``:`` comments and the other SSE fields
-    (``event:``, ``id:``, ``retry:``) carry nothing these protocols need.
-    """
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+
+async def sse_events(answer: Body) -> AsyncIterator[Field]:
+    """An event stream's events, as the SSE spec frames them: the ``data:`` lines of one event
+    joined by LF (one space after the colon removed), dispatched at the blank line that ends
+    it or at the end of the body. Comments (``:``) and the other SSE fields (``event:``,
+    ``id:``, ``retry:``) carry nothing these protocols need. A line that is not an SSE field
+    (a plain JSON tail, llama.cpp's ``error: {...}``) comes as it is (``is_data`` false) and
+    ends any event before it. An event whose data holds one JSON object per line (a server
+    that leaves out the blank lines) is split by ``_family.event_objects``."""
+    decoder = LineDecoder()
+    data: list[str] = []
+    async for chunk in answer.chunks():
+        for found in _frame(decoder.feed(chunk), data):
+            yield found
+    for found in _frame(decoder.close(), data):
+        yield found
+    if data:
+        yield Field("\n".join(data), True)
+
+
+def _frame(lines: list[str], data: list[str]) -> Iterator[Field]:
     for line in lines:
-        if not line or line.startswith(":"):
+        if not line:
+            if data:
+                yield Field("\n".join(data), True)
+                data.clear()
+        elif line.startswith(":") or line.startswith(("event:", "id:", "retry:")):
             continue
-        if line.startswith("data:"):
+        elif line.startswith("data:"):
             value = line[5:]
-            yield Field(value[1:] if value.startswith(" ") else value, True)
-        elif line.startswith(("event:", "id:", "retry:")):
-            continue
+            data.append(value[1:] if value.startswith(" ") else value)
         else:
+            if data:
+                yield Field("\n".join(data), True)
+                data.clear()
             yield Field(line, False)
 
 

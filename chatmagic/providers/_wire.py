@@ -18,12 +18,11 @@ until the last chunk (LiteLLM); ``content: null`` is no text (llama-server's rol
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import EmptyReplyError, ProtocolError, ProviderError, ServiceError
-from ._lines import Field, LineDecoder
 from ._toolcalls import MAX_ARGUMENTS, ToolCall, assistant_message, read_arguments, tool_message
 
 __all__ = [
@@ -34,11 +33,9 @@ __all__ = [
     "Thinking",
     "ToolCall",
     "assistant_message",
-    "event_objects",
     "read_arguments",
     "read_usage",
     "sentence",
-    "sse_events",
     "stream_error",
     "tool_message",
 ]
@@ -343,50 +340,3 @@ class ChunkReader:
                 "the model only thought and gave no answer. Try again, or rephrase.",
             )
         return None
-
-
-async def sse_events(answer: Any) -> AsyncIterator[Field]:
-    """An event stream's events, as the SSE spec frames them: the ``data:`` lines of one event
-    joined by LF (dispatched at the blank line that ends it). A line that is not an SSE field
-    (a plain JSON tail, llama.cpp's ``error: {...}``) comes as it is and ends any event."""
-    decoder = LineDecoder()
-    data: list[str] = []
-    async for chunk in answer.chunks():
-        for found in _frame(decoder.feed(chunk), data):
-            yield found
-    for found in _frame(decoder.close(), data):
-        yield found
-    if data:
-        yield Field("\n".join(data), True)
-
-
-def _frame(lines: list[str], data: list[str]) -> Iterator[Field]:
-    for line in lines:
-        if not line:
-            if data:
-                yield Field("\n".join(data), True)
-                data.clear()
-        elif line.startswith(":") or line.startswith(("event:", "id:", "retry:")):
-            continue
-        elif line.startswith("data:"):
-            value = line[5:]
-            data.append(value[1:] if value.startswith(" ") else value)
-        else:
-            if data:
-                yield Field("\n".join(data), True)
-                data.clear()
-            yield Field(line, False)
-
-
-def event_objects(label: str, data: str, what: str) -> list[Any]:
-    """The JSON of one event's data: one object, or (a server that leaves out the blank line
-    between events) one per line; else the protocol error ``parse_json`` words."""
-    from ._family import parse_json, try_json
-
-    obj = try_json(data)
-    if obj is not None or "\n" not in data:
-        return [obj] if obj is not None else [parse_json(label, data, what, "")]
-    lines = [try_json(line) for line in data.split("\n")]
-    if all(x is not None for x in lines):
-        return lines
-    return [parse_json(label, data, what, "")]

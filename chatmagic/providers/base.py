@@ -13,7 +13,7 @@ two forms, the same code behind both:
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import (
@@ -23,22 +23,34 @@ from ..errors import (
     UnknownModelError,
 )
 from ..options import DEFAULT_TIMEOUT
+from ._aiohttp import AiohttpTransport
 from ._family import content_type
-from ._http import BROWSER_HEADERS, AiohttpTransport, Answer, Transport, status_error
+from ._http import BROWSER_HEADERS, Answer, Transport
 from ._lines import SurrogateMender, valid_text
+from ._messages import ROLES, Message, check_messages, format_prompt
+from ._status import status_error
 from ._wire import Ending, Part, Thinking, ToolCall
 
 if TYPE_CHECKING:
-    from ..options import Attachment
+    from ..attachments import Attachment
 
-__all__ = ["Ending", "HTTPProvider", "Part", "Provider", "Thinking", "ToolCall"]
-
-Message = Mapping[str, str]
-ROLES = ("system", "user", "assistant")
+# the messages' names stay importable from here, where plugins found them (format_prompt)
+__all__ = [
+    "ROLES",
+    "Ending",
+    "HTTPProvider",
+    "Message",
+    "Part",
+    "Provider",
+    "Thinking",
+    "ToolCall",
+    "check_messages",
+    "format_prompt",
+]
 
 
 class Provider(abc.ABC):
-    """Base of every provider. Subclasses set the class attributes and ``_stream``."""
+    """Base of every provider. Subclasses set the class attributes and ``_reply``."""
 
     #: registry key, lower case (``chatgptt``)
     name: ClassVar[str]
@@ -159,7 +171,7 @@ class Provider(abc.ABC):
         called = False
         mender = SurrogateMender()
         try:
-            async for chunk in self._parts(checked, resolved, dict(params or {}), tuple(images)):
+            async for chunk in self._reply(checked, resolved, dict(params or {}), tuple(images)):
                 if isinstance(chunk, ToolCall):
                     called = True
                     yield chunk
@@ -206,19 +218,20 @@ class Provider(abc.ABC):
                 "OpenAI-compatible provider (-p openai, -p ollama, ...)."
             )
 
-    def _parts(
+    @abc.abstractmethod
+    def _reply(
         self,
         messages: list[dict[str, str]],
         model: str,
         params: dict[str, Any],
         images: tuple[Attachment, ...],
     ) -> AsyncIterator[Part]:
-        """The reply's parts; by default the site's text (:meth:`_stream`)."""
-        return self._stream(messages, model)
+        """The site's protocol: yield the reply's text chunks in order (any :data:`Part` may come too).
 
-    @abc.abstractmethod
-    def _stream(self, messages: list[dict[str, str]], model: str) -> AsyncIterator[Any]:
-        """The site's protocol: yield text chunks in order (a :data:`Part` may come too)."""
+        ``messages`` are checked and ``model`` resolved. ``params`` (the offered ``tools``
+        among them) and ``images`` are empty unless the class ``takes_params``,
+        ``takes_images`` or ``supports_tools``: :meth:`parts` refuses them before.
+        """
 
     async def aclose(self) -> None:  # noqa: B027 - optional: providers without connections keep it
         """Close the provider's HTTP sessions. Safe to call twice."""
@@ -327,63 +340,3 @@ class HTTPProvider(Provider):
             parts = whole(text, ctype)
             for part in parts if isinstance(parts, list) else await parts:
                 yield part
-
-
-def check_messages(messages: Iterable[Any], label: str, tools: bool = False) -> list[dict[str, Any]]:
-    """Validate the message list early, with a message a user can act on.
-
-    ``tools``: the provider takes tool calls, so an assistant message may carry its
-    ``tool_calls`` (and no text) and a ``tool`` message answers one by ``tool_call_id``.
-    """
-    given = list(messages)
-    # what the session sends (plain dicts of a role and a text, nothing else) is taken as it
-    # is, in one pass: this runs for every message of every turn
-    checked: list[dict[str, Any]] = given
-    if not all(
-        type(m) is dict and len(m) == 2 and m.get("role") in ROLES and type(m.get("content")) is str
-        for m in given
-    ):
-        checked = []
-        for i, msg in enumerate(given):
-            role = msg.get("role") if isinstance(msg, Mapping) else None
-            content = msg.get("content") if isinstance(msg, Mapping) else None
-            if tools and isinstance(msg, Mapping) and _is_tool_message(msg):
-                checked.append(dict(msg))
-                continue
-            if role not in ROLES or not isinstance(content, str):
-                raise ConfigurationError(
-                    f"{label}: message {i} must be a dict with 'role' (one of {', '.join(ROLES)}) "
-                    f"and 'content' (text); got {msg!r:.80}."
-                )
-            checked.append({"role": role, "content": content})
-    if not checked or not any(m["role"] == "user" for m in checked):
-        raise ConfigurationError(f"{label}: there is no user message to send.")
-    return checked
-
-
-def _is_tool_message(msg: Mapping[str, Any]) -> bool:
-    """A ``tool`` answer, or an assistant message with its calls, in the shape the wire sends."""
-    content = msg.get("content")
-    if msg.get("role") == "tool":
-        return isinstance(msg.get("tool_call_id"), str) and isinstance(content, str)
-    calls = msg.get("tool_calls")
-    return (
-        msg.get("role") == "assistant"
-        and isinstance(calls, list)
-        and bool(calls)
-        and all(isinstance(c, Mapping) and isinstance(c.get("id"), str) for c in calls)
-        and (content is None or isinstance(content, str))
-    )
-
-
-def format_prompt(messages: Sequence[Message]) -> str:
-    """The conversation as one text (PROTOCOLS.md, "Prompt format").
-
-    One message is its content alone; several become ``Role: content`` lines for the
-    non-blank messages, then a last line ``Assistant:``.
-    """
-    if len(messages) == 1:
-        return messages[0]["content"]
-    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages if m["content"].strip()]
-    lines.append("Assistant:")
-    return "\n".join(lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import format_prompt
+from ._messages import format_prompt
 from .mwai import MwaiProvider
 
 

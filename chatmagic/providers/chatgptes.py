@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 
-from ._http import CurlTransport
+from ._curl import CurlTransport
 from .wpaicg import WpaicgProvider
 
 INSTRUCTION = (

@@ -5,7 +5,7 @@ Sends only the six required fields; accepts ``timeout`` and ``cookies``.
 
 from __future__ import annotations
 
-from ._http import CurlTransport
+from ._curl import CurlTransport
 from .wpaicg import WpaicgProvider
 
 

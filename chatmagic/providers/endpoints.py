@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from .._secrets import register_key_env, strip_userinfo
 from ..errors import ConfigurationError
 from ..options import check_base_url
+from ._builtin import BUILTIN
 from .window import check_context_window
 
 if TYPE_CHECKING:
@@ -89,12 +90,6 @@ _user: dict[str, Endpoint] = {}
 _classes: dict[Endpoint, type[OpenAICompatible]] = {}
 
 
-def _builtin_names() -> set[str]:
-    from . import _BUILTIN
-
-    return set(_BUILTIN)
-
-
 def check_endpoints(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """``ChatMagics.endpoints`` checked: every name and field, with a message that says what to write."""
     example = "{'work': {'base_url': 'https://llm.example.com/v1', 'key_env': 'WORK_KEY'}}"
@@ -107,7 +102,7 @@ def check_endpoints(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             raise ConfigurationError(
                 f"Endpoint name {raw_name!r}: use lower-case letters, digits, '-' and '_', starting with a letter."
             )
-        if name in _builtin_names():
+        if name in BUILTIN:
             raise ConfigurationError(
                 f"Endpoint name {name!r} is a built-in provider: call your endpoint something else."
             )

@@ -9,13 +9,17 @@ fetched again once when refused.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ProtocolError, ServiceError, StreamInterrupted
-from ._family import NonceRefused, content_type, fields, parse_json, try_json, with_token_retry
-from ._http import excerpt, status_error
+from ._family import NonceRefused, content_type, event_objects, parse_json, try_json, with_token_retry
+from ._lines import sse_events
+from ._status import excerpt, status_error
 from ._wire import Part
 from .base import HTTPProvider
+
+if TYPE_CHECKING:
+    from ..attachments import Attachment
 
 SESSION_PATH = "/wp-json/mwai/v1/start_session"
 
@@ -51,7 +55,13 @@ class MwaiProvider(HTTPProvider):
         self._nonce = nonce
         return nonce
 
-    def _stream(self, messages: list[dict[str, str]], model: str) -> AsyncIterator[Part]:
+    def _reply(
+        self,
+        messages: list[dict[str, str]],
+        model: str,
+        params: dict[str, Any],
+        images: tuple[Attachment, ...],
+    ) -> AsyncIterator[Part]:
         return with_token_retry(
             self.label,
             lambda fresh: self._send(messages, fresh),
@@ -82,37 +92,37 @@ class MwaiProvider(HTTPProvider):
     async def _read_events(self, answer: Any) -> AsyncIterator[str]:
         leftover: list[str] = []
         streamed = False
-        async for field in fields(answer):
+        async for field in sse_events(answer):
             if not field.is_data:
                 leftover.append(field.data)
                 continue
-            event = parse_json(self.label, field.data, "an AI Engine event", "")
-            kind = event.get("type") if isinstance(event, dict) else None
-            if kind == "live":
-                piece = event.get("data")
-                if not isinstance(piece, str):
-                    raise self._broken("a live event without text")
-                streamed = True
-                yield piece
-            elif kind == "end":
-                final = event.get("data")
-                obj = (
-                    parse_json(self.label, final, "the end event's JSON", "")
-                    if isinstance(final, str)
-                    else final
-                )
-                reply = self._final(obj)
-                if not streamed:
-                    yield reply
-                return
-            elif kind == "error":
-                raise ServiceError(
-                    self.label,
-                    f"the site reported an error: {excerpt(str(event.get('data')), 200)!r}. Try again later, "
-                    "or use another provider.",
-                )
-            else:
-                raise self._broken(f"an event of unknown shape ({excerpt(field.data, 60)!r})")
+            for event in event_objects(self.label, field.data, "an AI Engine event"):
+                kind = event.get("type") if isinstance(event, dict) else None
+                if kind == "live":
+                    piece = event.get("data")
+                    if not isinstance(piece, str):
+                        raise self._broken("a live event without text")
+                    streamed = True
+                    yield piece
+                elif kind == "end":
+                    final = event.get("data")
+                    obj = (
+                        parse_json(self.label, final, "the end event's JSON", "")
+                        if isinstance(final, str)
+                        else final
+                    )
+                    reply = self._final(obj)
+                    if not streamed:
+                        yield reply
+                    return
+                elif kind == "error":
+                    raise ServiceError(
+                        self.label,
+                        f"the site reported an error: {excerpt(str(event.get('data')), 200)!r}. Try again "
+                        "later, or use another provider.",
+                    )
+                else:
+                    raise self._broken(f"an event of unknown shape ({excerpt(field.data, 60)!r})")
         if leftover:
             # the plugin's page script reads what is left as one JSON answer
             reply = self._final(parse_json(self.label, "\n".join(leftover), "the chat's JSON answer", ""))

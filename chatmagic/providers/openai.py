@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
@@ -40,15 +39,26 @@ from ..errors import (
     ServiceError,
     StreamInterrupted,
 )
-from ._family import content_type, parse_json, try_json
-from ._http import TOO_LONG_HINT, ProxySpec, body_summary, excerpt, retry_after, status_error
-from ._wire import ChunkReader, Part, event_objects, sentence, sse_events
+from ._family import content_type, event_objects, parse_json, try_json
+from ._http import ProxySpec
+from ._lines import sse_events
+from ._openai_errors import (
+    MESSAGE_LIMIT,
+    TOO_LONG,
+    error_field,
+    error_line,
+    is_unknown_model,
+    parse_error,
+    tools_refused,
+)
+from ._status import TOO_LONG_HINT, body_summary, excerpt, retry_after, status_error
+from ._wire import ChunkReader, Part, sentence
 from .base import HTTPProvider
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self needs Python 3.11
 
-    from ..options import Attachment
+    from ..attachments import Attachment
 
 __all__ = ["DEFAULT_KEY_ENV", "OpenAICompatible"]
 
@@ -57,11 +67,6 @@ OFFICIAL_HOST = "api.openai.com"
 #: how long a 404 may spend asking the server for its models before the error is raised
 _LIST_MODELS_TIMEOUT = 5.0
 _MODELS_SHOWN = 20
-#: how much of a server's own error message is quoted
-_MESSAGE_LIMIT = 300
-#: error codes and types that mean the conversation does not fit the model's context
-#: (OpenAI and LiteLLM: code; llama.cpp's llama-server: type)
-_TOO_LONG = {"context_length_exceeded", "exceed_context_size_error"}
 
 
 class OpenAICompatible(HTTPProvider):
@@ -163,10 +168,7 @@ class OpenAICompatible(HTTPProvider):
 
     # -- streaming -----------------------------------------------------------------
 
-    def _stream(self, messages: list[dict[str, str]], model: str) -> AsyncIterator[Part]:
-        return self._parts(messages, model, {}, ())
-
-    async def _parts(
+    async def _reply(
         self,
         messages: list[dict[str, str]],
         model: str,
@@ -279,7 +281,7 @@ class OpenAICompatible(HTTPProvider):
         """An HTTP error answer, read as the OpenAI API writes them."""
         obj = try_json(body)
         message = parse_error(obj)
-        snippet = excerpt(message, _MESSAGE_LIMIT) if message is not None else body_summary(body)
+        snippet = excerpt(message, MESSAGE_LIMIT) if message is not None else body_summary(body)
         said = f"HTTP {status}: {snippet}" if snippet else f"HTTP {status}"
         # a 403 page that is not the API's JSON may be a bot check: status_error knows those
         if status == 401 or (status == 403 and message is not None):
@@ -300,7 +302,7 @@ class OpenAICompatible(HTTPProvider):
                 )
             return HTTPStatusError(self.label, hint, status=status)
         code = error_field(obj, "code")
-        if status == 413 or code in _TOO_LONG or error_field(obj, "type") in _TOO_LONG:
+        if status == 413 or code in TOO_LONG or error_field(obj, "type") in TOO_LONG:
             return HTTPStatusError(
                 self.label,
                 f"the conversation is too long for the server or the model ({said}). {TOO_LONG_HINT}",
@@ -353,7 +355,7 @@ class OpenAICompatible(HTTPProvider):
     def _service(self, message: str) -> ServiceError:
         return ServiceError(
             self.label,
-            f"the server reported an error: {sentence(excerpt(message, _MESSAGE_LIMIT))} "
+            f"the server reported an error: {sentence(excerpt(message, MESSAGE_LIMIT))} "
             "Try again later, or use another provider.",
         )
 
@@ -363,31 +365,6 @@ class OpenAICompatible(HTTPProvider):
             f"the answer is not OpenAI's chat-completions protocol: {what}. "
             "Check --base-url (it should be the API root, ending in /v1), or try another provider.",
         )
-
-
-#: how servers say a model is unknown, beside naming it (a 400 may be about anything else)
-_UNKNOWN_MODEL = re.compile(
-    r"not found|does not exist|doesn't exist|invalid model|unknown model|no such model|not available|not loaded",
-    re.IGNORECASE,
-)
-
-
-def is_unknown_model(status: int, code: str | None, message: str, model: str) -> bool:
-    """An error answer that says the model asked for is not there.
-
-    OpenAI: ``code: model_not_found``; Ollama, vLLM: a 404 about the model; LiteLLM and
-    llama-server's router: a 400 naming the model ("Invalid model name passed in
-    model=x", "model 'x' not found").
-    """
-    if code == "model_not_found":
-        return True
-    lower = message.lower()
-    if status == 404:
-        return "model" in lower
-    if status != 400 or "model" not in lower:
-        return False
-    named = re.search(rf"(?<![\w.-]){re.escape(model)}(?![\w-])", message) is not None
-    return named and _UNKNOWN_MODEL.search(message) is not None
 
 
 def offered_names(tools: Any) -> list[str] | None:
@@ -403,32 +380,6 @@ def offered_names(tools: Any) -> list[str] | None:
     ]
 
 
-#: how servers say they take no tools (llama-server without --jinja: a 500; Ollama: a model
-#: without tools; vLLM without --enable-auto-tool-choice; OpenAI: a model without tools)
-_NO_TOOLS = re.compile(
-    r"tools param requires --jinja|does not support tools|enable-auto-tool-choice|tool.{0,20}not supported"
-    r"|unsupported parameter.{0,10}'?tools",
-    re.IGNORECASE,
-)
-
-
-def tools_refused(label: str, status: int, body: str) -> ProviderError | None:
-    """The error for a server that refuses a request because it offers tools, or None.
-
-    Not retried (a ServiceError): the same request meets the same refusal. The conversation
-    loses nothing; the user is told how to start the server with tools, or to leave them out.
-    """
-    message = parse_error(body) or body
-    if status < 400 or not _NO_TOOLS.search(message):
-        return None
-    return ServiceError(
-        label,
-        f"the server takes no tools (HTTP {status}: {excerpt(message, _MESSAGE_LIMIT)}). Start llama-server "
-        "with --jinja, vLLM with --enable-auto-tool-choice --tool-call-parser ..., use an Ollama model "
-        "that supports tools, or leave --tools out.",
-    )
-
-
 def with_images(messages: list[dict[str, str]], images: tuple[Attachment, ...]) -> list[dict[str, Any]]:
     """The messages with the images joined to the last user message as ``image_url`` parts."""
     if not images:
@@ -439,42 +390,3 @@ def with_images(messages: list[dict[str, str]], images: tuple[Attachment, ...]) 
     parts += [{"type": "image_url", "image_url": {"url": image.data_url}} for image in images]
     out[last] = {"role": "user", "content": parts}
     return out
-
-
-def parse_error(body: Any) -> str | None:
-    """The message of an error as OpenAI-compatible servers write them, or None.
-
-    OpenAI, Ollama and llama.cpp: ``{"error": {"message": ...}}``; some servers:
-    ``{"error": "text"}``; vLLM: ``{"object": "error", "message": ...}``; FastAPI: ``{"detail": ...}``.
-    """
-    if isinstance(body, str):
-        body = try_json(body)
-    if not isinstance(body, dict):
-        return None
-    err = body.get("error")
-    if isinstance(err, dict) and isinstance(err.get("message"), str):
-        return err["message"]
-    if isinstance(err, str) and err:
-        return err
-    if body.get("object") == "error" and isinstance(body.get("message"), str):
-        return str(body["message"])
-    if isinstance(body.get("detail"), str):
-        return str(body["detail"])
-    return None
-
-
-def error_line(text: str) -> str:
-    """The message of an ``error: {...}`` line (the object itself, not wrapped in "error")."""
-    obj = try_json(text)
-    if obj is None:
-        return text
-    if isinstance(obj, dict) and isinstance(obj.get("message"), str):
-        return str(obj["message"])
-    return parse_error(obj) or text
-
-
-def error_field(body: Any, name: str) -> str | None:
-    """``error.code`` or ``error.type`` of a decoded error body, when it is text."""
-    err = body.get("error") if isinstance(body, dict) else None
-    value = err.get(name) if isinstance(err, dict) else None
-    return value if isinstance(value, str) else None

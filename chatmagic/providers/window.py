@@ -42,7 +42,6 @@ endpoint's settings needs adding to ``providers/endpoints._FIELDS`` (checked wit
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -187,7 +186,10 @@ async def _ask_server(s: aiohttp.ClientSession, root: str, model: str) -> Window
 async def _with_session(
     session: aiohttp.ClientSession | None, headers: Mapping[str, str] | None, job: Any
 ) -> Any:
-    # aiohttp on first use only: the glass box's data (anatomy) reads Window without a network stack
+    # aiohttp (and asyncio) on first use only: the glass box's data (anatomy) reads Window, and the
+    # endpoints' check (the registry) check_context_window, without a network stack
+    import asyncio
+
     import aiohttp
 
     try:

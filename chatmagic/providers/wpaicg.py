@@ -12,13 +12,18 @@ import json
 import re
 import secrets
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ProtocolError, ServiceError
-from ._family import NonceRefused, ReplyRefusal, parse_json, with_token_retry
-from ._http import excerpt, status_error
-from ._wire import ChunkReader, Part, event_objects, sse_events
-from .base import HTTPProvider, format_prompt
+from ._family import NonceRefused, ReplyRefusal, event_objects, parse_json, with_token_retry
+from ._lines import sse_events
+from ._messages import format_prompt
+from ._status import excerpt, status_error
+from ._wire import ChunkReader, Part
+from .base import HTTPProvider
+
+if TYPE_CHECKING:
+    from ..attachments import Attachment
 
 ACTION = "wpaicg_chat_shortcode_message"
 CONSENT_REFUSAL = "Du musst das Kästchen anklicken!"
@@ -123,7 +128,13 @@ class WpaicgProvider(HTTPProvider):
                 form["wpaicg_chat_history"] = history
         return form
 
-    def _stream(self, messages: list[dict[str, str]], model: str) -> AsyncIterator[Part]:
+    def _reply(
+        self,
+        messages: list[dict[str, str]],
+        model: str,
+        params: dict[str, Any],
+        images: tuple[Attachment, ...],
+    ) -> AsyncIterator[Part]:
         hint = (
             "The page carried no token and the built-in fallback was refused; the site has "
             "changed. Use another provider."
@@ -148,7 +159,7 @@ class WpaicgProvider(HTTPProvider):
             data=self.form(messages, tokens),
             events=self._read_stream,
             whole=lambda text, ctype: [
-                self._reply(parse_json(self.label, text, "the chat's JSON answer", ctype))
+                self._answer(parse_json(self.label, text, "the chat's JSON answer", ctype))
             ],
         ):
             yield part
@@ -173,12 +184,12 @@ class WpaicgProvider(HTTPProvider):
             for obj in event_objects(self.label, field.data, "a stream chunk"):
                 if isinstance(obj, dict) and "choices" not in obj and "status" in obj:
                     # a plain answer object inside the stream (errors come this way)
-                    yield self._reply(obj)
+                    yield self._answer(obj)
                     return
                 for part in reader.feed(obj):
                     yield part
         if leftover:
-            yield self._reply(parse_json(self.label, "\n".join(leftover), "the chat's JSON answer", ""))
+            yield self._answer(parse_json(self.label, "\n".join(leftover), "the chat's JSON answer", ""))
 
     def _broken(self, what: str) -> ProtocolError:
         return ProtocolError(
@@ -192,7 +203,7 @@ class WpaicgProvider(HTTPProvider):
             f"the site reported an error: {excerpt(message, 200)!r}. Try again later, or use another provider.",
         )
 
-    def _reply(self, obj: Any) -> str:
+    def _answer(self, obj: Any) -> str:
         if not isinstance(obj, dict):
             raise ProtocolError(self.label, "the answer is not a JSON object. Try another provider.")
         if obj.get("status") == "error" or ("data" not in obj and obj.get("msg")):

@@ -1,0 +1,374 @@
+"""A turn in a cell: ``%%chat`` and ``%chat fix``, from the parsed arguments to the reply shown.
+
+The options, the notebook context and the interpolation make the message; the session
+prepares the turn (chatmagic.session); then either the dry run shows the messages and
+nothing is sent, or the turn runs and streams into the cell's display handles
+(chatmagic._cellstream, or patches to the reply view, chatmagic._replyview), or is printed
+in terminal IPython (chatmagic._terminal). Every error leaves as one line.
+
+The functions take the loaded magics (chatmagic.magics.ChatMagics) as :class:`Host`:
+the layers let this module know it only by what it offers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from IPython.core.error import UsageError
+from IPython.display import display
+
+from . import present
+from ._cellinput import attachment, context_items, gather, last_error_context
+from ._cellstream import SHEET, ReplyStream
+from ._defaults import TEXT_KEY_PREFIX
+from ._lasterror import LastError
+from ._terminal import TerminalReply, is_terminal
+from .code import INSERTED, code_of
+from .context import Context
+from .errors import ConfigurationError, TurnStopped
+from .interpolate import Expansion, interpolate
+from .options import TurnOptions, parse_option
+from .present import FALLBACK_STYLE, outcome, status_html, table_html
+from .printed import PrintedOutput
+from .record import exchange_metadata
+from .session import ChatSession, Turn
+from .unrestored import unrestored_message
+
+if TYPE_CHECKING:
+    from ._replyview import ReplyView
+
+#: the conversation a %chat fix without -c starts afresh
+FIX_CONVERSATION = "fix"
+FIX_REQUEST = (
+    "Explain briefly what caused this error, then give the corrected code in one Python code block, "
+    "changing only what the fix needs."
+)
+#: seconds a cell's plain updates keep its reply view, waiting for the view's hello
+VIEW_GRACE = 1.0
+
+
+class Host(Protocol):
+    """What a turn in a cell needs of the loaded magics (chatmagic.magics.ChatMagics)."""
+
+    @property
+    def shell(self) -> Any: ...
+    @property
+    def session(self) -> ChatSession: ...
+    @property
+    def cell_id(self) -> str | None: ...
+    @property
+    def printed(self) -> PrintedOutput: ...
+    @property
+    def last_error(self) -> LastError: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def context(self) -> str: ...
+    @property
+    def interpolate(self) -> bool: ...
+    @property
+    def interpolate_max_chars(self) -> int: ...
+    def user_ns(self) -> dict[str, Any]: ...
+    def note_notebook(self) -> None: ...
+
+
+def run_cell(magics: Host, args: Any, cell: str) -> None:
+    """A ``%%chat`` cell, its arguments parsed: the message made, then sent or shown (--dry-run)."""
+    try:
+        options = TurnOptions(
+            provider=args.provider,
+            model=args.model,
+            system=args.system,
+            proxy=args.proxy,
+            base_url=args.base_url,
+            timeout=args.timeout,
+            params=dict(parse_option(o) for o in args.option) or None,
+            attachments=tuple(attachment(magics.user_ns(), name) for name in args.attach),
+        )
+        spec = ",".join(filter(None, [magics.context, args.context, "error" if args.error else ""]))
+        items = context_items(spec)
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
+    text, expansion = cell, None
+    if args.interpolate or (magics.interpolate and not args.no_interpolate):
+        expansion = interpolate(cell, magics.user_ns(), magics.interpolate_max_chars)
+        text = expansion.text
+    notes: list[str] = []
+    if items:
+        context = gather(
+            items,
+            shell=magics.shell,
+            ns=magics.user_ns(),
+            last_error=magics.last_error,
+            printed=magics.printed,
+        )
+        if not context and args.error:
+            raise UsageError("There is no error to attach yet: run the cell that fails first.")
+        text = context.attach(text)
+        if context:
+            notes.append(f"with {', '.join(context.titles).lower()}")
+    _send(magics, text, args, options, key=_exchange_key(magics, cell), expansion=expansion, notes=notes)
+
+
+def fix(magics: Host, args: Any) -> None:
+    """``%chat fix``: the last error and its code sent with FIX_REQUEST; the reply streams here."""
+    error = last_error_context(magics.shell, magics.last_error)
+    if error is None:
+        raise UsageError("There is no error yet: %chat fix explains the last exception a cell raised.")
+    try:
+        options = TurnOptions(provider=args.provider, model=args.model)
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
+    context = Context()
+    context.add("Error", error)
+    text = context.attach(FIX_REQUEST)
+    # a fix carries the error and its code, not a conversation: unless -c names one, it
+    # starts the conversation FIX_CONVERSATION afresh (%%chat -c fix goes on from it)
+    args.new = args.conversation is None
+    args.conversation = args.conversation or FIX_CONVERSATION
+    args.dry_run, args.format = False, None
+    _send(magics, text, args, options, key=_exchange_key(magics, text), notes=["with the last error"])
+
+
+def _send(
+    magics: Host,
+    text: str,
+    args: Any,
+    options: TurnOptions,
+    *,
+    key: str,
+    expansion: Expansion | None = None,
+    notes: list[str],
+) -> None:
+    """Prepare, then show the dry run or run the turn: the one path of %%chat and %chat fix."""
+    magics.note_notebook()
+    session = magics.session
+    if not args.new:  # never from an empty history while the notebook holds this one's
+        refused = unrestored_message(session, args.conversation, key)
+        if refused is not None:
+            raise UsageError(refused)
+    turn = session.prepare(text, conversation=args.conversation, options=options, key=key, fresh=args.new)
+    try:
+        turn.notes += notes
+        if args.dry_run:
+            _show_dry_run(turn, expansion)
+            return
+        fmt = args.format or magics.format
+        if fmt == "code":  # shown as Markdown; its code goes into a new cell below
+            turn.code_to_cell = True
+            run(magics, turn, "markdown")
+            _code_to_cell(magics, turn)
+        else:
+            run(magics, turn, fmt)
+    except KeyboardInterrupt:
+        # Ctrl-C once the turn exists but before run took charge of it (or after it let
+        # go): the one-line message, never a raw KeyboardInterrupt from deep inside
+        turn.stop()
+        raise stopped(turn) from None
+
+
+def _code_to_cell(magics: Host, turn: Turn) -> None:
+    code = code_of(turn.text) if turn.state == "done" and turn.code_to_cell else ""
+    # running the cell again adds no second copy of the same code
+    if code and magics.shell is not None and INSERTED.is_new(turn.key, code):
+        # JupyterLab and Notebook 7 insert it as a new cell below; the terminal pre-fills the prompt
+        magics.shell.set_next_input(code, replace=False)
+        INSERTED.put(turn.key, code)
+
+
+def _exchange_key(magics: Host, cell: str) -> str:
+    """The cell id; without one, the text (a re-run of the last exchange replaces it)."""
+    if magics.cell_id:
+        return f"cell:{magics.cell_id}"
+    return TEXT_KEY_PREFIX + hashlib.sha1(cell.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _show_dry_run(turn: Turn, expansion: Expansion | None) -> None:
+    """The messages exactly as they would be sent, and nothing sent."""
+    chain = " → ".join(f"{p} ({turn.models.get(p, '')})" for p in turn.chain)
+    notes = [f"dry run: nothing was sent. Provider: {chain}."]
+    if expansion is not None:
+        notes.append(
+            f"Interpolated: {', '.join(expansion.replaced) or 'nothing'}"
+            + (f"; shortened: {', '.join(expansion.shortened)}" if expansion.shortened else "")
+            + "."
+        )
+    params = {**turn.session.default_params, **(turn.options.params or {})}
+    if params:
+        notes.append(f"Options: {json.dumps(params, ensure_ascii=False)}.")
+    if turn.options.attachments:
+        notes.append(f"Attached: {', '.join(a.describe() for a in turn.options.attachments)}.")
+    plain = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in turn.messages)
+    rows = "".join(
+        f"<tr><td><b>{html.escape(m['role'])}</b></td>"
+        f'<td><pre class="chatmagic-text">{html.escape(m["content"])}</pre></td></tr>'
+        for m in turn.messages
+    )
+    display(
+        {
+            "text/html": f"{FALLBACK_STYLE}{table_html(rows)}{status_html(' '.join(notes))}",
+            "text/plain": plain + "\n\n— " + " ".join(notes),
+        },
+        raw=True,
+    )
+
+
+def run(magics: Host, turn: Turn, fmt: str) -> None:
+    """Start the turn and stream it into the cell (_cellstream.ReplyStream), or the terminal.
+
+    In a notebook the last output shows the kernel's reply view (chatmagic._replyview):
+    once it says hello the reply goes to it as patches. Until then the reply's finished
+    blocks go into outputs of their own, sent once, and the open tail into the last
+    output. Its final update carries the status line, the whole reply as plain text and
+    the record for ``%chat restore``, and replaces the view. In
+    terminal IPython the text is printed as it arrives (chatmagic._terminal).
+
+    Ctrl-C at any moment once the turn exists, even before it has started or before
+    its display exists, stops it: the user sees the one-line "Stopped" message and
+    the reply never joins the history behind their back.
+    """
+    terminal = None
+    if is_terminal(magics.shell):
+        terminal = TerminalReply()
+    stream = ReplyStream(fmt)
+    view = _reply_view(fmt) if terminal is None else None
+    handles: list[Any] = []
+    thinking_handle: Any = None
+    interrupted = False
+    try:
+        magics.session.start(turn)
+        if terminal is not None:
+            terminal.follow(turn)
+        else:
+            if SHEET.claim(magics.cell_id):  # the stylesheet goes once a kernel session
+                display(stream.style(time.monotonic()), raw=True)
+            else:  # an earlier reply carried it: this one's final output, the small fallback
+                stream.styled, stream.fallback = True, present.FALLBACK_STYLE
+            first = stream.start(present.waiting(turn), time.monotonic())
+            handles.append(display(view.bundle(first) if view else first, raw=True, display_id=True))
+            thinking_handle = _stream(turn, stream, handles, view)
+    except KeyboardInterrupt:
+        interrupted = True
+        turn.stop()
+        turn.wait(10)
+    if terminal is not None:
+        terminal.end(turn)
+    else:
+        metadata: dict[str, Any] = {}
+        if turn.exchange is not None:
+            # the exchange is saved with the notebook: %chat restore rebuilds it after a restart
+            metadata = exchange_metadata(turn.conversation, turn.exchange)
+        final = stream.final(turn.text, present.final_status(turn))
+        reasoning = turn.reasoning
+        if reasoning and thinking_handle is not None:
+            thinking_handle.update({"text/html": present.thinking_html(reasoning)}, raw=True)
+        elif reasoning:  # thought after the answer began, or stopped early: above the tail
+            final["text/html"] = present.thinking_html(reasoning) + final["text/html"]
+        if not handles:
+            display(final, raw=True, metadata=metadata)
+        else:
+            handles[-1].update(final, raw=True, metadata=metadata)
+    if turn.state == "failed" and turn.error is not None:
+        raise turn.error
+    if turn.state == "stopped" and interrupted:
+        raise stopped(turn)
+
+
+def _stream(turn: Turn, stream: ReplyStream, handles: list[Any], view: ReplyView | None = None) -> Any:
+    """Send what ``stream`` decides while the turn runs; ``handles[-1]`` is the tail display.
+
+    Until the first text the loop wakes on every change (the first text shows at once);
+    then it looks ten times a second: batches, not chunks, cost the kernel's time. Once
+    the tail display's widget (``view``) has said hello, the reply goes to it as patches
+    (chatmagic._replyview) and the displays are no longer updated.
+    """
+    version = 0
+    thinking = _Thinking(handles, view)
+    # the tail display shows the view (the first display does). Plain updates keep it for a
+    # second (a view loads its module before it can say hello), then replace it: a frontend
+    # that cannot answer while the cell runs (VS Code) would show an empty view. It is put
+    # back once a hello says a view can answer
+    attached, plain = view is not None, None
+    grace = time.monotonic() + VIEW_GRACE
+    while not turn.done:
+        patching = view is not None and view.ready
+        showing = stream.showing_text or (view is not None and view.showing_text)
+        if not showing:
+            version = turn.wait_change(version, 0.25 if not patching else 0.1)
+        else:
+            now = time.monotonic()
+            turn.wait(view.wait_time(now) if view is not None and patching else stream.wait_time(now))
+        if turn.done:
+            break
+        if turn.reasoning_size and not showing:
+            tail = handles[-1]
+            thinking.show(turn, stream)
+            attached = attached or handles[-1] is not tail  # a new tail display, with the view
+        status = present.streaming(turn) if turn.size else present.waiting(turn)
+        if view is not None and view.ready:
+            if not attached and plain is not None:
+                handles[-1].update(view.bundle(plain), raw=True)
+                attached = True
+            view.step(turn.text, status, time.monotonic(), stream.frozen)
+            continue
+        for op in stream.step(turn.text, status, time.monotonic()):
+            keep = view is not None and op.kind != "freeze" and time.monotonic() < grace
+            bundle = view.bundle(op.bundle) if view is not None and keep else op.bundle
+            if op.kind == "open":
+                handles.append(display(bundle, raw=True, display_id=True))
+            else:
+                handles[-1].update(bundle, raw=True)
+            attached, plain = keep, op.bundle
+            stream.sent(op, time.monotonic())  # when it went: the rate counts from there
+    return thinking.handle
+
+
+def _reply_view(fmt: str) -> ReplyView | None:
+    """The widget a streaming cell patches, or None where widgets cannot be made."""
+    try:
+        from ._replyview import ReplyView  # ipywidgets: loaded with the first reply, not the extension
+
+        return ReplyView.for_reply(fmt)
+    except Exception:  # noqa: BLE001 - no widgets: the plain display updates serve
+        return None
+
+
+def stopped(turn: Turn) -> TurnStopped:
+    """The one-line message of a turn the user stopped with Ctrl-C."""
+    return TurnStopped(f"Stopped by the user. {outcome(turn)}")
+
+
+class _Thinking:
+    """The "Thinking" block of a reasoning model, in its own output above the answer.
+
+    Reasoning comes before the answer: when it starts, the output that shows "waiting…"
+    becomes the Thinking block and a new one below it takes over the status (and then the
+    answer). While it streams it shows its last lines, at most once a second; the final
+    update shows all of it, collapsed.
+    """
+
+    def __init__(self, handles: list[Any], view: ReplyView | None = None) -> None:
+        self.handles = handles
+        self.view = view  # the tail display carries it (see chatmagic._cell._stream)
+        self.handle: Any = None
+        self.shown_at = float("-inf")
+
+    def show(self, turn: Turn, stream: ReplyStream) -> None:
+        now = time.monotonic()
+        if now - self.shown_at < 1.0:
+            return
+        self.shown_at = now
+        bundle = {"text/html": present.thinking_html(turn.reasoning, streaming=True)}
+        if self.handle is None:
+            self.handle = self.handles[-1]
+            self.handle.update(bundle, raw=True)
+            tail = stream.start(present.waiting(turn), now)
+            self.handles[-1] = display(
+                self.view.bundle(tail) if self.view else tail, raw=True, display_id=True
+            )
+        else:
+            self.handle.update(bundle, raw=True)

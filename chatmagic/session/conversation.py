@@ -1,0 +1,356 @@
+"""Conversations and their exchanges: what a conversation keeps, and what a turn sends of it.
+
+The data of the session core (:mod:`chatmagic.session`): a :class:`Message`, an
+:class:`Exchange` (a user message, the reply, where it came from), a named
+:class:`Conversation` of them, and the history rules a turn reads: which earlier exchanges fit
+the budget (:func:`within_budget`), what is sent before a prompt (:func:`sent_before`, secrets
+taken out), and the digest a replay compares (:func:`fingerprint`). Nothing here imports
+IPython or ipywidgets, nor the turn that streams into a conversation (only its type).
+
+History rules:
+
+- A completed reply joins the history together with its user message.
+- A failed turn adds nothing (its partial text stays on the turn, for display).
+- A stopped turn (Stop, Ctrl-C) that had received text joins the history marked
+  ``stopped=True``; its partial text is what later turns send as that assistant
+  message. A turn stopped before any text adds nothing.
+- A turn with a ``key`` (the notebook cell id, a panel's own id) that the
+  conversation already holds replaces that exchange in place, and is sent with only
+  the messages before it: re-running a cell redoes its exchange instead of adding a
+  duplicate, and later exchanges are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .._defaults import TEXT_KEY_PREFIX
+from .._secrets import Table, scrub
+from ..errors import ConversationBusy
+
+if TYPE_CHECKING:  # the type only: a turn imports this module, not the other way
+    from .turn import Turn
+
+#: a conversation's follower (a panel): called with ("start" | "update" | "end" | "recorded"
+#: | "reset", the conversation, the turn or None)
+Listener = Callable[[str, "Conversation", "Turn | None"], None]
+
+
+@dataclass
+class Message:
+    role: str
+    content: str
+    stopped: bool = False
+    #: the version of the secrets table (``_secrets.Table``) the content was last scrubbed
+    #: with: a message is scrubbed when it enters the history, and again only when the
+    #: secrets changed (None: never, e.g. restored from a file)
+    scrubbed: int | None = field(default=None, compare=False, repr=False)
+    #: (content, the message as :func:`fingerprint` writes it), while the content is that
+    _fragment: tuple[str, str] | None = field(default=None, init=False, compare=False, repr=False)
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+    def fragment(self) -> str:
+        """The message as :func:`fingerprint` writes it: made once, not at every turn."""
+        cached = self._fragment
+        if cached is None or cached[0] is not self.content:
+            cached = self._fragment = (self.content, _fragment(self.as_dict()))
+        return cached[1]
+
+
+@dataclass
+class Exchange:
+    """A user message and the reply it got, with where the reply came from."""
+
+    user: Message
+    assistant: Message
+    provider: str
+    model: str
+    key: str | None = None
+    first_text_s: float | None = None
+    total_s: float | None = None
+    finished_at: float = field(default_factory=time.time)
+    #: place in the conversation (see Conversation.record)
+    seq: int = 0
+    #: fingerprint of what was sent before the prompt (system prompt and history): a
+    #: replay must have sent the same (see ChatSession.start)
+    context_hash: str | None = None
+    #: why the reply ended as the server said it ("stop", "length", "content_filter", ...);
+    #: None when it did not say (web sites)
+    finish_reason: str | None = None
+    #: tokens as the server counted them (prompt_tokens, completion_tokens, and
+    #: reasoning_tokens when it says); None when it reported none
+    usage: dict[str, int] | None = None
+    #: what the model thought before answering; shown, saved, never sent back as history
+    reasoning: str = ""
+
+    @property
+    def stopped(self) -> bool:
+        return self.assistant.stopped
+
+    @property
+    def cut(self) -> bool:
+        """The server ended the reply before it was complete (the token limit, a content filter)."""
+        return is_cut(self.finish_reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "provider": self.provider,
+            "model": self.model,
+            "user": self.user.content,
+            "assistant": self.assistant.content,
+            "stopped": self.stopped,
+            "first_text_s": self.first_text_s,
+            "total_s": self.total_s,
+            "finished_at": self.finished_at,
+            "seq": self.seq,
+            "context_hash": self.context_hash,
+            "finish_reason": self.finish_reason,
+            "usage": self.usage,
+            "reasoning": self.reasoning,
+        }
+
+
+class Conversation:
+    """A named history of exchanges with its provider, model and system prompt."""
+
+    def __init__(
+        self, name: str, *, provider: str | None = None, model: str | None = None, system: str | None = None
+    ) -> None:
+        self.name = name
+        self.provider = provider
+        self.model = model
+        self.system = system
+        self.exchanges: list[Exchange] = []
+        #: changes when the conversation starts afresh: saved records of an older epoch are past
+        self.epoch = new_key()
+        #: the epoch comes from starting afresh (--new, New chat, reset), not from creation
+        self.started_afresh = False
+        self.lock = threading.RLock()
+        self.active: Turn | None = None
+        self._listeners: list[Listener] = []
+
+    # -- reading -------------------------------------------------------------------
+
+    def messages(self, *, before_key: str | None = None) -> list[dict[str, str]]:
+        """System prompt and history as provider messages (up to ``before_key``'s exchange)."""
+        with self.lock:
+            out: list[dict[str, str]] = []
+            if self.system:
+                out.append({"role": "system", "content": self.system})
+            for ex in self.exchanges:
+                if before_key is not None and ex.key == before_key:
+                    break
+                out += [ex.user.as_dict(), ex.assistant.as_dict()]
+            return out
+
+    def earlier(self, before_key: str | None = None) -> list[Exchange]:
+        """The exchanges before ``before_key``'s (all of them when None), oldest first."""
+        with self.lock:
+            if before_key is None:
+                return list(self.exchanges)
+            out = []
+            for ex in self.exchanges:
+                if before_key is not None and ex.key == before_key:
+                    break
+                out.append(ex)
+            return out
+
+    def history(self) -> list[Message]:
+        with self.lock:
+            return [m for ex in self.exchanges for m in (ex.user, ex.assistant)]
+
+    def __len__(self) -> int:
+        return len(self.exchanges)
+
+    def __bool__(self) -> bool:
+        # a conversation with no exchanges yet still has its provider and settings
+        return True
+
+    def replaced_key(self, key: str | None) -> str | None:
+        """The key of the exchange a turn with ``key`` would replace, or None (a new one).
+
+        A cell id (``cell:…``) replaces its exchange wherever it is. A key made from
+        the text (``text:…``, frontends that send no cell id) replaces only the last
+        exchange: the same question asked again later is a new exchange.
+        """
+        if key is None:
+            return None
+        with self.lock:
+            if key.startswith(TEXT_KEY_PREFIX):
+                return key if self.exchanges and self.exchanges[-1].key == key else None
+            return key if any(ex.key == key for ex in self.exchanges) else None
+
+    def __repr__(self) -> str:
+        return f"<Conversation {self.name!r}: {len(self)} exchanges, provider={self.provider!r}>"
+
+    # -- changing ------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget the history (settings stay). Refused while a reply streams into it."""
+        with self.lock:
+            self._check_idle()
+            self.exchanges.clear()
+            self.epoch = new_key()
+            self.started_afresh = True
+        self._emit("reset", None)
+
+    def _check_idle(self, doing: str = "changed") -> None:
+        active = self.active
+        if active is not None and not active.done:
+            raise ConversationBusy(
+                f"A reply is still streaming into the conversation {self.name!r}, so it cannot be "
+                f"{doing} now: wait for it, or stop it (Stop in the panel, or interrupt the kernel)."
+            )
+
+    def record(self, exchange: Exchange) -> None:
+        """Add an exchange, or replace the one with the same key in place.
+
+        Each exchange keeps a sequence number, its place in the conversation (a
+        replacement takes the one it replaces), so that records saved in different
+        outputs of a notebook can be put back in order.
+        """
+        with self.lock:
+            for i, ex in enumerate(self.exchanges):
+                if exchange.key is not None and ex.key == exchange.key:
+                    exchange.seq = ex.seq
+                    self.exchanges[i] = exchange
+                    break
+            else:
+                exchange.seq = self.exchanges[-1].seq + 1 if self.exchanges else 0
+                self.exchanges.append(exchange)
+        self._emit("recorded", None)
+
+    def adopt(
+        self,
+        exchanges: list[Exchange],
+        *,
+        epoch: str | None = None,
+        system: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        """Take a whole history at once (what ``%chat restore`` merged); ``None`` keeps a field."""
+        with self.lock:
+            self.exchanges[:] = exchanges
+            if epoch is not None:
+                self.epoch = epoch
+            if system is not None:
+                self.system = system or None
+            if provider is not None:
+                self.provider = provider or None
+            if model is not None:
+                self.model = model or None
+        self._emit("recorded", None)
+
+    # -- listeners (panels) --------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        with self.lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self.lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _emit(self, kind: str, turn: Turn | None) -> None:
+        if not self._listeners:  # no panel follows: nothing to copy or lock (a turn emits often)
+            return
+        with self.lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(kind, self, turn)
+            except Exception:  # noqa: BLE001 - a broken panel must not break a turn
+                pass
+
+
+def new_key() -> str:
+    return uuid.uuid4().hex
+
+
+def is_cut(finish_reason: str | None) -> bool:
+    """A finish reason that means the reply is not whole: anything but "stop" (and the ways
+    servers spell it) or a tool call; None (a site that does not say) is not a cut."""
+    return finish_reason is not None and finish_reason not in ("stop", "eos", "end_turn", "tool_calls")
+
+
+def within_budget(exchanges: list[Exchange], max_chars: int) -> list[Exchange]:
+    """The newest exchanges whose text fits in ``max_chars``, whole (0: all of them)."""
+    if max_chars <= 0:
+        return list(exchanges)
+    total = 0
+    start = len(exchanges)
+    for i in range(len(exchanges) - 1, -1, -1):
+        total += len(exchanges[i].user.content) + len(exchanges[i].assistant.content)
+        if total > max_chars:
+            break
+        start = i
+    return exchanges[start:]
+
+
+def fingerprint(messages: list[dict[str, str]]) -> str:
+    """A short, stable digest of messages (what a replay must have sent before its prompt)."""
+    return _digest(json.dumps(messages, ensure_ascii=False, sort_keys=True))
+
+
+def _fragment(message: dict[str, str]) -> str:
+    """One message as :func:`fingerprint` writes it in its list (so digests can be made of
+    kept pieces: ``"[" + ", ".join(pieces) + "]"`` is the same text)."""
+    return json.dumps(message, ensure_ascii=False, sort_keys=True)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def scrubbed(text: str, replaced: list[str], secrets: Table | None) -> str:
+    """``text`` without the values of ``secrets`` (None: redaction is off); the names of those
+    found are added to ``replaced``. Every scrub of a turn goes through here."""
+    return scrub(text, found=secrets.found, replaced=replaced) if secrets is not None else text
+
+
+def sent_before(
+    conv: Conversation | None,
+    before_key: str | None,
+    system: str | None,
+    replaced: list[str],
+    secrets: Table | None,
+    max_chars: int,
+) -> tuple[list[dict[str, str]], int, int, str]:
+    """What is sent before a prompt: the system prompt and the earlier exchanges that fit
+    the history budget ``max_chars`` (newest first, whole), secrets removed; how many of how
+    many; and its :func:`fingerprint`.
+
+    A kept message was scrubbed when it entered the history; it is scrubbed again (and
+    kept so) only when the secrets changed since: the work of a turn stays the same
+    however long the conversation is.
+    """
+    earlier = [] if conv is None else conv.earlier(before_key)
+    sent = within_budget(earlier, max_chars)
+    messages = [{"role": "system", "content": system}] if system else []
+    fragments = [_fragment(m) for m in messages]
+    version = None if secrets is None else secrets.version
+    # hundreds of messages a turn: no method call each where an attribute will do
+    for ex in sent:
+        for m in (ex.user, ex.assistant):
+            if secrets is not None and m.scrubbed != version:
+                m.content = scrubbed(m.content, replaced, secrets)
+                m.scrubbed = version
+            content = m.content
+            messages.append({"role": m.role, "content": content})
+            cached = m._fragment
+            fragments.append(cached[1] if cached is not None and cached[0] is content else m.fragment())
+    return messages, len(sent), len(earlier), _digest("[" + ", ".join(fragments) + "]")

@@ -1,0 +1,201 @@
+"""Running a turn: the chain of providers, retries with backoff, the provider's stream, and
+publishing what streams to the turn's readers.
+
+Functions that take the :class:`~chatmagic.session.turn.Turn` they run (the session hands
+:func:`run` to its loop in :meth:`chatmagic.session.ChatSession.start`); the turn ends through
+its own ``_finish``, so what a turn leaves on its conversation is decided in one place. The
+provider instances come from the session's pool (:mod:`chatmagic.session.pool`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from .._secrets import scrub_values
+from ..errors import (
+    AllProvidersFailed,
+    ChatMagicError,
+    ConfigurationError,
+    ProviderError,
+    TurnStopped,
+)
+from ..providers import get_provider
+from ..providers._wire import Ending, Thinking
+from .turn import Turn, is_retryable
+
+if TYPE_CHECKING:  # the type only: the HTTP layer comes with the first provider made
+    from ..providers.base import Provider
+
+
+async def run(turn: Turn) -> None:
+    """Run ``turn`` on the loop (the coroutine :meth:`ChatSession.start` hands over) and end it."""
+    with turn._cond:
+        if not turn._submitted:  # the hand-over was interrupted: start() ended the turn
+            return
+        turn._task = asyncio.current_task()
+    try:
+        if turn._stop_requested:
+            raise asyncio.CancelledError
+        turn._set_state("streaming")
+        await _run_chain(turn)
+    except asyncio.CancelledError:
+        turn._finish("stopped", TurnStopped("Stopped by the user.", partial=turn.text))
+    except ChatMagicError as exc:
+        partial = getattr(exc, "partial", "")
+        if partial and not turn._pieces:
+            turn._pieces.append(partial)
+            turn.size = len(partial)
+        turn._finish("failed", exc)
+    except Exception as exc:  # noqa: BLE001 - keep the kernel usable, say what happened
+        wrapped = ChatMagicError(
+            f"{turn.provider}: unexpected {type(exc).__name__}: {exc}. "
+            "Please report this; the conversation is unchanged."
+        )
+        wrapped.__cause__ = exc
+        turn._finish("failed", wrapped)
+    else:
+        turn._finish("done", None)
+
+
+async def _run_chain(turn: Turn) -> None:
+    """Try each provider in order; retry what is worth retrying, with backoff.
+
+    A provider that fails before any text is retried (rate limits, 5xx, timeouts,
+    lost connections: up to ``session.retries`` times, waiting ``Retry-After`` when
+    the site says) and then the next one is tried. A failure after text has
+    streamed is reported as it is: the reply is never silently restarted elsewhere.
+    """
+    for name in turn.chain:
+        attempt = 0
+        while True:
+            try:
+                await _stream_from(turn, name)
+                return
+            except (ProviderError, ConfigurationError) as exc:  # e.g. a missing API key
+                if isinstance(exc, ProviderError):
+                    exc.note_attempts(attempt + 1)
+                if turn.size or turn.reasoning_size:  # the reply had begun here
+                    raise
+                delay = retry_delay(turn, exc, attempt)
+                if delay is None:
+                    turn.failures.append((name, exc))
+                    break
+                attempt += 1
+                with turn._cond:
+                    turn.retries += 1
+                    turn.version += 1
+                    turn._cond.notify_all()
+                await asyncio.sleep(delay)
+    if len(turn.failures) == 1:
+        raise turn.failures[0][1]
+    raise AllProvidersFailed(turn.failures)
+
+
+async def _stream_from(turn: Turn, name: str) -> None:
+    # typed loosely as before the split: its parts may include a ToolCall, which a turn
+    # never asks for yet (no tools are sent); the tools work reads them here
+    provider: Any = provider_for(turn, name)
+    explicit = dict(turn.options.params or {})
+    # the defaults (ChatMagics.options) go where they can; what the cell asked for, always:
+    # a provider that takes none refuses it before sending
+    params = {**turn.session.default_params, **explicit} if provider.takes_params else explicit
+    if turn.secrets is not None and params:  # sent like the messages: without secrets
+        found: list[str] = []
+        params = scrub_values(params, turn.secrets.found, found)
+        if found:
+            turn.notes.append(f"redacted from the options: {', '.join(sorted(set(found)))}")
+    with turn._cond:
+        turn.provider, turn.model = name, turn.models.get(name, turn.model)
+        turn.params = params
+        turn.finish_reason = turn.usage = None
+        turn.version += 1
+        turn._cond.notify_all()
+    # Chunks are published in batches: what one network read brought (often hundreds of
+    # small events) takes one lock, one wake-up and one "update" call, once the stream
+    # waits for the next read (call_soon), and whatever is left when it ends or is stopped.
+    loop = asyncio.get_running_loop()
+    batch: list[str] = []
+    first_at: float | None = None
+    scheduled = False
+
+    def publish() -> None:
+        nonlocal scheduled
+        scheduled = False
+        if not batch:
+            return
+        piece = "".join(batch)
+        batch.clear()
+        with turn._cond:
+            if turn.first_text_at is None:
+                turn.first_text_at = first_at
+            turn._pieces.append(piece)
+            turn.size += len(piece)
+            turn.version += 1
+            if turn._change_waiters:
+                turn._cond.notify_all()
+        turn.conversation._emit("update", turn)
+
+    def think(piece: str) -> None:
+        # reasoning is rarer and slower than text: published as it comes
+        with turn._cond:
+            turn._thinking.append(piece)
+            turn.reasoning_size += len(piece)
+            turn.version += 1
+            if turn._change_waiters:
+                turn._cond.notify_all()
+        turn.conversation._emit("update", turn)
+
+    def end(ending: Ending) -> None:
+        with turn._cond:
+            turn.finish_reason = ending.finish_reason
+            turn.usage = dict(ending.usage) if ending.usage else None
+            if ending.model and not turn.model:  # the server chose (an empty model)
+                turn.model = ending.model
+            turn.version += 1
+            turn._cond.notify_all()
+
+    parts = provider.parts(turn.messages, turn.model or None, params=params, images=turn.options.attachments)
+    try:
+        async for part in parts:
+            if isinstance(part, Thinking):
+                publish()  # what came before it shows first
+                think(part.text)
+                continue
+            if isinstance(part, Ending):
+                end(part)
+                continue
+            if not part:
+                continue
+            if first_at is None:
+                first_at = time.monotonic()
+            batch.append(part)
+            if not scheduled:
+                scheduled = True
+                loop.call_soon(publish)
+    finally:
+        publish()
+
+
+def retry_delay(turn: Turn, exc: ChatMagicError, attempt: int) -> float | None:
+    """Seconds to wait before retrying after ``exc``, or None to move on (the session's
+    ``retries``, ``backoff`` and ``max_retry_wait``)."""
+    session = turn.session
+    if attempt >= session.retries or not is_retryable(exc):
+        return None
+    wait = getattr(exc, "retry_after", None)
+    if wait is None:
+        wait = session.backoff * (2**attempt)
+    return None if wait > session.max_retry_wait else wait
+
+
+def provider_for(turn: Turn, name: str) -> Provider:
+    """The session's instance of provider ``name`` for this turn's address, proxy and timeout
+    (kept across turns: its connections, tokens and nonces are reused)."""
+    session, o = turn.session, turn.options
+    cls = get_provider(name)
+    base_url = o.base_url or session.base_url_for(cls.name)
+    proxy = o.proxy if o.proxy is not None else session.default_proxy
+    timeout = o.timeout if o.timeout is not None else session.default_timeout
+    return session.pool.get(cls, base_url, proxy, timeout)
