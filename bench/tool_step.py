@@ -65,7 +65,9 @@ def main() -> None:
         ip.display_pub = CapturingDisplayPublisher()
         ip.run_line_magic("load_ext", "chatmagic")
         ip.run_line_magic("config", f"ChatMagics.base_urls = {{'openai': '{base}/openai/v1'}}")
-        ip.run_cell("import time\ndef noop() -> str:\n    return 'ok'\ndef nap() -> str:\n    time.sleep(0.02)\n    return 'ok'")
+        ip.run_cell(
+            "import time\ndef noop() -> str:\n    return 'ok'\ndef nap() -> str:\n    time.sleep(0.02)\n    return 'ok'"
+        )
         session = get_session()
         for name in ("noop", "nap"):
             session.pauses.allow(name)

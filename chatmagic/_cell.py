@@ -12,9 +12,11 @@ the layers let this module know it only by what it offers.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import html
 import json
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,6 +29,7 @@ from ._cellstream import SHEET, ReplyStream
 from ._defaults import TEXT_KEY_PREFIX
 from ._lasterror import LastError
 from ._terminal import TerminalReply, is_terminal
+from ._toolcell import ToolCell, offer_tools, tool_cell
 from .code import INSERTED, code_of
 from .context import Context
 from .errors import ConfigurationError, TurnStopped
@@ -72,6 +75,10 @@ class Host(Protocol):
     def interpolate(self) -> bool: ...
     @property
     def interpolate_max_chars(self) -> int: ...
+    @property
+    def tools(self) -> str | list[str]: ...
+    @property
+    def max_tool_steps(self) -> int: ...
     def user_ns(self) -> dict[str, Any]: ...
     def note_notebook(self) -> None: ...
 
@@ -111,7 +118,8 @@ def run_cell(magics: Host, args: Any, cell: str) -> None:
         text = context.attach(text)
         if context:
             notes.append(f"with {', '.join(context.titles).lower()}")
-    _send(magics, text, args, options, key=_exchange_key(magics, cell), expansion=expansion, notes=notes)
+    key = _exchange_key(magics, cell)
+    _send(magics, text, args, options, key=key, expansion=expansion, notes=notes, tools=args.tools or "")
 
 
 def fix(magics: Host, args: Any) -> None:
@@ -143,8 +151,12 @@ def _send(
     key: str,
     expansion: Expansion | None = None,
     notes: list[str],
+    tools: str | None = None,
 ) -> None:
-    """Prepare, then show the dry run or run the turn: the one path of %%chat and %chat fix."""
+    """Prepare, then show the dry run or run the turn: the one path of %%chat and %chat fix.
+
+    ``tools``: a ``%%chat`` cell's ``--tools`` ("" for none: ``ChatMagics.tools`` still offers
+    its own); None for ``%chat fix``, which offers none."""
     magics.note_notebook()
     session = magics.session
     if not args.new:  # never from an empty history while the notebook holds this one's
@@ -152,6 +164,8 @@ def _send(
         if refused is not None:
             raise UsageError(refused)
     turn = session.prepare(text, conversation=args.conversation, options=options, key=key, fresh=args.new)
+    if tools is not None:
+        offer_tools(magics, turn, tools)
     try:
         turn.notes += notes
         if args.dry_run:
@@ -239,22 +253,67 @@ def run(magics: Host, turn: Turn, fmt: str) -> None:
     handles: list[Any] = []
     thinking_handle: Any = None
     interrupted = False
+    tools: ToolCell | None = None
     try:
         magics.session.start(turn)
+        tools = tool_cell(magics, turn, view, terminal=terminal is not None)  # offered, or replayed
         if terminal is not None:
-            terminal.follow(turn)
+            terminal.follow(turn, tools.look if tools is not None else None)
         else:
             if SHEET.claim(magics.cell_id):  # the stylesheet goes once a kernel session
                 display(stream.style(time.monotonic()), raw=True)
             else:  # an earlier reply carried it: this one's final output, the small fallback
                 stream.styled, stream.fallback = True, present.FALLBACK_STYLE
+            if tools is not None:
+                tools.open()
             first = stream.start(present.waiting(turn), time.monotonic())
             handles.append(display(view.bundle(first) if view else first, raw=True, display_id=True))
-            thinking_handle = _stream(turn, stream, handles, view)
+            thinking_handle = _stream(turn, stream, handles, view, tools)
     except KeyboardInterrupt:
         interrupted = True
         turn.stop()
         turn.wait(10)
+    if tools is not None and not turn.done and not interrupted:
+        # a call waits for an answer: the cell ends and other cells run; a thread follows the
+        # turn into the same outputs, in this cell's context (its updates are this cell's)
+        tools.hold()
+        rest = (turn, stream, handles, view, tools, thinking_handle)
+        follow = contextvars.copy_context()
+        threading.Thread(
+            target=follow.run, args=(_follow, *rest), name="chatmagic-tools", daemon=True
+        ).start()
+        return
+    _end(turn, stream, handles, thinking_handle, terminal, tools)
+    if turn.state == "failed" and turn.error is not None:
+        raise turn.error
+    if turn.state == "stopped" and interrupted:
+        raise stopped(turn)
+
+
+def _follow(
+    turn: Turn,
+    stream: ReplyStream,
+    handles: list[Any],
+    view: ReplyView | None,
+    tools: ToolCell,
+    thinking: Any,
+) -> None:
+    """After the cell ended with a call waiting: the rest of the turn, in the same outputs."""
+    thinking = _stream(turn, stream, handles, view, tools, detach=False) or thinking
+    _end(turn, stream, handles, thinking, None, tools)
+
+
+def _end(
+    turn: Turn,
+    stream: ReplyStream,
+    handles: list[Any],
+    thinking_handle: Any,
+    terminal: TerminalReply | None,
+    tools: ToolCell | None,
+) -> None:
+    """The turn's last updates: the cards, then the reply with its status line and record."""
+    if tools is not None:
+        tools.end()
     if terminal is not None:
         terminal.end(turn)
     else:
@@ -272,19 +331,24 @@ def run(magics: Host, turn: Turn, fmt: str) -> None:
             display(final, raw=True, metadata=metadata)
         else:
             handles[-1].update(final, raw=True, metadata=metadata)
-    if turn.state == "failed" and turn.error is not None:
-        raise turn.error
-    if turn.state == "stopped" and interrupted:
-        raise stopped(turn)
 
 
-def _stream(turn: Turn, stream: ReplyStream, handles: list[Any], view: ReplyView | None = None) -> Any:
+def _stream(
+    turn: Turn,
+    stream: ReplyStream,
+    handles: list[Any],
+    view: ReplyView | None = None,
+    tools: ToolCell | None = None,
+    detach: bool = True,
+) -> Any:
     """Send what ``stream`` decides while the turn runs; ``handles[-1]`` is the tail display.
 
     Until the first text the loop wakes on every change (the first text shows at once);
     then it looks ten times a second: batches, not chunks, cost the kernel's time. Once
     the tail display's widget (``view``) has said hello, the reply goes to it as patches
-    (chatmagic._replyview) and the displays are no longer updated.
+    (chatmagic._replyview) and the displays are no longer updated. With ``tools``, each look
+    runs the calls queued for this thread and redraws the cards; it returns (``detach``)
+    when a call waits for an answer (chatmagic._toolcell).
     """
     version = 0
     thinking = _Thinking(handles, view)
@@ -295,9 +359,13 @@ def _stream(turn: Turn, stream: ReplyStream, handles: list[Any], view: ReplyView
     attached, plain = view is not None, None
     grace = time.monotonic() + VIEW_GRACE
     while not turn.done:
+        if tools is not None:
+            tools.look()
+            if detach and tools.paused:
+                break
         patching = view is not None and view.ready
         showing = stream.showing_text or (view is not None and view.showing_text)
-        if not showing:
+        if not showing or tools is not None:  # a tool step wakes it too (Turn.poke)
             version = turn.wait_change(version, 0.25 if not patching else 0.1)
         else:
             now = time.monotonic()

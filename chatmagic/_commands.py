@@ -29,6 +29,7 @@ from ._commands_conv import (
 )
 from ._defaults import DEFAULT_CONVERSATION
 from ._terminal import is_terminal
+from ._toolcell import cmd_approve, cmd_deny
 from .errors import ChatMagicError, redact
 from .options import parse_chain
 from .present import HISTORY_LAST
@@ -216,6 +217,16 @@ def _line_parser() -> _CommandParser:
     )
     fix.add_argument("-p", "--provider", metavar="PROVIDER")
     fix.add_argument("-m", "--model", metavar="MODEL")
+    approve = command("approve", "run a tool call that waits for your answer (the only one, or ID)")
+    approve.add_argument("id", metavar="ID", nargs="?")
+    approve.add_argument(
+        "--always",
+        action="store_true",
+        help="Run it, and this function's later calls in this session without asking.",
+    )
+    command("deny", "decline a tool call that waits for your answer; the model is told").add_argument(
+        "id", metavar="ID", nargs="?"
+    )
     command("conversations", "list the conversations of this kernel")
     history = command(
         "history", f"show a conversation's newest {HISTORY_LAST} exchanges, the last N, or --all of them"
@@ -319,4 +330,6 @@ HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "log": cmd_log,
     "export": cmd_export,
     "sandbox": cmd_sandbox,
+    "approve": cmd_approve,
+    "deny": cmd_deny,
 }

@@ -23,14 +23,76 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.display import display
 
+from ._terminal import is_terminal
+from ._toolbox import make_toolbox, parse_names, resolve
 from ._toolcards import ask_html, card_plain, cards_bundle
+from .errors import ConfigurationError
 from .pause import PauseError, Pauses
+from .providers import get_provider
 from .session import Turn
-from .toolrun import MainThread
+from .toolloop import chain_for_tools
+from .toolrun import MainThread, stdin_allowed
 
-__all__ = ["ToolCell", "answer_line"]
+__all__ = ["ToolCell", "answer_line", "offer_tools", "tool_cell"]
+
+#: each shell's way to its main thread (one queue a kernel)
+_MAIN: dict[int, MainThread] = {}
+
+
+def main_thread(shell: Any) -> MainThread:
+    """How tool calls reach ``shell``'s main thread (chatmagic.toolrun)."""
+    found = _MAIN.get(id(shell))
+    if found is None:
+        found = _MAIN[id(shell)] = MainThread(shell)
+    return found
+
+
+def offer_tools(magics: Any, turn: Turn, given: str) -> None:
+    """``--tools`` and ``ChatMagics.tools``: the turn's :class:`Toolbox`, or a UsageError naming
+    what cannot be offered (a name, a signature, a provider that takes no tools), before
+    anything is sent."""
+    names = parse_names(magics.tools, given)
+    if not names:
+        return
+    shell = magics.shell
+
+    def insert(code: str) -> None:  # propose_cell: a new cell below, never run
+        if shell is not None:
+            shell.set_next_input(code, replace=False)
+
+    try:
+        specs = resolve(names, magics.user_ns(), shell, magics.printed, insert)
+        able, note = chain_for_tools([get_provider(n) for n in turn.chain], list(specs))
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
+    turn.chain = [cls.name for cls in able]
+    turn.provider = turn.chain[0]
+    if note:
+        turn.notes.append(note)
+    session = magics.session
+    session.audience.terminal = is_terminal(shell)
+    session.audience.from_request(stdin_allowed(shell))
+    turn.tools = make_toolbox(
+        specs,
+        main_thread(shell),
+        session.pauses,
+        session.audience,
+        max_steps=magics.max_tool_steps,
+        secrets=turn.secrets,
+        redact=session.redact_secrets,
+        wake=turn.poke,
+    )
+
+
+def tool_cell(magics: Any, turn: Turn, view: Any, *, terminal: bool) -> ToolCell | None:
+    """The tool side of a started turn: it offers tools, or is a replay with saved calls."""
+    if turn.tools is None and not turn.steps:
+        return None
+    return ToolCell(turn, main_thread(magics.shell), view, terminal=terminal)
+
 
 #: what the terminal's prompt line takes
 _TERMINAL_ANSWERS = {
@@ -118,6 +180,23 @@ class ToolCell:
                 self.turn.session.pauses.answer(step.ask, choice)
             except PauseError:  # answered meanwhile (Stop)
                 pass
+
+
+def cmd_approve(magics: Any, args: Any) -> None:
+    """``%chat approve [ID] [--always]``."""
+    _answer(magics, args.id, "always" if args.always else "run")
+
+
+def cmd_deny(magics: Any, args: Any) -> None:
+    """``%chat deny [ID]``."""
+    _answer(magics, args.id, "deny")
+
+
+def _answer(magics: Any, pending: str | None, choice: str) -> None:
+    try:
+        print(answer_line(magics.session.pauses, pending, choice))
+    except PauseError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def answer_line(pauses: Pauses, pending: str | None, choice: str) -> str:

@@ -23,6 +23,7 @@ from .._secrets import table
 from ..errors import ConfigurationError
 from ..log import ExchangeLog, default_log_path
 from ..options import DEFAULT_PROVIDER, DEFAULT_TIMEOUT, TurnOptions
+from ..pause import Audience, Pauses
 from ..providers import get_provider
 from ..providers._lines import valid_text
 from ..runner import Runner, get_runner
@@ -78,6 +79,10 @@ class ChatSession:
         #: session gets the notebook's log writer, chatmagic._logsink, where it is made)
         self.sinks: list[Callable[[Conversation, Exchange], None]] = []
         self._lock = threading.RLock()
+        #: the questions turns wait on, and the "always" answers given, in this session only
+        self.pauses = Pauses()
+        #: who can answer them now (the skins say: a cell's request, a panel's hello, a terminal)
+        self.audience = Audience()
         #: the provider instances turns use (see chatmagic.session.pool)
         self.pool = ProviderPool()
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from .._defaults import TEXT_KEY_PREFIX
 from .._secrets import Table, scrub
 from ..errors import ConversationBusy
+from ..toolstep import ToolStep
 
 if TYPE_CHECKING:  # the type only: a turn imports this module, not the other way
     from .turn import Turn
@@ -91,6 +92,8 @@ class Exchange:
     usage: dict[str, int] | None = None
     #: what the model thought before answering; shown, saved, never sent back as history
     reasoning: str = ""
+    #: the tool calls of the turn, in order (chatmagic.toolstep): shown again, never run again
+    tools: list[ToolStep] = field(default_factory=list)
 
     @property
     def stopped(self) -> bool:
@@ -117,6 +120,7 @@ class Exchange:
             "finish_reason": self.finish_reason,
             "usage": self.usage,
             "reasoning": self.reasoning,
+            **({"tools": [s.to_dict() for s in self.tools]} if self.tools else {}),
         }
 
 
