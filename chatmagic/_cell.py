@@ -1,10 +1,12 @@
 """A turn in a cell: ``%%chat`` and ``%chat fix``, from the parsed arguments to the reply shown.
 
 The options, the notebook context and the interpolation make the message; the session
-prepares the turn (chatmagic.session); then either the dry run shows the messages and
-nothing is sent, or the turn runs and streams into the cell's display handles
-(chatmagic._cellstream, or patches to the reply view, chatmagic._replyview), or is printed
-in terminal IPython (chatmagic._terminal). Every error leaves as one line.
+prepares the turn (chatmagic.session), with the tools it offers (chatmagic._toolcell); then
+either the dry run shows the messages and nothing is sent, or the turn runs and streams into
+the cell's display handles (chatmagic._cellshow: chatmagic._cellstream, or patches to the
+reply view, chatmagic._replyview), or is printed in terminal IPython (chatmagic._terminal).
+A turn whose tool call waits for an answer ends the cell and goes on in its outputs. Every
+error leaves as one line.
 
 The functions take the loaded magics (chatmagic.magics.ChatMagics) as :class:`Host`:
 the layers let this module know it only by what it offers.
@@ -25,6 +27,7 @@ from IPython.display import display
 
 from . import present
 from ._cellinput import attachment, context_items, gather, last_error_context
+from ._cellshow import end_outputs, reply_view, stream_outputs
 from ._cellstream import SHEET, ReplyStream
 from ._defaults import TEXT_KEY_PREFIX
 from ._lasterror import LastError
@@ -37,7 +40,6 @@ from .interpolate import Expansion, interpolate
 from .options import TurnOptions, parse_option
 from .present import FALLBACK_STYLE, outcome, status_html, table_html
 from .printed import PrintedOutput
-from .record import exchange_metadata
 from .session import ChatSession, Turn
 from .unrestored import unrestored_message
 
@@ -50,8 +52,6 @@ FIX_REQUEST = (
     "Explain briefly what caused this error, then give the corrected code in one Python code block, "
     "changing only what the fix needs."
 )
-#: seconds a cell's plain updates keep its reply view, waiting for the view's hello
-VIEW_GRACE = 1.0
 
 
 class Host(Protocol):
@@ -249,7 +249,7 @@ def run(magics: Host, turn: Turn, fmt: str) -> None:
     if is_terminal(magics.shell):
         terminal = TerminalReply()
     stream = ReplyStream(fmt)
-    view = _reply_view(fmt) if terminal is None else None
+    view = reply_view(fmt) if terminal is None else None
     handles: list[Any] = []
     thinking_handle: Any = None
     interrupted = False
@@ -268,7 +268,7 @@ def run(magics: Host, turn: Turn, fmt: str) -> None:
                 tools.open()
             first = stream.start(present.waiting(turn), time.monotonic())
             handles.append(display(view.bundle(first) if view else first, raw=True, display_id=True))
-            thinking_handle = _stream(turn, stream, handles, view, tools)
+            thinking_handle = stream_outputs(turn, stream, handles, view, tools)
     except KeyboardInterrupt:
         interrupted = True
         turn.stop()
@@ -283,7 +283,7 @@ def run(magics: Host, turn: Turn, fmt: str) -> None:
             target=follow.run, args=(_follow, *rest), name="chatmagic-tools", daemon=True
         ).start()
         return
-    _end(turn, stream, handles, thinking_handle, terminal, tools)
+    end_outputs(turn, stream, handles, thinking_handle, terminal, tools)
     if turn.state == "failed" and turn.error is not None:
         raise turn.error
     if turn.state == "stopped" and interrupted:
@@ -299,144 +299,10 @@ def _follow(
     thinking: Any,
 ) -> None:
     """After the cell ended with a call waiting: the rest of the turn, in the same outputs."""
-    thinking = _stream(turn, stream, handles, view, tools, detach=False) or thinking
-    _end(turn, stream, handles, thinking, None, tools)
-
-
-def _end(
-    turn: Turn,
-    stream: ReplyStream,
-    handles: list[Any],
-    thinking_handle: Any,
-    terminal: TerminalReply | None,
-    tools: ToolCell | None,
-) -> None:
-    """The turn's last updates: the cards, then the reply with its status line and record."""
-    if tools is not None:
-        tools.end()
-    if terminal is not None:
-        terminal.end(turn)
-    else:
-        metadata: dict[str, Any] = {}
-        if turn.exchange is not None:
-            # the exchange is saved with the notebook: %chat restore rebuilds it after a restart
-            metadata = exchange_metadata(turn.conversation, turn.exchange)
-        final = stream.final(turn.text, present.final_status(turn))
-        reasoning = turn.reasoning
-        if reasoning and thinking_handle is not None:
-            thinking_handle.update({"text/html": present.thinking_html(reasoning)}, raw=True)
-        elif reasoning:  # thought after the answer began, or stopped early: above the tail
-            final["text/html"] = present.thinking_html(reasoning) + final["text/html"]
-        if not handles:
-            display(final, raw=True, metadata=metadata)
-        else:
-            handles[-1].update(final, raw=True, metadata=metadata)
-
-
-def _stream(
-    turn: Turn,
-    stream: ReplyStream,
-    handles: list[Any],
-    view: ReplyView | None = None,
-    tools: ToolCell | None = None,
-    detach: bool = True,
-) -> Any:
-    """Send what ``stream`` decides while the turn runs; ``handles[-1]`` is the tail display.
-
-    Until the first text the loop wakes on every change (the first text shows at once);
-    then it looks ten times a second: batches, not chunks, cost the kernel's time. Once
-    the tail display's widget (``view``) has said hello, the reply goes to it as patches
-    (chatmagic._replyview) and the displays are no longer updated. With ``tools``, each look
-    runs the calls queued for this thread and redraws the cards; it returns (``detach``)
-    when a call waits for an answer (chatmagic._toolcell).
-    """
-    version = 0
-    thinking = _Thinking(handles, view)
-    # the tail display shows the view (the first display does). Plain updates keep it for a
-    # second (a view loads its module before it can say hello), then replace it: a frontend
-    # that cannot answer while the cell runs (VS Code) would show an empty view. It is put
-    # back once a hello says a view can answer
-    attached, plain = view is not None, None
-    grace = time.monotonic() + VIEW_GRACE
-    while not turn.done:
-        if tools is not None:
-            tools.look()
-            if detach and tools.paused:
-                break
-        patching = view is not None and view.ready
-        showing = stream.showing_text or (view is not None and view.showing_text)
-        if not showing or tools is not None:  # a tool step wakes it too (Turn.poke)
-            version = turn.wait_change(version, 0.25 if not patching else 0.1)
-        else:
-            now = time.monotonic()
-            turn.wait(view.wait_time(now) if view is not None and patching else stream.wait_time(now))
-        if turn.done:
-            break
-        if turn.reasoning_size and not showing:
-            tail = handles[-1]
-            thinking.show(turn, stream)
-            attached = attached or handles[-1] is not tail  # a new tail display, with the view
-        status = present.streaming(turn) if turn.size else present.waiting(turn)
-        if view is not None and view.ready:
-            if not attached and plain is not None:
-                handles[-1].update(view.bundle(plain), raw=True)
-                attached = True
-            view.step(turn.text, status, time.monotonic(), stream.frozen)
-            continue
-        for op in stream.step(turn.text, status, time.monotonic()):
-            keep = view is not None and op.kind != "freeze" and time.monotonic() < grace
-            bundle = view.bundle(op.bundle) if view is not None and keep else op.bundle
-            if op.kind == "open":
-                handles.append(display(bundle, raw=True, display_id=True))
-            else:
-                handles[-1].update(bundle, raw=True)
-            attached, plain = keep, op.bundle
-            stream.sent(op, time.monotonic())  # when it went: the rate counts from there
-    return thinking.handle
-
-
-def _reply_view(fmt: str) -> ReplyView | None:
-    """The widget a streaming cell patches, or None where widgets cannot be made."""
-    try:
-        from ._replyview import ReplyView  # ipywidgets: loaded with the first reply, not the extension
-
-        return ReplyView.for_reply(fmt)
-    except Exception:  # noqa: BLE001 - no widgets: the plain display updates serve
-        return None
+    thinking = stream_outputs(turn, stream, handles, view, tools, detach=False) or thinking
+    end_outputs(turn, stream, handles, thinking, None, tools)
 
 
 def stopped(turn: Turn) -> TurnStopped:
     """The one-line message of a turn the user stopped with Ctrl-C."""
     return TurnStopped(f"Stopped by the user. {outcome(turn)}")
-
-
-class _Thinking:
-    """The "Thinking" block of a reasoning model, in its own output above the answer.
-
-    Reasoning comes before the answer: when it starts, the output that shows "waiting…"
-    becomes the Thinking block and a new one below it takes over the status (and then the
-    answer). While it streams it shows its last lines, at most once a second; the final
-    update shows all of it, collapsed.
-    """
-
-    def __init__(self, handles: list[Any], view: ReplyView | None = None) -> None:
-        self.handles = handles
-        self.view = view  # the tail display carries it (see chatmagic._cell._stream)
-        self.handle: Any = None
-        self.shown_at = float("-inf")
-
-    def show(self, turn: Turn, stream: ReplyStream) -> None:
-        now = time.monotonic()
-        if now - self.shown_at < 1.0:
-            return
-        self.shown_at = now
-        bundle = {"text/html": present.thinking_html(turn.reasoning, streaming=True)}
-        if self.handle is None:
-            self.handle = self.handles[-1]
-            self.handle.update(bundle, raw=True)
-            tail = stream.start(present.waiting(turn), now)
-            self.handles[-1] = display(
-                self.view.bundle(tail) if self.view else tail, raw=True, display_id=True
-            )
-        else:
-            self.handle.update(bundle, raw=True)
