@@ -216,6 +216,8 @@ def _show_dry_run(turn: Turn, expansion: Expansion | None) -> None:
         notes.append(f"Options: {json.dumps(params, ensure_ascii=False)}.")
     if turn.options.attachments:
         notes.append(f"Attached: {', '.join(a.describe() for a in turn.options.attachments)}.")
+    if turn.tools is not None:  # each tool's schema goes with the request: the messages' part of it
+        notes.append(f"Tools offered: {json.dumps(turn.tools.wire(), ensure_ascii=False)}.")
     plain = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in turn.messages)
     rows = "".join(
         f"<tr><td><b>{html.escape(m['role'])}</b></td>"
