@@ -288,6 +288,8 @@ def run(magics: Host, turn: Turn, fmt: str) -> None:
     end_outputs(turn, stream, handles, thinking_handle, terminal, tools)
     if turn.state == "failed" and turn.error is not None:
         raise turn.error
+    # Ctrl-C inside a tool that ran here stops the turn too (chatmagic.toolloop)
+    interrupted = interrupted or any(s.state == "stopped" and s.ms is not None for s in turn.steps)
     if turn.state == "stopped" and interrupted:
         raise stopped(turn)
 

@@ -283,7 +283,7 @@ def test_stop_mid_loop_keeps_what_was_said(kernel: Kernel) -> None:
     result = kernel.settle("stop")
     states = [s["state"] for s in result["steps"]]
     assert 1 <= states.count("done") < 50 and states[-1] in ("done", "stopped")
-    assert "■ stopped" in kernel.texts(msg_id)
+    assert "■ stopped" in kernel.texts(msg_id) and "TurnStopped: Stopped by the user." in kernel.texts(msg_id)
 
 
 def test_replay_and_run_all_call_nothing(kernel: Kernel, tmp_path: Path, sandbox_thread: Sandbox) -> None:
