@@ -133,3 +133,18 @@ def test_the_reply_views_buttons_answer() -> None:
     assert pending.result(1) == "deny" and pending.by == "user"
     view._on_msg(view, {"type": "answer", "id": pending.id, "choice": "run"}, [])  # a stale click: nothing
     assert pending.answer == "deny"
+
+
+def test_a_decorated_function_is_offered_by_its_tool_name(ip: Any) -> None:
+    ip.run_cell(
+        "import chatmagic\n"
+        "@chatmagic.tool(name='sales', description='Units sold in a region.')\n"
+        "def load_sales(region: str) -> str:\n"
+        "    return f'{region}: 7 units'"
+    )
+    get_session().pauses.allow("sales")
+    result, shown = run(
+        ip, '%%chat -p openai -c deco --new --tools load_sales\n[[tool:sales {"region": "west"}]]'
+    )
+    assert result.error_in_exec is None, shown
+    assert "[tool] sales(region=west) · done in" in shown and "west: 7 units" in shown
