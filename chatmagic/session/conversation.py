@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from .._secrets import Table, scrub
 from .._text import is_text_key
 from ..errors import ConversationBusy
+from ..toolstep import ToolStep
 from ..trim import stable_window
 
 if TYPE_CHECKING:  # the type only: a turn imports this module, not the other way
@@ -93,6 +94,8 @@ class Exchange:
     usage: dict[str, int] | None = None
     #: what the model thought before answering; shown, saved, never sent back as history
     reasoning: str = ""
+    #: the tool calls of the turn, in order (chatmagic.toolstep): shown again, never run again
+    tools: list[ToolStep] = field(default_factory=list)
 
     @property
     def stopped(self) -> bool:
@@ -119,6 +122,7 @@ class Exchange:
             "finish_reason": self.finish_reason,
             "usage": self.usage,
             "reasoning": self.reasoning,
+            **({"tools": [s.to_dict() for s in self.tools]} if self.tools else {}),
         }
 
 
