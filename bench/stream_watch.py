@@ -58,7 +58,7 @@ from typing import Any
 from _reply_text import _code, _sentence, pieces
 from jupyter_client.session import json_packer
 
-from chatmagic._cell import VIEW_GRACE
+from chatmagic._cellshow import VIEW_GRACE
 from chatmagic._cellstream import ReplyStream, message_size
 from chatmagic._replyview import ReplyView
 from chatmagic._stream import LiveReply, message_cost
@@ -134,7 +134,7 @@ def _opening(widget: Any) -> int:
 
 
 def cell(arr: Arrivals, widgets: bool, fmt: str = "markdown") -> tuple[float, float]:
-    """The cell's loop (chatmagic._cell._stream), on a simulated clock.
+    """The cell's loop (chatmagic._cellshow.stream_outputs), on a simulated clock.
 
     A reply after the kernel session's first: the stylesheet went with that one
     (chatmagic._cellstream.SHEET), this one's outputs carry the small fallback.

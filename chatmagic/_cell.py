@@ -1,12 +1,14 @@
 """A turn in a cell: ``%%chat`` and ``%chat fix``, from the parsed arguments to the reply shown.
 
 The options, the notebook context and the interpolation make the message; the session
-prepares the turn (chatmagic.session); the glass box takes it apart and decides
-(chatmagic.preflight); then either the dry run shows the messages and their glass box and
-nothing is sent, or the gate lets it go (refused over the window, asked over budget:
-chatmagic._gate) and the turn runs and streams into the cell's display handles
-(chatmagic._cellstream, or patches to the reply view, chatmagic._replyview), or is printed
-in terminal IPython (chatmagic._terminal). Every error leaves as one line.
+prepares the turn (chatmagic.session), with the tools it offers (chatmagic._toolcell); the
+glass box takes it apart and decides (chatmagic.preflight); then either the dry run shows the
+messages and their glass box and nothing is sent, or the gate lets it go (refused over the
+window, asked over budget: chatmagic._gate) and the turn runs and streams into the cell's
+display handles (chatmagic._cellshow: chatmagic._cellstream, or patches to the reply view,
+chatmagic._replyview), or is printed in terminal IPython (chatmagic._terminal). A turn whose
+tool call waits for an answer ends the cell and goes on in its outputs. Every error leaves as
+one line.
 
 The functions take the loaded magics (chatmagic.magics.ChatMagics) as :class:`Host`:
 the layers let this module know it only by what it offers.
@@ -14,8 +16,10 @@ the layers let this module know it only by what it offers.
 
 from __future__ import annotations
 
+import contextvars
 import html
 import json
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,12 +28,14 @@ from IPython.display import display
 
 from . import present
 from ._cellinput import attachment, context_items, gather, last_error_context
+from ._cellshow import end_outputs, reply_view, stream_outputs
 from ._cellstream import SHEET, ReplyStream
 from ._compacting import with_plots
 from ._gate import gate
 from ._lasterror import LastError
 from ._terminal import TerminalReply, is_terminal
 from ._text import cell_key, text_key
+from ._toolcell import ToolCell, offer_tools, tool_cell
 from .anatomy import Anatomy
 from .code import INSERTED, code_of
 from .context import Context
@@ -41,7 +47,6 @@ from .plots import PlotHistory
 from .preflight import check
 from .present import outcome, status_html, table_html
 from .printed import PrintedOutput
-from .record import exchange_metadata
 from .session import ChatSession, Turn
 from .unrestored import unrestored_message
 
@@ -54,8 +59,6 @@ FIX_REQUEST = (
     "Explain briefly what caused this error, then give the corrected code in one Python code block, "
     "changing only what the fix needs."
 )
-#: seconds a cell's plain updates keep its reply view, waiting for the view's hello
-VIEW_GRACE = 1.0
 
 
 class Host(Protocol):
@@ -81,6 +84,10 @@ class Host(Protocol):
     def interpolate(self) -> bool: ...
     @property
     def interpolate_max_chars(self) -> int: ...
+    @property
+    def tools(self) -> str | list[str]: ...
+    @property
+    def max_tool_steps(self) -> int: ...
     def user_ns(self) -> dict[str, Any]: ...
     def note_notebook(self) -> None: ...
 
@@ -124,7 +131,17 @@ def run_cell(magics: Host, args: Any, cell: str) -> None:
         if context:
             notes.append(f"with {', '.join(context.titles).lower()}")
     key = _exchange_key(magics, cell)
-    _send(magics, text, args, options, key=key, expansion=expansion, notes=notes, sections=sections)
+    _send(
+        magics,
+        text,
+        args,
+        options,
+        key=key,
+        expansion=expansion,
+        notes=notes,
+        sections=sections,
+        tools=args.tools or "",
+    )
 
 
 def fix(magics: Host, args: Any) -> None:
@@ -157,8 +174,12 @@ def _send(
     expansion: Expansion | None = None,
     notes: list[str],
     sections: list[tuple[str, str]] | None = None,
+    tools: str | None = None,
 ) -> None:
-    """Prepare, then show the dry run or run the turn: the one path of %%chat and %chat fix."""
+    """Prepare, then show the dry run or run the turn: the one path of %%chat and %chat fix.
+
+    ``tools``: a ``%%chat`` cell's ``--tools`` ("" for none: ``ChatMagics.tools`` still offers
+    its own); None for ``%chat fix``, which offers none."""
     magics.note_notebook()
     session = magics.session
     if not args.new:  # never from an empty history while the notebook holds this one's
@@ -166,6 +187,8 @@ def _send(
         if refused is not None:
             raise UsageError(refused)
     turn = session.prepare(text, conversation=args.conversation, options=options, key=key, fresh=args.new)
+    if tools is not None:
+        offer_tools(magics, turn, tools)
     try:
         turn.notes += notes
         # the glass box: each part counted, the window, the cost, the budget's decision (the
@@ -175,7 +198,7 @@ def _send(
             _show_dry_run(turn, expansion, anatomy)
             return
         fmt = args.format or magics.format
-        gate(magics.shell, anatomy, session.pauses, session.audience, make_view=lambda: _reply_view(fmt))
+        gate(magics.shell, anatomy, session.pauses, session.audience, make_view=lambda: reply_view(fmt))
         if fmt == "code":  # shown as Markdown; its code goes into a new cell below
             turn.code_to_cell = True
             run(magics, turn, "markdown")
@@ -220,6 +243,8 @@ def _show_dry_run(turn: Turn, expansion: Expansion | None, anatomy: Anatomy) -> 
         notes.append(f"Options: {json.dumps(params, ensure_ascii=False)}.")
     if turn.options.attachments:
         notes.append(f"Attached: {', '.join(a.describe() for a in turn.options.attachments)}.")
+    if turn.tools is not None:  # each tool's schema goes with the request: the messages' part of it
+        notes.append(f"Tools offered: {json.dumps(turn.tools.wire(), ensure_ascii=False)}.")
     plain = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in turn.messages)
     rows = "".join(
         f"<tr><td><b>{html.escape(m['role'])}</b></td>"
@@ -253,140 +278,62 @@ def run(magics: Host, turn: Turn, fmt: str) -> None:
     if is_terminal(magics.shell):
         terminal = TerminalReply()
     stream = ReplyStream(fmt)
-    view = _reply_view(fmt) if terminal is None else None
+    view = reply_view(fmt) if terminal is None else None
     handles: list[Any] = []
     thinking_handle: Any = None
     interrupted = False
+    tools: ToolCell | None = None
     try:
         magics.session.start(turn)
+        tools = tool_cell(magics, turn, view, terminal=terminal is not None)  # offered, or replayed
         if terminal is not None:
-            terminal.follow(turn)
+            terminal.follow(turn, tools.look if tools is not None else None)
         else:
             if SHEET.claim(magics.cell_id):  # the stylesheet goes once a kernel session
                 display(stream.style(time.monotonic()), raw=True)
             else:  # an earlier reply carried it: this one's final output, the small fallback
                 stream.styled, stream.fallback = True, present.FALLBACK_STYLE
+            if tools is not None:
+                tools.open()
             first = stream.start(present.waiting(turn), time.monotonic())
             handles.append(display(view.bundle(first) if view else first, raw=True, display_id=True))
-            thinking_handle = _stream(turn, stream, handles, view)
+            thinking_handle = stream_outputs(turn, stream, handles, view, tools)
     except KeyboardInterrupt:
         interrupted = True
         turn.stop()
         turn.wait(10)
-    if terminal is not None:
-        terminal.end(turn)
-    else:
-        metadata: dict[str, Any] = {}
-        if turn.exchange is not None:
-            # the exchange is saved with the notebook: %chat restore rebuilds it after a restart
-            metadata = exchange_metadata(turn.conversation, turn.exchange)
-        final = stream.final(turn.text, present.final_status(turn))
-        reasoning = turn.reasoning
-        if reasoning and thinking_handle is not None:
-            thinking_handle.update({"text/html": present.thinking_html(reasoning)}, raw=True)
-        elif reasoning:  # thought after the answer began, or stopped early: above the tail
-            final["text/html"] = present.thinking_html(reasoning) + final["text/html"]
-        if not handles:
-            display(final, raw=True, metadata=metadata)
-        else:
-            handles[-1].update(final, raw=True, metadata=metadata)
+    if tools is not None and not turn.done and not interrupted:
+        # a call waits for an answer: the cell ends and other cells run; a thread follows the
+        # turn into the same outputs, in this cell's context (its updates are this cell's)
+        tools.hold()
+        rest = (turn, stream, handles, view, tools, thinking_handle)
+        follow = contextvars.copy_context()
+        threading.Thread(
+            target=follow.run, args=(_follow, *rest), name="chatmagic-tools", daemon=True
+        ).start()
+        return
+    end_outputs(turn, stream, handles, thinking_handle, terminal, tools)
     if turn.state == "failed" and turn.error is not None:
         raise turn.error
+    # Ctrl-C inside a tool that ran here stops the turn too (chatmagic.toolloop)
+    interrupted = interrupted or any(s.state == "stopped" and s.ms is not None for s in turn.steps)
     if turn.state == "stopped" and interrupted:
         raise stopped(turn)
 
 
-def _stream(turn: Turn, stream: ReplyStream, handles: list[Any], view: ReplyView | None = None) -> Any:
-    """Send what ``stream`` decides while the turn runs; ``handles[-1]`` is the tail display.
-
-    Until the first text the loop wakes on every change (the first text shows at once);
-    then it looks ten times a second: batches, not chunks, cost the kernel's time. Once
-    the tail display's widget (``view``) has said hello, the reply goes to it as patches
-    (chatmagic._replyview) and the displays are no longer updated.
-    """
-    version = 0
-    thinking = _Thinking(handles, view)
-    # the tail display shows the view (the first display does). Plain updates keep it for a
-    # second (a view loads its module before it can say hello), then replace it: a frontend
-    # that cannot answer while the cell runs (VS Code) would show an empty view. It is put
-    # back once a hello says a view can answer
-    attached, plain = view is not None, None
-    grace = time.monotonic() + VIEW_GRACE
-    while not turn.done:
-        patching = view is not None and view.ready
-        showing = stream.showing_text or (view is not None and view.showing_text)
-        if not showing:
-            version = turn.wait_change(version, 0.25 if not patching else 0.1)
-        else:
-            now = time.monotonic()
-            turn.wait(view.wait_time(now) if view is not None and patching else stream.wait_time(now))
-        if turn.done:
-            break
-        if turn.reasoning_size and not showing:
-            tail = handles[-1]
-            thinking.show(turn, stream)
-            attached = attached or handles[-1] is not tail  # a new tail display, with the view
-        status = present.streaming(turn) if turn.size else present.waiting(turn)
-        if view is not None and view.ready:
-            if not attached and plain is not None:
-                handles[-1].update(view.bundle(plain), raw=True)
-                attached = True
-            view.step(turn.text, status, time.monotonic(), stream.frozen)
-            continue
-        for op in stream.step(turn.text, status, time.monotonic()):
-            keep = view is not None and op.kind != "freeze" and time.monotonic() < grace
-            bundle = view.bundle(op.bundle) if view is not None and keep else op.bundle
-            if op.kind == "open":
-                handles.append(display(bundle, raw=True, display_id=True))
-            else:
-                handles[-1].update(bundle, raw=True)
-            attached, plain = keep, op.bundle
-            stream.sent(op, time.monotonic())  # when it went: the rate counts from there
-    return thinking.handle
-
-
-def _reply_view(fmt: str) -> ReplyView | None:
-    """The widget a streaming cell patches, or None where widgets cannot be made."""
-    try:
-        from ._replyview import ReplyView  # ipywidgets: loaded with the first reply, not the extension
-
-        return ReplyView.for_reply(fmt)
-    except Exception:  # noqa: BLE001 - no widgets: the plain display updates serve
-        return None
+def _follow(
+    turn: Turn,
+    stream: ReplyStream,
+    handles: list[Any],
+    view: ReplyView | None,
+    tools: ToolCell,
+    thinking: Any,
+) -> None:
+    """After the cell ended with a call waiting: the rest of the turn, in the same outputs."""
+    thinking = stream_outputs(turn, stream, handles, view, tools, detach=False) or thinking
+    end_outputs(turn, stream, handles, thinking, None, tools)
 
 
 def stopped(turn: Turn) -> TurnStopped:
     """The one-line message of a turn the user stopped with Ctrl-C."""
     return TurnStopped(f"Stopped by the user. {outcome(turn)}")
-
-
-class _Thinking:
-    """The "Thinking" block of a reasoning model, in its own output above the answer.
-
-    Reasoning comes before the answer: when it starts, the output that shows "waiting…"
-    becomes the Thinking block and a new one below it takes over the status (and then the
-    answer). While it streams it shows its last lines, at most once a second; the final
-    update shows all of it, collapsed.
-    """
-
-    def __init__(self, handles: list[Any], view: ReplyView | None = None) -> None:
-        self.handles = handles
-        self.view = view  # the tail display carries it (see chatmagic._cell._stream)
-        self.handle: Any = None
-        self.shown_at = float("-inf")
-
-    def show(self, turn: Turn, stream: ReplyStream) -> None:
-        now = time.monotonic()
-        if now - self.shown_at < 1.0:
-            return
-        self.shown_at = now
-        bundle = {"text/html": present.thinking_html(turn.reasoning, streaming=True)}
-        if self.handle is None:
-            self.handle = self.handles[-1]
-            self.handle.update(bundle, raw=True)
-            tail = stream.start(present.waiting(turn), now)
-            self.handles[-1] = display(
-                self.view.bundle(tail) if self.view else tail, raw=True, display_id=True
-            )
-        else:
-            self.handle.update(bundle, raw=True)

@@ -94,6 +94,13 @@ _OPTIONS = (
         "(with Pillow).",
     ),
     magic_arguments.argument(
+        "--tools",
+        metavar="NAMES",
+        help="Offer the model tools, separated by commas: your functions by name (each call waits for "
+        "your approval: Run, Deny, Always), or 'notebook' for the built-ins that only read the notebook "
+        "(variables, a variable's summary, a cell, the last error) and propose_cell.",
+    ),
+    magic_arguments.argument(
         "--dry-run",
         action="store_true",
         help="Show the exact messages that would be sent, and send nothing.",

@@ -32,6 +32,7 @@ from ._compacting import cmd_compact
 from ._compacting import declare as declare_compact
 from ._defaults import DEFAULT_CONVERSATION
 from ._terminal import is_terminal
+from ._toolcell import cmd_approve, cmd_deny
 from .errors import ChatMagicError, redact
 from .present import HISTORY_LAST
 from .providers import get_provider, list_providers
@@ -224,6 +225,16 @@ def _line_parser() -> _CommandParser:
     )
     fix.add_argument("-p", "--provider", metavar="PROVIDER")
     fix.add_argument("-m", "--model", metavar="MODEL")
+    approve = command("approve", "run a tool call that waits for your answer (the only one, or ID)")
+    approve.add_argument("id", metavar="ID", nargs="?")
+    approve.add_argument(
+        "--always",
+        action="store_true",
+        help="Run it, and this function's later calls in this session without asking.",
+    )
+    command("deny", "decline a tool call that waits for your answer; the model is told").add_argument(
+        "id", metavar="ID", nargs="?"
+    )
     command(
         "context", "show the next request of a conversation, each part counted; nothing is sent"
     ).add_argument("name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION)
@@ -339,4 +350,6 @@ HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "log": cmd_log,
     "export": cmd_export,
     "sandbox": cmd_sandbox,
+    "approve": cmd_approve,
+    "deny": cmd_deny,
 }

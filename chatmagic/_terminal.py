@@ -9,7 +9,7 @@ reprint; Ctrl-C interrupts the wait, and the caller stops the turn.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -36,11 +36,16 @@ class TerminalReply:
         self.out = out or sys.stdout
         self.printed = 0
 
-    def follow(self, turn: Any) -> None:
-        """Print the reply as it grows until the turn ends (KeyboardInterrupt passes through)."""
+    def follow(self, turn: Any, each: Callable[[], None] | None = None) -> None:
+        """Print the reply as it grows until the turn ends (KeyboardInterrupt passes through).
+
+        ``each``: called at every look (the tool calls: run them here, ask on the prompt line).
+        """
         with _no_control_echo():
             while not turn.wait(POLL):
                 self.catch_up(turn)
+                if each is not None:
+                    each()
             self.catch_up(turn)
 
     def catch_up(self, turn: Any) -> None:

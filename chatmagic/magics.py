@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, observe, validate
+from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, Union, observe, validate
 
 from ._cellargs import chat_options
-from ._defaults import DEFAULT_MAX_HISTORY_CHARS
+from ._defaults import DEFAULT_MAX_HISTORY_CHARS, DEFAULT_MAX_TOOL_STEPS
 from ._lasterror import LastError
 from ._secrets import scrub
 from .budget import Limits, check_max_cost, check_max_input_tokens, check_prices
@@ -112,6 +112,18 @@ class ChatMagics(Magics):
         False,
         help="Show a cell's saved reply again, sending nothing, when the cell would send exactly what it "
         "sent then (after %chat restore: Restart & Run All without the network).",
+    ).tag(config=True)
+
+    tools = Union(
+        [List(Unicode()), Unicode()],
+        default_value=[],
+        help="Tools every %%chat cell offers the model, as --tools: names of your functions, or "
+        "'notebook' for the built-ins that only read (e.g. ['load_sales', 'notebook']). A call of "
+        "one of your functions waits for your approval.",
+    ).tag(config=True)
+    max_tool_steps = Int(
+        DEFAULT_MAX_TOOL_STEPS,
+        help="Most model calls of one turn that uses tools (each tool step is one more call).",
     ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
@@ -235,6 +247,12 @@ class ChatMagics(Magics):
 
         _trait_check(lambda spec: parse_spec(spec, "ChatMagics.context"), proposal.value)
         return str(proposal.value)
+
+    @validate("max_tool_steps")
+    def _valid_max_tool_steps(self, proposal: Any) -> int:
+        if proposal.value < 1:
+            raise TraitError(f"ChatMagics.max_tool_steps must be 1 or more (got {proposal.value!r}).")
+        return int(proposal.value)
 
     @validate("timeout")
     def _valid_timeout(self, proposal: Any) -> float:

@@ -25,14 +25,13 @@ Rules:
 - **Stop ends the wait**: :meth:`Pauses.cancel_all` answers every question with its
   decline (``by="stopped"``), so the turn ends keeping what was said.
 
-How the integration step uses it: the session owns ``pauses = Pauses()`` and an
-``audience = Audience()``; the cell skin calls ``audience.from_request(allow_stdin)`` as a
-cell starts (``toolrun.stdin_allowed(shell)``), the panel calls ``audience.hello()`` on its
-widget's first message, the terminal skin sets ``audience.terminal = True``. The turn, on the
-background loop: ``pending = pauses.ask("tool", name, shown, audience)``; ``answer = await
-pending.wait()``; meanwhile the skins show ``pauses.waiting()`` as cards with buttons that
-call ``pauses.answer(id, choice)``; ``%chat approve [ID]`` is ``pauses.answer(ID, "run")``.
-The budget pause of issue 19 is ``pauses.ask("budget", model, shown, audience)``.
+How it is used: the session owns ``pauses = Pauses()`` and an ``audience = Audience()``;
+a cell that offers tools calls ``audience.from_request(toolrun.stdin_allowed(shell))``, the
+terminal sets ``audience.terminal``. A turn's tool loop (chatmagic.toolloop) asks
+``pauses.ask("tool", name, {"arguments": ...})`` and awaits ``pauses.reach(pending,
+audience)``; the cell draws the waiting calls as cards whose buttons (the reply view) call
+``pauses.answer(id, choice)``, as ``%chat approve [ID] [--always]`` / ``%chat deny [ID]`` do
+(chatmagic._toolcell). The budget pause asks ``pauses.ask("budget", model, shown)``.
 """
 
 from __future__ import annotations
@@ -53,6 +52,8 @@ __all__ = ["ANSWERS", "DECLINE", "Audience", "Pauses", "Pending", "PauseError"]
 ANSWERS: Mapping[str, tuple[str, ...]] = {"tool": ("run", "deny", "always"), "budget": ("send", "cancel")}
 #: the answer given when no one can answer, or the turn is stopped
 DECLINE: Mapping[str, str] = {"tool": "deny", "budget": "cancel"}
+#: one answer at a time, in every session (answers are rare: no lock per question)
+_SETTLING = threading.Lock()
 #: how long a question waits for a widget to say hello before it counts as not shown
 HELLO_GRACE = 2.0
 
@@ -89,11 +90,11 @@ class Pending:
         return self._future.result(timeout)
 
     def _settle(self, answer: str, by: str) -> bool:
-        try:
+        with _SETTLING:  # who answered is known before the turn wakes on the answer
+            if self._future.done():
+                return False  # answered already (or the turn was stopped): the first answer wins
+            self.answer, self.by = answer, by
             self._future.set_result(answer)
-        except concurrent.futures.InvalidStateError:
-            return False  # answered already: the first answer wins
-        self.answer, self.by = answer, by
         return True
 
 
@@ -145,10 +146,12 @@ class Pauses:
             raise ValueError(f"no kind of question {kind!r}")
         pending = Pending(f"{kind[0]}{next(self._ids)}", kind, subject, dict(shown or {}))
         with self._lock:
-            if kind == "tool" and subject in self._always:
-                pending._settle("run", "always")
-                return pending
-            self._waiting[pending.id] = pending
+            always = kind == "tool" and subject in self._always
+            if not always:
+                self._waiting[pending.id] = pending
+        if always:  # settled outside the lock: settling takes _SETTLING, and _drop this lock
+            pending._settle("run", "always")
+            return pending
         pending._future.add_done_callback(lambda _: self._drop(pending.id))
         return pending
 
@@ -200,6 +203,11 @@ class Pauses:
     def always(self, subject: str) -> bool:
         with self._lock:
             return subject in self._always
+
+    def allow(self, subject: str) -> None:
+        """ "Always" for ``subject`` before it is asked (pre-approval, in this session only)."""
+        with self._lock:
+            self._always.add(subject)
 
     def forget(self, subject: str | None = None) -> None:
         """Forget "always" for one tool, or for all."""

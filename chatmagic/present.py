@@ -19,12 +19,14 @@ Final status lines, as a cell shows them::
 from __future__ import annotations
 
 import html
+import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._text import cut_start
+from ._toolcards import card_plain, cards_html, state_words
 from .code import INSERTED, code_of
 from .compacted import label, originals, sent_note
 from .errors import ConfigurationError
@@ -289,7 +291,8 @@ def exchange_html(ex: Exchange) -> str:
     block (closed), its answer (sanitized Markdown) and its heading. One drawing for both,
     so what one shows the other shows."""
     body = markdown_html(ex.assistant.content) if ex.assistant.content else ""
-    return assistant_html(thinking_html(ex.reasoning) + body, exchange_head(ex), stopped=ex.stopped)
+    cards = cards_html(ex.tools)  # what was called, shown again: a record never runs anything
+    return assistant_html(thinking_html(ex.reasoning) + cards + body, exchange_head(ex), stopped=ex.stopped)
 
 
 def exchange_markdown(ex: Exchange) -> list[str]:
@@ -299,14 +302,26 @@ def exchange_markdown(ex: Exchange) -> list[str]:
     if ex.reasoning:
         quoted = "\n".join(f"> {line}".rstrip() for line in ex.reasoning.splitlines())
         lines += [f"**{thinking_summary(ex.reasoning)}**", "", quoted, ""]
+    for step in ex.tools:
+        lines += [f"**Tool call** `{step.name}` · {state_words(step)}", "", *_fenced(step.arguments, "json")]
+        if step.result:
+            lines += _fenced(step.result, "text")
     return [*lines, ex.assistant.content, ""]
+
+
+def _fenced(text: str, info: str) -> list[str]:
+    """``text`` in a code fence longer than any run of backticks in it."""
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + info, text, fence, ""]
 
 
 def exchange_plain(ex: Exchange) -> list[str]:
     """The same exchange as plain text (``%chat history``'s text form), reasoning included."""
     mark = f" ({exchange_head(ex)}{', stopped' if ex.stopped else ''})"
     thinking = [f"thinking: {ex.reasoning}"] if ex.reasoning else []
-    return [f"user: {ex.user.content}", *thinking, f"assistant{mark}: {ex.assistant.content}"]
+    calls = [card_plain(step) for step in ex.tools]
+    return [f"user: {ex.user.content}", *thinking, *calls, f"assistant{mark}: {ex.assistant.content}"]
 
 
 #: exchanges ``%chat history`` shows unless told otherwise: the newest, as the panel opens

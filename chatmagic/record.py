@@ -32,6 +32,7 @@ from .errors import ConfigurationError
 from .options import parse_chain
 from .providers._lines import valid_text
 from .session import DEFAULT_CONVERSATION, Conversation, Exchange, Message
+from .toolstep import ToolStep
 
 __all__ = [
     "SavedExchange",
@@ -274,6 +275,7 @@ def check_record(record: Mapping[str, Any]) -> SavedExchange | None:
         "finish_reason": _optional(record, "finish_reason", str),
         "usage": _usage(record),
         "reasoning": _optional(record, "reasoning", str, ""),
+        "tools": _tools(record),
     }
     values["chain"] = _chain(values["chain"])
     if isinstance(values["seq"], int) and not 0 <= values["seq"] <= _MAX_SEQ:
@@ -296,6 +298,7 @@ def check_record(record: Mapping[str, Any]) -> SavedExchange | None:
         usage=values["usage"],
         reasoning=values["reasoning"],
         summarizes=summarizes,
+        tools=values["tools"],
     )
     return SavedExchange(
         conversation=values["conversation"] or DEFAULT_CONVERSATION,
@@ -328,6 +331,27 @@ def _usage(record: Mapping[str, Any]) -> Any:
         if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= _MAX_COUNT:
             return _BAD
     return dict(usage)
+
+
+def _tools(record: Mapping[str, Any]) -> Any:
+    """``tools``: the turn's tool calls, shown again and never run (a saved step approves
+    nothing: chatmagic.toolstep); absent in older records; else _BAD."""
+    steps = _optional(record, "tools", list, [])
+    if steps is _BAD:
+        return steps
+    out = []
+    for data in steps:
+        if not isinstance(data, dict):
+            return _BAD
+        try:
+            step = ToolStep.from_dict(data)
+        except TypeError:  # a field missing
+            return _BAD
+        texts = (step.id, step.name, step.arguments, step.state, step.result)
+        if not all(isinstance(t, str) for t in texts) or not isinstance(step.step, int):
+            return _BAD
+        out.append(step)
+    return out
 
 
 def _chain(chain: Any) -> Any:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from .._secrets import Table, scrub
 from .._text import is_text_key
 from ..errors import ConversationBusy
+from ..toolstep import ToolStep
 from ..trim import stable_window
 
 if TYPE_CHECKING:  # the type only: a turn imports this module, not the other way
@@ -96,6 +97,8 @@ class Exchange:
     #: a summary's originals (``%chat compact``, :mod:`chatmagic.compact`), oldest first:
     #: this exchange stands for them in the history; () for any other exchange
     summarizes: tuple[Exchange, ...] = ()
+    #: the tool calls of the turn, in order (chatmagic.toolstep): shown again, never run again
+    tools: list[ToolStep] = field(default_factory=list)
 
     @property
     def stopped(self) -> bool:
@@ -130,6 +133,7 @@ class Exchange:
             "reasoning": self.reasoning,
             # a summary names its originals (their own records hold them); others say nothing
             **({"summarizes": [ex.identity() for ex in self.summarizes]} if self.summarizes else {}),
+            **({"tools": [s.to_dict() for s in self.tools]} if self.tools else {}),
         }
 
 

@@ -22,7 +22,8 @@ from ..errors import (
     TurnStopped,
 )
 from ..providers import get_provider
-from ..providers._wire import Ending, Thinking
+from ..providers._wire import Ending, Thinking, ToolCall
+from ..toolloop import run_loop
 from .turn import Turn, is_retryable
 
 if TYPE_CHECKING:  # the type only: the HTTP layer comes with the first provider made
@@ -76,7 +77,7 @@ async def _run_chain(turn: Turn) -> None:
             except (ProviderError, ConfigurationError) as exc:  # e.g. a missing API key
                 if isinstance(exc, ProviderError):
                     exc.note_attempts(attempt + 1)
-                if turn.size or turn.reasoning_size:  # the reply had begun here
+                if turn.size or turn.reasoning_size or turn.steps:  # the reply had begun here (a tool ran)
                     raise
                 delay = retry_delay(turn, exc, attempt)
                 if delay is None:
@@ -94,8 +95,6 @@ async def _run_chain(turn: Turn) -> None:
 
 
 async def _stream_from(turn: Turn, name: str) -> None:
-    # typed loosely as before the split: its parts may include a ToolCall, which a turn
-    # never asks for yet (no tools are sent); the tools work reads them here
     provider: Any = provider_for(turn, name)
     explicit = dict(turn.options.params or {})
     # the defaults (ChatMagics.options) go where they can; what the cell asked for, always:
@@ -150,32 +149,69 @@ async def _stream_from(turn: Turn, name: str) -> None:
     def end(ending: Ending) -> None:
         with turn._cond:
             turn.finish_reason = ending.finish_reason
-            turn.usage = dict(ending.usage) if ending.usage else None
+            if ending.usage and turn.usage:  # a later model call of a tool loop: the turn's sum
+                turn.usage = {
+                    k: turn.usage.get(k, 0) + ending.usage.get(k, 0) for k in {*turn.usage, *ending.usage}
+                }
+            else:
+                turn.usage = dict(ending.usage) if ending.usage else None
             if ending.model and not turn.model:  # the server chose (an empty model)
                 turn.model = ending.model
             turn.version += 1
             turn._cond.notify_all()
 
-    parts = provider.parts(turn.messages, turn.model or None, params=params, images=turn.options.attachments)
-    try:
-        async for part in parts:
-            if isinstance(part, Thinking):
-                publish()  # what came before it shows first
-                think(part.text)
-                continue
-            if isinstance(part, Ending):
-                end(part)
-                continue
-            if not part:
-                continue
-            if first_at is None:
-                first_at = time.monotonic()
-            batch.append(part)
-            if not scheduled:
-                scheduled = True
-                loop.call_soon(publish)
-    finally:
-        publish()
+    tools = turn.tools
+    offered = tools.wire() if tools is not None else ()
+    choice = tools.tool_choice if tools is not None else None
+
+    async def reply(messages: list[dict[str, Any]]) -> tuple[str, list[ToolCall]]:
+        """One model call: its text streams into the turn; returns that text and its calls."""
+        nonlocal first_at, scheduled
+        calls: list[ToolCall] = []
+        said: list[str] = []
+        parts = provider.parts(
+            messages,
+            turn.model or None,
+            params=params,
+            images=turn.options.attachments,
+            tools=offered,
+            tool_choice=choice,
+        )
+        try:
+            async for part in parts:
+                if isinstance(part, ToolCall):
+                    calls.append(part)
+                    continue
+                if isinstance(part, Thinking):
+                    publish()  # what came before it shows first
+                    think(part.text)
+                    continue
+                if isinstance(part, Ending):
+                    end(part)
+                    continue
+                if not part:
+                    continue
+                if first_at is None:
+                    first_at = time.monotonic()
+                if not said and turn.size and not batch:  # a later model call's text: its own paragraph
+                    part = "\n\n" + part
+                said.append(part)
+                batch.append(part)
+                if not scheduled:
+                    scheduled = True
+                    loop.call_soon(publish)
+        finally:
+            publish()
+        return "".join(said).lstrip("\n"), calls
+
+    if tools is None:
+        await reply(turn.messages)
+        return
+    # the tool loop (chatmagic.toolloop): each call checked, asked, run, answered; the request
+    # grows with each step, turn.messages stays what the turn began with
+    note = await run_loop(tools, list(turn.messages), reply, turn.steps, turn.poke, lambda: turn.size)
+    if note:
+        turn.notes.append(note)
 
 
 def retry_delay(turn: Turn, exc: ChatMagicError, attempt: int) -> float | None:

@@ -11,6 +11,7 @@ it is the session's (:meth:`chatmagic.session.ChatSession.start`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Coroutine
@@ -29,6 +30,8 @@ from ..errors import (
     TurnStopped,
 )
 from ..options import TurnOptions
+from ..toolloop import Toolbox
+from ..toolstep import ToolStep
 from .conversation import Conversation, Exchange, Message, is_cut, scrubbed
 
 if TYPE_CHECKING:  # the type only: the session makes turns, a turn never imports it
@@ -117,6 +120,10 @@ class Turn:
         self.messages: list[dict[str, str]] = []
         self._task: asyncio.Task[None] | None = None
         self._stop_requested = False
+        #: the tools the model may call (None: none offered: chatmagic.toolloop), and each
+        #: call made, in order (chatmagic.toolstep: what the cards draw and the exchange keeps)
+        self.tools: Toolbox | None = None
+        self.steps: list[ToolStep] = []
         #: handed to the loop, which ends the turn (see ChatSession.start)
         self._submitted = False
 
@@ -198,6 +205,29 @@ class Turn:
             # ends here, or its conversation would stay busy
             self._finish("stopped", TurnStopped("Stopped by the user.", partial=""))
 
+    #: tool steps changed this many times (poke): a cell that follows the turn wakes on these, not on text
+    pokes = 0
+
+    def poke(self) -> None:
+        """Something besides the text changed (a tool step): whoever follows the turn looks."""
+        with self._cond:
+            self.version += 1
+            self.pokes += 1
+            self._cond.notify_all()
+        self.conversation._emit("update", self)
+
+    def wait_poke(self, pokes: int, timeout: float | None = None) -> int:
+        """Block until a tool step changed after ``pokes``, or the turn ended; new text does
+        not wake it (the streaming cell keeps its pace and runs a queued tool at once)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.pokes != pokes or self.done, timeout)
+            return self.pokes
+
+    @property
+    def waiting(self) -> list[ToolStep]:
+        """The calls that wait for the user's answer now."""
+        return [s for s in list(self.steps) if s.state == "waiting"]
+
     def _not_handed_over(self, coro: Coroutine[Any, Any, None] | None) -> None:
         """Ctrl-C (any exception) inside the hand-over to the loop: the turn ends stopped.
 
@@ -229,6 +259,7 @@ class Turn:
             self._pieces[:] = [saved.assistant.content]
             self.size = len(saved.assistant.content)
             self._thinking[:] = [saved.reasoning] if saved.reasoning else []
+            self.steps = [dataclasses.replace(s) for s in saved.tools]  # shown, never run again
             self.reasoning_size = len(saved.reasoning)
             self.finish_reason, self.usage = saved.finish_reason, saved.usage
             self.first_text_at = self.started
@@ -267,7 +298,8 @@ class Turn:
     def _finish(self, state: str, error: ChatMagicError | None) -> None:
         conv = self.conversation
         text = self.text
-        if state == "done" or (state == "stopped" and text):
+        ran = any(s.ms is not None for s in self.steps)  # a tool ran: what it did is kept
+        if state == "done" or (state == "stopped" and (text or ran)):
             # what is kept (history, notebook, log, exports) holds no secret the server echoed;
             # read again: a proxy's password is known once its connection was made
             secrets = table() if self.secrets is not None else None
@@ -284,6 +316,7 @@ class Turn:
                 finish_reason=self.finish_reason,
                 usage=with_estimate(self.usage, self.anatomy),
                 reasoning=reasoning,
+                tools=list(self.steps),
             )
             if not self.aside:
                 with conv.lock:  # a kept turn's options stick (see ChatSession.start)
