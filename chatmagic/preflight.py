@@ -58,6 +58,10 @@ PROBE_ABOVE = 1024
 CHECK_TIMEOUT_S = 8.0
 
 
+#: how many of the exchanges the history budget left out the glass box names one by one (the newest)
+LEFT_OUT_SHOWN = 10
+
+
 def max_output_tokens(params: Mapping[str, Any]) -> int | None:
     """The most a reply may be, when the request says (``max_tokens``, ``max_completion_tokens``)."""
     for key in ("max_completion_tokens", "max_tokens"):
@@ -90,8 +94,15 @@ def parts_of(
     dropped = turn.history_total - turn.history_sent
     if dropped > 0 and not turn.fresh:
         conv = turn.conversation
-        earlier = conv.earlier(conv.replaced_key(turn.key))
-        for n, ex in enumerate(earlier[:dropped], 1):
+        earlier = conv.earlier(conv.replaced_key(turn.key))[:dropped]
+        # the newest ones left out one by one; older ones in one line (a turn at exchange
+        # 1,000 would otherwise draw, and pay for, a line per exchange it does not send)
+        older, recent = earlier[:-LEFT_OUT_SHOWN], earlier[-LEFT_OUT_SHOWN:]
+        if older:
+            size = sum(len(ex.user.content) + len(ex.assistant.content) for ex in older)
+            label = f"exchanges 1–{len(older)} ({len(older)} earlier exchanges)"
+            parts.append(left_out("exchange", label, size, "history budget"))
+        for n, ex in enumerate(recent, len(older) + 1):
             size = len(ex.user.content) + len(ex.assistant.content)
             parts.append(
                 left_out("exchange", f"exchange {n}: {_preview(ex.user.content)}", size, "history budget")
@@ -169,14 +180,19 @@ def assemble(
     window: Window = UNKNOWN,
     server_tokens: int | None = None,
     wait: bool = True,
+    detail: bool = True,
 ) -> Anatomy:
-    """The glass box from what is known without asking anyone (and what the server said)."""
+    """The glass box from what is known without asking anyone (and what the server said).
+
+    ``detail=False``: the total, window, cost and decision only, no parts (a turn that fits
+    shows no glass box; counting each earlier exchange apart would cost it time that grows
+    with the conversation)."""
     limits = limits or Limits()
     model = turn.model
     return build(
         turn.provider,
         model,
-        parts_of(turn, sections, tools, wait=wait),
+        parts_of(turn, sections, tools, wait=wait) if detail else (),
         messages=_counted_messages(turn),
         tools=tools,
         server_tokens=server_tokens,
@@ -234,7 +250,7 @@ def check(
     wait = bool(look or window.tokens or limits.max_input_tokens or limits.max_cost)
     if not wait and not loaded(turn.model):
         warm(turn.model)
-    anatomy = assemble(turn, sections, tools, limits, window=window, wait=wait)
+    anatomy = assemble(turn, sections, tools, limits, window=window, wait=wait, detail=look)
     # images: the server's template may not take them, and their tokens are estimates anyway
     if (
         base_url is not None
@@ -253,8 +269,19 @@ def check(
             counted = _run(runner, ask, timeout)
             if counted is not None:
                 anatomy = assemble(
-                    turn, sections, tools, limits, window=window, server_tokens=counted, wait=wait
+                    turn,
+                    sections,
+                    tools,
+                    limits,
+                    window=window,
+                    server_tokens=counted,
+                    wait=wait,
+                    detail=look,
                 )
+    if not anatomy.parts and not (anatomy.decision is None or anatomy.decision.fits):
+        # it will be shown (asked over budget, refused over the window): every part, counted
+        total = anatomy.total.tokens if anatomy.total.how == "server" else None
+        anatomy = assemble(turn, sections, tools, limits, window=window, server_tokens=total, wait=wait)
     turn.anatomy = anatomy
     return anatomy
 

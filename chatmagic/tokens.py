@@ -94,6 +94,7 @@ class Count:
         return Count(self.tokens + other.tokens, _weaker(self.how, other.how))
 
 
+@lru_cache(maxsize=256)  # asked for every message of every turn; model names are few
 def encoding_for(model: str) -> str | None:
     """The offline BPE of ``model``'s family (``"o200k_base"``, ``"cl100k_base"``), or None."""
     name = model.strip().lower().rsplit("/", 1)[-1]
@@ -143,21 +144,28 @@ def count_messages(
 ) -> Count:
     """A whole request's prompt tokens as the cookbook counts them: contents + per-message overhead."""
     exact = encoding_for(model) is not None and (wait or loaded(model))
-    total = Count(REPLY_PRIMER, "bpe" if exact else "≈")
+    # summed as plain numbers and the weakest way seen (a turn counts hundreds of messages)
+    tokens = REPLY_PRIMER + TOKENS_PER_MESSAGE * len(messages)
+    hows = {"bpe" if exact else "≈"}
     for message in messages:
-        total += Count(TOKENS_PER_MESSAGE, "bpe")
         for key, value in message.items():
             if key == "content":
-                total += content_tokens(value, model, wait=wait)
+                part = content_tokens(value, model, wait=wait)
             elif isinstance(value, str):
-                total += count_text(value, model, wait=wait)
+                part = count_text(value, model, wait=wait)
                 if key == "name":
-                    total += Count(TOKENS_PER_NAME, "bpe")
+                    tokens += TOKENS_PER_NAME
             elif value is not None:  # tool calls on an assistant message: their JSON, approximately
-                total += _approx(count_text(json.dumps(value, ensure_ascii=False), model, wait=wait))
+                part = _approx(count_text(json.dumps(value, ensure_ascii=False), model, wait=wait))
+            else:
+                continue
+            tokens += part.tokens
+            hows.add(part.how)
     if tools:
-        total += _approx(count_text(json.dumps(list(tools), ensure_ascii=False), model, wait=wait))
-    return total
+        part = _approx(count_text(json.dumps(list(tools), ensure_ascii=False), model, wait=wait))
+        tokens += part.tokens
+        hows.add(part.how)
+    return Count(tokens, max(hows, key=_ORDER.index))
 
 
 def content_tokens(content: Any, model: str, *, wait: bool = True) -> Count:
