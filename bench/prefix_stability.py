@@ -8,10 +8,12 @@ exchanges read like a real one's (a question of 80 to 800 characters, a Markdown
 ``ChatSession._context`` builds it (the system prompt, then each earlier exchange kept
 as a user and an assistant message, then the prompt), with two rules:
 
-- **main's rule**: :func:`chatmagic.session.within_budget`, imported from the session
-  itself (the function ``_context`` calls), so the figure is today's exactly;
+- **the old rule** (main before issue 19): :func:`chatmagic.session.within_budget`, the
+  newest exchanges that fit;
 - **the step rule**: :func:`chatmagic.trim.stable_window` (drop down to ``low_water`` of
-  the budget when over it), at a few low-water marks.
+  the budget when over it), at a few low-water marks;
+- **as sent**: what :func:`chatmagic.session.conversation.sent_before` keeps now (the
+  function ``ChatSession.prepare`` calls, so the figure is what a turn sends).
 
 For each, over the turns after the first: the share of requests whose messages begin
 with the previous request's messages (a turn where a step dropped exchanges counts as a
@@ -22,6 +24,10 @@ request outside a shared prefix (what a cache cannot serve: what is paid in full
 ``--seeds`` conversations, at the default budget (40,000 characters) and a tighter one.
 
     .venv/bin/python bench/prefix_stability.py [--turns 50] [--seeds 5] [--reply-chars 600 4000]
+
+Measured after wiring (issue 19; 5 seeds, 50 turns): at the default budget the session's
+requests extend the previous one in 91.4% of turns (old rule: 37.6%), at 16,000 chars 77.6%
+(old: 21.6%).
 """
 
 from __future__ import annotations
@@ -37,7 +43,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _reply_text import markdown_reply  # noqa: E402
 
-from chatmagic.session import DEFAULT_MAX_HISTORY_CHARS, Exchange, Message, within_budget  # noqa: E402
+from chatmagic.session import (  # noqa: E402
+    DEFAULT_MAX_HISTORY_CHARS,
+    Conversation,
+    Exchange,
+    Message,
+    within_budget,
+)
+from chatmagic.session.conversation import sent_before  # noqa: E402
 from chatmagic.trim import DEFAULT_LOW_WATER, stable_window  # noqa: E402
 
 SYSTEM = "You are a careful assistant for data scientists working in Jupyter. Answer briefly, with code."
@@ -60,6 +73,14 @@ def request(rule: Rule, earlier: list[Exchange], prompt: str, budget: int) -> li
     for ex in rule(earlier, budget):
         messages += [("user", ex.user.content), ("assistant", ex.assistant.content)]
     return [*messages, ("user", prompt)]
+
+
+def as_sent(earlier: list[Exchange], budget: int) -> list[Exchange]:
+    """The exchanges a turn sends before its prompt under ``budget`` (``sent_before``)."""
+    conv = Conversation("bench")
+    conv.adopt(list(earlier))
+    _, sent, total, _ = sent_before(conv, None, SYSTEM, [], None, budget)
+    return earlier[total - sent :]
 
 
 def measure(rule: Rule, exchanges: list[Exchange], budget: int) -> tuple[float, float, int, float, float]:
@@ -107,7 +128,10 @@ def main() -> None:
         f"{args.seeds} conversations of {args.turns} turns, {mean_chars:,.0f} chars per exchange on average "
         f"({mean_chars * args.turns:,.0f} in all: the budget binds)"
     )
-    rules: list[tuple[str, Rule]] = [("main: session.within_budget", within_budget)]
+    rules: list[tuple[str, Rule]] = [
+        ("old: session.within_budget", within_budget),
+        ("as sent: session.sent_before", as_sent),
+    ]
     for low in (0.3, 0.4, 0.5, 0.6):
         name = f"steps, low water {low:.0%}" + (" *" if low == DEFAULT_LOW_WATER else "")
         rules.append((name, lambda ex, b, low=low: stable_window(ex, b, low_water=low)))

@@ -15,10 +15,18 @@ three ways, side by side:
 SIMULATED CLOCK. This part does not wait 300 s: it drives the real streaming code (ReplyView.step,
 ReplyStream.step, LiveReply/Pace) with a simulated clock, looking when the code would look (the
 cell's loop sleeps until the next message may go, ``wait_time``; the panel draws on each
-arrival and at the time its flush is due). Message sizes are the real ones (the widget's
-comm messages as captured, display messages as ``_cellstream.message_size``), the first display
-included; the stylesheet's output (the kernel session's first reply only) is printed apart; the final
-update (the complete reply with its record) is not counted, as in bench/display_cost.py.
+arrival and at the time its flush is due). The final update (the complete reply with its
+record) is not counted, as in bench/display_cost.py; the stylesheet's output and the reply
+view's opening (the kernel session's first reply only) are printed apart.
+
+What a byte is. Counted: the ``content`` of every IOPub message the frontend receives while
+the reply streams, serialized as jupyter_client packs it (``json.dumps``, ``ensure_ascii=False``,
+UTF-8), the first display included: for the widget's messages the whole comm message
+(``{"comm_id": …, "data": {"method": "custom", "content": patch}}``, captured from the widget's
+comm), for displays ``{"data": bundle, "metadata": {}, "transient": {"display_id": …}}``
+(``_cellstream.message_size``); the panel's as ``_stream.message_cost`` with its uuid comm id.
+Not counted: each message's header, parent header, metadata and HMAC signature (about 600 bytes
+whatever it carries) and the websocket framing; the ``status`` messages around the cell.
 
 ``--real`` adds a measurement in a real kernel for the cell (10 s cases by default,
 ``--real-durations``): ``%%chat`` against a stand-in in another process, the hello sent to
@@ -29,7 +37,11 @@ messages while a cell runs), every IOPub message timed by its header date and co
 Figures: ``wait``: the longest time, between the first text arriving and the last, during
 which the reply on screen did not change (the end of the stream closes the last wait);
 ``bytes``: what was sent while streaming against the reply's characters (goal: at most 3x,
-wait at most 1 s).
+wait at most 1 s). Both at once cannot hold for a reply slower than about 65 characters a
+second (80 in the panel, whose messages also name their item): a message a second costs its
+comm envelope (66 bytes with the short comm id) and the patch's numbers (about 45), while 3x
+of 18 characters a second is 54 bytes. There the budget keeps the wait
+(chatmagic._budget.HEARTBEAT) and the ratio is printed as it is.
 
     .venv/bin/python bench/stream_watch.py [--durations 10,60,300] [--real] [--real-durations 10]
 """
@@ -44,6 +56,7 @@ from collections.abc import Callable
 from typing import Any
 
 from _reply_text import _code, _sentence, pieces
+from jupyter_client.session import json_packer
 
 from chatmagic._cellshow import VIEW_GRACE
 from chatmagic._cellstream import ReplyStream, message_size
@@ -132,7 +145,7 @@ def cell(arr: Arrivals, widgets: bool, fmt: str = "markdown") -> tuple[float, fl
     sizes: list[int] = []
     shown: list[float] = []
     if view is not None:
-        _capture(view, lambda m: sizes.append(len(json.dumps(m, ensure_ascii=False).encode())))
+        _capture(view, lambda m: sizes.append(len(json_packer(m))))
     now = 0.0
     first = stream.start("chatgpt4online · waiting…", now)
     sizes.append(message_size(view.bundle(first) if view else first))  # type: ignore[arg-type]
@@ -200,7 +213,8 @@ def panel(arr: Arrivals) -> tuple[float, float]:
         msg.update(reply.patch(text))
         msg.setdefault("n", reply.seq + 1)
         cost = message_cost(msg)
-        if not reply.pace.affords(cost, len(text)) and not first:
+        if not reply.pace.affords(cost, len(text), now) and not first:
+            flush = min(flush, reply.pace.due(now))  # the heartbeat, or more text, pays for it
             continue
         reply.pace.paid(cost, now)
         reply.sent(msg)

@@ -1,12 +1,14 @@
 """A turn in a cell: ``%%chat`` and ``%chat fix``, from the parsed arguments to the reply shown.
 
 The options, the notebook context and the interpolation make the message; the session
-prepares the turn (chatmagic.session), with the tools it offers (chatmagic._toolcell); then
-either the dry run shows the messages and nothing is sent, or the turn runs and streams into
-the cell's display handles (chatmagic._cellshow: chatmagic._cellstream, or patches to the
-reply view, chatmagic._replyview), or is printed in terminal IPython (chatmagic._terminal).
-A turn whose tool call waits for an answer ends the cell and goes on in its outputs. Every
-error leaves as one line.
+prepares the turn (chatmagic.session), with the tools it offers (chatmagic._toolcell); the
+glass box takes it apart and decides (chatmagic.preflight); then either the dry run shows the
+messages and their glass box and nothing is sent, or the gate lets it go (refused over the
+window, asked over budget: chatmagic._gate) and the turn runs and streams into the cell's
+display handles (chatmagic._cellshow: chatmagic._cellstream, or patches to the reply view,
+chatmagic._replyview), or is printed in terminal IPython (chatmagic._terminal). A turn whose
+tool call waits for an answer ends the cell and goes on in its outputs. Every error leaves
+as one line.
 
 The functions take the loaded magics (chatmagic.magics.ChatMagics) as :class:`Host`:
 the layers let this module know it only by what it offers.
@@ -15,7 +17,6 @@ the layers let this module know it only by what it offers.
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import html
 import json
 import threading
@@ -29,16 +30,20 @@ from . import present
 from ._cellinput import attachment, context_items, gather, last_error_context
 from ._cellshow import end_outputs, reply_view, stream_outputs
 from ._cellstream import SHEET, ReplyStream
-from ._defaults import TEXT_KEY_PREFIX
+from ._gate import gate
 from ._lasterror import LastError
 from ._terminal import TerminalReply, is_terminal
+from ._text import cell_key, text_key
 from ._toolcell import ToolCell, offer_tools, tool_cell
+from .anatomy import Anatomy
 from .code import INSERTED, code_of
 from .context import Context
 from .errors import ConfigurationError, TurnStopped
+from .glass import glass_html
 from .interpolate import Expansion, interpolate
 from .options import TurnOptions, parse_option
-from .present import FALLBACK_STYLE, outcome, status_html, table_html
+from .preflight import check
+from .present import outcome, status_html, table_html
 from .printed import PrintedOutput
 from .session import ChatSession, Turn
 from .unrestored import unrestored_message
@@ -105,6 +110,7 @@ def run_cell(magics: Host, args: Any, cell: str) -> None:
         expansion = interpolate(cell, magics.user_ns(), magics.interpolate_max_chars)
         text = expansion.text
     notes: list[str] = []
+    sections: list[tuple[str, str]] = []
     if items:
         context = gather(
             items,
@@ -116,10 +122,21 @@ def run_cell(magics: Host, args: Any, cell: str) -> None:
         if not context and args.error:
             raise UsageError("There is no error to attach yet: run the cell that fails first.")
         text = context.attach(text)
+        sections = context.sections
         if context:
             notes.append(f"with {', '.join(context.titles).lower()}")
     key = _exchange_key(magics, cell)
-    _send(magics, text, args, options, key=key, expansion=expansion, notes=notes, tools=args.tools or "")
+    _send(
+        magics,
+        text,
+        args,
+        options,
+        key=key,
+        expansion=expansion,
+        notes=notes,
+        sections=sections,
+        tools=args.tools or "",
+    )
 
 
 def fix(magics: Host, args: Any) -> None:
@@ -151,6 +168,7 @@ def _send(
     key: str,
     expansion: Expansion | None = None,
     notes: list[str],
+    sections: list[tuple[str, str]] | None = None,
     tools: str | None = None,
 ) -> None:
     """Prepare, then show the dry run or run the turn: the one path of %%chat and %chat fix.
@@ -168,10 +186,21 @@ def _send(
         offer_tools(magics, turn, tools)
     try:
         turn.notes += notes
+        # the glass box: each part counted, the window, the cost, the budget's decision (the
+        # server's own tokenizer for a dry run; before a turn only near a limit)
+        offered = turn.tools.wire() if turn.tools is not None else None
+        anatomy = check(
+            turn,
+            sections=sections or (),
+            tools=offered,
+            limits=session.limits,
+            ask_server=args.dry_run or None,
+        )
         if args.dry_run:
-            _show_dry_run(turn, expansion)
+            _show_dry_run(turn, expansion, anatomy)
             return
         fmt = args.format or magics.format
+        gate(magics.shell, anatomy, session.pauses, session.audience, make_view=lambda: reply_view(fmt))
         if fmt == "code":  # shown as Markdown; its code goes into a new cell below
             turn.code_to_cell = True
             run(magics, turn, "markdown")
@@ -197,12 +226,12 @@ def _code_to_cell(magics: Host, turn: Turn) -> None:
 def _exchange_key(magics: Host, cell: str) -> str:
     """The cell id; without one, the text (a re-run of the last exchange replaces it)."""
     if magics.cell_id:
-        return f"cell:{magics.cell_id}"
-    return TEXT_KEY_PREFIX + hashlib.sha1(cell.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        return cell_key(magics.cell_id)
+    return text_key(cell)
 
 
-def _show_dry_run(turn: Turn, expansion: Expansion | None) -> None:
-    """The messages exactly as they would be sent, and nothing sent."""
+def _show_dry_run(turn: Turn, expansion: Expansion | None, anatomy: Anatomy) -> None:
+    """The messages exactly as they would be sent, then their glass box; nothing sent."""
     chain = " → ".join(f"{p} ({turn.models.get(p, '')})" for p in turn.chain)
     notes = [f"dry run: nothing was sent. Provider: {chain}."]
     if expansion is not None:
@@ -224,8 +253,8 @@ def _show_dry_run(turn: Turn, expansion: Expansion | None) -> None:
     )
     display(
         {
-            "text/html": f"{FALLBACK_STYLE}{table_html(rows)}{status_html(' '.join(notes))}",
-            "text/plain": plain + "\n\n— " + " ".join(notes),
+            "text/html": f"{table_html(rows)}{glass_html(anatomy)}{status_html(' '.join(notes))}",
+            "text/plain": f"{plain}\n\n{anatomy.text()}\n\n— {' '.join(notes)}",
         },
         raw=True,
     )

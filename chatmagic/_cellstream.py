@@ -64,13 +64,20 @@ class SheetOnce:
 SHEET = SheetOnce()
 
 
-#: bytes of an IOPub display message's content around its data (metadata, display id)
-_ENVELOPE = 96
-
-
 def message_size(bundle: dict[str, str]) -> int:
-    """Bytes of a display message's content carrying ``bundle`` (JSON, UTF-8), as the bench counts."""
-    return len(json.dumps(bundle, ensure_ascii=False).encode()) + _ENVELOPE
+    """Bytes of the content of the display message carrying ``bundle``, as jupyter_client packs it.
+
+    ``{"data": bundle, "metadata": {}, "transient": {"display_id": …}}`` (JSON, UTF-8); not
+    counted: the message's header, parent header and signature, the same for every message.
+    """
+    content = {"data": bundle, "metadata": {}, "transient": {"display_id": _DISPLAY_ID}}
+    return len(json.dumps(content, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
+#: a display id as IPython makes it (uuid4 hex)
+_DISPLAY_ID = "0" * 32
+#: bytes of a display message's content around its bundle
+_ENVELOPE = message_size({})
 
 
 @dataclass

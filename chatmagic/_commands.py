@@ -27,11 +27,11 @@ from ._commands_conv import (
     cmd_usage,
     show_table,
 )
+from ._commands_glass import cmd_cancel, cmd_context, cmd_send
 from ._defaults import DEFAULT_CONVERSATION
 from ._terminal import is_terminal
 from ._toolcell import cmd_approve, cmd_deny
 from .errors import ChatMagicError, redact
-from .options import parse_chain
 from .present import HISTORY_LAST
 from .providers import get_provider, list_providers
 from .providers.endpoints import endpoint_names
@@ -85,7 +85,9 @@ def cmd_providers(magics: Host, args: Any) -> None:
 
 
 def cmd_models(magics: Host, args: Any) -> None:
-    name = args.provider or _current_chain(magics)[0]
+    # the rule a turn follows, as the panel shows it (ChatSession.shown_choice)
+    chosen = magics.session.shown_choice(args.conversation)
+    name = args.provider or chosen.chain[0]
     try:
         models = magics.session.list_models(name)
     except ChatMagicError as exc:
@@ -94,11 +96,9 @@ def cmd_models(magics: Host, args: Any) -> None:
         print(f"{name} lists no models: load or pull one first (Ollama: ollama pull llama3.2).")
         return
     print(f"Models of {name} ({len(models)}):\n" + "\n".join(f"  {m}" for m in models))
-
-
-def _current_chain(magics: Host) -> list[str]:
-    conv = magics.session.conversations.get(DEFAULT_CONVERSATION)
-    return parse_chain((conv.provider if conv is not None else None) or magics.session.default_provider)
+    if not args.provider:
+        model = f", model {chosen.model}" if chosen.model else ""
+        print(f"The next turn of {args.conversation!r} uses {chosen.provider}{model}.")
 
 
 def cmd_use(magics: Host, args: Any) -> None:
@@ -201,8 +201,14 @@ def _line_parser() -> _CommandParser:
 
     command("help", "list these commands")
     command("providers", "list providers with their models and flags")
-    command("models", "list the models a provider's server has (GET /models)").add_argument(
-        "provider", metavar="PROVIDER", nargs="?"
+    models = command("models", "list the models a provider's server has (GET /models)")
+    models.add_argument("provider", metavar="PROVIDER", nargs="?")
+    models.add_argument(
+        "-c",
+        "--conversation",
+        metavar="NAME",
+        default=DEFAULT_CONVERSATION,
+        help="Without PROVIDER: the provider this conversation's next turn uses (default: default).",
     )
     command(
         "usage", "total the tokens a conversation's replies used, as the servers counted them"
@@ -227,6 +233,13 @@ def _line_parser() -> _CommandParser:
     command("deny", "decline a tool call that waits for your answer; the model is told").add_argument(
         "id", metavar="ID", nargs="?"
     )
+    command(
+        "context", "show the next request of a conversation, each part counted; nothing is sent"
+    ).add_argument("name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION)
+    command("send", "send a turn that waits over budget (Send anyway)").add_argument(
+        "id", metavar="ID", nargs="?"
+    )
+    command("cancel", "cancel a turn that waits over budget").add_argument("id", metavar="ID", nargs="?")
     command("conversations", "list the conversations of this kernel")
     history = command(
         "history", f"show a conversation's newest {HISTORY_LAST} exchanges, the last N, or --all of them"
@@ -321,6 +334,9 @@ HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "models": cmd_models,
     "usage": cmd_usage,
     "fix": _cell.fix,
+    "context": cmd_context,
+    "send": cmd_send,
+    "cancel": cmd_cancel,
     "conversations": cmd_conversations,
     "history": cmd_history,
     "reset": cmd_reset,

@@ -4,8 +4,6 @@ extension need not import the session (asyncio and the rest of the core)."""
 from __future__ import annotations
 
 DEFAULT_CONVERSATION = "default"
-#: keys of exchanges made from a cell's text, where the frontend sends no cell id
-TEXT_KEY_PREFIX = "text:"
 #: the default budget of earlier history sent with a turn (about 10,000 tokens)
 DEFAULT_MAX_HISTORY_CHARS = 40_000
 #: model calls a turn that uses tools may make (``ChatMagics.max_tool_steps``)

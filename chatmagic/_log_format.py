@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ._secrets import scrub
+from ._text import cut_end
 
 __all__ = ["CONTROLS", "LogEntry", "entry", "format_entries", "one_line", "shorten"]
 
@@ -60,8 +61,7 @@ def one_line(text: str) -> str:
 
 
 def shorten(text: str, width: int) -> str:
-    line = one_line(text)
-    return line if len(line) <= width else line[: width - 1].rstrip() + "…"
+    return cut_end(one_line(text), width)
 
 
 def format_entries(entries: Iterable[LogEntry], *, empty: str = "No exchanges found in the log.") -> str:

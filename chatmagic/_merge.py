@@ -16,7 +16,8 @@ import dataclasses
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .session import TEXT_KEY_PREFIX, ChatSession, Exchange
+from ._text import is_text_key
+from .session import ChatSession, Exchange
 
 __all__ = ["held_by", "identity", "in_order", "merge", "same_list", "unique"]
 
@@ -121,7 +122,7 @@ def unique(exchanges: Iterable[Exchange]) -> list[Exchange]:
 
 def _is_cell_key(key: str | None) -> bool:
     """A key that one exchange of a conversation holds at most (a cell's id)."""
-    return key is not None and not key.startswith(TEXT_KEY_PREFIX)
+    return key is not None and not is_text_key(key)
 
 
 def _match_id(ex: Exchange, *, by_text: bool = False) -> tuple[str, ...]:

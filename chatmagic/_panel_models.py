@@ -22,6 +22,7 @@ import ipywidgets
 import traitlets
 
 from .errors import ChatMagicError
+from .providers import list_providers
 from .session import ChatSession, Choice, Conversation, TurnOptions
 
 __all__ = ["ModelBox", "provider_rows"]
@@ -29,8 +30,6 @@ __all__ = ["ModelBox", "provider_rows"]
 
 def provider_rows() -> list[list[str]]:
     """Every provider that loads, as ``[name, label]`` for the picker."""
-    from .providers import list_providers
-
     return [[r["name"], f"{r['label']} ({r['name']})"] for r in list_providers() if "error" not in r]
 
 
@@ -74,20 +73,10 @@ class ModelBox(ipywidgets.DOMWidget):
             finally:
                 self._quiet -= 1
 
-    def _settings(self) -> tuple[str, str]:
-        """The conversation's provider and model: what its next turn uses unless one is named."""
-        session, conv = self.session, self.conversation
-        try:
-            chosen = session.choice(conv.name)
-        except ChatMagicError:  # an unknown provider or model: show it as it is (send says why)
-            with conv.lock:
-                provider, model = conv.provider, conv.model
-            spec = provider or session.default_provider
-            return spec, model or session.default_model_for(spec)
-        return chosen.provider, chosen.model
-
     def _show_settings(self) -> None:
-        provider, model = self._settings()
+        # what the conversation's next turn uses unless one is named (as %chat models says)
+        chosen = self.session.shown_choice(self.conversation.name)
+        provider, model = chosen.provider, chosen.model
         with self._quietly(), self.hold_sync():
             if provider not in {name for name, _label in self.providers}:
                 # a chain (-p a,b) or a provider registered since: offer it as it is

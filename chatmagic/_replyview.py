@@ -14,6 +14,9 @@ One widget serves every cell of a kernel (:meth:`ReplyView.for_reply`): its ES m
 sent once, with the first reply, not with each (its bytes would be a large share of a short
 reply's). Only the streaming cell's display shows it; every earlier one was replaced by its
 static bundle, so the views it has are the current reply's.
+
+Its comm id (the model id) is short (:func:`chatmagic._stream.short_comm_id`): every patch
+carries it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 
 import anywidget
 
-from ._stream import LiveReply, esm, message_cost
+from ._stream import LiveReply, esm, message_cost, short_comm_id
 from .present import status_html
 
 __all__ = ["ReplyView"]
@@ -40,7 +43,7 @@ class ReplyView(anywidget.AnyWidget):
     _esm = esm("replyview.js")
 
     def __init__(self, fmt: str = "markdown") -> None:
-        super().__init__()
+        super().__init__(model_id=short_comm_id())
         self.fmt = fmt
         #: the reply as the views hold it; made at the first hello (from the cell's ``frozen``)
         self.reply: LiveReply | None = None
@@ -79,6 +82,16 @@ class ReplyView(anywidget.AnyWidget):
         view.on_answer, view._asks = None, ""
         view._asked.clear()
         return view
+
+    def wait_hello(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a view to say it is drawn (a question before a
+        reply: the glass box of a turn over budget, chatmagic._gate)."""
+        return self._asked.wait(timeout)
+
+    def show(self, html: str) -> None:
+        """Show ``html`` (escaped by the caller) whole in the views, in place of a reply."""
+        self._asked.clear()
+        self.send({"n": 0, "html": html})
 
     @property
     def ready(self) -> bool:
@@ -121,8 +134,8 @@ class ReplyView(anywidget.AnyWidget):
             msg["s"] = line
         if not msg:
             return
-        cost = message_cost(msg)
-        if not reply.pace.affords(cost, len(text) - start):
+        cost = message_cost(msg, self.model_id)
+        if not reply.pace.affords(cost, len(text) - start, now):
             return
         reply.sent(msg)
         reply.seq = msg["n"]
@@ -137,5 +150,5 @@ class ReplyView(anywidget.AnyWidget):
 
     def _post(self, msg: dict[str, Any], now: float) -> None:
         assert self.reply is not None
-        self.reply.pace.paid(message_cost(msg), now)
+        self.reply.pace.paid(message_cost(msg, self.model_id), now)
         self.send(msg)

@@ -2,47 +2,74 @@
 
 A streaming reply is shown as finished Markdown blocks, each sent once, above an open tail
 (the last block, still being written). A view holds the tail's HTML exactly as it was sent,
-and each update (a *patch*) carries only what changed::
+and each update (a *patch*) carries only what changed. Most patches edit the tail at its end
+(a word added to a paragraph, a line to a code block), in the compact form::
 
-    {"n": seq, "b": [length, crc], "k": [keep, html, crc], "t": [keep, html, crc]}
+    {"n": seq, "a": [length, crc, at, cut, html]}
 
-``n`` numbers the patches of the item; ``k`` (finished blocks, placed above the tail once)
-and ``t`` (the new open tail)
-are each the first ``keep`` characters of the tail the view holds, then ``html``. Lengths
-and offsets count UTF-16 code units (JavaScript's string indices); ``crc`` is CRC-32 of the
-string's UTF-16-LE bytes (``static/_patch.js`` computes the same).
+the view holds a tail of ``length`` with CRC ``crc``; ``at`` units before its end (the closing
+``</p>`` or ``</code></pre>`` stays), it removes ``cut`` units and inserts ``html``. A second
+of a slow reply so weighs its text and about 45 bytes, 110 with the comm envelope
+(:func:`message_cost`); no stylesheet, markup or open block is sent again. Any other change
+(blocks finished, a tail started afresh) takes the general form::
+
+    {"n": seq, "b": [length, crc], "k": [keep, html], "t": [keep, html]}
+
+``k`` (finished blocks, placed above the tail once) and ``t`` (the new open tail) are each the
+first ``keep`` characters of the tail the view holds, then ``html``; ``b`` says which tail that
+is, and is there whenever anything is kept. ``n`` numbers the messages of the item. Lengths
+and offsets count UTF-16 code units (JavaScript's string indices); ``crc`` is the low 24 bits
+of the CRC-32 of the string's UTF-16-LE bytes (``static/_patch.js`` computes the same): with
+the sequence number and the length it tells one tail from another, in 8 digits at most.
 
 Why the numbers. IOPub messages are dropped, not queued, over jupyter_server's rate limit:
 a view that missed one would splice the next at the wrong offset, and pieces of escaped
 model text (``&lt;img src=x onerror=…``) would join into live markup. So a view applies a
-patch only when its ``n`` follows the last one it applied, the tail it holds has the
-``b`` length and CRC (when anything is kept), and each result has the CRC sent. Anything
-else: the view keeps showing what it had verified, forgets its copy of the tail and asks for
-the whole item (``{"type": "resync"}``); Python answers with the item whole and sends the next
-tail whole too. Markup is only ever assembled from pieces that were verified.
+patch only when its ``n`` follows the last one it applied and, when anything of its tail is
+kept, that tail has the length and CRC the patch names. The result is then what Python
+computed (the view's base and the message are both Python's own). Anything else: the view
+keeps showing what it had verified, forgets its copy of the tail and asks for the whole item
+(``{"type": "resync"}``); Python answers with the item whole and sends the next tail whole
+too. Markup is only ever assembled from pieces that were verified.
 
 The budget (:class:`Pace`, constants in :mod:`chatmagic._budget`) is the same for the cell
-and the panel, and for a cell's plain display updates: bytes a character received
-(:data:`PER_CHAR`) plus :data:`ALLOWANCE`, at most :data:`PER_SECOND` messages in a second and
-one each :data:`MIN_INTERVAL`; the first text at once. Because a patch carries the new text and
-not the whole open block, a long paragraph or code block keeps updating within that budget.
+and the panel: bytes a character received (:data:`PER_CHAR`) plus :data:`ALLOWANCE`, or one
+message a second (:data:`HEARTBEAT`) while text arrives, whichever allows more; at most
+:data:`PER_SECOND` messages in a second and one each :data:`MIN_INTERVAL`; the first text at
+once. So even a code block written at 18 characters a second changes on screen every second
+(for about 8x its length: a message a second costs more than such a reply earns;
+bench/stream_watch.py). A cell's plain display updates (chatmagic._cellstream) pay from the
+bytes alone: each re-sends the open block, so a message a second would cost many times a
+slow reply.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._budget import ALLOWANCE, MIN_INTERVAL, PER_CHAR, PER_SECOND
+from ._budget import ALLOWANCE, HEARTBEAT, MIN_INTERVAL, PER_CHAR, PER_SECOND, RETRY, allowed
 from .render import body_html, stable_prefix
 
-__all__ = ["ALLOWANCE", "MIN_INTERVAL", "PER_CHAR", "PER_SECOND", "LiveReply", "Pace", "crc", "esm", "units"]
+__all__ = [
+    "ALLOWANCE",
+    "HEARTBEAT",
+    "MIN_INTERVAL",
+    "PER_CHAR",
+    "PER_SECOND",
+    "LiveReply",
+    "Pace",
+    "crc",
+    "esm",
+    "message_cost",
+    "short_comm_id",
+    "units",
+]
 
-#: bytes of a widget message around its content: {"comm_id": "…", "data": {"method": "custom", …}}
-ENVELOPE = 90
 
 _STATIC = Path(__file__).with_name("static")
 
@@ -60,19 +87,37 @@ def esm(name: str) -> str:
     return "\n".join(line for line in lines if line and not line.startswith("//"))
 
 
+def short_comm_id() -> str:
+    """A comm id (a widget's model id) for a widget that streams: eight random hex digits.
+
+    Every message a widget sends carries its comm id; a uuid's 32 characters would be a fifth of
+    a patch that appends a second of a slow reply. 32 random bits keep it unique among a kernel's
+    widgets (ipywidgets' own ids are 32-digit uuids, never this short).
+    """
+    return secrets.token_hex(4)
+
+
 def units(text: str) -> int:
     """Length in UTF-16 code units, as JavaScript counts a string."""
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def crc(text: str) -> int:
-    """CRC-32 of the UTF-16-LE bytes of ``text`` (what ``crc32`` in _patch.js computes)."""
-    return zlib.crc32(text.encode("utf-16-le", "surrogatepass"))
+    """The low 24 bits of the CRC-32 of the UTF-16-LE bytes of ``text`` (``crc24`` in _patch.js)."""
+    return zlib.crc32(text.encode("utf-16-le", "surrogatepass")) & 0xFFFFFF
 
 
-def message_cost(content: dict[str, Any]) -> int:
-    """Bytes a widget message carrying ``content`` puts on the wire (JSON, UTF-8)."""
-    return ENVELOPE + len(json.dumps(content, ensure_ascii=False).encode())
+def message_cost(content: Any, comm_id: str = "00000000") -> int:
+    """Bytes of the comm message the frontend receives for a widget's custom message ``content``.
+
+    The content of the IOPub ``comm_msg``, serialized as jupyter_client does (``json.dumps``,
+    ``ensure_ascii=False``, UTF-8): ``{"data": {"method": "custom", "content": …}, "comm_id": …}``.
+    Not counted: the Jupyter message's header, parent header, metadata and signature (about
+    600 bytes, the same for every message of every kind). ``comm_id``: as long as the panel's
+    and the reply view's (:func:`short_comm_id`).
+    """
+    wire = {"data": {"method": "custom", "content": content}, "comm_id": comm_id}
+    return len(json.dumps(wire, ensure_ascii=False).encode("utf-8", "surrogatepass"))
 
 
 @dataclass
@@ -82,22 +127,38 @@ class Pace:
     spent: int = 0
     next_at: float = float("-inf")
     sent_at: list[float] = field(default_factory=list)
+    #: when the last message went
+    last: float = float("-inf")
+    #: the last look could not afford its message: when to look again (else None)
+    retry: float | None = None
 
     def due(self, now: float, first: bool = False) -> float:
         """When the next message may go (``now`` or earlier: it may go now)."""
         self.sent_at = [t for t in self.sent_at if t > now - 1.0]
         due = now if first else self.next_at
+        if self.retry is not None and not first:
+            due = max(due, self.retry)
         if len(self.sent_at) >= PER_SECOND:
             due = max(due, self.sent_at[0] + 1.0)
         return due
 
-    def affords(self, cost: int, size: int) -> bool:
-        return cost <= ALLOWANCE + PER_CHAR * size - self.spent
+    def affords(self, cost: int, size: int, now: float | None = None) -> bool:
+        """Whether a message of ``cost`` bytes may go once ``size`` characters arrived.
+
+        The bytes allow it, or (given ``now``) none went for :data:`HEARTBEAT` seconds.
+        """
+        if cost <= allowed(size) - self.spent or (now is not None and now >= self.last + HEARTBEAT):
+            return True
+        if now is not None:
+            self.retry = min(now + RETRY, self.last + HEARTBEAT)
+        return False
 
     def paid(self, cost: int, now: float) -> None:
         self.spent += cost
         self.next_at = now + MIN_INTERVAL
         self.sent_at.append(now)
+        self.last = now
+        self.retry = None
 
 
 def _common_prefix(a: str, b: str) -> int:
@@ -151,15 +212,22 @@ class LiveReply:
         if not blocks and tail == self.tail and self.known:
             return {}
         msg: dict[str, Any] = {"n": self.seq + 1}
+        keep = _common_prefix(self.tail, tail) if self.known else 0
+        base = [units(self.tail), crc(self.tail)] if self.known else []
+        if not blocks and keep:
+            # the common case, in the compact form: the tail edited near its end
+            same_end = _common_prefix(self.tail[keep:][::-1], tail[keep:][::-1])
+            old, new = self.tail[keep : len(self.tail) - same_end], tail[keep : len(tail) - same_end]
+            msg["a"] = [*base, units(self.tail[keep:]), units(old), new]
+            return msg
         kept = False
         if blocks:
-            keep = _common_prefix(self.tail, blocks) if self.known else 0
-            msg["k"] = [units(blocks[:keep]), blocks[keep:], crc(blocks)]
-            kept = keep > 0
-        keep = _common_prefix(self.tail, tail) if self.known else 0
-        msg["t"] = [units(tail[:keep]), tail[keep:], crc(tail)]
+            keep_blocks = _common_prefix(self.tail, blocks) if self.known else 0
+            msg["k"] = [units(blocks[:keep_blocks]), blocks[keep_blocks:]]
+            kept = keep_blocks > 0
+        msg["t"] = [units(tail[:keep]), tail[keep:]]
         if kept or keep:
-            msg["b"] = [units(self.tail), crc(self.tail)]
+            msg["b"] = base
         return msg
 
     def sent(self, msg: dict[str, Any]) -> None:

@@ -277,7 +277,7 @@ class Transcript:
 
         Moves ``live`` to the state the message brings the views to (they get it, or the
         bubble whole: see send). None when nothing changed, the last update was too
-        recent (a flush is then due), or the budget does not cover it yet (more text will).
+        recent, or the budget does not cover it yet (a flush is then due: chatmagic._stream.Pace).
         """
         turn, reply = live.turn, live.reply
         size, thought = turn.size, turn.reasoning_size
@@ -292,7 +292,6 @@ class Transcript:
             return None
         text, reasoning = turn.text, turn.reasoning  # they may have grown since: all of it
         size, thought = len(text), len(reasoning)
-        live.seen = (size, thought, who)
         update: dict[str, Any] = {"type": "live", "id": live.id}
         if who != live.who:
             update["who"] = who
@@ -304,8 +303,11 @@ class Transcript:
         if "n" not in update:
             update["n"] = reply.seq + 1  # every message counts: a lost one is seen
         cost = message_cost(update)
-        if not reply.pace.affords(cost, size + thought) and not first_text and live.html:
+        if not reply.pace.affords(cost, size + thought, now) and not first_text and live.html:
+            if self._flush is None:  # more text, or the heartbeat (chatmagic._budget), pays for it then
+                self._flush = self._runner.loop.call_later(reply.pace.due(now) - now, self._flush_due)
             return None
+        live.seen = (size, thought, who)
         reply.pace.paid(cost, now)
         reply.sent(update)
         reply.seq = update["n"]

@@ -45,7 +45,7 @@ from .budget import Cost, Decision, Price, decide, estimate_cost
 from .providers.window import Window, discover_window, server_count
 from .tokens import IMAGE_TOKENS, Count, count_messages, count_text, encoding_for
 
-__all__ = ["Anatomy", "Part", "build", "image_part", "left_out", "part", "survey"]
+__all__ = ["Anatomy", "Part", "build", "image_part", "left_out", "part", "survey", "with_estimate"]
 
 #: the kinds of part, in the order a request sends them
 KINDS = ("system", "exchange", "context", "attachment", "tools", "prompt")
@@ -67,11 +67,12 @@ class Part:
         return self.tokens is not None
 
 
-def part(kind: str, label: str, text: str, model: str, note: str = "") -> Part:
-    """A part that is sent, its tokens counted as ``model`` counts them (BPE of its family, else "≈")."""
+def part(kind: str, label: str, text: str, model: str, note: str = "", *, wait: bool = True) -> Part:
+    """A part that is sent, its tokens counted as ``model`` counts them (BPE of its family, else "≈";
+    ``wait=False``: "≈" while that BPE is still loading)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)} (got {kind!r})")
-    return Part(kind, label, len(text), count_text(text, model), note)
+    return Part(kind, label, len(text), count_text(text, model, wait=wait), note)
 
 
 def image_part(label: str, size_bytes: int, note: str = "") -> Part:
@@ -116,6 +117,16 @@ class Anatomy:
             return f"{self.total} tokens in"
         return f"{self.total} of {self.window.tokens:,} tokens ({_pct(self.share)})"
 
+    def context(self, prompt_tokens: int | None = None) -> str:
+        """This request's context against the window, for the status line ("context 1,234 of
+        32,768 tokens (3.8%)"): the server's ``prompt_tokens`` after the turn when it reported
+        them, else the count made before sending."""
+        tokens = f"{prompt_tokens:,}" if prompt_tokens is not None else str(self.total)
+        if self.window.tokens is None:
+            return f"context {tokens} tokens"
+        used = (prompt_tokens if prompt_tokens is not None else self.total.tokens) / self.window.tokens
+        return f"context {tokens} of {self.window.tokens:,} tokens ({_pct(used)})"
+
     def text(self) -> str:
         """The glass box for a terminal: a table of parts, then totals, window, cost, decision."""
         rows: list[tuple[str, str, str]] = []
@@ -129,19 +140,24 @@ class Anatomy:
         lines = [f"{self.provider} · {self.model}: the request as it will be sent (nothing sent)"]
         lines.append(f"  {'part'.ljust(width)}  {'chars':>9}  {'tokens':>9}")
         lines += [f"  {a.ljust(width)}  {b:>9}  {c:>9}" for a, b, c in rows]
-        lines.append(f"  tokens counted by: {_how(self.total.how, self.model)}")
-        if self.window.tokens is None:
-            lines.append("  context window: unknown (set context_window in ChatMagics.endpoints)")
-        else:
-            lines.append(
-                f"  context window: {self.window.tokens:,} tokens ({self.window.source}); "
-                f"this request fills {_pct(self.share)}"
-            )
-        if self.cost is not None:
-            lines.append(f"  estimated cost: ${self.cost.usd:.4f} ({self.cost.how})")
+        lines += [f"  {fact}" for fact in self.facts()]
         if self.decision is not None and not self.decision.fits:
             lines.append(f"  {self.decision.verdict}: {self.decision.message}")
         return "\n".join(lines)
+
+    def facts(self) -> list[str]:
+        """The lines under the table: how the tokens were counted, the window and share, the cost."""
+        facts = [f"tokens counted by: {_how(self.total.how, self.model)}"]
+        if self.window.tokens is None:
+            facts.append("context window: unknown (set context_window in ChatMagics.endpoints)")
+        else:
+            facts.append(
+                f"context window: {self.window.tokens:,} tokens ({self.window.source}); "
+                f"this request fills {_pct(self.share)}"
+            )
+        if self.cost is not None:
+            facts.append(f"estimated cost: ${self.cost.usd:.4f} ({self.cost.how})")
+        return facts
 
 
 def build(
@@ -157,6 +173,7 @@ def build(
     max_output_tokens: int | None = None,
     max_input_tokens: int = 0,
     max_cost: float = 0.0,
+    wait: bool = True,
 ) -> Anatomy:
     """The glass box of a request: its parts, and its total, window, cost and decision.
 
@@ -167,7 +184,7 @@ def build(
     if server_tokens is not None:
         total = Count(server_tokens, "server")
     elif messages is not None:
-        total = count_messages(messages, model, tools)
+        total = count_messages(messages, model, tools, wait=wait)
     else:
         total = sum((p.tokens for p in parts if p.tokens is not None), Count(0, "bpe"))
     window = window or Window(None, "unknown")
@@ -222,6 +239,14 @@ async def survey(
     )
 
 
+def with_estimate(usage: dict[str, int] | None, anatomy: Anatomy | None) -> dict[str, int] | None:
+    """The server's usage with the count made before sending beside it (``estimated_prompt_tokens``):
+    what the record keeps, so the difference stays known (None: the server reported nothing)."""
+    if not usage or anatomy is None or not isinstance(usage.get("prompt_tokens"), int):
+        return usage
+    return {**usage, "estimated_prompt_tokens": anatomy.total.tokens}
+
+
 def _pct(share: float | None) -> str:
     if share is None:
         return "?"
@@ -236,4 +261,6 @@ def _how(how: str, model: str) -> str:
         return f"offline BPE {encoding} + OpenAI's cookbook chat overhead (exact for OpenAI's models)"
     if how == "bpe≈":
         return f"offline BPE {encoding}; tool schemas or images estimated (≈)"
+    if encoding is not None:
+        return f"≈ an estimate: characters / 4 + 3 per message (the offline BPE {encoding} was still loading)"
     return "≈ an estimate: characters / 4 + 3 per message (no tokenizer known for this model)"

@@ -49,6 +49,7 @@ from .errors import ConfigurationError
 __all__ = [
     "Cost",
     "Decision",
+    "Limits",
     "Price",
     "check_max_cost",
     "check_max_input_tokens",
@@ -66,6 +67,16 @@ REMEDIES = (
     "a history budget (%config ChatMagics.max_history_chars = 8000)",
     "%chat compact",
 )
+
+
+@dataclass
+class Limits:
+    """The user's prices and budgets as a session keeps them (``ChatMagics.prices``,
+    ``max_input_tokens``, ``max_cost``, each checked by this module when set)."""
+
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    max_input_tokens: int = 0
+    max_cost: float = 0.0
 
 
 @dataclass(frozen=True)

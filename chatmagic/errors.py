@@ -10,6 +10,7 @@ says what happened and what to try::
     ├── MissingDependencyError        an optional package (curl_cffi) is not installed
     ├── ConversationBusy              a reply is still streaming into the conversation
     ├── TurnStopped                   the user stopped a reply (Stop, Ctrl-C); keeps the text so far
+    ├── NotSent                       refused before sending: over the window, or over budget unconfirmed
     ├── AllProvidersFailed            every provider of a fallback chain failed (``.failures``)
     └── ProviderError                 the provider failed; ``.provider``, ``.partial``
         ├── ProviderConnectionError   could not connect, or the proxy refused
@@ -40,6 +41,7 @@ __all__ = [
     "EmptyReplyError",
     "HTTPStatusError",
     "MissingDependencyError",
+    "NotSent",
     "ProtocolError",
     "ProviderConnectionError",
     "ProviderError",
@@ -110,6 +112,11 @@ class TurnStopped(ChatMagicError):
     def __init__(self, message: str = "Stopped.", *, partial: str = "") -> None:
         super().__init__(message)
         self.partial = partial
+
+
+class NotSent(ChatMagicError):
+    """A request refused before it was sent: it cannot fit the model's window, or it is over the
+    user's budget and no one confirmed it (chatmagic.budget). Nothing went to the provider."""
 
 
 class AllProvidersFailed(ChatMagicError):

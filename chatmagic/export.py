@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from ._text import cut_end
 from .errors import ConfigurationError
 from .present import exchange_markdown
 from .providers._lines import valid_text
@@ -60,7 +61,7 @@ def _cannot_write(target: Path, exc: OSError | ValueError) -> str:
         return f"Cannot write {name!r}: the path holds a character no file name can. Give another path."
     if exc.errno == errno.ENAMETOOLONG:
         return (
-            f"Cannot write {name[:40]}…: the file name or path is too long "
+            f"Cannot write {cut_end(name, 41)}: the file name or path is too long "
             f"({len(name)} characters in the name). Give a shorter one."
         )
     if isinstance(exc, IsADirectoryError) or os.path.isdir(target):

@@ -12,8 +12,8 @@ written:
   ``$$…$$``), and braces right after a letter, digit, backslash, ``^``, ``_`` or ``}``
   (LaTeX such as ``\\frac{a}{b}``, ``x^{n}``, ``a_{i}``).
 
-Long values are shortened in the middle with a visible marker (never in the middle of
-a secret: see ``_secrets.trim_cut``).
+Long values are shortened in the middle with the one marker every cut carries, never in
+the middle of a secret (``chatmagic._text.cut_middle``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._secrets import trim_cut
+from ._text import cut_middle
 from .summaries import Deadline, as_text
 
 DEFAULT_MAX_CHARS = 2000
@@ -67,14 +67,11 @@ def resolve(ref: str, namespace: Mapping[str, Any]) -> Any:
     return value
 
 
-def shorten(text: str, max_chars: int) -> tuple[str, bool]:
+def shorten(text: str, max_chars: int, what: str = "") -> tuple[str, bool]:
+    """``text`` within ``max_chars`` (0: no limit), cut as every value is; and whether it was cut."""
     if max_chars <= 0 or len(text) <= max_chars:
         return text, False
-    keep = max(1, max_chars // 2)
-    # no piece of a secret on either side of the cut: redaction looks for whole values
-    head, tail = trim_cut(text[:keep], text[-keep:])
-    omitted = len(text) - len(head) - len(tail)
-    return f"{head}\n… [{omitted:,} characters omitted] …\n{tail}", True
+    return cut_middle(text, max_chars, what), True
 
 
 def interpolate(text: str, namespace: Mapping[str, Any], max_chars: int = DEFAULT_MAX_CHARS) -> Expansion:
@@ -110,7 +107,7 @@ def _expand(
         # tables, arrays and long containers go as summaries, never as their full text; an
         # object that raises when read is a note; a slow one is left out when time is up
         shown = deadline.run(lambda: as_text(value, name=ref))
-        rendered, cut = shorten(shown if shown is not None else deadline.left_out(ref), max_chars)
+        rendered, cut = shorten(shown if shown is not None else deadline.left_out(ref), max_chars, ref)
         out.replaced.append(ref)
         if cut or shown is None:
             out.shortened.append(ref)

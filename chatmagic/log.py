@@ -38,6 +38,7 @@ from typing import Any
 # the listing (LogEntry, format_entries) is _log_format's job; the names stay here for callers
 from ._log_format import CONTROLS, LogEntry, entry, format_entries, one_line, shorten
 from ._log_search import ENTRY_COLUMNS, newest_matches
+from ._text import is_text_key
 
 __all__ = ["ExchangeLog", "LogEntry", "default_log_path", "format_entries"]
 
@@ -46,9 +47,6 @@ logger = logging.getLogger("chatmagic")
 SCHEMA_VERSION = 1
 #: how long a write waits for another kernel's write to the same file (they take milliseconds)
 BUSY_TIMEOUT_S = 2.0
-#: the keys of exchanges made from a cell's text (chatmagic.session.TEXT_KEY_PREFIX): such a
-#: key names the exchange in one place only, as the same text asked again later is another one
-_TEXT_KEY_PREFIX = "text:"
 
 _SCHEMA = (
     """CREATE TABLE exchanges (
@@ -133,7 +131,7 @@ class ExchangeLog:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                     if row["key"] is not None:
-                        same_place = " AND seq IS :seq" if row["key"].startswith(_TEXT_KEY_PREFIX) else ""
+                        same_place = " AND seq IS :seq" if is_text_key(row["key"]) else ""
                         conn.execute(
                             "DELETE FROM exchanges WHERE notebook IS :notebook AND conversation = :conversation"
                             " AND epoch IS :epoch AND key = :key" + same_place,

@@ -24,6 +24,7 @@ from ._cellargs import chat_options
 from ._defaults import DEFAULT_MAX_HISTORY_CHARS, DEFAULT_MAX_TOOL_STEPS
 from ._lasterror import LastError
 from ._secrets import scrub
+from .budget import Limits, check_max_cost, check_max_input_tokens, check_prices
 from .errors import ConfigurationError, TurnStopped, redact
 from .options import DEFAULT_PROVIDER, DEFAULT_TIMEOUT, check_base_url, check_params, check_proxy, parse_chain
 from .printed import PrintedOutput
@@ -79,8 +80,20 @@ class ChatMagics(Magics):
     ).tag(config=True)
     max_history_chars = Int(
         DEFAULT_MAX_HISTORY_CHARS,
-        help="Earlier history sent with a message, in characters: the newest exchanges that fit, whole "
-        "(0 = all). The conversation itself keeps everything.",
+        help="Earlier history sent with a message, in characters (0 = all): whole exchanges, the oldest "
+        "dropped in steps when it binds, so that consecutive requests share their start (prompt caches "
+        "keep hitting). The conversation itself keeps everything.",
+    ).tag(config=True)
+    prices = Dict(
+        key_trait=Unicode(),
+        help="Your prices per model, USD per million tokens: {'gpt-4o': {'input': 2.5, 'output': 10}} "
+        "(none are shipped). The glass box (%chat context, --dry-run) shows a turn's cost; max_cost uses it.",
+    ).tag(config=True)
+    max_input_tokens = Int(
+        0, help="The most tokens a turn may send without asking you (Send anyway / Cancel); 0 = no limit."
+    ).tag(config=True)
+    max_cost = Float(
+        0.0, help="The most USD a turn may cost without asking you, by ChatMagics.prices; 0 = no limit."
     ).tag(config=True)
     redact_secrets = Bool(
         True,
@@ -160,11 +173,17 @@ class ChatMagics(Magics):
         "endpoints",
         "retries",
         "max_history_chars",
+        "prices",
+        "max_input_tokens",
+        "max_cost",
         "redact_secrets",
         "replay",
         "log_path",
     )
     def _on_config(self, change: Any) -> None:
+        if change.name == "endpoints" and self._session is None:
+            # the registry's, not the session's: named at once (-p, %chat providers, a check)
+            self._configure_endpoints()
         if self._session is not None:  # else the session takes them when it is attached
             self._sync_session()
 
@@ -180,14 +199,18 @@ class ChatMagics(Magics):
         s.default_proxy = self.proxy or None
         s.base_urls = {k.strip().lower(): v for k, v in self.base_urls.items()}
         s.default_params = dict(self.options)
-        from .providers.endpoints import configure_endpoints  # the registry: first use (load time)
-
-        configure_endpoints(self.endpoints)
+        self._configure_endpoints()
         s.retries = max(0, self.retries)
         s.max_history_chars = max(0, self.max_history_chars)
+        s.limits = Limits(dict(self.prices), self.max_input_tokens, self.max_cost)
         s.redact_secrets = self.redact_secrets
         s.replay = self.replay
         s.log_path = self.log_path
+
+    def _configure_endpoints(self) -> None:
+        from .providers.endpoints import configure_endpoints  # the registry: first use (load time)
+
+        configure_endpoints(self.endpoints)
 
     def update_config(self, config: Any) -> None:
         # %config hands a refused value to logging.error ("ERROR:root:ChatMagics.timeout must
@@ -250,6 +273,18 @@ class ChatMagics(Magics):
         from .providers.endpoints import check_endpoints  # at %config, not load
 
         return _trait_check(check_endpoints, proposal.value)
+
+    @validate("prices")
+    def _valid_prices(self, proposal: Any) -> dict[str, dict[str, float]]:
+        return _trait_check(check_prices, proposal.value)
+
+    @validate("max_input_tokens")
+    def _valid_max_input_tokens(self, proposal: Any) -> int:
+        return _trait_check(check_max_input_tokens, proposal.value)
+
+    @validate("max_cost")
+    def _valid_max_cost(self, proposal: Any) -> float:
+        return _trait_check(check_max_cost, proposal.value)
 
     @validate("base_urls")
     def _valid_base_urls(self, proposal: Any) -> dict[str, str]:

@@ -39,10 +39,12 @@ import traitlets
 
 from . import present, style
 from ._panel_models import ModelBox
-from ._stream import esm
+from ._state import get_session
+from ._stream import esm, short_comm_id
+from ._text import panel_key
 from ._transcript import PAGE, Transcript
 from .errors import ChatMagicError
-from .session import DEFAULT_CONVERSATION, ChatSession, Conversation, Turn, TurnOptions, new_key
+from .session import DEFAULT_CONVERSATION, ChatSession, Conversation, Turn, TurnOptions
 
 __all__ = ["PAGE", "ChatPanel"]
 
@@ -98,8 +100,6 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
         **kwargs: Any,
     ) -> None:
         if session is None:
-            from ._state import get_session
-
             session = get_session()
         self.session: ChatSession = session
         self._lock = threading.RLock()
@@ -114,6 +114,7 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
         self._closed = False
         self._unsubscribe: Callable[[], None] = lambda: None
 
+        kwargs.setdefault("model_id", short_comm_id())  # every live message carries it
         super().__init__(conversation_name=self.conversation.name, height=height, **kwargs)
         self.on_msg(self._on_msg)
         self.observe(self._on_pick, names="conversation_name")
@@ -145,7 +146,7 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
                     prompt,
                     conversation=self.conversation.name,
                     options=TurnOptions(provider=self.provider or None, model=self.model.strip() or None),
-                    key=f"panel:{new_key()}",
+                    key=panel_key(),
                 )
                 self.turn = turn
                 self._typed = {turn: prompt}

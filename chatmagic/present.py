@@ -25,8 +25,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._text import cut_start
 from ._toolcards import card_plain, cards_html, state_words
+from .code import INSERTED, code_of
 from .errors import ConfigurationError
+from .render import markdown_html
 
 # the stylesheet is style's; the names stay here for the skins and tests that take them from present
 from .style import CSS, FALLBACK_STYLE, FULL_STYLE, REPLY_CSS, STYLE, TABLE_STYLE
@@ -65,6 +68,7 @@ __all__ = [
     "thinking_html",
     "thinking_summary",
     "timing",
+    "tokens_note",
     "usage_note",
     "user_html",
     "waiting",
@@ -110,10 +114,8 @@ def _notes(turn: Turn) -> str:
     notes = []
     if turn.done:
         cut = cut_note(turn.finish_reason) if turn.cut else ""
-        notes += [cut, usage_note(turn.usage)]
+        notes += [cut, tokens_note(turn)]
         if turn.code_to_cell and turn.state == "done":
-            from .code import INSERTED, code_of
-
             code = code_of(turn.text)
             if not code:
                 notes.append("no code block to put in a new cell")
@@ -154,12 +156,32 @@ def usage_note(usage: dict[str, int] | None) -> str:
     return " · ".join(parts)
 
 
+def tokens_note(turn: Turn) -> str:
+    """Two numbers kept apart: this request's context (the glass box's count, or the server's
+    once it reported one, against the window when it is known) and the reply's tokens; then
+    what the conversation has used so far, as the servers reported it (``%chat usage``)."""
+    usage, anatomy = turn.usage or {}, turn.anatomy
+    prompt = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else None
+    if anatomy is None or (prompt is None and anatomy.window.tokens is None):
+        return usage_note(turn.usage)  # a web site: neither the server's count nor a window to show
+    parts = [anatomy.context(prompt)]
+    rest = usage_note({k: v for k, v in usage.items() if k != "prompt_tokens"})
+    parts += [rest] if rest else []
+    exchanges = turn.conversation.exchanges
+    total = sum(
+        (ex.usage or {}).get(k, 0) for ex in exchanges for k in ("prompt_tokens", "completion_tokens")
+    )
+    if total and len(exchanges) > 1:
+        parts.append(f"conversation {total:,} tokens so far (%chat usage)")
+    return " · ".join(parts)
+
+
 def thinking_html(reasoning: str, *, streaming: bool = False, tail: int = 1500) -> str:
     """The collapsed "Thinking" block above an answer. While it streams, its last ``tail``
     characters (what is being thought now), open; once done, all of it, closed."""
     if not reasoning:
         return ""
-    shown = reasoning if not streaming or len(reasoning) <= tail else "…" + reasoning[-tail:]
+    shown = cut_start(reasoning, tail) if streaming else reasoning
     words = html.escape(thinking_summary(reasoning, streaming=streaming))
     return (
         f'<details class="chatmagic-thinking"{" open" if streaming else ""}><summary>{words}</summary>'
@@ -264,8 +286,6 @@ def exchange_html(ex: Exchange) -> str:
     """A recorded exchange's reply as the panel and ``%chat history`` draw it: its Thinking
     block (closed), its answer (sanitized Markdown) and its heading. One drawing for both,
     so what one shows the other shows."""
-    from .render import markdown_html
-
     body = markdown_html(ex.assistant.content) if ex.assistant.content else ""
     cards = cards_html(ex.tools)  # what was called, shown again: a record never runs anything
     return assistant_html(thinking_html(ex.reasoning) + cards + body, exchange_head(ex), stopped=ex.stopped)

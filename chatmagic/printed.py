@@ -16,7 +16,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from .summaries import _ends, clip
+from ._text import cut_ends, cut_middle
 
 __all__ = ["Printed", "PrintedOutput"]
 
@@ -148,10 +148,10 @@ class Printed:
             tail = "".join(self._tail)[-self._keep :]
             total = self.total
         if len(head) + len(tail) == total:
-            return clip(_as_shown(head + tail), budget, "the printed output")
+            return cut_middle(_as_shown(head + tail), budget, "the printed output")
         start, end = _as_shown(head), _as_shown(tail)
         total -= len(head) - len(start) + len(tail) - len(end)
-        return _ends(start, end, total, budget, "the printed output")
+        return cut_ends(start, end, total, budget, "the printed output")
 
 
 def _as_shown(text: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ._merge import held_by, identity, in_order, merge, same_list, unique
 from ._secrets import scrub
+from ._text import cut_end
 from .errors import ConfigurationError
 from .options import parse_chain
 from .providers import provider_names
@@ -102,7 +103,7 @@ def _plain(text: str, limit: int) -> str:
     blanks), its secrets out, cut visibly at ``limit`` characters."""
     printable = "".join(ch if ch.isprintable() else " " for ch in scrub(text))
     one_line = " ".join(printable.split())
-    return one_line if len(one_line) <= limit else one_line[:limit] + "…"
+    return cut_end(one_line, limit)
 
 
 @dataclass

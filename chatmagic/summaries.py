@@ -11,7 +11,7 @@ the time spent is bounded (:class:`Deadline`): what was not done in time is name
 out. Neither ever fails the turn.
 
 Every cut is marked in the text, and never leaves part of a secret behind
-(``_secrets.trim_cut``): what is sent is scrubbed of whole secret values afterwards.
+(``chatmagic._text``): what is sent is scrubbed of whole secret values afterwards.
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from ._secrets import trim_cut
+from ._text import cut_ends, cut_middle
+
+#: the one middle cut (chatmagic._text), by the name the notebook modules use
+clip = cut_middle
 
 __all__ = [
     "SUMMARY_SECONDS",
@@ -42,31 +45,6 @@ PREVIEW_ROWS = 5
 PREVIEW_ITEMS = 10
 #: seconds all the summaries of one message may take together
 SUMMARY_SECONDS = 2.0
-
-
-def clip(text: str, budget: int, what: str = "") -> str:
-    """``text`` within ``budget`` characters; a cut keeps both ends and says how much went."""
-    if len(text) <= budget:
-        return text
-    return _ends(text, text, len(text), budget, what)
-
-
-def _ends(start: str, end: str, total: int, budget: int, what: str) -> str:
-    """The first and last characters, within ``budget``, of a text of ``total`` characters
-    that begins with ``start`` and ends with ``end`` (the whole text, or the two ends kept
-    of it), with a marker saying how much went in between.
-
-    No piece of a secret is left on either side of the cut (see ``_secrets.trim_cut``).
-    """
-    # room for the longest marker this cut can need: it says how much went, after trim_cut
-    keep = max(0, budget - len(_marker(total, what)))
-    first = keep * 2 // 3
-    head, tail = trim_cut(start[:first], end[max(0, len(end) - (keep - first)) :] if keep > first else "")
-    return head + _marker(total - len(head) - len(tail), what) + tail
-
-
-def _marker(omitted: int, what: str) -> str:
-    return f"\n[… {omitted:,} characters of {what or 'this'} left out …]\n"
 
 
 def could_not_read(name: str, exc: BaseException) -> str:
@@ -272,8 +250,12 @@ class _Repr(reprlib.Repr):
 
     def repr_str(self, x: str, level: int) -> str:
         n = self.maxstring
-        # the ends are all a cut keeps: a long string is not copied whole
-        return self._cut(repr(x if len(x) <= 2 * n else x[:n] + x[-n:]), n)
+        if len(x) <= 2 * n:
+            return self._cut(repr(x), n)
+        # the ends are all a cut keeps: a long string is not copied whole (the marker still
+        # counts what went of all of it)
+        ends = repr(x[:n] + x[-n:])
+        return cut_ends(ends, ends, len(ends) + len(x) - 2 * n, n, "the string")
 
     def repr_instance(self, x: Any, level: int) -> str:
         try:
@@ -283,11 +265,7 @@ class _Repr(reprlib.Repr):
 
     @staticmethod
     def _cut(text: str, limit: int) -> str:
-        if len(text) <= limit:
-            return text
-        keep = max(0, limit - 3) // 2
-        head, tail = trim_cut(text[:keep], text[len(text) - keep :])
-        return f"{head}...{tail}"
+        return cut_middle(text, limit, "the repr")
 
 
 def _container(value: Any) -> str:

@@ -41,10 +41,11 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Any
 
 __all__ = [
@@ -54,7 +55,9 @@ __all__ = [
     "count_text",
     "encoding_for",
     "estimate_tokens",
+    "loaded",
     "versus_usage",
+    "warm",
 ]
 
 #: OpenAI's cookbook chat overhead for gpt-3.5-turbo-0613 onward, gpt-4, gpt-4o and later
@@ -105,10 +108,28 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
-def count_text(text: str, model: str) -> Count:
-    """The tokens of one piece of text, by the model's BPE when it has one, else "≈"."""
+def loaded(model: str) -> bool:
+    """Counting for ``model`` waits for nothing: its BPE is in memory, or it has none."""
     encoding = encoding_for(model)
-    if encoding is None:
+    return encoding is None or encoding in _encodings
+
+
+def warm(model: str) -> None:
+    """Load ``model``'s BPE on a thread of its own (0.6 to 1.4 s once per process), so that a
+    turn that does not need it exact yet (no window, no budget) never waits for it."""
+    encoding = encoding_for(model)
+    if encoding is None or encoding in _encodings or encoding in _warming:
+        return
+    _warming.add(encoding)
+    threading.Thread(target=_warm, args=(encoding,), name=f"chatmagic-bpe-{encoding}", daemon=True).start()
+
+
+def count_text(text: str, model: str, *, wait: bool = True) -> Count:
+    """The tokens of one piece of text, by the model's BPE when it has one, else "≈".
+
+    ``wait=False``: "≈" too while the BPE is not loaded yet (see :func:`warm`)."""
+    encoding = encoding_for(model)
+    if encoding is None or (not wait and encoding not in _encodings):
         return Count(estimate_tokens(text), "≈")
     return Count(_bpe_len(encoding, text), "bpe")
 
@@ -117,35 +138,38 @@ def count_messages(
     messages: Sequence[Mapping[str, Any]],
     model: str,
     tools: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    wait: bool = True,
 ) -> Count:
     """A whole request's prompt tokens as the cookbook counts them: contents + per-message overhead."""
-    total = Count(REPLY_PRIMER, "bpe" if encoding_for(model) else "≈")
+    exact = encoding_for(model) is not None and (wait or loaded(model))
+    total = Count(REPLY_PRIMER, "bpe" if exact else "≈")
     for message in messages:
         total += Count(TOKENS_PER_MESSAGE, "bpe")
         for key, value in message.items():
             if key == "content":
-                total += content_tokens(value, model)
+                total += content_tokens(value, model, wait=wait)
             elif isinstance(value, str):
-                total += count_text(value, model)
+                total += count_text(value, model, wait=wait)
                 if key == "name":
                     total += Count(TOKENS_PER_NAME, "bpe")
             elif value is not None:  # tool calls on an assistant message: their JSON, approximately
-                total += _approx(count_text(json.dumps(value, ensure_ascii=False), model))
+                total += _approx(count_text(json.dumps(value, ensure_ascii=False), model, wait=wait))
     if tools:
-        total += _approx(count_text(json.dumps(list(tools), ensure_ascii=False), model))
+        total += _approx(count_text(json.dumps(list(tools), ensure_ascii=False), model, wait=wait))
     return total
 
 
-def content_tokens(content: Any, model: str) -> Count:
+def content_tokens(content: Any, model: str, *, wait: bool = True) -> Count:
     """A message's content: text, or a list of parts (text counted, each image as :data:`IMAGE_TOKENS`)."""
     if content is None:
         return Count(0, "bpe")
     if isinstance(content, str):
-        return count_text(content, model)
+        return count_text(content, model, wait=wait)
     total = Count(0, "bpe")
     for part in content if isinstance(content, list) else []:
         if isinstance(part, Mapping) and part.get("type") == "text":
-            total += count_text(str(part.get("text", "")), model)
+            total += count_text(str(part.get("text", "")), model, wait=wait)
         else:
             total += Count(IMAGE_TOKENS, "≈")
     return total
@@ -163,16 +187,47 @@ def _weaker(a: str, b: str) -> str:
     return max(a, b, key=_ORDER.index)
 
 
-@cache
-def _encoding(name: str) -> Any:
-    # heavy (a 74 MB extension, ~1.5 s cold): only when something is counted
-    with warnings.catch_warnings():
-        # bpe-openai 0.1.4 reads its vocabulary with importlib.resources.open_binary (deprecated
-        # since 3.11): not the user's concern, and an error under -W error
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import bpe_openai
+#: encodings in memory by name, and those a thread is loading (see warm)
+_encodings: dict[str, Any] = {}
+_warming: set[str] = set()
+_load_lock = threading.Lock()
 
-        return bpe_openai.get_encoding(name)
+
+def _encoding(name: str, *, quiet: bool = True) -> Any:
+    # heavy (a 74 MB extension, ~1.5 s cold): only when something is counted. One at a time: a
+    # thread warming one encoding and a count of another must not import the library twice at once
+    found = _encodings.get(name)
+    if found is not None:
+        return found
+    with _load_lock:
+        if name not in _encodings:
+            if quiet:
+                with warnings.catch_warnings():
+                    # bpe-openai 0.1.4 reads its vocabulary with importlib.resources.open_binary
+                    # (deprecated since 3.11): not the user's concern, and an error under -W error
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    _encodings[name] = _get_encoding(name)
+            else:
+                _encodings[name] = _get_encoding(name)
+    return _encodings[name]
+
+
+def _get_encoding(name: str) -> Any:
+    import bpe_openai
+
+    return bpe_openai.get_encoding(name)
+
+
+def _warm(name: str) -> None:
+    # no catch_warnings on a thread: it swaps the process's filters under the main thread's feet.
+    # The library's DeprecationWarning is ignored by Python's default filters; where warnings are
+    # errors (-W error), the load fails here quietly and the next count that needs it loads it
+    try:
+        _encoding(name, quiet=False)
+    except Exception:  # noqa: BLE001 - a convenience: counting never depends on it
+        pass
+    finally:
+        _warming.discard(name)
 
 
 @lru_cache(maxsize=4096)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._secrets import scrub
+from ._text import cut_end
 from .context import as_text, clip
 
 __all__ = [
@@ -72,7 +73,7 @@ def error_line(exc: BaseException) -> str:
     """An exception as one line, the way a card and the model see it."""
     text = " ".join(str(exc).split())
     line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return line if len(line) <= _ERROR_LIMIT else line[: _ERROR_LIMIT - 1] + "…"
+    return cut_end(line, _ERROR_LIMIT)
 
 
 def run_captured(function: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> ToolRun:

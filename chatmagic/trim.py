@@ -1,6 +1,6 @@
 """The history budget, trimmed the cache-friendly way: drop in steps, at stable boundaries.
 
-Core layer, pure functions. Today (``session.within_budget``) a turn sends the newest whole
+Core layer, pure functions. Before (``session.within_budget``) a turn sent the newest whole
 exchanges whose text fits ``max_history_chars``: once the budget binds, every new turn drops
 the oldest exchange or two, so each request's messages differ from the previous request's
 right after the system prompt, and a provider's prompt cache (which matches a request's
@@ -21,10 +21,11 @@ notebook and a replay all choose the same start. ``measure`` is how an exchange'
 read (``len(user) + len(assistant)`` of :class:`chatmagic.session.Exchange` by default, as
 today), so this module needs nothing from the session.
 
-Integration: in ``ChatSession._context`` replace ``within_budget(earlier, self.max_history_chars)``
-with ``stable_window(earlier, self.max_history_chars)``; ``%chat context`` and the glass box
-(:mod:`chatmagic.anatomy`) list the exchanges left out as "left out: history budget".
-``bench/prefix_stability.py`` measures both rules.
+Where it is used: ``ChatSession._context`` (what a turn sends); ``%chat context`` and the glass
+box (:mod:`chatmagic.preflight`) list the exchanges left out as "left out: history budget".
+A step keeps the newest exchange when it fits the budget by itself, so the model never loses
+the last word of the conversation. ``bench/prefix_stability.py`` measures the old rule
+(``within_budget``), this one, and what the session sends.
 """
 
 from __future__ import annotations
@@ -60,8 +61,12 @@ def stable_start(sizes: Sequence[int], max_chars: int, low_water: float = DEFAUL
     for end, size in enumerate(sizes):
         total += size
         if total > max_chars:
-            # one step: drop the oldest down to the low-water mark, so the next turns keep this start
-            while start <= end and total > floor:
+            # one step: drop the oldest down to the low-water mark, so the next turns keep this
+            # start; the newest exchange stays if it fits by itself (the model keeps the last word)
+            while start < end and total > floor:
+                total -= sizes[start]
+                start += 1
+            if total > max_chars:
                 total -= sizes[start]
                 start += 1
     return start

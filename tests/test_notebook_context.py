@@ -175,7 +175,7 @@ def test_a_secret_cut_in_two_leaves_no_piece(kernel: Kernel, sandbox_thread: San
     kernel.run("%%chat -c other -p opchatgpts --context cells:1\nwhat is this?")
     requests = sent(sandbox_thread)
     assert len(requests) == 2
-    assert "characters omitted" in requests[0] and "characters of the value left out" in requests[1]
+    assert "characters of v left out" in requests[0] and "characters of the value left out" in requests[1]
     pieces = {secret[i : i + 8] for i in range(len(secret) - 7)}
     assert not [p for r in requests for p in pieces if p in r]
 

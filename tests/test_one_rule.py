@@ -4,6 +4,7 @@ turn comes from one function in chatmagic.present (issue 17, "Rules said twice")
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 from pathlib import Path
@@ -115,3 +116,112 @@ def test_one_default_provider_and_one_timeout() -> None:
         assert Transport("x").timeout == DEFAULT_TIMEOUT
     finally:
         session.close()
+
+
+PACKAGE = Path(__file__).resolve().parent.parent / "chatmagic"
+
+
+def _written_outside(pattern: str, home: str) -> list[str]:
+    """The lines of chatmagic/ (outside its ``home`` module) that match ``pattern``."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == home and path.parent == PACKAGE:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if re.search(pattern, line):
+                found.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
+    return found
+
+
+def test_one_key_scheme() -> None:
+    from chatmagic._text import TEXT_KEY_PREFIX, cell_key, is_text_key, panel_key, text_key
+    from chatmagic.session import TEXT_KEY_PREFIX as from_the_session
+
+    assert from_the_session is TEXT_KEY_PREFIX
+    assert cell_key("abc") == "cell:abc" and not is_text_key(cell_key("abc"))
+    assert text_key("hi") == text_key("hi") != text_key("ho")  # the same text, the same key
+    assert is_text_key(text_key("hi")) and text_key("hi").startswith(TEXT_KEY_PREFIX)
+    assert text_key("lone \ud800 surrogate").startswith(TEXT_KEY_PREFIX)  # a cell may hold one
+    assert panel_key() != panel_key() and not is_text_key(panel_key())
+    assert not is_text_key(None)
+    # on main the scheme was written in _cell, panel, _defaults and log (a copy of the prefix)
+    assert _written_outside(r"""(?<!\w)[rbfu]?["'](cell|text|panel):""", "_text.py") == []
+    assert _written_outside(r"TEXT_KEY_PREFIX\s*=", "_text.py") == []
+
+
+def test_an_interpolated_value_and_the_variables_are_cut_with_one_marker(
+    ip: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chatmagic.context import BUDGETS
+    from chatmagic.interpolate import DEFAULT_MAX_CHARS
+
+    budget = BUDGETS["vars"]
+    monkeypatch.setitem(ip.user_ns, "v", "x" * 10_000)
+    for i in range(300):
+        monkeypatch.setitem(ip.user_ns, f"a_variable_with_a_long_name_{i}", i)
+    ip.run_line_magic("config", f"ChatMagics.interpolate_max_chars = {budget}")
+    try:
+        _, io = run(ip, "%%chat -i --dry-run --context vars -p chatgptt\nlook at {v}")
+    finally:
+        ip.run_line_magic("config", f"ChatMagics.interpolate_max_chars = {DEFAULT_MAX_CHARS}")
+    plain = io.outputs[-1].data["text/plain"]
+    # main: the value said "… [N characters omitted] …", the variables "[… N characters of … left out …]"
+    marker = r"\n\[… ([\d,]+) characters of ([^\n]+) left out …\]\n"
+    assert [what for _, what in re.findall(marker, plain)] == ["the variables", "v"]
+    value = plain[plain.index("look at ") + len("look at ") :].split("\n\n")[0]
+    assert value.startswith("xxx") and len(value) <= budget  # the budget holds the marker too
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        '%%chat -c x -p " OpChatGPTs"\nhi',
+        "%%chat -c x -p CHATGPTES,opchatgpts\nhi",
+        "%%chat -c x -p chatgptfree -m gpt-4o-mini\nhi",  # an alias: the model it names
+        None,  # a model the rule refuses (a notebook's from elsewhere): shown as kept
+    ],
+)
+def test_models_and_the_panel_show_one_choice(ip: Any, cell: str | None) -> None:
+    if cell is None:
+        get_session().conversation("x").adopt([], provider="chatgptt", model="no-such-model")
+    else:
+        result, _ = run(ip, cell)
+        assert result.error_in_exec is None
+    panel = ChatPanel("x", session=get_session())
+    try:
+        panel.wait(5)
+        provider, model = panel.provider, panel.model
+    finally:
+        panel.close()
+    # main: %chat models read only the default conversation and named no model
+    with capture_output() as io:
+        ip.run_line_magic("chat", "models -c x")
+    first = provider.split(",")[0]
+    assert io.stdout.startswith(f"Models of {first} (")
+    assert io.stdout.endswith(f"The next turn of 'x' uses {provider}, model {model}.\n")
+    assert get_session().shown_choice("x").provider == provider
+
+
+def test_one_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chatmagic._text import CUT_MARK, cut_end, cut_middle, cut_start
+
+    text = "a" * 600 + "b" * 400
+    cut = cut_middle(text, 200, "the value")
+    assert len(cut) <= 200 and cut.startswith("aaa") and cut.endswith("bbb")
+    (mark,) = CUT_MARK.findall(cut)  # the glass box finds the one marker
+    assert mark == f"[… {1000 - len(cut) + len(mark) + 2:,} characters of the value left out …]"
+    assert cut_middle(text, 1000) == text and "of this left out" in cut_middle(text, 100)
+    assert cut_end("hello world", 6) == "hello…" and cut_end("hello", 5) == "hello"
+    assert cut_start("hello world", 6) == "…world"
+    # no cut leaves a piece of a secret on either side (whole ones are scrubbed afterwards)
+    secret = "sk-cut-0123456789abcdefXYZ"
+    monkeypatch.setenv("MY_SERVICE_TOKEN", secret)
+    for cut in (
+        cut_end("x" * 30 + secret, 40),
+        cut_start(secret + "x" * 30, 40),
+        cut_middle(secret * 20, 100),
+    ):
+        rest = cut.replace(secret, "")
+        assert not [secret[i : i + 8] for i in range(len(secret) - 7) if secret[i : i + 8] in rest]
+    # every cut of chatmagic/ is made there: no marker or "…"-cut written anywhere else
+    assert _written_outside(r"characters omitted|left out …\]|\+ \"…\"|\"…\" \+", "_text.py") == []

@@ -41,6 +41,11 @@ def plain(value: str) -> str:
     return html_lib.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", value))).strip()
 
 
+def _first_units(text: str, count: int) -> str:
+    """The first ``count`` UTF-16 code units of ``text`` (JavaScript's ``slice(0, count)``)."""
+    return text.encode("utf-16-le", "surrogatepass")[: 2 * count].decode("utf-16-le", "surrogatepass")
+
+
 class Browser:
     """One view of the panel, as panel.js keeps it (see the module docstring)."""
 
@@ -116,25 +121,27 @@ class Browser:
             at = value.index("</div></details>")
             value = value[:at] + html_lib.escape(added) + value[at:]
         tail_at = value.index('<div class="cm-tail">')
-        # as panel.js: [keep, html] on the tail it holds as Python sent it (never read back from the page)
+        # as panel.js: on the tail it holds as Python sent it (never read back from the page)
+        held = self.tails.get(msg["id"])
+        if "a" in msg:  # the tail edited near its end: [length, crc, at, cut, html]
+            length, check, at, cut, added = msg["a"]
+            assert held is not None, "a patch of a tail never sent"
+            assert [length, check] == [units(held), crc(held)], "a patch of another tail"
+            msg = {**msg, "t": [length - at, added + held[len(_first_units(held, length - at + cut)) :]]}
         for part in ("k", "t"):
-            assert part not in msg or msg[part][0] == 0 or msg["id"] in self.tails, (
-                "a patch of a tail never sent"
-            )
-        held = self.tails.get(msg["id"], "")
-        if any(part in msg and msg[part][0] for part in ("k", "t")):
-            assert msg["b"] == [units(held), crc(held)], "a patch of another tail"
+            assert part not in msg or msg[part][0] == 0 or held is not None, "a patch of a tail never sent"
+        if any(part in msg and msg[part][0] for part in ("k", "t")) and "a" not in msg:
+            assert held is not None and msg["b"] == [units(held), crc(held)], "a patch of another tail"
+        held = held or ""
         if "k" in msg:
-            keep, added, check = msg["k"]
-            blocks = held[:keep] + added
-            assert crc(blocks) == check
+            keep, added = msg["k"]
+            blocks = _first_units(held, keep) + added
             self.blocks.setdefault(msg["id"], []).append(blocks)
             value = value[:tail_at] + blocks + value[tail_at:]
             tail_at += len(blocks)
         if "t" in msg:
-            keep, added, check = msg["t"]
-            tail = held[:keep] + added
-            assert crc(tail) == check
+            keep, added = msg["t"]
+            tail = _first_units(held, keep) + added
             self.tails[msg["id"]] = tail
             start = tail_at + len('<div class="cm-tail">')
             value = value[:start] + tail + "</div></div>"
@@ -460,6 +467,33 @@ def test_a_streaming_reply_sends_each_finished_block_once(
     assert markdown_html(MARKDOWN) in browser.html[-1]
     assert browser.html == panel.messages and live_id not in {i for i, _ in browser.items}
     assert panel.conversation.exchanges[-1].assistant.content == MARKDOWN
+
+
+def test_a_slow_reply_changes_every_second_once_its_bytes_are_spent(
+    open_panel: Callable[..., tuple[ChatPanel, Browser]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply too slow to pay for its messages still changes once a second (chatmagic._budget)."""
+    from chatmagic import _budget
+
+    # no byte allowance at all: after the first text, only the heartbeat lets a message go
+    monkeypatch.setattr(_budget, "ALLOWANCE", 0)
+    monkeypatch.setattr(_budget, "PER_CHAR", 0.0)
+    panel, browser = open_panel()
+    times: list[float] = []
+    receive = panel.comm.publish_msg
+
+    def timed(msg_type: str, data: Any = None, *args: Any, **kwargs: Any) -> None:
+        if msg_type == "comm_msg" and data["method"] == "custom" and data["content"]["type"] == "live":
+            times.append(time.monotonic())
+        receive(msg_type, data, *args, **kwargs)
+
+    panel.comm.publish_msg = timed
+    browser.enter("[[words:40]][[delay:0.1]]")  # about 4 s
+    assert panel.wait(30)
+    assert browser.texts[-1].endswith("w39 w40")
+    assert len(times) >= 4, times
+    # the heartbeat is 0.9 s; a loaded test machine may be late by a little
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) < 1.3
 
 
 def test_long_reply_costs_few_widget_messages(open_panel: Callable[..., tuple[ChatPanel, Browser]]) -> None:

@@ -40,6 +40,8 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM
 HOSTILE = (
     "Intro &lt;img src=x onerror=alert(1)&gt; then <svg onload=alert(2)> and "
     "&lt;svg&gt;&lt;a href=javascript:alert(3)&gt;x&lt;/a&gt; again <img src=y onerror=alert(4)>. "
+    # offsets count UTF-16 units: characters outside the BMP are two
+    "Naïve 😀 𝒳&lt;b&gt; ok. "
     * 12
     + "\n\n```html\n"
     + "<img src=z onerror=alert(5)><svg/onload=alert(6)>\n" * 8
@@ -148,17 +150,18 @@ def _deliver(page: Any, msg: dict[str, Any]) -> None:
     assert bad == [], f"live markup after {str(msg)[:120]}: {bad}"
 
 
-def _cell_run(page: Any, drop: int) -> tuple[int, ReplyView, list[str]]:
+def _cell_run(page: Any, drop: int) -> tuple[int, ReplyView, list[str], list[str]]:
     """Stream HOSTILE into a cell's reply view, dropping message number ``drop``.
 
-    Returns the messages sent, the view, and each state Python sent (the reply as views hold it).
+    Returns the messages sent, the view, each state Python sent (the reply as views hold it)
+    and each message's form (``a``: the compact patch, ``k``/``t``: the general one, ``html``: whole).
     """
     page.evaluate("(s) => window.harness(s)", esm("replyview.js"))
     view = ReplyView()
     sent = _capture(view)
     _answer(page, view)  # the view's hello
     words = HOSTILE.split(" ")
-    now, count, status, states = 0.0, 0, "opchatgpts · streaming…", []
+    now, count, status, states, forms = 0.0, 0, "opchatgpts · streaming…", [], []
     for i in range(1, len(words) + 12, 4):  # four words a look; a few looks after the end
         now += 0.1
         view.step(" ".join(words[:i]), status, now, 0)
@@ -166,23 +169,26 @@ def _cell_run(page: Any, drop: int) -> tuple[int, ReplyView, list[str]]:
             msg = sent.get()
             assert view.reply is not None
             states.append(f'{view.reply.html}<div class="cm-line">{status_html(status)}</div>')
+            forms.append("".join(key for key in ("a", "k", "t", "html") if key in msg))
             if count != drop:
                 _deliver(page, msg)
                 _answer(page, view)
             count += 1
     view.close()
-    return count, view, states
+    return count, view, states, forms
 
 
 def test_a_lost_cell_patch_never_becomes_live_markup(page: Any) -> None:
-    count, view, states = _cell_run(page, drop=-1)
+    count, view, states, forms = _cell_run(page, drop=-1)
     assert count > 20  # enough patches that every kind of split is dropped once
+    # each form of patch is among them, so each is dropped in turn below
+    assert {"a", "kt", "t", "html"} <= set(forms), forms
     # the view shows what Python holds it has (the budget decides how far that is: the final
     # output, the static bundle, replaces the view and shows the whole reply)
     assert page.evaluate("(e) => window.same('.chatmagic-reply', e)", states[-1])
     recovered = 0
     for drop in range(count):
-        _, view, states = _cell_run(page, drop)
+        _, view, states, _forms = _cell_run(page, drop)
         # what is shown is a state Python sent, whole and verified: never pieces joined wrongly
         shown = [
             i

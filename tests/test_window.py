@@ -97,6 +97,7 @@ def test_an_endpoint_may_say_its_window() -> None:
 
 def test_a_window_set_by_config_is_checked_there(ip: Any) -> None:
     magics = ip.magics_manager.registry["ChatMagics"]
+    assert magics.session is not None  # the registry takes the settings from the session (made at first use)
     ip.run_line_magic("config", "ChatMagics.endpoints = {}")
     ip.run_line_magic(
         "config", "ChatMagics.endpoints = {'w': {'base_url': 'http://x/v1', 'context_window': 0}}"

@@ -13,6 +13,7 @@ import html
 import re
 from collections.abc import Mapping
 
+from .._text import cut_end
 from ..errors import BotCheckError, HTTPStatusError, ProviderConnectionError, ProviderError, redact
 from ._lines import valid_text
 
@@ -41,7 +42,7 @@ def excerpt(text: str, limit: int = 120) -> str:
     """
     line = " ".join(valid_text(text[:_SCRUB_WINDOW]).split())
     clean = redact(line)
-    return clean if len(clean) <= limit else clean[: limit - 1].rstrip() + "…"
+    return cut_end(clean, limit)
 
 
 def body_summary(body: str, limit: int = 120) -> str:

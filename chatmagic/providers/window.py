@@ -57,6 +57,7 @@ __all__ = [
     "check_context_window",
     "discover_window",
     "forget",
+    "known_window",
     "server_count",
     "server_root",
 ]
@@ -102,6 +103,11 @@ def check_context_window(value: Any, where: str = "context_window") -> int:
 def forget() -> None:
     """Forget every window found (a server restarted with another size)."""
     _cache.clear()
+
+
+def known_window(base_url: str, model: str) -> Window | None:
+    """The window found earlier for ``model`` behind ``base_url`` (None: not asked yet)."""
+    return _cache.get((server_root(base_url), model))
 
 
 async def discover_window(

@@ -18,7 +18,8 @@ The names below are the package's API: import them from ``chatmagic.session``.
 
 from __future__ import annotations
 
-from .._defaults import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS, TEXT_KEY_PREFIX
+from .._defaults import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS
+from .._text import TEXT_KEY_PREFIX
 from ..options import TurnOptions
 from .chat import STAND_IN_OTHERS, ChatSession
 from .choice import Choice, resolve_models

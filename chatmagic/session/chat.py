@@ -20,7 +20,8 @@ from typing import Any
 
 from .._defaults import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS
 from .._secrets import table
-from ..errors import ConfigurationError
+from ..budget import Limits
+from ..errors import ChatMagicError, ConfigurationError
 from ..log import ExchangeLog, default_log_path
 from ..options import DEFAULT_PROVIDER, DEFAULT_TIMEOUT, TurnOptions
 from ..pause import Audience, Pauses
@@ -78,6 +79,11 @@ class ChatSession:
         #: called with ``(conversation, exchange)`` for every kept exchange (the kernel's
         #: session gets the notebook's log writer, chatmagic._logsink, where it is made)
         self.sinks: list[Callable[[Conversation, Exchange], None]] = []
+        #: the user's prices and budgets (chatmagic.budget), checked before each turn
+        self.limits = Limits()
+        #: the questions turns wait on (a budget to confirm, a tool to approve), and who can answer
+        self.pauses = Pauses()
+        self.audience = Audience()
         self._lock = threading.RLock()
         #: the questions turns wait on, and the "always" answers given, in this session only
         self.pauses = Pauses()
@@ -207,10 +213,7 @@ class ChatSession:
         defaults, not the conversation's). Raises as :meth:`prepare` would: an unknown
         provider, a model that the provider (or no provider of the chain) offers.
         """
-        conv = self.conversation(conversation)
-        with conv.lock:
-            kept_provider = None if fresh else conv.provider
-            kept_model = None if fresh else conv.model
+        kept_provider, kept_model = (None, None) if fresh else self._kept(conversation)
         return choose(
             options or TurnOptions(),
             kept_provider=kept_provider,
@@ -218,6 +221,31 @@ class ChatSession:
             default_provider=self.default_provider,
             default_model=self.default_model,
         )
+
+    def shown_choice(self, conversation: str = DEFAULT_CONVERSATION) -> Choice:
+        """The provider and model the next turn of ``conversation`` uses when it names neither:
+        what ``%chat models`` and the panel show. Makes no conversation; never raises.
+
+        A provider or model the rule refuses (a notebook's from another machine, an endpoint
+        since removed) is shown as the conversation keeps it: the turn will say what is wrong.
+        """
+        try:
+            return self.choice(conversation)
+        except ChatMagicError:
+            provider, model = self._kept(conversation)
+            spec = provider or self.default_provider
+            chain = spec.split(",")
+            return Choice(
+                chain, {**dict.fromkeys(chain, ""), chain[0]: model or self.default_model_for(spec)}
+            )
+
+    def _kept(self, conversation: str) -> tuple[str | None, str | None]:
+        """The provider and model ``conversation`` keeps (none for one not made yet)."""
+        conv = self.conversations.get(conversation)
+        if conv is None:
+            return None, None
+        with conv.lock:
+            return conv.provider, conv.model
 
     def _replayable(self, turn: Turn) -> Exchange | None:
         """The saved exchange ``turn`` would redo, if it would send exactly what that one sent:

@@ -3,7 +3,8 @@
 The data of the session core (:mod:`chatmagic.session`): a :class:`Message`, an
 :class:`Exchange` (a user message, the reply, where it came from), a named
 :class:`Conversation` of them, and the history rules a turn reads: which earlier exchanges fit
-the budget (:func:`within_budget`), what is sent before a prompt (:func:`sent_before`, secrets
+the budget (:func:`chatmagic.trim.stable_window`, dropped in steps; before issue 19
+:func:`within_budget`), what is sent before a prompt (:func:`sent_before`, secrets
 taken out), and the digest a replay compares (:func:`fingerprint`). Nothing here imports
 IPython or ipywidgets, nor the turn that streams into a conversation (only its type).
 
@@ -31,10 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._defaults import TEXT_KEY_PREFIX
 from .._secrets import Table, scrub
+from .._text import is_text_key
 from ..errors import ConversationBusy
 from ..toolstep import ToolStep
+from ..trim import stable_window
 
 if TYPE_CHECKING:  # the type only: a turn imports this module, not the other way
     from .turn import Turn
@@ -190,7 +192,7 @@ class Conversation:
         if key is None:
             return None
         with self.lock:
-            if key.startswith(TEXT_KEY_PREFIX):
+            if is_text_key(key):
                 return key if self.exchanges and self.exchanges[-1].key == key else None
             return key if any(ex.key == key for ex in self.exchanges) else None
 
@@ -292,7 +294,8 @@ def is_cut(finish_reason: str | None) -> bool:
 
 
 def within_budget(exchanges: list[Exchange], max_chars: int) -> list[Exchange]:
-    """The newest exchanges whose text fits in ``max_chars``, whole (0: all of them)."""
+    """The newest exchanges whose text fits in ``max_chars``, whole (0: all of them): the rule
+    before issue 19, kept as the reference ``bench/prefix_stability.py`` measures against."""
     if max_chars <= 0:
         return list(exchanges)
     total = 0
@@ -334,16 +337,18 @@ def sent_before(
     secrets: Table | None,
     max_chars: int,
 ) -> tuple[list[dict[str, str]], int, int, str]:
-    """What is sent before a prompt: the system prompt and the earlier exchanges that fit
-    the history budget ``max_chars`` (newest first, whole), secrets removed; how many of how
-    many; and its :func:`fingerprint`.
+    """What is sent before a prompt: the system prompt and the earlier exchanges the history
+    budget ``max_chars`` keeps (whole, dropped in steps: :func:`chatmagic.trim.stable_window`),
+    secrets removed; how many of how many; and its :func:`fingerprint`.
 
     A kept message was scrubbed when it entered the history; it is scrubbed again (and
     kept so) only when the secrets changed since: the work of a turn stays the same
     however long the conversation is.
     """
     earlier = [] if conv is None else conv.earlier(before_key)
-    sent = within_budget(earlier, max_chars)
+    # dropped in steps at stable boundaries: consecutive requests share their start, so a
+    # provider's prompt cache keeps hitting (bench/prefix_stability.py)
+    sent = stable_window(earlier, max_chars)
     messages = [{"role": "system", "content": system}] if system else []
     fragments = [_fragment(m) for m in messages]
     version = None if secrets is None else secrets.version

@@ -18,6 +18,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .._secrets import Table, table
+from ..anatomy import Anatomy, with_estimate
 from ..errors import (
     AllProvidersFailed,
     BotCheckError,
@@ -109,6 +110,8 @@ class Turn:
         self.usage: dict[str, int] | None = None
         #: request parameters sent with the reply (ChatMagics.options, then -o), once known
         self.params: dict[str, Any] = {}
+        #: the request taken apart and counted before it was sent (chatmagic.preflight)
+        self.anatomy: Anatomy | None = None
         self._cond = threading.Condition()
         self.version = 0
         self.messages: list[dict[str, str]] = []
@@ -297,7 +300,7 @@ class Turn:
                 total_s=time.monotonic() - self.started,
                 context_hash=self.context_hash,
                 finish_reason=self.finish_reason,
-                usage=self.usage,
+                usage=with_estimate(self.usage, self.anatomy),
                 reasoning=reasoning,
                 tools=list(self.steps),
             )

@@ -1,6 +1,7 @@
 // A reply streaming into a notebook cell (chatmagic._replyview): Python sends the reply
 // whole ({n, html}) when this view says hello or could not verify a patch, then patches
-// ({n, b, k, t, s}) that applyPatch (above) checks before anything is shown.
+// ({n, a} or {n, b, k, t}; s: a new status line) that applyPatch (above) checks before
+// anything is shown.
 function render({ model, el }) {
   const root = document.createElement("div");
   root.className = "chatmagic-reply";
