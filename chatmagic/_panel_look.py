@@ -27,21 +27,13 @@ from .toolstep import ToolStep
 
 __all__ = ["PANEL_REOPEN", "ask_line", "display_panel", "inserts_html", "question_html", "tools_html"]
 
-_INSERT_CSS = (
-    "<style>.cm-inserts{margin:.2em 0}.cm-inserts button{margin-right:.4em}"
-    ".chatmagic-panel .cm-ask{margin:.3em 0}.chatmagic-panel .cm-ask button[disabled]{opacity:.5}</style>"
-)
-
 
 def tools_html(steps: Iterable[ToolStep]) -> str:
     """A live turn's cards, the buttons of the calls that wait, and Insert as cell (escaped)."""
     listed = list(steps)
     if not listed:
         return ""
-    return (
-        f'{_INSERT_CSS}<div class="cm-panel-tools">{cards_html(listed)}{ask_html(listed)}'
-        f"{inserts_html(listed)}</div>"
-    )
+    return f'<div class="cm-panel-tools">{cards_html(listed)}{ask_html(listed)}{inserts_html(listed)}</div>'
 
 
 def inserts_html(steps: Iterable[ToolStep]) -> str:
@@ -54,7 +46,7 @@ def inserts_html(steps: Iterable[ToolStep]) -> str:
                 f'<button class="cm-insert" data-code="{html.escape(code, quote=True)}" '
                 f'title="A new code cell below the panel, not run">Insert as cell</button>'
             )
-    return f'{_INSERT_CSS}<div class="cm-inserts">{"".join(inserts)}</div>' if inserts else ""
+    return f'<div class="cm-inserts">{"".join(inserts)}</div>' if inserts else ""
 
 
 def _proposed(step: ToolStep) -> str | None:
@@ -78,7 +70,7 @@ def ask_line(reasons: Sequence[str]) -> str:
 def question_html(anatomy: Anatomy, pending_id: str, line: str) -> str:
     """A turn over budget, waiting in the panel: its glass box and Send anyway / Cancel."""
     return (
-        f'{_INSERT_CSS}<div class="chatmagic-msg chatmagic-assistant cm-question">'
+        f'<div class="chatmagic-msg chatmagic-assistant cm-question">'
         f"{glass_html(anatomy, [line])}{answer_buttons(pending_id, ANSWERS['budget'])}</div>"
     )
 

@@ -166,3 +166,16 @@ def test_over_budget_the_panel_asks_and_cancel_gives_the_message_back(
         assert "no one is here to confirm it" in plain(quiet.status)
     finally:
         ip.run_line_magic("config", "ChatMagics.max_input_tokens = 0")
+
+
+def test_a_reply_view_drawn_after_its_buttons_gets_them() -> None:
+    """The cell's Run button: the buttons went out before the view was drawn (its hello)."""
+    from chatmagic._replyview import ReplyView
+
+    view = ReplyView()
+    sent: list[Any] = []
+    view.send = sent.append  # type: ignore[method-assign]
+    view.asks('<div class="cm-ask" data-ask="t1">…</div>')
+    view._handle_msg({"content": {"data": {"method": "custom", "content": {"type": "hello"}}}, "buffers": []})
+    assert sent == [{"ask": '<div class="cm-ask" data-ask="t1">…</div>'}] * 2
+    view.close()
