@@ -13,8 +13,9 @@ time as the card reports it: checking the call, the approval lookup, the hand-ov
 main thread and back (the waiting cell runs it), capturing its output, making its result
 safe to send (bounded, scrubbed, marked), and building the next request. Measured by
 wrapping the provider's ``parts`` (the bench's only instrument). Medians over ``--turns``
-turns (default 30), for a tool that returns at once and one that sleeps 20 ms (the step's
-cost should not grow with the tool's time).
+turns (default 30), for a tool that returns at once, one that sleeps 20 ms (the step's cost
+should not grow with the tool's time), and a reply that says a sentence before its call (the
+cell is then showing text and paces its looks: the step must still wake it at once).
 
     .venv/bin/python bench/tool_step.py [--turns 30]
 """
@@ -83,11 +84,19 @@ def main() -> None:
 
         OpenAICompatible.parts = timed  # type: ignore[method-assign]
         print(f"{args.turns} turns a tool, stand-in at {base}")
-        for tool in ("noop", "nap"):
+        variants = [
+            ("noop", "noop", ""),
+            ("nap", "nap", ""),
+            # text before the call: the cell is showing text, and wakes on the step, not the text
+            ("noop, text first", "noop", "[[reply]]Let me look that up."),
+        ]
+        for label, tool, said in variants:
             costs, tool_ms, totals = [], [], []
             for i in range(args.turns + 2):
                 marks.clear()
-                ip.run_cell_magic("chat", f"-p openai -c bench --new --tools {tool}", f"[[tool:{tool}]] {i}")
+                ip.run_cell_magic(
+                    "chat", f"-p openai -c bench --new --tools {tool}", f"[[tool:{tool}]] {i}{said}"
+                )
                 exchange = session.conversation("bench").exchanges[-1]
                 (step,) = exchange.tools
                 assert step.state == "done", step
@@ -100,7 +109,7 @@ def main() -> None:
                     totals.append((exchange.total_s or 0) * 1000)
             costs.sort()
             print(
-                f"{tool:>5}: step cost median {statistics.median(costs):6.2f} ms, "
+                f"{label:>16}: step cost median {statistics.median(costs):6.2f} ms, "
                 f"p90 {costs[int(len(costs) * 0.9) - 1]:6.2f} ms, max {costs[-1]:6.2f} ms "
                 f"(the tool's own time: median {statistics.median(tool_ms):6.2f} ms; "
                 f"whole turn of two model calls: median {statistics.median(totals):6.1f} ms)"

@@ -7,8 +7,8 @@ messages and their glass box and nothing is sent, or the gate lets it go (refuse
 window, asked over budget: chatmagic._gate) and the turn runs and streams into the cell's
 display handles (chatmagic._cellshow: chatmagic._cellstream, or patches to the reply view,
 chatmagic._replyview), or is printed in terminal IPython (chatmagic._terminal). A turn whose
-tool call waits for an answer ends the cell and goes on in its outputs. Every error leaves
-as one line.
+tool call waits for an answer ends the cell and goes on in its outputs. Every error leaves as
+one line.
 
 The functions take the loaded magics (chatmagic.magics.ChatMagics) as :class:`Host`:
 the layers let this module know it only by what it offers.
@@ -188,14 +188,7 @@ def _send(
         turn.notes += notes
         # the glass box: each part counted, the window, the cost, the budget's decision (the
         # server's own tokenizer for a dry run; before a turn only near a limit)
-        offered = turn.tools.wire() if turn.tools is not None else None
-        anatomy = check(
-            turn,
-            sections=sections or (),
-            tools=offered,
-            limits=session.limits,
-            ask_server=args.dry_run or None,
-        )
+        anatomy = check(turn, sections=sections or (), limits=session.limits, ask_server=args.dry_run or None)
         if args.dry_run:
             _show_dry_run(turn, expansion, anatomy)
             return
@@ -245,6 +238,8 @@ def _show_dry_run(turn: Turn, expansion: Expansion | None, anatomy: Anatomy) -> 
         notes.append(f"Options: {json.dumps(params, ensure_ascii=False)}.")
     if turn.options.attachments:
         notes.append(f"Attached: {', '.join(a.describe() for a in turn.options.attachments)}.")
+    if turn.tools is not None:  # each tool's schema goes with the request: the messages' part of it
+        notes.append(f"Tools offered: {json.dumps(turn.tools.wire(), ensure_ascii=False)}.")
     plain = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in turn.messages)
     rows = "".join(
         f"<tr><td><b>{html.escape(m['role'])}</b></td>"
@@ -315,6 +310,8 @@ def run(magics: Host, turn: Turn, fmt: str) -> None:
     end_outputs(turn, stream, handles, thinking_handle, terminal, tools)
     if turn.state == "failed" and turn.error is not None:
         raise turn.error
+    # Ctrl-C inside a tool that ran here stops the turn too (chatmagic.toolloop)
+    interrupted = interrupted or any(s.state == "stopped" and s.ms is not None for s in turn.steps)
     if turn.state == "stopped" and interrupted:
         raise stopped(turn)
 

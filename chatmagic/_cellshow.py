@@ -77,7 +77,7 @@ def stream_outputs(
     runs the calls queued for this thread and redraws the cards; it returns (``detach``)
     when a call waits for an answer (chatmagic._toolcell).
     """
-    version = 0
+    version = pokes = 0
     thinking = _Thinking(handles, view)
     # the tail display shows the view (the first display does). Plain updates keep it for a
     # second (a view loads its module before it can say hello), then replace it: a frontend
@@ -92,11 +92,15 @@ def stream_outputs(
                 break
         patching = view is not None and view.ready
         showing = stream.showing_text or (view is not None and view.showing_text)
-        if not showing or tools is not None:  # a tool step wakes it too (Turn.poke)
+        if not showing:  # a tool step wakes it too (Turn.poke changes the version)
             version = turn.wait_change(version, 0.25 if not patching else 0.1)
         else:
             now = time.monotonic()
-            turn.wait(view.wait_time(now) if view is not None and patching else stream.wait_time(now))
+            pace = view.wait_time(now) if view is not None and patching else stream.wait_time(now)
+            if tools is not None:  # a call queued for this thread runs at once, not at the next look
+                pokes = turn.wait_poke(pokes, pace)
+            else:
+                turn.wait(pace)
         if turn.done:
             break
         if turn.reasoning_size and not showing:

@@ -116,7 +116,7 @@ def card_html(step: ToolStep) -> str:
         )
     return (
         f'<div class="cm-tool cm-tool-{html.escape(step.state)}" data-call="{html.escape(step.id)}">'
-        f"🔧 <code>{html.escape(step.name)}</code> · "
+        f"Tool <code>{html.escape(step.name)}</code> · "
         f'<span class="cm-tool-state">{html.escape(state_words(step))}</span>'
         f'<div class="cm-tool-args">{args}</div>{hint}{folded}</div>'
     )

@@ -25,14 +25,13 @@ Rules:
 - **Stop ends the wait**: :meth:`Pauses.cancel_all` answers every question with its
   decline (``by="stopped"``), so the turn ends keeping what was said.
 
-How the integration step uses it: the session owns ``pauses = Pauses()`` and an
-``audience = Audience()``; the cell skin calls ``audience.from_request(allow_stdin)`` as a
-cell starts (``toolrun.stdin_allowed(shell)``), the panel calls ``audience.hello()`` on its
-widget's first message, the terminal skin sets ``audience.terminal = True``. The turn, on the
-background loop: ``pending = pauses.ask("tool", name, shown, audience)``; ``answer = await
-pending.wait()``; meanwhile the skins show ``pauses.waiting()`` as cards with buttons that
-call ``pauses.answer(id, choice)``; ``%chat approve [ID]`` is ``pauses.answer(ID, "run")``.
-The budget pause of issue 19 is ``pauses.ask("budget", model, shown, audience)``.
+How it is used: the session owns ``pauses = Pauses()`` and an ``audience = Audience()``;
+a cell that offers tools calls ``audience.from_request(toolrun.stdin_allowed(shell))``, the
+terminal sets ``audience.terminal``. A turn's tool loop (chatmagic.toolloop) asks
+``pauses.ask("tool", name, {"arguments": ...})`` and awaits ``pauses.reach(pending,
+audience)``; the cell draws the waiting calls as cards whose buttons (the reply view) call
+``pauses.answer(id, choice)``, as ``%chat approve [ID] [--always]`` / ``%chat deny [ID]`` do
+(chatmagic._toolcell). The budget pause asks ``pauses.ask("budget", model, shown)``.
 """
 
 from __future__ import annotations

@@ -25,23 +25,11 @@ cap, a tool not offered) is ``chatmagic.providers._wire.ToolCall``; running a ca
 cell would, and making its result safe to send, is ``chatmagic.toolrun``; asking the user
 is ``chatmagic.pause``.
 
-How the turn should use these (the integration step, in ``session``'s turn runner):
-
-1. Resolve ``--tools`` once, before sending: ``specs = {s.name: s for s in map(describe, ...)}``
-   (built-ins from ``chatmagic.notebook_tools.builtin_specs``, offered by ``--tools notebook``
-   or by name); refuse before sending if the chain's provider has no ``supports_tools``.
-2. Loop, at most ``ChatMagics.max_tool_steps`` (8) model calls per turn:
-   ``provider.parts(messages, tools=[s.as_wire() for s in specs.values()])``; stream text as
-   now; collect the ``ToolCall`` parts. No calls: the turn is done.
-3. For each call, in order: ``call.error`` or ``spec.bind(args)`` failing → its one line is the
-   answer. Else, unless ``spec.read_only`` or the session's pause registry says "always" for
-   that name, ask through ``chatmagic.pause`` (``Pending`` of kind ``tool``, answered by a
-   click, ``%chat approve ID``, or the terminal; no one to ask → declined). Deny → "The user
-   declined this call." Run → ``toolrun.run_on_main`` and ``toolrun.result_text``.
-4. Append ``_wire.assistant_message(text, calls)`` and one ``_wire.tool_message`` per call id,
-   and go to 2. Stop/Ctrl-C cancels the task: what was said and the calls made are kept.
-5. The exchange records the calls, their arguments, states and results (bounded); replay
-   shows them and calls nothing; a record never carries an approval.
+How a turn uses these: ``chatmagic._toolbox.resolve`` makes the specs of ``--tools`` (the
+built-ins of ``chatmagic.notebook_tools`` by ``notebook`` or by name) before anything is sent;
+``chatmagic.toolloop`` offers them (``as_wire``), checks each call (``bind``), asks
+(chatmagic.pause), runs it (``toolrun``) and answers the model; ``chatmagic.toolstep`` is what
+the exchange keeps of each call (shown again, never run again; a record approves nothing).
 """
 
 from __future__ import annotations

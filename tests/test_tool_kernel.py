@@ -7,6 +7,7 @@ tool that raises; a secret in a result scrubbed; a call of a tool not offered re
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,7 +73,7 @@ class Kernel:
         from jupyter_client import KernelManager
 
         self.km = KernelManager(kernel_name="python3")
-        self.km.start_kernel(env={**__import__("os").environ, "MY_SERVICE_TOKEN": "tok-0123456789abcdef"})
+        self.km.start_kernel(env={**os.environ, "MY_SERVICE_TOKEN": "tok-0123456789abcdef"})
         self.kc = self.km.client()
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=60)
@@ -283,7 +284,7 @@ def test_stop_mid_loop_keeps_what_was_said(kernel: Kernel) -> None:
     result = kernel.settle("stop")
     states = [s["state"] for s in result["steps"]]
     assert 1 <= states.count("done") < 50 and states[-1] in ("done", "stopped")
-    assert "■ stopped" in kernel.texts(msg_id)
+    assert "■ stopped" in kernel.texts(msg_id) and "TurnStopped: Stopped by the user." in kernel.texts(msg_id)
 
 
 def test_replay_and_run_all_call_nothing(kernel: Kernel, tmp_path: Path, sandbox_thread: Sandbox) -> None:

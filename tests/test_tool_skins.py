@@ -48,7 +48,14 @@ def test_what_cannot_be_offered_is_refused_before_sending(ip: Any, sandbox_threa
         result, shown = run(ip, f"%%chat {line}\nhi")
         assert result.error_in_exec is not None and said in shown, shown
         assert "Traceback" not in shown
-    assert [r for r in sandbox_thread.requests if r.method == "POST"] == []
+    assert sandbox_thread.requests == []  # every refusal came before anything was sent
+    result, shown = run(ip, "%%chat -p openai --tools load_sales --dry-run\nhi")
+    assert (
+        result.error_in_exec is None
+        and 'Tools offered: [{"type": "function", "function": {"name": "load_sales"' in shown
+    )
+    # nothing was sent to the model (a dry run may ask the server for its window: not a chat)
+    assert [r.path for r in sandbox_thread.requests if r.path.endswith("/chat/completions")] == []
     with capture_output() as io:
         ip.run_line_magic("config", "ChatMagics.max_tool_steps = 0")
     assert "max_tool_steps must be 1 or more" in io.stderr
@@ -126,3 +133,18 @@ def test_the_reply_views_buttons_answer() -> None:
     assert pending.result(1) == "deny" and pending.by == "user"
     view._on_msg(view, {"type": "answer", "id": pending.id, "choice": "run"}, [])  # a stale click: nothing
     assert pending.answer == "deny"
+
+
+def test_a_decorated_function_is_offered_by_its_tool_name(ip: Any) -> None:
+    ip.run_cell(
+        "import chatmagic\n"
+        "@chatmagic.tool(name='sales', description='Units sold in a region.')\n"
+        "def load_sales(region: str) -> str:\n"
+        "    return f'{region}: 7 units'"
+    )
+    get_session().pauses.allow("sales")
+    result, shown = run(
+        ip, '%%chat -p openai -c deco --new --tools load_sales\n[[tool:sales {"region": "west"}]]'
+    )
+    assert result.error_in_exec is None, shown
+    assert "[tool] sales(region=west) · done in" in shown and "west: 7 units" in shown

@@ -133,7 +133,7 @@ async def test_a_tool_that_raises_and_the_step_limit(sandbox: Sandbox) -> None:
     pauses = Pauses()
     tools = box(broken, get_weather, pauses=pauses, max_steps=2)
     for name in ("broken", "get_weather"):
-        pauses._always.add(name)
+        pauses.allow(name)
     text, (step,), _, _ = await loop(sandbox, tools, "[[tool:broken]]")
     assert step.state == "failed" and step.error == "ValueError: no data\nfor you"
     assert "The tool raised an error" in text

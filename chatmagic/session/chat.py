@@ -85,10 +85,6 @@ class ChatSession:
         self.pauses = Pauses()
         self.audience = Audience()
         self._lock = threading.RLock()
-        #: the questions turns wait on, and the "always" answers given, in this session only
-        self.pauses = Pauses()
-        #: who can answer them now (the skins say: a cell's request, a panel's hello, a terminal)
-        self.audience = Audience()
         #: the provider instances turns use (see chatmagic.session.pool)
         self.pool = ProviderPool()
 

@@ -202,12 +202,23 @@ class Turn:
             # ends here, or its conversation would stay busy
             self._finish("stopped", TurnStopped("Stopped by the user.", partial=""))
 
+    #: tool steps changed this many times (poke): a cell that follows the turn wakes on these, not on text
+    pokes = 0
+
     def poke(self) -> None:
         """Something besides the text changed (a tool step): whoever follows the turn looks."""
         with self._cond:
             self.version += 1
+            self.pokes += 1
             self._cond.notify_all()
         self.conversation._emit("update", self)
+
+    def wait_poke(self, pokes: int, timeout: float | None = None) -> int:
+        """Block until a tool step changed after ``pokes``, or the turn ended; new text does
+        not wake it (the streaming cell keeps its pace and runs a queued tool at once)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.pokes != pokes or self.done, timeout)
+            return self.pokes
 
     @property
     def waiting(self) -> list[ToolStep]:
