@@ -329,8 +329,8 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
                 self._transcript.adopt(turn)
                 self.busy = True
                 self._set_status(self._live_status())
-            if kind in ("start", "recorded", "reset", "end"):
-                # a cell's -p/-m (or a restore) changed what the conversation uses: show it
+            if kind in ("start", "recorded", "reset", "end") and not (kind == "start" and turn is self.turn):
+                # a cell's -p/-m (or a restore) changed what the conversation uses (one sent from here shows it)
                 self._show_settings()
             self._transcript.request()
 

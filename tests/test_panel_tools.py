@@ -87,6 +87,8 @@ def test_a_call_waits_in_the_panel_and_a_click_runs_it(ip: Any, open_panel: Call
     assert "waiting for your answer" in plain(page) and "region" in page and "north" in page
     assert '<button data-answer="run">Run</button>' in page and "Always for load_sales" in page
     assert ip.user_ns["ran_on"] == []  # nothing runs unseen
+    # while its first turn waits, the bar shows what it goes to (not the conversation's old choice)
+    assert (browser.state["provider"], browser.state["model"]) == ("openai", "gpt-4o-mini")
     browser.say(type="answer", id=pending, choice="run")
     until(lambda: panel.turn.done, ip)
     assert panel.wait(10)

@@ -24,6 +24,8 @@ if (_reason := missing()) is not None:
 
 from playwright.sync_api import Locator, Page, expect  # noqa: E402 - after the skip
 
+from .test_panel_ui import CONTRAST_JS  # noqa: E402 - after the skip
+
 CELLS = [
     "%load_ext chatmagic\n%chat sandbox",
     (
@@ -64,6 +66,14 @@ def _set_theme(page: Page, name: str, light: bool) -> None:
     page.wait_for_timeout(300)
 
 
+def _contrast(page: Page, theme: str) -> None:
+    """Every text of the cards and buttons reaches 4.5:1 (measured as test_panel_ui does)."""
+    result = page.evaluate(CONTRAST_JS)
+    tools = [f for f in result["failures"] if "cm-" in f["where"] or "button" in f["where"]]
+    print(theme, result["count"], result["min"], tools)
+    assert not tools, (theme, tools)
+
+
 def _send(panel: Locator, text: str) -> None:
     box = panel.locator("textarea")
     box.fill(text)
@@ -93,6 +103,7 @@ def _drive(page: Page) -> None:
     expect(ask.get_by_role("button", name="Deny", exact=True)).to_be_visible()
     expect(ask.get_by_role("button", name="Always for load_sales in this session")).to_be_visible()
     panel.screenshot(path=str(ARTIFACTS / "tools-panel-waiting-light.png"))
+    _contrast(page, "light")
     ask.get_by_role("button", name="Run", exact=True).click()
     answer = panel.locator(".chatmagic-assistant").last
     expect(answer).to_contain_text("Tool results", timeout=30_000)
@@ -106,6 +117,7 @@ def _drive(page: Page) -> None:
     _send(panel, '[[tool:load_sales {"region": "south"}]]')
     ask = _waiting(panel)
     panel.screenshot(path=str(ARTIFACTS / "tools-panel-waiting-dark.png"))
+    _contrast(page, "dark")
     ask.get_by_role("button", name="Deny", exact=True).click()
     expect(panel.locator(".chatmagic-assistant").last.locator(".cm-tool-declined")).to_contain_text(
         "declined by you", timeout=30_000
@@ -159,3 +171,14 @@ def _drive(page: Page) -> None:
     expect(cell(page, 5).locator(".jp-OutputArea")).to_contain_text(
         "RAN ['north', 'north', 'forecast west']", timeout=30_000
     )
+
+    # -- propose_cell: Insert as cell puts the code into a new cell below the panel --------
+    _send(panel, '[[tool:propose_cell {"code": "answer = 41 + 1  # <not run>"}]]')
+    insert = panel.locator(".chatmagic-assistant").last.locator("~ .cm-inserts button.cm-insert")
+    expect(panel.locator(".chatmagic-assistant").last).to_contain_text("propose_cell", timeout=30_000)
+    expect(insert.last).to_be_visible()
+    panel.screenshot(path=str(ARTIFACTS / "tools-panel-propose.png"))
+    insert.last.click()
+    expect(insert.last).to_have_text("Inserted below the panel")
+    expect(cell(page, 2).locator(".cm-content")).to_have_text("answer = 41 + 1  # <not run>")
+    expect(cell(page, 2).locator(".jp-OutputArea-output")).to_have_count(0)  # never run
