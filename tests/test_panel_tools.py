@@ -181,3 +181,30 @@ def test_a_reply_view_drawn_after_its_buttons_gets_them() -> None:
     view._handle_msg({"content": {"data": {"method": "custom", "content": {"type": "hello"}}}, "buffers": []})
     assert sent == [{"ask": '<div class="cm-ask" data-ask="t1">…</div>'}] * 2
     view.close()
+
+
+def test_over_the_window_the_panel_refuses_in_one_line_and_stop_cancels_a_question(
+    ip: Any, open_panel: Callable[..., Any], sandbox_thread: Sandbox
+) -> None:
+    tiny = {"tiny": {"base_url": sandbox_thread.base_url("lmstudio"), "context_window": 40}}
+    ip.run_line_magic("config", f"ChatMagics.endpoints = {tiny!r}")
+    try:
+        panel, browser = open_panel("pw", tools=[])
+        panel.provider, panel.model = "tiny", "llama3.2"
+        sent = len(sandbox_thread.requests)
+        assert panel.send("a long question " * 40) is None
+        assert "context window is 40 tokens: nothing was sent" in browser.status
+        assert browser.box.startswith("a long question") and not browser.state["busy"]
+        assert len(sandbox_thread.requests) == sent and asked(browser) == ""
+        # over budget, then Stop: the question is cancelled and the message comes back
+        ip.run_line_magic("config", "ChatMagics.max_input_tokens = 3")
+        panel.provider = "openai"
+        browser.enter("short, but over three tokens")
+        until(lambda: asked(browser), ip)
+        browser.click("Stop")
+        until(lambda: not browser.state["busy"], ip)
+        assert "Cancelled: nothing was sent" in browser.status
+        assert browser.box.startswith("short, but over") and asked(browser) == ""
+    finally:
+        ip.run_line_magic("config", "ChatMagics.max_input_tokens = 0")
+        ip.run_line_magic("config", "ChatMagics.endpoints = {}")
