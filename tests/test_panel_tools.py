@@ -208,3 +208,15 @@ def test_over_the_window_the_panel_refuses_in_one_line_and_stop_cancels_a_questi
     finally:
         ip.run_line_magic("config", "ChatMagics.max_input_tokens = 0")
         ip.run_line_magic("config", "ChatMagics.endpoints = {}")
+
+
+def test_stop_while_a_call_waits_ends_the_turn_and_its_question(
+    ip: Any, open_panel: Callable[..., Any]
+) -> None:
+    panel, browser = open_panel("ps")
+    panel.send('[[tool:load_sales {"region": "north"}]]')
+    until(lambda: asked(browser), ip)
+    browser.click("Stop")
+    until(lambda: panel.turn.done and not browser.state["busy"], ip)
+    assert get_session().pauses.waiting() == [] and asked(browser) == ""
+    assert ip.user_ns["ran_on"] == []
