@@ -141,7 +141,7 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
             if not prompt.strip():
                 self._set_status("Type a message first.", error=True)
                 return None
-            if self._transcript.streaming():
+            if self._transcript.streaming() or self.asking is not None:  # (Stop cancels a question too)
                 self._give_back(prompt)
                 self._set_status("A reply is still streaming: wait for it, or Stop it.", error=True)
                 return None

@@ -201,6 +201,7 @@ def test_over_the_window_the_panel_refuses_in_one_line_and_stop_cancels_a_questi
         panel.provider = "openai"
         browser.enter("short, but over three tokens")
         until(lambda: asked(browser), ip)
+        assert panel.send("another one meanwhile") is None and "Stop it" in browser.status
         browser.click("Stop")
         until(lambda: not browser.state["busy"], ip)
         assert "Cancelled: nothing was sent" in browser.status
