@@ -110,6 +110,7 @@ def _after(panel: ChatPanel, turn: Turn, pending: Pending, typed: str, over: str
     with panel._lock:
         panel.asking = None  # (before start: its "start" makes the panel busy again)
         panel._transcript.question = []
+        # the draw takes the question away and says the panel is free, in one go
         panel._transcript.request()
         if panel._closed:
             return
@@ -124,7 +125,6 @@ def _after(panel: ChatPanel, turn: Turn, pending: Pending, typed: str, over: str
             note = f"Cancelled{how}: nothing was sent. {over}"
         panel._give_back(typed)
         panel._set_status(f"{note} Your message is back in the box.", warn=True)
-        panel.busy = False
 
 
 def answer(panel: ChatPanel, content: dict[str, Any]) -> None:

@@ -114,8 +114,7 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
         # what the browser is sent, and when (drawn on the loop, under this panel's lock)
         self._transcript = Transcript(session.runner, self._lock, self._post, self._draw)
         self._closed = False
-        #: the tools a turn sent from here offers (as --tools; None: ChatMagics.tools), who can
-        #: answer its questions (a frontend drew this panel), the budget question waiting
+        #: tools offered (as --tools; None: ChatMagics.tools), who answers (a drawn panel), a question
         self.tools, self.audience = tools, Audience()
         self.asking: Pending | None = None
         self._unsubscribe: Callable[[], None] = lambda: None
@@ -246,6 +245,7 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
 
     def _follow(self, conv: Conversation) -> None:
         """Show ``conv`` from now on: its newest exchanges, its streaming reply, its settings."""
+        _panel_tools.cancel(self)  # a budget question is the conversation's shown until now
         self._unsubscribe()
         self.conversation = conv
         self._typed = {}

@@ -221,3 +221,19 @@ def test_stop_while_a_call_waits_ends_the_turn_and_its_question(
     until(lambda: panel.turn.done and not browser.state["busy"], ip)
     assert get_session().pauses.waiting() == [] and asked(browser) == ""
     assert ip.user_ns["ran_on"] == []
+
+
+def test_another_conversation_picked_cancels_a_budget_question(
+    ip: Any, open_panel: Callable[..., Any]
+) -> None:
+    ip.run_line_magic("config", "ChatMagics.max_input_tokens = 3")
+    try:
+        panel, browser = open_panel("pk", tools=[])
+        browser.enter("over three tokens, surely")
+        until(lambda: asked(browser), ip)
+        browser.set(conversation_name="pk2")
+        until(lambda: not browser.state["busy"] and not asked(browser), ip)
+        assert get_session().pauses.waiting() == []
+        assert browser.box.startswith("over three tokens") and not get_session().conversation("pk").exchanges
+    finally:
+        ip.run_line_magic("config", "ChatMagics.max_input_tokens = 0")
