@@ -30,6 +30,7 @@ from . import present
 from ._cellinput import attachment, context_items, gather, last_error_context
 from ._cellshow import end_outputs, reply_view, stream_outputs
 from ._cellstream import SHEET, ReplyStream
+from ._compacting import with_plots
 from ._gate import gate
 from ._lasterror import LastError
 from ._terminal import TerminalReply, is_terminal
@@ -42,6 +43,7 @@ from .errors import ConfigurationError, TurnStopped
 from .glass import glass_html
 from .interpolate import Expansion, interpolate
 from .options import TurnOptions, parse_option
+from .plots import PlotHistory
 from .preflight import check
 from .present import outcome, status_html, table_html
 from .printed import PrintedOutput
@@ -70,6 +72,8 @@ class Host(Protocol):
     def cell_id(self) -> str | None: ...
     @property
     def printed(self) -> PrintedOutput: ...
+    @property
+    def plots(self) -> PlotHistory: ...
     @property
     def last_error(self) -> LastError: ...
     @property
@@ -103,6 +107,7 @@ def run_cell(magics: Host, args: Any, cell: str) -> None:
         )
         spec = ",".join(filter(None, [magics.context, args.context, "error" if args.error else ""]))
         items = context_items(spec)
+        options = with_plots(magics.session, magics.plots, items, options, args.conversation, args.new)
     except ConfigurationError as exc:
         raise UsageError(str(exc)) from None
     text, expansion = cell, None

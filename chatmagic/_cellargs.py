@@ -70,7 +70,8 @@ _OPTIONS = (
         "--context",
         metavar="SPEC",
         help="Attach notebook context, items separated by commas: error (the last error), cells:N "
-        "(the last N cells: their code, what they printed and their results), vars (your variables: names, types, shapes). Each "
+        "(the last N cells: their code, what they printed and their results), vars (your variables: names, types, shapes), "
+        "plots:N (the last N figures the cells showed, as images for a vision model, at most 1024 px and 256 KB each). Each "
         "item has a size budget; cuts are marked.",
     ),
     magic_arguments.argument(

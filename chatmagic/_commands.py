@@ -28,6 +28,8 @@ from ._commands_conv import (
     show_table,
 )
 from ._commands_glass import cmd_cancel, cmd_context, cmd_send
+from ._compacting import cmd_compact
+from ._compacting import declare as declare_compact
 from ._defaults import DEFAULT_CONVERSATION
 from ._terminal import is_terminal
 from ._toolcell import cmd_approve, cmd_deny
@@ -262,6 +264,7 @@ def _line_parser() -> _CommandParser:
     shown.add_argument(
         "--all", action="store_true", help="Show every exchange, however long the conversation is."
     )
+    declare_compact(command)
     command("reset", "forget a conversation's history").add_argument(
         "name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION
     )
@@ -340,6 +343,7 @@ HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "conversations": cmd_conversations,
     "history": cmd_history,
     "reset": cmd_reset,
+    "compact": cmd_compact,
     "use": cmd_use,
     "panel": cmd_panel,
     "restore": cmd_restore,

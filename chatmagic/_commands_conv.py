@@ -13,6 +13,7 @@ from IPython.display import display
 
 from ._cell import Host
 from ._log_format import format_entries
+from .compacted import originals
 from .export import export
 from .present import history_bundle, table_bundle
 from .record import current_notebook
@@ -35,7 +36,8 @@ def cmd_usage(magics: Host, args: Any) -> None:
     if conv is None or not len(conv):
         print(f"The conversation {args.name!r} is empty.")
         return
-    counted = [ex for ex in conv.exchanges if ex.usage]
+    every = originals(conv.exchanges)  # a summary's originals were replies too
+    counted = [ex for ex in every if ex.usage]
     if not counted:
         print(f"No reply of {args.name!r} came with token counts (web sites and some servers report none).")
         return
@@ -50,8 +52,8 @@ def cmd_usage(magics: Host, args: Any) -> None:
     if total.get("reasoning_tokens"):
         line += f" ({total['reasoning_tokens']:,} of them reasoning)"
     line += f", over {len(counted)} repl{'y' if len(counted) == 1 else 'ies'}"
-    if len(counted) < len(conv):
-        line += f"; {len(conv) - len(counted)} more reported no counts"
+    if len(counted) < len(every):
+        line += f"; {len(every) - len(counted)} more reported no counts"
     print(line + ".")
 
 

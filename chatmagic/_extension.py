@@ -45,6 +45,7 @@ def load(ip: Any) -> None:
     # Magics.__init__ has put it in ip.configurables (what %config sets): once is enough
     ip.events.register("pre_run_cell", magics.pre_run_cell)
     ip.events.register("post_run_cell", magics.post_run_cell)
+    magics.plots.watch(ip.display_pub, ip.displayhook, lambda: ip.execution_count)
     ip._chatmagic_magics = magics
 
 
@@ -66,6 +67,7 @@ def unload(ip: Any) -> None:
             ip.events.unregister(event, getattr(magics, event))
         except ValueError:
             pass
+    magics.plots.stop()
     magics.printed.stop()  # unloaded inside a cell: its post_run_cell will not come
 
 

@@ -58,8 +58,8 @@ _HIDDEN = {"In", "Out", "exit", "quit", "get_ipython", "open"}
 
 @dataclass(frozen=True)
 class ContextItem:
-    kind: str  # error | cells | vars
-    count: int = 0  # cells:N
+    kind: str  # error | cells | vars | plots
+    count: int = 0  # cells:N, plots:N
 
 
 def parse_spec(spec: str, what: str = "--context") -> list[ContextItem]:
@@ -75,12 +75,13 @@ def parse_spec(spec: str, what: str = "--context") -> list[ContextItem]:
         kind, _, arg = word.partition(":")
         if kind in ("error", "vars") and not arg:
             items.append(ContextItem(kind))
-        elif kind == "cells" and (not arg or (arg.isdigit() and int(arg) > 0)):
-            items.append(ContextItem("cells", int(arg) if arg else 1))
+        elif kind in ("cells", "plots") and (not arg or (arg.isdigit() and int(arg) > 0)):
+            items.append(ContextItem(kind, int(arg) if arg else 1))
         else:
             raise ConfigurationError(
-                f"{what} has no item {raw.strip()!r}: use error, cells:N (the last N cells) "
-                "and vars, separated by commas, e.g. 'error,cells:2'."
+                f"{what} has no item {raw.strip()!r}: use error, cells:N (the last N cells), vars "
+                "and plots:N (the last N figures shown, for a vision model), separated by commas, "
+                "e.g. 'error,cells:2'."
             )
     return items
 

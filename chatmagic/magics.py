@@ -27,6 +27,7 @@ from ._secrets import scrub
 from .budget import Limits, check_max_cost, check_max_input_tokens, check_prices
 from .errors import ConfigurationError, TurnStopped, redact
 from .options import DEFAULT_PROVIDER, DEFAULT_TIMEOUT, check_base_url, check_params, check_proxy, parse_chain
+from .plots import PlotHistory
 from .printed import PrintedOutput
 
 if TYPE_CHECKING:
@@ -131,6 +132,8 @@ class ChatMagics(Magics):
         self.cell_id: str | None = None
         #: what the last cells printed, for --context cells:N (filled by the two hooks below)
         self.printed = PrintedOutput(quiet=self._not_printing)
+        #: the figures the last cells displayed, for --context plots:N (watched from load to unload)
+        self.plots = PlotHistory()
         #: the user's last error, for %chat fix and -e (chatmagic's own are not theirs)
         self.last_error = LastError()
         super().__init__(shell=shell, **kwargs)

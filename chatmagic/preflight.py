@@ -33,6 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ._text import CUT_MARK, cut_end
 from .anatomy import Anatomy, Part, build, image_part, left_out, part
 from .budget import Limits, price_for
+from .compacted import summary_label
 from .errors import ConfigurationError
 from .providers import get_provider
 from .providers.openai import OFFICIAL_HOST, OpenAICompatible
@@ -98,7 +99,7 @@ def parts_of(
     kept = messages[start:-1]
     for i in range(0, len(kept) - 1, 2):
         user, reply = kept[i]["content"], kept[i + 1]["content"]
-        label = f"exchange {dropped + i // 2 + 1}: {_preview(user)}"
+        label = f"exchange {dropped + i // 2 + 1}: {summary_label(turn.conversation, user) or _preview(user)}"
         parts.append(part("exchange", label, user + reply, model, wait=wait))
     prompt = turn.prompt
     for title, text in sections:

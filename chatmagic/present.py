@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ._text import cut_start
 from ._toolcards import card_plain, cards_html, state_words
 from .code import INSERTED, code_of
+from .compacted import label, originals, sent_note
 from .errors import ConfigurationError
 from .render import markdown_html
 
@@ -48,6 +49,7 @@ __all__ = [
     "assistant_html",
     "cut_note",
     "earlier_note",
+    "exchange_bundle",
     "exchange_head",
     "exchange_html",
     "exchange_markdown",
@@ -132,6 +134,7 @@ def _notes(turn: Turn) -> str:
         notes.append(f"redacted {', '.join(turn.redacted)}")
     if turn.history_sent < turn.history_total:
         notes.append(f"sent {turn.history_sent} of {turn.history_total} earlier exchanges")
+    notes.append(sent_note(turn.conversation, turn.history_sent, turn.history_total))
     return "".join(f" · {note}" for note in notes if note)
 
 
@@ -256,12 +259,13 @@ def exchange_head(ex: Exchange) -> str:
     """The heading of a recorded reply: ``provider · model · total``."""
     text = _who(ex.provider, ex.model) + (f" · {seconds(ex.total_s)}" if ex.total_s else "")
     extra = [cut_note(ex.finish_reason) if ex.cut else "", usage_note(ex.usage)]
-    return " · ".join([text, *filter(None, extra)])
+    return " · ".join(filter(None, [label(ex), text, *extra]))
 
 
 def exchange_title(ex: Exchange) -> str:
     """The heading of a recorded reply in an export: ``Assistant · provider · model (stopped)``."""
-    return f"Assistant · {ex.provider} · {ex.model}" + (" (stopped)" if ex.stopped else "")
+    mark = f" ({label(ex)})" if ex.summarizes else " (stopped)" if ex.stopped else ""
+    return f"Assistant · {ex.provider} · {ex.model}{mark}"
 
 
 def user_html(text: str) -> str:
@@ -326,13 +330,14 @@ HISTORY_LAST = 20
 def history_bundle(conv: Conversation, last: int | None = HISTORY_LAST) -> dict[str, str]:
     """``%chat history``: the conversation as the panel shows it, and as plain text.
 
-    Only the newest ``last`` exchanges are drawn (all of them when None), so that showing
-    a long conversation costs what is shown; a line above them says how many earlier ones
-    were left out and how to see them.
+    Only the newest ``last`` exchanges are drawn, so that showing a long conversation costs
+    what is shown; a line above them says how many earlier ones were left out and how to see
+    them. ``last=None`` (``--all``) draws every one, a summary's originals too (before it).
     """
     with conv.lock:
-        total = len(conv.exchanges)
-        shown = conv.exchanges[-last:] if last is not None and last < total else list(conv.exchanges)
+        exchanges = originals(conv.exchanges) if last is None else list(conv.exchanges)
+        total = len(exchanges)
+        shown = exchanges[-last:] if last is not None and last < total else exchanges
     parts = [FULL_STYLE, '<div class="chatmagic-transcript">']
     plain = []
     if conv.system:
@@ -347,6 +352,14 @@ def history_bundle(conv: Conversation, last: int | None = HISTORY_LAST) -> dict[
         plain += exchange_plain(ex)
     parts.append("</div>")
     return {"text/html": "".join(parts), "text/plain": "\n\n".join(plain)}
+
+
+def exchange_bundle(ex: Exchange, note: str = "") -> dict[str, str]:
+    """One exchange as ``%chat history`` draws it, with a line under it (``%chat compact``)."""
+    parts = [FULL_STYLE, '<div class="chatmagic-transcript">', user_html(ex.user.content), exchange_html(ex)]
+    parts += [status_html(note), "</div>"] if note else ["</div>"]
+    plain = "\n\n".join(exchange_plain(ex) + ([f"— {note}"] if note else []))
+    return {"text/html": "".join(parts), "text/plain": plain}
 
 
 def earlier_note(name: str, left_out: int) -> str:

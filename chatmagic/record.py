@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .compact import read_summarizes
 from .errors import ConfigurationError
 from .options import parse_chain
 from .providers._lines import valid_text
@@ -279,7 +280,8 @@ def check_record(record: Mapping[str, Any]) -> SavedExchange | None:
     values["chain"] = _chain(values["chain"])
     if isinstance(values["seq"], int) and not 0 <= values["seq"] <= _MAX_SEQ:
         values["seq"] = _BAD  # a place no conversation reaches: numbering on from it breaks
-    if any(value is _BAD for value in values.values()):
+    summarizes = read_summarizes(record.get("summarizes"))  # a summary names its originals
+    if summarizes is None or any(value is _BAD for value in values.values()):
         return None
     exchange = Exchange(
         user=Message("user", valid_text(record["user"])),
@@ -295,6 +297,7 @@ def check_record(record: Mapping[str, Any]) -> SavedExchange | None:
         finish_reason=values["finish_reason"],
         usage=values["usage"],
         reasoning=values["reasoning"],
+        summarizes=summarizes,
         tools=values["tools"],
     )
     return SavedExchange(

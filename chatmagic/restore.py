@@ -13,7 +13,6 @@ does not have is never taken.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from ._merge import held_by, identity, in_order, merge, same_list, unique
 from ._secrets import scrub
 from ._text import cut_end
+from .compacted import fold, renumber
 from .errors import ConfigurationError
 from .options import parse_chain
 from .providers import provider_names
@@ -56,6 +56,8 @@ class ConversationRestore:
     applied: bool = False
     #: provider names of the offered chain that this kernel does not have: never applied
     unknown: list[str] = field(default_factory=list)
+    #: of the notebook's exchanges, those inside summaries (``%chat compact``), shown by ``--all``
+    summarized: int = 0
 
     def describe(self) -> str:
         parts = [
@@ -65,6 +67,7 @@ class ConversationRestore:
                 (self.replaced, "replaced"),
                 (self.kept, "kept"),
                 (self.older, "from before a --new skipped"),
+                (self.summarized, "inside summaries (%chat history --all shows them)"),
             )
             if n
         ]
@@ -230,7 +233,8 @@ def _restore_one(
 ) -> ConversationRestore:
     newest = max(records, key=lambda s: s.exchange.finished_at)
     older = unique([s.exchange for s in records if s.epoch != newest.epoch])
-    saved = unique([s.exchange for s in records if s.epoch == newest.epoch])
+    # a summary's originals go back into it (%chat compact): the compacted view, as it was
+    saved, summarized = fold(unique([s.exchange for s in records if s.epoch == newest.epoch]))
     # the merge is worked out from a snapshot and installed only if no turn ended meanwhile
     # (holding the lock across adopt() would call listeners, the panels, under it)
     while True:
@@ -268,7 +272,9 @@ def _restore_one(
             kept, added = _merged(held, saved, counts)
             merged = in_order(kept) + in_order(added)
             new_epoch, how = newest.epoch, "take"
-        merged = [ex if ex.seq == i else dataclasses.replace(ex, seq=i) for i, ex in enumerate(merged)]
+        merged = fold(merged)[0]  # a summary the kernel no longer held (undone) takes them back too
+        counts.summarized = summarized
+        merged = renumber(merged)  # afresh, a summary's originals too (chatmagic.compacted)
         with conv.lock:
             unchanged = same_list(conv.exchanges, held)
             counts.offered = _offered(conv, newest, how, defaults)

@@ -845,3 +845,23 @@ def test_a_provider_kept_in_other_case_shows_what_a_cell_uses(ip: Any, fresh: No
     finally:
         panel.close()
         ip.run_line_magic("config", "ChatMagics.default_model = ''")
+
+
+def test_the_panel_shows_the_summary_as_such(
+    open_panel: Callable[..., tuple[ChatPanel, Browser]], session: ChatSession
+) -> None:
+    from chatmagic import compact
+
+    panel, browser = open_panel("squeezed", provider=None)
+    for word in ("heron", "ibis", "crane"):
+        session.send(f"tell me about the {word}", conversation="squeezed").result(15)
+    assert panel.wait(5)
+    turn, plan = compact.summary_turn(session, "squeezed", 1)
+    session.start(turn)
+    assert turn.wait(15)
+    compact.finish(turn, plan)
+    wait_for(lambda: any("Summary of 2 earlier exchanges" in text for text in browser.texts))
+    assert panel.wait(5)
+    texts = browser.texts
+    assert len(texts) == 4 and texts[2] == "You tell me about the crane"
+    assert texts[0].startswith("You Summarize our conversation so far")

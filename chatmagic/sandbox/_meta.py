@@ -283,7 +283,8 @@ def _show(ctx: Ctx, body: dict[str, Any]) -> web.Response:
                 "quantization_level": "Q4_0",
             },
             "model_info": info,
-            "capabilities": ["completion", "tools"],
+            # the stand-in's gpt-4o models see images, as a vision model does; llama3.2 does not
+            "capabilities": ["completion", "tools", *(["vision"] if name.startswith("gpt-4o") else [])],
             "modified_at": "2025-01-01T00:00:00Z",
         }
     )

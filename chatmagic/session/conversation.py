@@ -94,6 +94,9 @@ class Exchange:
     usage: dict[str, int] | None = None
     #: what the model thought before answering; shown, saved, never sent back as history
     reasoning: str = ""
+    #: a summary's originals (``%chat compact``, :mod:`chatmagic.compact`), oldest first:
+    #: this exchange stands for them in the history; () for any other exchange
+    summarizes: tuple[Exchange, ...] = ()
     #: the tool calls of the turn, in order (chatmagic.toolstep): shown again, never run again
     tools: list[ToolStep] = field(default_factory=list)
 
@@ -105,6 +108,12 @@ class Exchange:
     def cut(self) -> bool:
         """The server ended the reply before it was complete (the token limit, a content filter)."""
         return is_cut(self.finish_reason)
+
+    def identity(self) -> dict[str, Any]:
+        """What names this version of the exchange in a record (a summary's list of originals);
+        a summary named so carries itself whole: its own record may be gone (its cell re-run)."""
+        named = {"key": self.key, "finished_at": self.finished_at, "seq": self.seq}
+        return {**named, "summary": self.to_dict()} if self.summarizes else named
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +131,8 @@ class Exchange:
             "finish_reason": self.finish_reason,
             "usage": self.usage,
             "reasoning": self.reasoning,
+            # a summary names its originals (their own records hold them); others say nothing
+            **({"summarizes": [ex.identity() for ex in self.summarizes]} if self.summarizes else {}),
             **({"tools": [s.to_dict() for s in self.tools]} if self.tools else {}),
         }
 
@@ -273,6 +284,8 @@ class Conversation:
 
     def _emit(self, kind: str, turn: Turn | None) -> None:
         if not self._listeners:  # no panel follows: nothing to copy or lock (a turn emits often)
+            return
+        if turn is not None and turn.aside:  # not a message of the conversation: panels show its result
             return
         with self.lock:
             listeners = list(self._listeners)

@@ -83,6 +83,9 @@ class Turn:
         self.kept_system: str | None = None
         #: the reply is the saved one, shown again without sending anything
         self.replayed = False
+        #: the reply joins no history and changes no setting: whoever asked for it decides what
+        #: becomes of ``exchange`` (a compaction's summary, :mod:`chatmagic.compact`)
+        self.aside = False
         #: what the status line should also say about this turn (context added, code put
         #: in a new cell, ...), in the words of whoever added it
         self.notes: list[str] = []
@@ -315,11 +318,12 @@ class Turn:
                 reasoning=reasoning,
                 tools=list(self.steps),
             )
-            with conv.lock:  # a kept turn's options stick (see ChatSession.start)
-                self.session.settle(self)
-            conv.record(self.exchange)
-            self.session._publish(conv, self.exchange)
-        elif state == "failed" and error is not None and _passing(error):
+            if not self.aside:
+                with conv.lock:  # a kept turn's options stick (see ChatSession.start)
+                    self.session.settle(self)
+                conv.record(self.exchange)
+                self.session._publish(conv, self.exchange)
+        elif state == "failed" and error is not None and _passing(error) and not self.aside:
             with conv.lock:  # the request was right; the provider was down: the next cell tries it again
                 self.session.settle(self)
         with self._cond:

@@ -163,6 +163,13 @@ def page(lab: str) -> Iterator[Any]:
             context.grant_permissions(["clipboard-read", "clipboard-write"])
             pg = context.new_page()
             pg.set_default_timeout(30_000)
+            # under load JupyterLab may ask which kernel to start although the notebook names
+            # one (seen in 3 runs of 10 on a busy machine): whenever that dialog covers the
+            # page, before any action, take the kernel the notebook names
+            pg.add_locator_handler(
+                pg.locator(".jp-Dialog", has_text="Select Kernel"),
+                lambda dialog: dialog.get_by_role("button", name="Select", exact=True).click(),
+            )
             pg.goto(lab)
             pg.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=60_000)
             wait_idle(pg, 60_000)
