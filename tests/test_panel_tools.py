@@ -237,3 +237,18 @@ def test_another_conversation_picked_cancels_a_budget_question(
         assert browser.box.startswith("over three tokens") and not get_session().conversation("pk").exchanges
     finally:
         ip.run_line_magic("config", "ChatMagics.max_input_tokens = 0")
+
+
+def test_chat_panel_tools_names_them_or_says_which_cannot_be(ip: Any, open_panel: Callable[..., Any]) -> None:
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as io:
+        ip.run_cell("%chat panel pt2 --tools nope")
+    assert "--tools nope: there is no 'nope' in the notebook" in io.stdout + io.stderr
+    with capture_output():
+        ip.run_cell("made = %chat panel pt2 --tools load_sales,notebook")
+    made = ip.user_ns.pop("made")
+    try:
+        assert made.tools == "load_sales,notebook"
+    finally:
+        made.close()
