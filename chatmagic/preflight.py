@@ -109,7 +109,8 @@ def parts_of(
         parts.append(part("context", f"--context: {title}", block, model, note=note, wait=wait))
     note = "with the context's preamble" if sections else ""
     for a in getattr(turn.options, "attachments", ()) or ():
-        parts.append(image_part(f"attached {a.describe()}", len(a.data), a.note))
+        # describe() already says how the image was fitted (downscaled from ...)
+        parts.append(image_part(f"attached {a.describe()}", len(a.data)))
     if tools:
         text = json.dumps(list(tools), ensure_ascii=False)
         parts.append(part("tools", f"tool schemas ({len(tools)})", text, model, wait=wait))
