@@ -32,8 +32,9 @@ from ._compacting import cmd_compact
 from ._compacting import declare as declare_compact
 from ._defaults import DEFAULT_CONVERSATION
 from ._terminal import is_terminal
+from ._toolbox import parse_names, resolve
 from ._toolcell import cmd_approve, cmd_deny
-from .errors import ChatMagicError, redact
+from .errors import ChatMagicError, ConfigurationError, redact
 from .present import HISTORY_LAST
 from .providers import get_provider, list_providers
 from .providers.endpoints import endpoint_names
@@ -123,7 +124,12 @@ def cmd_panel(magics: Host, args: Any) -> Any:
     from .panel import ChatPanel
 
     magics.note_notebook()
-    return ChatPanel(conversation=args.name, session=magics.session)
+    if args.tools:  # a name that is not a tool is said now, not at the panel's first message
+        try:
+            resolve(parse_names(args.tools), magics.user_ns(), magics.shell)
+        except ConfigurationError as exc:
+            raise UsageError(str(exc)) from None
+    return ChatPanel(conversation=args.name, session=magics.session, tools=args.tools)
 
 
 def cmd_sandbox(magics: Host, args: Any) -> None:
@@ -271,8 +277,12 @@ def _line_parser() -> _CommandParser:
     use = command("use", "set the default provider (and model)")
     use.add_argument("provider", metavar="PROVIDER")
     use.add_argument("model", metavar="MODEL", nargs="?")
-    command("panel", "open the chat panel on a conversation").add_argument(
-        "name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION
+    panel = command("panel", "open the chat panel on a conversation")
+    panel.add_argument("name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION)
+    panel.add_argument(
+        "--tools",
+        metavar="NAMES",
+        help="the tools its turns offer, as a cell's --tools (default: ChatMagics.tools)",
     )
     restore = command("restore", "rebuild the conversations saved in a notebook, merged with this kernel's")
     restore.add_argument("notebook", metavar="NOTEBOOK", nargs="?")

@@ -65,6 +65,10 @@ class ReplyView(anywidget.AnyWidget):
         # on a subshell thread while the cell runs: only note it; the cell's loop sends
         if isinstance(content, dict) and content.get("type") in ("hello", "resync"):
             self._asked.set()
+            if content.get("type") == "hello" and self._asks:
+                # a view drawn after the buttons went out (a custom message reaches only the
+                # views that exist): it gets them now, or a waiting call shows no Run button
+                self.send({"ask": self._asks})
         elif isinstance(content, dict) and content.get("type") == "answer" and self.on_answer is not None:
             try:  # a click: the pause takes the answer from any thread
                 self.on_answer(str(content.get("id")), str(content.get("choice")))

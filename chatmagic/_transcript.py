@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import present
+from ._panel_look import inserts_html, tools_html
 from ._stream import LiveReply, message_cost
 from .runner import Runner
 from .session import Conversation, Exchange, Turn
@@ -114,6 +115,8 @@ class Transcript:
         self._greeted = False
         self._flush: asyncio.TimerHandle | None = None
         self._closed = False
+        #: a question shown after the transcript (a turn over budget: chatmagic._panel_tools)
+        self.question: list[Item] = []
 
     # -- what is shown -------------------------------------------------------------------
 
@@ -264,13 +267,19 @@ class Transcript:
             key = f"{self._epoch[:8]}.{i}"
             cached = self._rendered.get(key)
             if cached is None or cached[0] is not ex:
-                cached = (ex, present.user_html(ex.user.content), present.exchange_html(ex))
+                # propose_cell's code can still become a cell (Insert as cell: static/panel.js)
+                reply = present.exchange_html(ex) + inserts_html(ex.tools)
+                cached = (ex, present.user_html(ex.user.content), reply)
             rendered[key] = cached
             items += [(f"{key}u", cached[1]), (f"{key}a", cached[2])]
         self._rendered = rendered  # only what is shown is kept
         for live in self.live:
-            items += [(f"t{live.number}u", present.user_html(live.turn.prompt)), (live.id, live.html)]
-        return items
+            items.append((f"t{live.number}u", present.user_html(live.turn.prompt)))
+            tools = tools_html(live.turn.steps)  # its cards and buttons, above the reply, as a cell's
+            if tools:
+                items.append((f"t{live.number}k", tools))
+            items.append((live.id, live.html))
+        return items + self.question
 
     def _update(self, live: Live, now: float) -> dict[str, Any] | None:
         """The ``live`` message that brings the streaming bubble up to date, if one may go now.

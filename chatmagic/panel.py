@@ -15,7 +15,7 @@ puts that HTML in place.
 
 What it sends the browser, and when, is :mod:`chatmagic._transcript` (the newest exchanges,
 changed by splices, a streaming reply by patches); the provider picker and model box are
-:mod:`chatmagic._panel_models`.
+:mod:`chatmagic._panel_models`; a turn's tools and budget question, :mod:`chatmagic._panel_tools`.
 
 Threads. Widget messages can arrive on a subshell thread (JupyterLab >= 4.4 with
 ipykernel >= 7), concurrently with a running cell; conversation events arrive on the
@@ -37,13 +37,14 @@ import anywidget
 import ipywidgets
 import traitlets
 
-from . import present, style
+from . import _panel_look, _panel_tools, present, style
 from ._panel_models import ModelBox
 from ._state import get_session
 from ._stream import esm, short_comm_id
 from ._text import panel_key
 from ._transcript import PAGE, Transcript
 from .errors import ChatMagicError
+from .pause import Audience, Pending
 from .session import DEFAULT_CONVERSATION, ChatSession, Conversation, Turn, TurnOptions
 
 __all__ = ["PAGE", "ChatPanel"]
@@ -97,6 +98,7 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
         session: ChatSession | None = None,
         *,
         height: str = "420px",
+        tools: str | list[str] | None = None,
         **kwargs: Any,
     ) -> None:
         if session is None:
@@ -112,6 +114,9 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
         # what the browser is sent, and when (drawn on the loop, under this panel's lock)
         self._transcript = Transcript(session.runner, self._lock, self._post, self._draw)
         self._closed = False
+        #: tools offered (as --tools; None: ChatMagics.tools), who answers (a drawn panel), a question
+        self.tools, self.audience = tools, Audience()
+        self.asking: Pending | None = None
         self._unsubscribe: Callable[[], None] = lambda: None
 
         kwargs.setdefault("model_id", short_comm_id())  # every live message carries it
@@ -135,7 +140,7 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
             if not prompt.strip():
                 self._set_status("Type a message first.", error=True)
                 return None
-            if self._transcript.streaming():
+            if self._transcript.streaming() or self.asking is not None:  # (Stop cancels a question too)
                 self._give_back(prompt)
                 self._set_status("A reply is still streaming: wait for it, or Stop it.", error=True)
                 return None
@@ -148,24 +153,29 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
                     options=TurnOptions(provider=self.provider or None, model=self.model.strip() or None),
                     key=panel_key(),
                 )
+                _panel_tools.offer(self, turn)  # its tools, and its cards (chatmagic._panel_tools)
                 self.turn = turn
                 self._typed = {turn: prompt}
                 if text is None:  # the box's text was sent from Python: the page empties the box
                     self.draft = ""
                     self._post({"type": "sent", "text": prompt})
-                # start() emits "start" on this thread: _on_event adopts the turn
-                self.session.start(turn)
+                self.busy = True
+                # over budget it waits for Send anyway / Cancel; start() emits "start" on this
+                # thread: _on_event adopts the turn
+                if _panel_tools.gate(self, turn, prompt):
+                    self.session.start(turn)
             except ChatMagicError as exc:
+                self.busy = False
                 self._give_back(prompt)
                 self._set_status(str(exc), error=True)
                 return None
-            self.busy = True
             return turn
 
     def stop(self) -> None:
         """Stop every reply streaming into the shown conversation (returns at once)."""
         with self._lock:
             turns = self._transcript.streaming()
+            _panel_tools.cancel(self)
         for turn in turns:
             turn.stop()
 
@@ -228,25 +238,14 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
         return f"<ChatPanel on {self.conversation.name!r}: {len(self.conversation)} exchanges>"
 
     def _ipython_display_(self, **kwargs: Any) -> None:
-        """The widget, then a static line that stays true when the widget is gone.
-
-        A saved panel cannot come back by itself: after a restart, or in a notebook reopened
-        without its kernel, the frontend only says "Error displaying widget: model not found".
-        The line under it says what happened and how to reopen the panel; while the panel is
-        drawn (JupyterLab, Notebook 7) its stylesheet hides the line.
-        """
-        from IPython.display import display
-
-        bundle = self._repr_mimebundle_(**kwargs)
-        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
-        if data:
-            display(data, raw=True, metadata=metadata)
-        display(present.PANEL_REOPEN, raw=True)
+        """The widget, then a static line that stays true when the widget is gone."""
+        _panel_look.display_panel(self._repr_mimebundle_(**kwargs))
 
     # -- following a conversation ------------------------------------------------------
 
     def _follow(self, conv: Conversation) -> None:
         """Show ``conv`` from now on: its newest exchanges, its streaming reply, its settings."""
+        _panel_tools.cancel(self)  # a budget question is the conversation's shown until now
         self._unsubscribe()
         self.conversation = conv
         self._typed = {}
@@ -290,7 +289,10 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
             self.new_chat()
         elif kind == "earlier":
             self.show_earlier()
+        elif kind == "answer":
+            _panel_tools.answer(self, content)
         elif kind == "hello":
+            self.audience.hello()  # a frontend drew the panel: someone can answer its questions
             with self._lock:
                 self._transcript.hello()
         elif kind == "resync":
@@ -327,8 +329,8 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
                 self._transcript.adopt(turn)
                 self.busy = True
                 self._set_status(self._live_status())
-            if kind in ("start", "recorded", "reset", "end"):
-                # a cell's -p/-m (or a restore) changed what the conversation uses: show it
+            if kind in ("start", "recorded", "reset", "end") and not (kind == "start" and turn is self.turn):
+                # a cell's -p/-m (or a restore) changed what the conversation uses (one sent from here shows it)
                 self._show_settings()
             self._transcript.request()
 
@@ -349,7 +351,7 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
         transcript.send(self.conversation, patches)
         with self.hold_sync():
             self.earlier = transcript.start
-            self.busy = bool(transcript.live)
+            self.busy = bool(transcript.live) or self.asking is not None
 
     def _post(self, content: dict[str, Any]) -> None:
         # ipywidgets' own send (a custom message to every view): ChatPanel.send is the chat's

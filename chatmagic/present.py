@@ -43,7 +43,6 @@ __all__ = [
     "FALLBACK_STYLE",
     "FULL_STYLE",
     "HISTORY_LAST",
-    "PANEL_REOPEN",
     "REPLY_CSS",
     "STYLE",
     "Status",
@@ -397,19 +396,3 @@ def table_bundle(
 def table_html(inner: str) -> str:
     """A table of chatmagic's (rows of text, left-aligned in every frontend), with its style."""
     return f'{TABLE_STYLE}<table class="chatmagic-table">{inner}</table>'
-
-
-# -- the line under a chat panel ------------------------------------------------------
-
-_REOPEN_TEXT = (
-    "If the chat panel does not show above (the kernel restarted, or the notebook was reopened), "
-    "run this cell again, or %chat panel, to reopen it."
-)
-#: the line under a panel (see ChatPanel._ipython_display_); hidden while the panel is drawn
-PANEL_REOPEN = {
-    "text/html": (
-        "<style>.jp-OutputArea-child:has(.chatmagic-panel)+.jp-OutputArea-child .cm-reopen{display:none}</style>"
-        f'<div class="cm-reopen chatmagic-status">{html.escape(_REOPEN_TEXT)}</div>'
-    ),
-    "text/plain": _REOPEN_TEXT,
-}

@@ -239,6 +239,33 @@ function render({ model, el }) {
     if (stick) scroller.scrollTop = scroller.scrollHeight;
   }
 
+  // a tool call's Run / Deny / Always, a budget question's Send anyway / Cancel (made in
+  // Python: chatmagic._panel_look); the kernel takes the first answer (chatmagic.pause)
+  itemsBox.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-answer]");
+    const row = button && button.closest("[data-ask]");
+    if (!row) return;
+    for (const b of row.querySelectorAll("button")) b.disabled = true;
+    model.send({ type: "answer", id: row.dataset.ask, choice: button.dataset.answer });
+  });
+  // propose_cell's "Insert as cell": a new code cell below the panel's, never run
+  itemsBox.addEventListener("click", (event) => {
+    const button = event.target.closest("button.cm-insert");
+    if (!button) return;
+    const code = button.dataset.code;
+    const context = model.widget_manager && model.widget_manager.context; // JupyterLab's notebook
+    const notebook = context && context.model && context.model.sharedModel;
+    if (notebook && typeof notebook.insertCell === "function") {
+      const cell = el.closest("[data-windowed-list-index]");
+      const at = cell ? Number(cell.dataset.windowedListIndex) + 1 : notebook.cells.length;
+      notebook.insertCell(at, { cell_type: "code", source: code, metadata: {} });
+      button.textContent = "Inserted below the panel";
+    } else if (navigator.clipboard) {
+      navigator.clipboard.writeText(code).then(() => (button.textContent = "Copied: paste it into a cell"));
+    }
+    button.disabled = true;
+  });
+
   itemsBox.addEventListener("click", (event) => {
     const summary = event.target.closest("summary");
     const item = summary && summary.closest(".cm-item");
