@@ -193,7 +193,14 @@ def _send(
         turn.notes += notes
         # the glass box: each part counted, the window, the cost, the budget's decision (the
         # server's own tokenizer for a dry run; before a turn only near a limit)
-        anatomy = check(turn, sections=sections or (), limits=session.limits, ask_server=args.dry_run or None)
+        offered = turn.tools.wire() if turn.tools is not None else None  # the tool schemas count too
+        anatomy = check(
+            turn,
+            sections=sections or (),
+            tools=offered,
+            limits=session.limits,
+            ask_server=args.dry_run or None,
+        )
         if args.dry_run:
             _show_dry_run(turn, expansion, anatomy)
             return

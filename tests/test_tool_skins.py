@@ -54,6 +54,7 @@ def test_what_cannot_be_offered_is_refused_before_sending(ip: Any, sandbox_threa
         result.error_in_exec is None
         and 'Tools offered: [{"type": "function", "function": {"name": "load_sales"' in shown
     )
+    assert "tool schemas (1)" in shown  # the glass box counts what the tools add to the request
     # nothing was sent to the model (a dry run may ask the server for its window: not a chat)
     assert [r.path for r in sandbox_thread.requests if r.path.endswith("/chat/completions")] == []
     with capture_output() as io:
