@@ -617,11 +617,14 @@ async def test_through_the_proxy(sandbox: Sandbox, key: str) -> None:
 @pytest.fixture
 def openai_magic(ip: Any, fresh: None, sandbox_thread: Sandbox, key: str) -> Iterator[None]:
     urls = {site: sandbox_thread.base_url(site) for site in SITES}
+    before = dict(ip.magics_manager.registry["ChatMagics"].base_urls)
     ip.run_line_magic(
         "config", f"ChatMagics.base_urls = {{**{urls!r}, 'openai': {sandbox_thread.base_url('openai')!r}}}"
     )
     yield
-    ip.run_line_magic("config", f"ChatMagics.base_urls = {urls!r}")
+    # what the shell had (every provider on the stand-in, openai included): a later test that
+    # uses openai without this fixture must not find it pointed at the real API
+    ip.run_line_magic("config", f"ChatMagics.base_urls = {before!r}")
 
 
 @pytest.mark.usefixtures("openai_magic")

@@ -440,7 +440,8 @@ def test_a_streaming_reply_sends_each_finished_block_once(
 ) -> None:
     panel, browser = open_panel()
     counted, _ = browser.count()
-    browser.enter(f"[[delay:0.02]][[reply]]{MARKDOWN}")
+    # slow enough that, between two pieces, the browser's copy can be seen equal to the panel's
+    browser.enter(f"[[delay:0.05]][[reply]]{MARKDOWN}")
     turn = panel.turn
     assert turn is not None
     wait_for(lambda: any("<pre" in block for blocks in browser.blocks.values() for block in blocks))

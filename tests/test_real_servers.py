@@ -681,8 +681,9 @@ def test_usage_and_reasoning_show_in_the_cell_and_its_saved_record(ip: Any, serv
     usage = last_exchange().usage
     thought = len(reasoning_text("hi").split())
     assert usage["reasoning_tokens"] == thought and usage["prompt_tokens"] > 0
+    # this request's context (the server's count) apart from the reply's tokens (issue 19)
     assert status_line(outputs).endswith(
-        f" · {usage['prompt_tokens']:,} tokens in · {usage['completion_tokens']:,} out · {thought} thinking"
+        f" · context {usage['prompt_tokens']:,} tokens · {usage['completion_tokens']:,} out · {thought} thinking"
     )
     record = saved_record(outputs)
     assert record["usage"] == usage and record["reasoning"] == reasoning_text("hi")
