@@ -290,13 +290,16 @@ def test_stop_mid_loop_keeps_what_was_said(kernel: Kernel) -> None:
 def test_a_waiting_turn_is_stopped_from_a_later_cell_without_an_interrupt(kernel: Kernel) -> None:
     nothing, _ = kernel.run("%chat stop")
     assert "No turn is running or waiting in any conversation: nothing to stop." in kernel.texts(nothing)
-    cell, shown = chat(kernel, "halt", '[[tool:get_weather {"city": "Oslo"}]] [[reply]]Let me look.')
+    kernel.run(
+        'def fetch(url: str) -> str:\n    """Fetches."""\n    calls.append(("fetch", url))\n    return "page"'
+    )
+    cell, shown = chat(kernel, "halt", '[[tool:fetch {"url": "x"}]] [[reply]]Let me look.', tools="fetch")
     assert "waiting for your answer" in shown  # the cell ended; the turn waits in a thread
     before = kernel.settle("nothing")["calls"]
     stop, reply = kernel.run("%chat stop halt")
     assert reply["status"] == "ok", kernel.texts(stop)
     assert (
-        "Stopped the turn of 'halt'; the call waiting for your answer (get_weather) was not run. "
+        "Stopped the turn of 'halt'; the call waiting for your answer (fetch) was not run. "
         "The text so far is kept in the conversation, marked as stopped." in kernel.texts(stop)
     )
     result = kernel.settle("halt")
