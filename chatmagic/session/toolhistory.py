@@ -119,7 +119,8 @@ def plain(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``messages`` as a provider that takes no tools can be sent them: each run of assistant
     messages with calls and ``tool`` answers folded, with the answer after them, into one
     assistant message (its text, one :func:`call_note` line per call)."""
-    if not any(m.get("role") == "tool" or m.get("tool_calls") for m in messages):
+    # every assistant message with calls is followed by their answers: one look a message
+    if not any(m["role"] == "tool" for m in messages):
         return messages
     out: list[dict[str, Any]] = []
     reply = ""
