@@ -148,7 +148,9 @@ class Anatomy:
     def facts(self) -> list[str]:
         """The lines under the table: how the tokens were counted, the window and share, the cost."""
         facts = [f"tokens counted by: {_how(self.total.how, self.model)}"]
-        if self.window.tokens is None:
+        if self.window.tokens is None and self.window.source != "unknown":
+            facts.append(f"context window: unknown ({self.window.source})")
+        elif self.window.tokens is None:
             facts.append("context window: unknown (set context_window in ChatMagics.endpoints)")
         else:
             facts.append(

@@ -161,6 +161,15 @@ def _counted_messages(turn: Turn) -> list[dict[str, Any]]:
     return messages
 
 
+#: the window of a web site's chat: it says nothing, and no setting names it
+SITE_UNKNOWN = Window(None, "a web site's chat does not say")
+
+
+def _is_openai_compatible(provider: str) -> bool:
+    cls = get_provider(provider)
+    return isinstance(cls, type) and issubclass(cls, OpenAICompatible)
+
+
 def _address(turn: Turn) -> tuple[str | None, int | None]:
     """The OpenAI-compatible server behind the turn's provider (None: a web site, or OpenAI's
     own API, which says nothing about windows) and the window its endpoint configures. Read
@@ -255,6 +264,8 @@ def check(
     look = bool(ask_server)
     base_url, configured = _address(turn)
     window = Window(configured, "config") if configured else UNKNOWN
+    if base_url is None and not configured and not _is_openai_compatible(turn.provider):
+        window = SITE_UNKNOWN  # a web site's chat: no setting of ours can tell it
     if base_url is not None:
         found = known_window(base_url, turn.model)
         # a short request fits every window a server serves: it asks the server nothing

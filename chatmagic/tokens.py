@@ -143,18 +143,21 @@ def count_messages(
     wait: bool = True,
 ) -> Count:
     """A whole request's prompt tokens as the cookbook counts them: contents + per-message overhead."""
-    exact = encoding_for(model) is not None and (wait or loaded(model))
-    # summed as plain numbers and the weakest way seen (a turn counts hundreds of messages)
+    encoding = encoding_for(model)
+    exact = encoding is not None and (wait or encoding in _encodings)
+    # summed as plain numbers and the weakest way seen: a turn at exchange 1,000 counts
+    # hundreds of messages, the same as the turn before (the BPE's counts are remembered)
     tokens = REPLY_PRIMER + TOKENS_PER_MESSAGE * len(messages)
     hows = {"bpe" if exact else "≈"}
     for message in messages:
         for key, value in message.items():
-            if key == "content":
-                part = content_tokens(value, model, wait=wait)
-            elif isinstance(value, str):
-                part = count_text(value, model, wait=wait)
+            if isinstance(value, str):  # a role, a name, a text content: the same count as count_text's
+                tokens += _bpe_len(encoding, value) if exact else estimate_tokens(value)
                 if key == "name":
                     tokens += TOKENS_PER_NAME
+                continue
+            if key == "content":
+                part = content_tokens(value, model, wait=wait)
             elif value is not None:  # tool calls on an assistant message: their JSON, approximately
                 part = _approx(count_text(json.dumps(value, ensure_ascii=False), model, wait=wait))
             else:

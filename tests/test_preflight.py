@@ -68,6 +68,13 @@ def test_the_history_budget_shows_what_it_left_out(session: ChatSession) -> None
     assert box.total.how == "≈"  # Ollama has no tokenizer endpoint; llama3.2 has no offline BPE here
 
 
+def test_a_web_sites_window_is_unknown_without_a_hint_that_cannot_help(session: ChatSession) -> None:
+    site = check(session.prepare("hi", options=TurnOptions(provider="chatgptt")))
+    assert "context window: unknown (a web site's chat does not say)" in site.text()
+    server = check(session.prepare("hi", options=TurnOptions(provider="openai", model="gpt-4o")))
+    assert "set context_window in ChatMagics.endpoints" in server.text()
+
+
 def test_a_short_turn_asks_the_server_nothing(session: ChatSession, small: Sandbox) -> None:
     turn = session.prepare("w " * 300, options=TurnOptions(provider="llamacpp", model="llama3.2"))
     box = check(turn)
