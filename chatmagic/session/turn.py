@@ -287,6 +287,8 @@ class Turn:
                 if clean != text:
                     self._pieces[:] = [clean]
                     self.size = len(clean)
+                    for step in self.steps:  # where each call came, in the text as kept (toolhistory)
+                        step.at = len(scrubbed(text[: step.at], [], secrets))
                 if clean_reasoning != reasoning:
                     self._thinking[:] = [clean_reasoning]
                     self.reasoning_size = len(clean_reasoning)
