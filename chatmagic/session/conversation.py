@@ -12,6 +12,8 @@ History rules:
 
 - A completed reply joins the history together with its user message.
 - A failed turn adds nothing (its partial text stays on the turn, for display).
+- A reply that called tools is sent with its calls and their answers, as its turn sent them
+  (restored ones too; as text to a provider that takes no tools: ``toolhistory``).
 - A stopped turn (Stop, Ctrl-C) that had received text joins the history marked
   ``stopped=True``; its partial text is what later turns send as that assistant
   message. A turn stopped before any text adds nothing.
