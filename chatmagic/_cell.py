@@ -44,10 +44,11 @@ from .glass import glass_html
 from .interpolate import Expansion, interpolate
 from .options import TurnOptions, parse_option
 from .plots import PlotHistory
-from .preflight import check
+from .preflight import check, sent_messages
 from .present import outcome, status_html, table_html
 from .printed import PrintedOutput
 from .session import ChatSession, Turn
+from .session.toolhistory import shown_text
 from .unrestored import unrestored_message
 
 if TYPE_CHECKING:
@@ -252,11 +253,12 @@ def _show_dry_run(turn: Turn, expansion: Expansion | None, anatomy: Anatomy) -> 
         notes.append(f"Attached: {', '.join(a.describe() for a in turn.options.attachments)}.")
     if turn.tools is not None:  # each tool's schema goes with the request: the messages' part of it
         notes.append(f"Tools offered: {json.dumps(turn.tools.wire(), ensure_ascii=False)}.")
-    plain = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in turn.messages)
+    sent = sent_messages(turn)  # earlier tool calls as the provider takes them
+    plain = "\n\n".join(f"[{m['role']}]\n{shown_text(m)}" for m in sent)
     rows = "".join(
         f"<tr><td><b>{html.escape(m['role'])}</b></td>"
-        f'<td><pre class="chatmagic-text">{html.escape(m["content"])}</pre></td></tr>'
-        for m in turn.messages
+        f'<td><pre class="chatmagic-text">{html.escape(shown_text(m))}</pre></td></tr>'
+        for m in sent
     )
     display(
         {

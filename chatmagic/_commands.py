@@ -24,6 +24,7 @@ from ._commands_conv import (
     cmd_log,
     cmd_reset,
     cmd_restore,
+    cmd_stop,
     cmd_usage,
     show_table,
 )
@@ -242,6 +243,14 @@ def _line_parser() -> _CommandParser:
         "id", metavar="ID", nargs="?"
     )
     command(
+        "stop", "stop a conversation's turn, streaming or waiting for an answer; what was said is kept"
+    ).add_argument(
+        "name",
+        metavar="NAME",
+        nargs="?",
+        help="The conversation (default: the one whose turn runs).",
+    )
+    command(
         "context", "show the next request of a conversation, each part counted; nothing is sent"
     ).add_argument("name", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION)
     command("send", "send a turn that waits over budget (Send anyway)").add_argument(
@@ -362,4 +371,5 @@ HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "sandbox": cmd_sandbox,
     "approve": cmd_approve,
     "deny": cmd_deny,
+    "stop": cmd_stop,
 }

@@ -1,5 +1,5 @@
-"""The ``%chat`` commands about conversations: usage, conversations, history, reset, restore,
-log and export (declared with the others in chatmagic._commands, which dispatches here).
+"""The ``%chat`` commands about conversations: usage, conversations, history, reset, stop,
+restore, log and export (declared with the others in chatmagic._commands, which dispatches here).
 
 Each prints a short answer or displays a table; a refusal is one UsageError line.
 """
@@ -15,7 +15,7 @@ from ._cell import Host
 from ._log_format import format_entries
 from .compacted import originals
 from .export import export
-from .present import history_bundle, table_bundle
+from .present import history_bundle, outcome, table_bundle
 from .record import current_notebook
 from .restore import restore
 
@@ -26,6 +26,7 @@ __all__ = [
     "cmd_log",
     "cmd_reset",
     "cmd_restore",
+    "cmd_stop",
     "cmd_usage",
     "show_table",
 ]
@@ -94,6 +95,30 @@ def cmd_reset(magics: Host, args: Any) -> None:
         return
     conv.reset()
     print(f"Conversation {name!r} reset.")
+
+
+def cmd_stop(magics: Host, args: Any) -> None:
+    """``%chat stop [NAME]``: the conversation's turn ends now, streaming or waiting for an
+    answer (its cell may have ended long ago: no interrupt needed); what was said is kept."""
+    running = {c.name: c.active for c in magics.session if c.active is not None and not c.active.done}
+    name = args.name
+    if name is None:
+        if len(running) > 1:
+            raise UsageError(
+                f"Turns are running in {', '.join(map(repr, running))}: name one, e.g. "
+                f"%chat stop {next(iter(running))}."
+            )
+        name = next(iter(running), None)
+    turn = running.get(name) if name is not None else None
+    if turn is None:
+        where = f"in {name!r}" if name is not None else "in any conversation"
+        print(f"No turn is running or waiting {where}: nothing to stop.")
+        return
+    waiting = [s.name for s in turn.waiting]
+    turn.stop()
+    turn.wait(10)
+    calls = f"; the call waiting for your answer ({', '.join(waiting)}) was not run" if waiting else ""
+    print(f"Stopped the turn of {name!r}{calls}. {outcome(turn)}".rstrip())
 
 
 def cmd_restore(magics: Host, args: Any) -> None:

@@ -35,6 +35,7 @@ from .errors import ConfigurationError
 from .options import TurnOptions
 from .providers._lines import valid_text
 from .session import ChatSession, Conversation, Exchange, Message, Turn
+from .session.toolhistory import plain, wire_side
 
 __all__ = [
     "DEFAULT_KEEP",
@@ -112,7 +113,8 @@ def request(system: str | None, p: Plan) -> list[dict[str, str]]:
     """The messages that ask for the summary: the system prompt, the exchanges to fold, the request."""
     messages = [{"role": "system", "content": system}] if system else []
     for ex in p.folded:
-        messages += [ex.user.as_dict(), ex.assistant.as_dict()]
+        # a reply that called tools with one line per call: whichever provider summarizes takes it
+        messages += plain([ex.user.as_dict(), *wire_side(ex.assistant.content, ex.tools)])
     messages.append({"role": "user", "content": SUMMARY_REQUEST.format(n=p.originals)})
     return messages
 

@@ -164,7 +164,8 @@ class ChatMagics(ChatSettings):
         The cell body is the message. The conversation goes on across cells: the
         next ``%%chat`` cell continues it. Re-running a cell redoes that cell's
         exchange instead of adding a new one. Ctrl-C (interrupt the kernel) stops a
-        reply at once; the text so far stays, marked as stopped.
+        reply at once, and ``%chat stop`` one whose cell has ended (a tool call waiting
+        for your answer); the text so far stays, marked as stopped.
 
         Examples
         --------

@@ -22,8 +22,9 @@ Rules:
 - **An answer is taken once**: the first one wins (a click and ``%chat approve`` racing),
   a later one is a one-line error; so is an answer that is not one of the question's, an
   unknown id, or no id while several questions wait.
-- **Stop ends the wait**: :meth:`Pauses.cancel_all` answers every question with its
-  decline (``by="stopped"``), so the turn ends keeping what was said.
+- **Stop ends the wait**: a stopped turn (Stop, Ctrl-C, ``%chat stop``) answers its
+  questions with their decline (``by="stopped"``, :meth:`Pauses.cancel`; every question:
+  :meth:`Pauses.cancel_all`), so the turn ends keeping what was said.
 
 How it is used: the session owns ``pauses = Pauses()`` and an ``audience = Audience()``;
 a cell that offers tools calls ``audience.from_request(toolrun.stdin_allowed(shell))``, the
@@ -40,7 +41,7 @@ import asyncio
 import concurrent.futures
 import itertools
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,7 +220,13 @@ class Pauses:
 
     def cancel_all(self, by: str = "stopped") -> None:
         """Answer every waiting question with its decline (Stop, Ctrl-C, the kernel closing)."""
-        for pending in self.waiting():
+        self.cancel([p.id for p in self.waiting()], by)
+
+    def cancel(self, ids: Iterable[str], by: str = "stopped") -> None:
+        """Answer these questions with their decline, those still waiting (one turn stopped)."""
+        with self._lock:
+            found = [self._waiting[i] for i in ids if i in self._waiting]
+        for pending in found:
             pending._settle(DECLINE[pending.kind], by)
 
     def _drop(self, pending_id: str) -> None:

@@ -39,12 +39,14 @@ from .providers import get_provider
 from .providers.openai import OFFICIAL_HOST, OpenAICompatible
 from .providers.window import UNKNOWN, Window, discover_window, known_window, server_count
 from .session.run import provider_for
+from .session.toolhistory import plain, shown_text
 from .tokens import CHARS_PER_TOKEN, loaded, warm
+from .trim import exchange_chars
 
 if TYPE_CHECKING:
     from .session import Turn
 
-__all__ = ["NEAR", "NEAR_ESTIMATE", "assemble", "check", "max_output_tokens", "parts_of"]
+__all__ = ["NEAR", "NEAR_ESTIMATE", "assemble", "check", "max_output_tokens", "parts_of", "sent_messages"]
 
 #: the offline count within this share of a limit: ask the server's tokenizer before deciding
 #: (a BPE of the model's family is close; characters / 4 can be half the truth: code, non-Latin text)
@@ -85,7 +87,7 @@ def parts_of(
     part is what remains of the message.
     """
     model = turn.model
-    messages = turn.messages
+    messages = sent_messages(turn)
     parts: list[Part] = []
     start = 0
     if messages and messages[0]["role"] == "system":
@@ -99,19 +101,27 @@ def parts_of(
         # 1,000 would otherwise draw, and pay for, a line per exchange it does not send)
         older, recent = earlier[:-LEFT_OUT_SHOWN], earlier[-LEFT_OUT_SHOWN:]
         if older:
-            size = sum(len(ex.user.content) + len(ex.assistant.content) for ex in older)
+            size = sum(exchange_chars(ex) for ex in older)
             label = f"exchanges 1–{len(older)} ({len(older)} earlier exchanges)"
             parts.append(left_out("exchange", label, size, "history budget"))
         for n, ex in enumerate(recent, len(older) + 1):
-            size = len(ex.user.content) + len(ex.assistant.content)
+            size = exchange_chars(ex)
             parts.append(
                 left_out("exchange", f"exchange {n}: {_preview(ex.user.content)}", size, "history budget")
             )
-    kept = messages[start:-1]
-    for i in range(0, len(kept) - 1, 2):
-        user, reply = kept[i]["content"], kept[i + 1]["content"]
-        label = f"exchange {dropped + i // 2 + 1}: {summary_label(turn.conversation, user) or _preview(user)}"
-        parts.append(part("exchange", label, user + reply, model, wait=wait))
+    # each kept exchange once: its user message and what answered it (with tool calls: the
+    # assistant messages that made them and their answers too)
+    kept: list[list[dict[str, Any]]] = []
+    for m in messages[start:-1]:
+        if m["role"] == "user" or not kept:
+            kept.append([m])
+        else:
+            kept[-1].append(m)
+    for i, exchange in enumerate(kept):
+        user = shown_text(exchange[0])
+        label = f"exchange {dropped + i + 1}: {summary_label(turn.conversation, user) or _preview(user)}"
+        text = "".join(shown_text(m) for m in exchange)
+        parts.append(part("exchange", label, text, model, wait=wait))
     prompt = turn.prompt
     for title, text in sections:
         block = f"### {title}\n{text}"
@@ -133,9 +143,16 @@ def _preview(text: str, width: int = 40) -> str:
     return cut_end(" ".join(text.split()), width)
 
 
+def sent_messages(turn: Turn) -> list[dict[str, Any]]:
+    """The messages as the turn's provider is sent them: earlier tool calls as text where it
+    takes none (chatmagic.session.toolhistory, as chatmagic.session.run sends them)."""
+    takes_tools = getattr(get_provider(turn.provider), "supports_tools", False)
+    return turn.messages if takes_tools else plain(turn.messages)
+
+
 def _counted_messages(turn: Turn) -> list[dict[str, Any]]:
     """The messages as counted: each attached image as an image part of the prompt."""
-    messages: list[dict[str, Any]] = list(turn.messages)
+    messages: list[dict[str, Any]] = list(sent_messages(turn))
     attached = getattr(turn.options, "attachments", ()) or ()
     if attached and messages:
         last = messages[-1]
@@ -299,7 +316,7 @@ def check(
 
 def _estimate(turn: Turn, tools: Sequence[Mapping[str, Any]] | None) -> int:
     """The request's size in "≈" tokens (characters / 4): cheap, for deciding what to ask."""
-    chars = sum(len(m["content"]) for m in turn.messages) + len(json.dumps(list(tools or [])))
+    chars = sum(len(shown_text(m)) for m in turn.messages) + len(json.dumps(list(tools or [])))
     return chars // CHARS_PER_TOKEN
 
 

@@ -58,6 +58,7 @@ __all__ = [
     "chain_for_tools",
     "declined_text",
     "run_loop",
+    "sendable",
 ]
 
 #: model calls a turn may make (``ChatMagics.max_tool_steps``)
@@ -135,7 +136,7 @@ def declined_text(by: str | None) -> str:
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 
-def _sendable(call: ToolCall) -> ToolCall:
+def sendable(call: ToolCall) -> ToolCall:
     """The call as the next request may carry it back: a name the model made up that the API
     refuses (``os.remove``, none) is sent spelled as it takes it; the refusal says the rest."""
     name = _NOT_NAME.sub("_", call.name)[:64] or "unnamed"
@@ -274,6 +275,6 @@ async def run_loop(
                 f"stopped after {box.max_steps} model calls (ChatMagics.max_tool_steps): "
                 f"{len(calls)} call{'s' if len(calls) > 1 else ''} not run"
             )
-        messages.append(assistant_message(text, [_sendable(c) for c in calls]))
+        messages.append(assistant_message(text, [sendable(c) for c in calls]))
         messages.extend(await answer_calls(box, calls, number, steps, changed, said()))
     return None

@@ -18,8 +18,8 @@ It takes what ``within_budget`` takes (the earlier exchanges, oldest first, and 
 in characters, ``<= 0`` for no limit), keeps whole exchanges, never passes the budget, and is
 a function of those alone (no state kept between turns), so a re-run cell, a restored
 notebook and a replay all choose the same start. ``measure`` is how an exchange's size is
-read (``len(user) + len(assistant)`` of :class:`chatmagic.session.Exchange` by default, as
-today), so this module needs nothing from the session.
+read (:func:`exchange_chars`: the user's and the reply's text, and its tool calls), so this
+module needs nothing from the session.
 
 Where it is used: ``ChatSession._context`` (what a turn sends); ``%chat context`` and the glass
 box (:mod:`chatmagic.preflight`) list the exchanges left out as "left out: history budget".
@@ -46,8 +46,12 @@ DEFAULT_LOW_WATER = 0.3
 
 
 def exchange_chars(exchange: Any) -> int:
-    """The characters an exchange counts against the history budget (the user's and the reply's text)."""
-    return len(exchange.user.content) + len(exchange.assistant.content)
+    """The characters an exchange counts against the history budget: the user's and the reply's
+    text, and each tool call's arguments and answer (sent with it: chatmagic.session.toolhistory)."""
+    size = len(exchange.user.content) + len(exchange.assistant.content)
+    for step in getattr(exchange, "tools", None) or ():
+        size += len(step.arguments) + len(step.result)
+    return size
 
 
 def stable_start(sizes: Sequence[int], max_chars: int, low_water: float = DEFAULT_LOW_WATER) -> int:

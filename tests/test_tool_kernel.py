@@ -287,6 +287,36 @@ def test_stop_mid_loop_keeps_what_was_said(kernel: Kernel) -> None:
     assert "■ stopped" in kernel.texts(msg_id) and "TurnStopped: Stopped by the user." in kernel.texts(msg_id)
 
 
+def test_a_waiting_turn_is_stopped_from_a_later_cell_without_an_interrupt(kernel: Kernel) -> None:
+    nothing, _ = kernel.run("%chat stop")
+    assert "No turn is running or waiting in any conversation: nothing to stop." in kernel.texts(nothing)
+    kernel.run(
+        'def fetch(url: str) -> str:\n    """Fetches."""\n    calls.append(("fetch", url))\n    return "page"'
+    )
+    cell, shown = chat(kernel, "halt", '[[tool:fetch {"url": "x"}]] [[reply]]Let me look.', tools="fetch")
+    assert "waiting for your answer" in shown  # the cell ended; the turn waits in a thread
+    before = kernel.settle("nothing")["calls"]
+    stop, reply = kernel.run("%chat stop halt")
+    assert reply["status"] == "ok", kernel.texts(stop)
+    assert (
+        "Stopped the turn of 'halt'; the call waiting for your answer (fetch) was not run. "
+        "The text so far is kept in the conversation, marked as stopped." in kernel.texts(stop)
+    )
+    result = kernel.settle("halt")
+    (step,) = result["steps"]
+    assert step["state"] == "stopped" and step["by"] == "stopped" and result["calls"] == before
+    assert result["text"].startswith("Let me look.")
+    # the question was answered: nothing waits, and its cell's card and status say stopped
+    assert "Nothing is waiting for an answer." in kernel.texts(kernel.run("%chat approve")[0])
+    deadline = time.monotonic() + 10
+    while "stopped: not run" not in kernel.texts(cell) and time.monotonic() < deadline:
+        kernel.printed("import time; time.sleep(0.2)")
+    assert "stopped: not run" in kernel.texts(cell) and "■ stopped" in kernel.texts(cell)
+    # the conversation is free again
+    msg_id, reply = kernel.run("%%chat -p openai -c halt\nGo on.")
+    assert reply["status"] == "ok", kernel.texts(msg_id)
+
+
 def test_replay_and_run_all_call_nothing(kernel: Kernel, tmp_path: Path, sandbox_thread: Sandbox) -> None:
     urls = {site: sandbox_thread.base_url(site) for site in (*SITES, "openai")}
     marker = tmp_path / "ran.txt"

@@ -467,7 +467,7 @@ def test_chat_commands_come_from_one_parser(ip: Any) -> None:
         if line.startswith("  %chat") and len(line.split()) > 2
     ]
     assert len(lines) == len(set(lines)), text  # no command listed twice
-    for command in ("providers", "history", "restore", "export", "sandbox fault"):
+    for command in ("providers", "history", "restore", "export", "sandbox fault", "approve", "deny", "stop"):
         assert f"%chat {command}" in text
     result, io = run(ip, "%chat export")
     assert "usage: %chat export NAME [PATH]" in said(io)

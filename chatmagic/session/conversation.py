@@ -12,6 +12,8 @@ History rules:
 
 - A completed reply joins the history together with its user message.
 - A failed turn adds nothing (its partial text stays on the turn, for display).
+- A reply that called tools is sent with its calls and their answers, as its turn sent them
+  (restored ones too; as text to a provider that takes no tools: ``toolhistory``).
 - A stopped turn (Stop, Ctrl-C) that had received text joins the history marked
   ``stopped=True``; its partial text is what later turns send as that assistant
   message. A turn stopped before any text adds nothing.
@@ -37,6 +39,8 @@ from .._text import is_text_key
 from ..errors import ConversationBusy
 from ..toolstep import ToolStep
 from ..trim import stable_window
+from .toolhistory import fragment as _fragment
+from .toolhistory import sent_side, wire_side
 
 if TYPE_CHECKING:  # the type only: a turn imports this module, not the other way
     from .turn import Turn
@@ -97,8 +101,11 @@ class Exchange:
     #: a summary's originals (``%chat compact``, :mod:`chatmagic.compact`), oldest first:
     #: this exchange stands for them in the history; () for any other exchange
     summarizes: tuple[Exchange, ...] = ()
-    #: the tool calls of the turn, in order (chatmagic.toolstep): shown again, never run again
+    #: the tool calls of the turn, in order (chatmagic.toolstep): shown again, never run again;
+    #: later turns send them as the turn did (chatmagic.session.toolhistory)
     tools: list[ToolStep] = field(default_factory=list)
+    #: the reply as later turns send it, while the secrets and the reply are the same (sent_side)
+    _sent: tuple[Any, ...] | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def stopped(self) -> bool:
@@ -158,16 +165,18 @@ class Conversation:
 
     # -- reading -------------------------------------------------------------------
 
-    def messages(self, *, before_key: str | None = None) -> list[dict[str, str]]:
-        """System prompt and history as provider messages (up to ``before_key``'s exchange)."""
+    def messages(self, *, before_key: str | None = None) -> list[dict[str, Any]]:
+        """System prompt and history as provider messages (up to ``before_key``'s exchange);
+        a reply that called tools with its calls and their answers."""
         with self.lock:
-            out: list[dict[str, str]] = []
+            out: list[dict[str, Any]] = []
             if self.system:
                 out.append({"role": "system", "content": self.system})
             for ex in self.exchanges:
                 if before_key is not None and ex.key == before_key:
                     break
-                out += [ex.user.as_dict(), ex.assistant.as_dict()]
+                out.append(ex.user.as_dict())
+                out += wire_side(ex.assistant.content, ex.tools) if ex.tools else [ex.assistant.as_dict()]
             return out
 
     def earlier(self, before_key: str | None = None) -> list[Exchange]:
@@ -226,7 +235,7 @@ class Conversation:
         if active is not None and not active.done:
             raise ConversationBusy(
                 f"A reply is still streaming into the conversation {self.name!r}, so it cannot be "
-                f"{doing} now: wait for it, or stop it (Stop in the panel, or interrupt the kernel)."
+                f"{doing} now: wait for it, or stop it: %chat stop {self.name} (or Stop in the panel)."
             )
 
     def record(self, exchange: Exchange) -> None:
@@ -321,15 +330,9 @@ def within_budget(exchanges: list[Exchange], max_chars: int) -> list[Exchange]:
     return exchanges[start:]
 
 
-def fingerprint(messages: list[dict[str, str]]) -> str:
+def fingerprint(messages: list[dict[str, Any]]) -> str:
     """A short, stable digest of messages (what a replay must have sent before its prompt)."""
     return _digest(json.dumps(messages, ensure_ascii=False, sort_keys=True))
-
-
-def _fragment(message: dict[str, str]) -> str:
-    """One message as :func:`fingerprint` writes it in its list (so digests can be made of
-    kept pieces: ``"[" + ", ".join(pieces) + "]"`` is the same text)."""
-    return json.dumps(message, ensure_ascii=False, sort_keys=True)
 
 
 def _digest(text: str) -> str:
@@ -349,10 +352,12 @@ def sent_before(
     replaced: list[str],
     secrets: Table | None,
     max_chars: int,
-) -> tuple[list[dict[str, str]], int, int, str]:
+) -> tuple[list[dict[str, Any]], int, int, str]:
     """What is sent before a prompt: the system prompt and the earlier exchanges the history
     budget ``max_chars`` keeps (whole, dropped in steps: :func:`chatmagic.trim.stable_window`),
-    secrets removed; how many of how many; and its :func:`fingerprint`.
+    secrets removed; how many of how many; and its :func:`fingerprint`. A reply that called
+    tools goes with its calls and their answers, as its turn sent them
+    (:mod:`chatmagic.session.toolhistory`; a provider that takes no tools gets them as text).
 
     A kept message was scrubbed when it entered the history; it is scrubbed again (and
     kept so) only when the secrets changed since: the work of a turn stays the same
@@ -362,15 +367,21 @@ def sent_before(
     # dropped in steps at stable boundaries: consecutive requests share their start, so a
     # provider's prompt cache keeps hitting (bench/prefix_stability.py)
     sent = stable_window(earlier, max_chars)
-    messages = [{"role": "system", "content": system}] if system else []
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     fragments = [_fragment(m) for m in messages]
     version = None if secrets is None else secrets.version
+    clean = None if secrets is None else (lambda text: scrubbed(text, replaced, secrets))
     # hundreds of messages a turn: no method call each where an attribute will do
     for ex in sent:
         for m in (ex.user, ex.assistant):
             if secrets is not None and m.scrubbed != version:
                 m.content = scrubbed(m.content, replaced, secrets)
                 m.scrubbed = version
+            if m is ex.assistant and ex.tools:  # its calls and their answers, as its turn sent them
+                side, pieces = sent_side(ex, version, clean)
+                messages += side
+                fragments += pieces
+                continue
             content = m.content
             messages.append({"role": m.role, "content": content})
             cached = m._fragment

@@ -24,6 +24,7 @@ from ..errors import (
 from ..providers import get_provider
 from ..providers._wire import Ending, Thinking, ToolCall
 from ..toolloop import run_loop
+from .toolhistory import plain
 from .turn import Turn, is_retryable
 
 if TYPE_CHECKING:  # the type only: the HTTP layer comes with the first provider made
@@ -160,6 +161,8 @@ async def _stream_from(turn: Turn, name: str) -> None:
             turn.version += 1
             turn._cond.notify_all()
 
+    # earlier tool calls go as the turn sent them, or as text to a provider that takes no tools
+    sent = turn.messages if provider.supports_tools else plain(turn.messages)
     tools = turn.tools
     offered = tools.wire() if tools is not None else ()
     choice = tools.tool_choice if tools is not None else None
@@ -205,11 +208,11 @@ async def _stream_from(turn: Turn, name: str) -> None:
         return "".join(said).lstrip("\n"), calls
 
     if tools is None:
-        await reply(turn.messages)
+        await reply(sent)
         return
     # the tool loop (chatmagic.toolloop): each call checked, asked, run, answered; the request
     # grows with each step, turn.messages stays what the turn began with
-    note = await run_loop(tools, list(turn.messages), reply, turn.steps, turn.poke, lambda: turn.size)
+    note = await run_loop(tools, list(sent), reply, turn.steps, turn.poke, lambda: turn.size)
     if note:
         turn.notes.append(note)
 

@@ -117,7 +117,7 @@ class Turn:
         self.anatomy: Anatomy | None = None
         self._cond = threading.Condition()
         self.version = 0
-        self.messages: list[dict[str, str]] = []
+        self.messages: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._stop_requested = False
         #: the tools the model may call (None: none offered: chatmagic.toolloop), and each
@@ -191,7 +191,8 @@ class Turn:
     # -- control -------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop the reply now: cancels the task, which closes the HTTP stream."""
+        """Stop the reply now: cancels the task, which closes the HTTP stream; a call waiting
+        for the user's answer is answered with its decline (``by="stopped"``) and not run."""
         # under the lock that run.run claims the turn with: either the task exists and is
         # cancelled, or it will see the flag when it begins
         with self._cond:
@@ -200,6 +201,9 @@ class Turn:
             orphan = task is None and not self._submitted and self.state == "pending"
         if task is not None:
             self.session.runner.call_soon(task.cancel)
+            # after the cancel is queued on the loop: the turn wakes cancelled, never to a "deny"
+            # it would go on from; the question is answered (no button nor %chat approve takes it)
+            self.session.pauses.cancel([s.ask for s in self.waiting if s.ask])
         elif orphan:
             # never handed to the loop (Ctrl-C inside start()): it will never run, so it
             # ends here, or its conversation would stay busy
@@ -283,6 +287,8 @@ class Turn:
                 if clean != text:
                     self._pieces[:] = [clean]
                     self.size = len(clean)
+                    for step in self.steps:  # where each call came, in the text as kept (toolhistory)
+                        step.at = len(scrubbed(text[: step.at], [], secrets))
                 if clean_reasoning != reasoning:
                     self._thinking[:] = [clean_reasoning]
                     self.reasoning_size = len(clean_reasoning)
