@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from chatmagic._defaults import DEFAULT_MAX_HISTORY_CHARS
 from chatmagic._state import get_session
 from chatmagic.providers.endpoints import PRESETS
 from chatmagic.sandbox import Sandbox
@@ -143,5 +144,6 @@ def fresh(ip: Any, sandbox_thread: Sandbox) -> Iterator[None]:
     ip.run_line_magic("config", "ChatMagics.default_provider = 'chatgptt'")
     ip.run_line_magic("config", "ChatMagics.default_model = ''")
     ip.run_line_magic("config", "ChatMagics.retries = 0")
+    ip.run_line_magic("config", f"ChatMagics.max_history_chars = {DEFAULT_MAX_HISTORY_CHARS}")
     sandbox_thread.clear()
     yield
