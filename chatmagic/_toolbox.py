@@ -21,7 +21,7 @@ from ._secrets import Table
 from .notebook_tools import NOTEBOOK, builtin_specs
 from .pause import Audience, Pauses
 from .toolloop import DEFAULT_MAX_STEPS, Ran, Toolbox
-from .toolrun import MainThread, result_text, run_captured
+from .toolrun import MainThread, result_text, run_captured, shown_images
 from .toolspec import ToolSpec, ToolSpecError, describe
 
 __all__ = ["make_toolbox", "parse_names", "resolve"]
@@ -101,6 +101,7 @@ def make_toolbox(
             wake()
         run = await asyncio.wrap_future(queued)
         interrupted = bool(run.error and run.error.startswith("KeyboardInterrupt"))
-        return Ran(result_text(spec.name, run, redact=redact), run.error, run.ms, interrupted)
+        text = result_text(spec.name, run, redact=redact)
+        return Ran(text, run.error, run.ms, interrupted, tuple(shown_images(run)))
 
     return Toolbox(dict(specs), execute, pauses, audience, max_steps=max_steps, secrets=secrets)

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .toolstep import ToolStep
+from .toolstep import ToolStep, is_image_uri
 
 __all__ = ["ask_html", "cards_bundle", "cards_html", "cards_plain", "state_words"]
 
@@ -33,7 +33,8 @@ _CSS = (
     ".cm-tool pre{white-space:pre-wrap;word-break:break-word;margin:.2em 0;max-height:24em;overflow:auto}"
     ".cm-tool-state{opacity:.8}.cm-tool-failed .cm-tool-state,.cm-tool-refused .cm-tool-state{color:var(--jp-error-color1,#c00)}"
     ".cm-tool-waiting{border-color:var(--jp-warn-color1,#e0a000)}"
-    ".cm-tool-args{margin:.15em 0 .15em 1em}.cm-ask button{margin-right:.4em}</style>"
+    ".cm-tool-args{margin:.15em 0 .15em 1em}.cm-ask button{margin-right:.4em}"
+    ".cm-tool-image{display:block;max-width:100%;height:auto;margin:.3em 0}</style>"
 )
 
 
@@ -107,6 +108,12 @@ def card_html(step: ToolStep) -> str:
         args = "".join(rows) or "<div><i>no arguments</i></div>"
     result = _result(step)
     folded = _fold(f"result ({len(result):,} characters)", result, "cm-tool-result") if result else ""
+    # what it displayed, drawn (the model was told only that it displayed an image)
+    shown = "".join(
+        f'<img class="cm-tool-image" src="{html.escape(uri)}" alt="displayed by {html.escape(step.name)}">'
+        for uri in step.images
+        if is_image_uri(uri)
+    )
     hint = ""
     if step.state == "waiting" and step.ask:
         hint = (
@@ -118,7 +125,7 @@ def card_html(step: ToolStep) -> str:
         f'<div class="cm-tool cm-tool-{html.escape(step.state)}" data-call="{html.escape(step.id)}">'
         f"Tool <code>{html.escape(step.name)}</code> · "
         f'<span class="cm-tool-state">{html.escape(state_words(step))}</span>'
-        f'<div class="cm-tool-args">{args}</div>{hint}{folded}</div>'
+        f'<div class="cm-tool-args">{args}</div>{hint}{shown}{folded}</div>'
     )
 
 

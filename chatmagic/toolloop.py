@@ -76,6 +76,8 @@ class Ran:
     ms: float = 0.0
     #: Ctrl-C reached the tool: the turn stops
     interrupted: bool = False
+    #: what it displayed as images, for its card (``toolrun.shown_images``)
+    images: tuple[str, ...] = ()
 
 
 Execute = Callable[[ToolSpec, list[Any], dict[str, Any]], Awaitable[Ran]]
@@ -196,7 +198,7 @@ async def _answer(box: Toolbox, call: ToolCall, step: ToolStep, changed: Callabl
     except asyncio.CancelledError:
         step.state, step.result = "stopped", declined_text("stopped")
         raise
-    step.ms, step.result = ran.ms, ran.text
+    step.ms, step.result, step.images = ran.ms, ran.text, list(ran.images)
     step.error = _scrubbed(ran.error, box.secrets) if ran.error else None
     step.state = "failed" if ran.error else "done"
     if ran.interrupted:

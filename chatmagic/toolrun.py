@@ -39,6 +39,7 @@ from typing import Any
 from ._secrets import scrub
 from ._text import cut_end
 from .context import as_text, clip
+from .toolstep import is_image_uri
 
 __all__ = [
     "RESULT_BUDGET",
@@ -67,6 +68,26 @@ class ToolRun:
     #: one line; None when it returned
     error: str | None = None
     ms: float = 0.0
+
+
+#: the images a card draws of what a tool displayed: how many, and the most base64 text each
+SHOWN_IMAGES = 2
+SHOWN_IMAGE_CHARS = 350_000
+
+
+def shown_images(run: ToolRun) -> list[str]:
+    """What the tool displayed as PNG or JPEG, as ``data:`` URIs for its card (the model is
+    told only that it displayed an image). A larger image is left to the tool's own output."""
+    images: list[str] = []
+    for bundle in run.displays:
+        for mime in ("image/png", "image/jpeg"):
+            data = bundle.get(mime)
+            if isinstance(data, str) and len(data) <= SHOWN_IMAGE_CHARS:
+                uri = f"data:{mime};base64,{''.join(data.split())}"
+                if is_image_uri(uri):
+                    images.append(uri)
+                break
+    return images[:SHOWN_IMAGES]
 
 
 def error_line(exc: BaseException) -> str:

@@ -9,16 +9,26 @@ Core, and plain: it imports nothing (loading the extension draws cards without t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["ENDED", "STATES", "ToolStep"]
+__all__ = ["ENDED", "STATES", "ToolStep", "is_image_uri"]
 
 #: what a step can be: asked, running, and how it ended
 STATES = ("waiting", "running", "done", "failed", "declined", "refused", "skipped", "stopped")
 #: the states that end a step
 ENDED = frozenset(STATES) - {"waiting", "running"}
+
+
+#: the only images a card draws: PNG or JPEG as a ``data:`` URI (a kept step is data from a file)
+_IMAGE_URI = re.compile(r"data:image/(?:png|jpeg);base64,[A-Za-z0-9+/]+={0,2}")
+
+
+def is_image_uri(uri: object) -> bool:
+    """A PNG or JPEG ``data:`` URI and nothing else."""
+    return isinstance(uri, str) and _IMAGE_URI.fullmatch(uri) is not None
 
 
 @dataclass
@@ -46,6 +56,9 @@ class ToolStep:
     result: str = ""
     #: one line, when it was refused, failed or declined
     error: str | None = None
+    #: what the tool displayed as an image (``data:image/png;base64,...``), drawn in its card
+    #: only (the model is told "Displayed (image/png)"): at most two, each bounded
+    images: list[str] = field(default_factory=list)
 
     @property
     def ended(self) -> bool:
@@ -61,4 +74,6 @@ class ToolStep:
         step = cls(**{k: v for k, v in data.items() if k in known})
         if step.state not in ENDED:  # saved while it waited or ran: it did not end here
             step.state = "stopped"
+        images = step.images if isinstance(step.images, list) else []
+        step.images = [uri for uri in images if is_image_uri(uri)]
         return step

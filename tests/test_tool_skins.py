@@ -13,6 +13,7 @@ import pytest
 from IPython.utils.capture import capture_output
 
 from chatmagic._state import get_session
+from chatmagic._toolcards import cards_html
 from chatmagic._toolcell import ToolCell
 from chatmagic.pause import Audience, Pauses
 from chatmagic.record import exchange_record, saved_exchanges
@@ -100,6 +101,34 @@ def test_an_approved_tool_runs_and_every_view_of_the_exchange_shows_it(
     run(ip, f"%chat export t {path}")
     text = path.read_text()
     assert "**Tool call** `load_sales`" in text and '{"region": "north"}' in text
+
+
+def test_what_a_tool_displays_is_drawn_in_its_card_and_the_model_is_told_only_that(
+    ip: Any, sandbox_thread: Sandbox
+) -> None:
+    ip.run_cell(
+        "import base64\nfrom IPython.display import Image, display\n"
+        "PNG = base64.b64decode("
+        "'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==')\n"
+        "def plot_sales(region: str) -> str:\n"
+        "    '''A plot of a region's sales.'''\n"
+        "    display(Image(data=PNG))\n"
+        "    return 'plotted'"
+    )
+    get_session().pauses.allow("plot_sales")
+    result, shown = run(
+        ip, '%%chat -p openai -c p --new --tools plot_sales\n[[tool:plot_sales {"region": "north"}]]'
+    )
+    assert result.error_in_exec is None, shown
+    (ex,) = get_session().conversation("p").exchanges
+    (step,) = ex.tools
+    assert step.state == "done" and len(step.images) == 1
+    assert step.images[0].startswith("data:image/png;base64,iVBOR")
+    assert "Displayed (image/png)" in step.result and "iVBOR" not in step.result  # the model: words only
+    assert f'<img class="cm-tool-image" src="{step.images[0]}"' in cards_html(ex.tools)
+    # the record keeps the image for the card (a record's image that is not PNG/JPEG data is dropped)
+    record = exchange_record(get_session().conversation("p"), ex)
+    assert record["tools"][0]["images"] == step.images
 
 
 def test_the_terminal_asks_on_the_prompt_line() -> None:

@@ -67,3 +67,21 @@ def test_names_resolve_to_tools_or_say_which_cannot(ip: Any) -> None:
     with pytest.raises(ToolSpecError, match="--tools pd.nothing_here: pd has no attribute"):
         resolve(["pd.nothing_here"], ns, ip)
     assert list(resolve(["read_cell"], ns, ip)) == ["read_cell"]
+
+
+def test_a_kept_steps_images_are_png_or_jpeg_data_and_nothing_else() -> None:
+    png = "data:image/png;base64,iVBORw0KGgo="
+    hostile = [
+        "javascript:alert(1)",
+        'data:image/png;base64,AAAA" onerror="alert(1)',
+        "data:image/svg+xml;base64,PHN2Zz4=",
+        "data:text/html;base64,PHNjcmlwdD4=",
+        42,
+    ]
+    step = ToolStep.from_dict(
+        {"id": "c1", "name": "plot", "arguments": "{}", "step": 1, "state": "done", "images": [png, *hostile]}
+    )
+    assert step.images == [png]
+    drawn = cards_html([{**step.to_dict(), "images": [png, *hostile]}])
+    assert drawn.count("<img ") == 1 and f'src="{png}"' in drawn
+    assert "javascript" not in drawn and "onerror" not in drawn and "svg" not in drawn
