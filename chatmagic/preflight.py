@@ -25,6 +25,7 @@ ask: its window is unknown unless configured.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -307,9 +308,9 @@ def check(
                     detail=look,
                 )
     if not anatomy.parts and not (anatomy.decision is None or anatomy.decision.fits):
-        # it will be shown (asked over budget, refused over the window): every part, counted
-        total = anatomy.total.tokens if anatomy.total.how == "server" else None
-        anatomy = assemble(turn, sections, tools, limits, window=window, server_tokens=total, wait=wait)
+        # it will be shown (asked over budget, refused over the window): every part, counted;
+        # the total, cost and decision stand as they are (they come from the messages)
+        anatomy = dataclasses.replace(anatomy, parts=tuple(parts_of(turn, sections, tools, wait=wait)))
     turn.anatomy = anatomy
     return anatomy
 
