@@ -14,6 +14,7 @@ import base64
 import io
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,7 @@ def _image_file(path: Path, name: str) -> bytes:
 def _fit(image: Attachment) -> Attachment:
     """The image within MAX_IMAGE_BYTES and MAX_IMAGE_SIDE, downscaled by Pillow if it is installed."""
     try:
-        from PIL import Image
+        from PIL import Image  # noqa: F401 - is Pillow there? (shrink uses it)
     except ImportError:
         if len(image.data) > MAX_IMAGE_BYTES:
             raise ConfigurationError(
@@ -147,26 +148,50 @@ def _fit(image: Attachment) -> Attachment:
                 "to let chatmagic downscale it."
             ) from None
         return image
+    fitted = shrink(
+        image.data, MAX_IMAGE_SIDE, MAX_IMAGE_BYTES, f"--attach {image.name}: the image", _photo, 0.7
+    )
+    return image if fitted is None else Attachment(image.name, *fitted)
+
+
+def _photo(img: Any, size: tuple[int, int]) -> tuple[bytes, str]:
+    """A photo or screenshot: PNG where it has transparency, else JPEG."""
+    buf = io.BytesIO()
+    if img.mode == "RGBA":
+        img.resize(size).save(buf, format="PNG", optimize=True)
+        return buf.getvalue(), "image/png"
+    img.resize(size).save(buf, format="JPEG", quality=85)
+    return buf.getvalue(), "image/jpeg"
+
+
+def shrink(
+    data: bytes,
+    max_side: int,
+    max_bytes: int,
+    what: str,
+    encode: Callable[[Any, tuple[int, int]], tuple[bytes, str]],
+    step: float,
+) -> tuple[str, bytes, str] | None:
+    """An image brought within ``max_side`` pixels and ``max_bytes`` bytes: None when it is
+    already, else ``(mime, data, note)``. The size goes down by ``step`` until ``encode``
+    (a Pillow image and a size -> bytes, mime) gives few enough bytes, or 5% of the first
+    size is reached. Needs Pillow (the caller says what to do without it); an image Pillow
+    cannot read is a ConfigurationError starting with ``what``."""
+    from PIL import Image
+
     try:
-        with Image.open(io.BytesIO(image.data)) as opened:
+        with Image.open(io.BytesIO(data)) as opened:
             width, height = opened.size
-            if len(image.data) <= MAX_IMAGE_BYTES and max(width, height) <= MAX_IMAGE_SIDE:
-                return image
+            if len(data) <= max_bytes and max(width, height) <= max_side:
+                return None
             img = opened.convert("RGBA" if opened.mode in ("RGBA", "LA", "P") else "RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ConfigurationError(f"--attach {image.name}: the image cannot be read ({exc}).") from None
-    scale = min(1.0, MAX_IMAGE_SIDE / max(width, height))
+        raise ConfigurationError(f"{what} cannot be read ({exc}).") from None
+    scale = min(1.0, max_side / max(width, height))
     while True:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        buf = io.BytesIO()
-        if img.mode == "RGBA":
-            img.resize(size).save(buf, format="PNG", optimize=True)
-            mime = "image/png"
-        else:
-            img.resize(size).save(buf, format="JPEG", quality=85)
-            mime = "image/jpeg"
-        if buf.tell() <= MAX_IMAGE_BYTES or scale < 0.05:
+        encoded, mime = encode(img, size)
+        if len(encoded) <= max_bytes or scale < 0.05:
             break
-        scale *= 0.7
-    note = f"downscaled from {width}×{height} to {size[0]}×{size[1]}"
-    return Attachment(image.name, mime, buf.getvalue(), note)
+        scale *= step
+    return mime, encoded, f"downscaled from {width}×{height} to {size[0]}×{size[1]}"

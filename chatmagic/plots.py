@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .attachments import Attachment
+from .attachments import Attachment, shrink
 from .errors import ConfigurationError
 
 __all__ = [
@@ -161,7 +161,7 @@ def fit_plot(plot: Plot, max_side: int = MAX_PLOT_SIDE, max_bytes: int = MAX_PLO
     Without Pillow, a plot that does not fit already is refused, saying what to install.
     """
     try:
-        from PIL import Image
+        from PIL import Image  # noqa: F401 - is Pillow there? (shrink uses it)
     except ImportError:
         size = _png_size(plot.data)
         if len(plot.data) <= max_bytes and size is not None and max(size) <= max_side:
@@ -170,27 +170,23 @@ def fit_plot(plot: Plot, max_side: int = MAX_PLOT_SIDE, max_bytes: int = MAX_PLO
             f"--context plots: the {plot.name} is larger than what is sent ({max_side} pixels, "
             f"{max_bytes // 1024} KB): pip install pillow to let chatmagic downscale it."
         ) from None
-    try:
-        with Image.open(io.BytesIO(plot.data)) as opened:
-            width, height = opened.size
-            if len(plot.data) <= max_bytes and max(width, height) <= max_side:
-                return Attachment(plot.name, plot.mime, plot.data)
-            img = opened.convert("RGBA" if opened.mode in ("RGBA", "LA", "P") else "RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ConfigurationError(f"--context plots: the {plot.name} cannot be read ({exc}).") from None
-    scale = min(1.0, max_side / max(width, height))
-    while True:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        small = img.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
-        buf = io.BytesIO()
-        small.quantize(256).save(buf, format="PNG", optimize=True)
-        if buf.tell() <= max_bytes or scale < 0.05:
-            break
-        scale *= 0.8
-    if buf.tell() > max_bytes:  # noise at 50 pixels: not a plot
+    fitted = shrink(plot.data, max_side, max_bytes, f"--context plots: the {plot.name}", _plot_png, 0.8)
+    if fitted is None:
+        return Attachment(plot.name, plot.mime, plot.data)
+    if len(fitted[1]) > max_bytes:  # noise at 50 pixels: not a plot
         raise ConfigurationError(f"--context plots: the {plot.name} does not fit in {max_bytes // 1024} KB.")
-    note = f"downscaled from {width}×{height} to {size[0]}×{size[1]}"
-    return Attachment(plot.name, "image/png", buf.getvalue(), note)
+    return Attachment(plot.name, *fitted)
+
+
+def _plot_png(img: Any, size: tuple[int, int]) -> tuple[bytes, str]:
+    """Flat colours and lines: resampled smoothly, a palette of 256 colours, PNG."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    img.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0).quantize(256).save(
+        buf, format="PNG", optimize=True
+    )
+    return buf.getvalue(), "image/png"
 
 
 def _png_size(data: bytes) -> tuple[int, int] | None:
