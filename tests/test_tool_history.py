@@ -14,7 +14,6 @@ import nbformat
 import pytest
 from IPython.utils.capture import capture_output
 
-from chatmagic._defaults import DEFAULT_MAX_HISTORY_CHARS
 from chatmagic._state import get_session
 from chatmagic.sandbox import Sandbox
 
@@ -33,8 +32,6 @@ def key(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def budget(ip: Any) -> Iterator[None]:
     before = get_session().max_history_chars
-    # from the default budget, whatever an earlier test left set
-    ip.run_line_magic("config", f"ChatMagics.max_history_chars = {DEFAULT_MAX_HISTORY_CHARS}")
     yield
     ip.run_line_magic("config", f"ChatMagics.max_history_chars = {before}")
 
