@@ -1,17 +1,15 @@
 """The chat panel: one anywidget over the same session core as ``%%chat``.
 
-A :class:`ChatPanel` shows one :class:`~chatmagic.session.Conversation` of a
-:class:`~chatmagic.session.ChatSession` at a time: a conversation picker and **New chat**,
+A :class:`ChatPanel` shows one conversation of a session at a time: a picker and **New chat**,
 the provider and a model box that takes any name, the transcript, a multi-line box with
 Send / Stop, and a status line. It keeps no history of its own: it follows the conversation
-(``Conversation.subscribe``), so cells and other panels on it show up here, and what it
-sends is what the next ``%%chat`` cell continues. New chat opens a new conversation and
-keeps the old one in the picker: nothing in the panel deletes history.
+(``Conversation.subscribe``), so cells and other panels on it show up here, and what it sends
+is what the next ``%%chat`` cell continues (a first turn is checked as a cell's: unrestored).
+New chat opens a new conversation and keeps the old one: nothing in the panel deletes history.
 
 The browser side is ``static/panel.js`` (keyboard, layout, scrolling); everything it shows
-is drawn here: bubbles and status lines come from :mod:`chatmagic.present`, model text is
-Markdown sanitized in Python (:func:`chatmagic.render.markdown_html`), and the browser only
-puts that HTML in place.
+is drawn here (:mod:`chatmagic.present`; model text is Markdown sanitized in Python,
+:func:`chatmagic.render.markdown_html`), and the browser only puts that HTML in place.
 
 What it sends the browser, and when, is :mod:`chatmagic._transcript` (the newest exchanges,
 changed by splices, a streaming reply by patches); the provider picker and model box are
@@ -46,6 +44,7 @@ from ._transcript import PAGE, Transcript
 from .errors import ChatMagicError
 from .pause import Audience, Pending
 from .session import DEFAULT_CONVERSATION, ChatSession, Conversation, Turn, TurnOptions
+from .unrestored import refuse_unrestored
 
 __all__ = ["PAGE", "ChatPanel"]
 
@@ -145,8 +144,8 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
                 self._set_status("A reply is still streaming: wait for it, or Stop it.", error=True)
                 return None
             try:
-                # the provider and model chosen here stay with the conversation (the session
-                # core's rule, as for a cell's -p/-m): the next %%chat cell continues with them
+                # the provider and model chosen here stay with the conversation, as a cell's -p/-m
+                refuse_unrestored(self.session, self.conversation.name, "New chat starts a new one")
                 turn = self.session.prepare(
                     prompt,
                     conversation=self.conversation.name,
@@ -192,6 +191,7 @@ class ChatPanel(ModelBox, anywidget.AnyWidget):
             while f"chat-{number}" in taken:
                 number += 1
             conv = self.session.conversation(f"chat-{number}")
+            conv.started_afresh = True  # on purpose: a chat-N of an earlier kernel's log is not its past
             self.switch_to(conv.name)
             with self._quietly():
                 self.provider, self.model = provider, model

@@ -21,17 +21,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, NotSent
 from .record import read_notebook, saved_exchanges
 from .restore import logged_exchanges, saved_before
 from .session import DEFAULT_CONVERSATION, ChatSession
 
-__all__ = ["unrestored_message"]
+__all__ = ["refuse_unrestored", "unrestored_message"]
 
 
-def unrestored_message(session: ChatSession, conversation: str, key: str | None) -> str | None:
+def unrestored_message(
+    session: ChatSession, conversation: str, key: str | None, afresh: str | None = None
+) -> str | None:
     """Why a first turn of ``conversation`` (``key``: its exchange key) must not be sent
-    from an empty history, or None when it may."""
+    from an empty history, or None when it may.
+
+    ``afresh``: how to start afresh where the turn comes from (the panel's *New chat*);
+    a cell's ``--new`` by default."""
     conv = session.conversations.get(conversation)
     if conv is not None:
         with conv.lock:
@@ -53,9 +58,19 @@ def unrestored_message(session: ChatSession, conversation: str, key: str | None)
     if not missing:
         return None
     one = missing == 1
-    named = "" if conversation == DEFAULT_CONVERSATION else f" -c {conversation}"
+    if afresh is None:
+        named = "" if conversation == DEFAULT_CONVERSATION else f" -c {conversation}"
+        afresh = f"%%chat{named} --new starts the conversation afresh"
     return (
         f"This notebook holds {missing:,} earlier exchange{'' if one else 's'} of {conversation!r} "
         f"that this kernel does not (a restarted kernel starts empty): %chat restore brings "
-        f"{'it' if one else 'them'} back; %%chat{named} --new starts the conversation afresh."
+        f"{'it' if one else 'them'} back; {afresh}."
     )
+
+
+def refuse_unrestored(session: ChatSession, conversation: str, afresh: str) -> None:
+    """Raise NotSent with :func:`unrestored_message` when a turn (the panel's: no cell
+    redoes an exchange there) must not go out from an empty history."""
+    refused = unrestored_message(session, conversation, None, afresh)
+    if refused is not None:
+        raise NotSent(refused)

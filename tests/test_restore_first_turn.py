@@ -4,6 +4,8 @@ the log, for this notebook) holds and the kernel does not is refused in one line
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -167,3 +169,22 @@ def test_a_restarted_kernel_refuses_then_restores(
         )
     finally:
         kernel.stop()
+
+
+def test_the_panel_refuses_the_same_first_turn(ip: Any, open_notebook: Path, sandbox_thread: Sandbox) -> None:
+    # the panel's Send goes through the same check: the text comes back and the status line
+    # says what to do, nothing is sent
+    sandbox_thread.clear()
+    panel = run(ip, "%chat panel review")[0].result
+    try:
+        assert panel.send("and now?") is None
+        assert html.unescape(re.sub("<[^>]+>", "", panel.status)) == REFUSED.replace(
+            "%%chat -c review --new starts the conversation afresh", "New chat starts a new one"
+        )
+        assert panel.draft == "and now?"
+        assert _posts(sandbox_thread) == 0 and len(get_session().conversation("review")) == 0
+        # New chat is afresh on purpose, whatever a log of an earlier kernel named chat-N
+        fresh = panel.new_chat()
+        assert fresh.started_afresh and panel.conversation is fresh
+    finally:
+        panel.close()
