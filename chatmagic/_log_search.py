@@ -7,13 +7,16 @@ the query is evaluated once, whatever order the log was written in:
 
 1. FTS5 walks the matches by ``id``, newest first; the first ``limit`` are taken, no
    more. Exchanges are logged as they finish, so the newest ids are the newest times.
-2. Where the log says otherwise (an exchange below them that finished later than the
-   oldest of them: a clock set back, two kernels writing at once, a time edited by
-   hand), the same walk goes on to the end, ids only, and the time index (``finished_at``,
-   then ``id``: the listing's order, and small) is walked newest first until ``limit`` of
-   those ids are met. Sorting every match instead read each one's row (0.3 s for a prefix
-   like ``t*`` on 100,000 exchanges), and asking the index again for the kept ones merged
-   a prefix's word lists a second time (0.1 s each).
+2. Where the log says otherwise (below them, an exchange that finished later than the
+   oldest of them: a clock set back, kernels whose clocks disagree, a time edited by
+   hand), the same walk goes on, ids only, down to the lowest such exchange (below it,
+   none can be newer), and the time index (``finished_at``, then ``id``: the listing's
+   order, and small) is walked newest first until ``limit`` of those ids are met. The
+   cost follows how far back the disorder reaches: nothing for two kernels logging at
+   once, every match's id (50 ms for 100,000) for a row at the bottom given today's time.
+   Sorting every match instead read each one's row (0.3 s for a prefix like ``t*`` on
+   100,000 exchanges), and asking the index again for the ones kept merged a prefix's word
+   lists a second time (0.1 s each).
 3. Snippets are made for the kept rows only, in a private (``temp``) full-text table that
    holds just them, with the log's tokenizer: a snippet depends on the row and the query
    alone, so it is the one the log's index would make, without evaluating the query there
@@ -53,24 +56,33 @@ def newest_matches(conn: sqlite3.Connection, query: str, limit: int) -> list[tup
     try:
         with closing(conn.execute(_MATCHES, (query,))) as matches:
             ids = [row[0] for row in matches.fetchmany(limit)]
-            if len(ids) == limit and _later_below(conn, ids):
-                ids = _newest_by_time(conn, {*ids, *(row[0] for row in matches)}, limit)
+            lowest = _lowest_later(conn, ids) if len(ids) == limit else None
+            if lowest is not None:
+                # below `lowest`, every exchange finished before the oldest of `ids`: only
+                # the matches down to it can be among the newest
+                candidates = set(ids)
+                for (id_,) in matches:
+                    if id_ < lowest:
+                        break
+                    candidates.add(id_)
+                ids = _newest_by_time(conn, candidates, limit)
         return _rows(conn, query, ids)
     finally:
         conn.execute("ROLLBACK")  # nothing was written to the log; the private table empties
 
 
-def _later_below(conn: sqlite3.Connection, ids: list[int]) -> bool:
-    """Whether an exchange below ``ids`` finished later than the oldest of them.
+def _lowest_later(conn: sqlite3.Connection, ids: list[int]) -> int | None:
+    """The lowest id below ``ids`` of an exchange that finished later than the oldest of them.
 
-    Only such a one (where it matches) can belong among the newest matches with them.
+    None where there is none: the log is in order there, and ``ids`` are the newest.
     """
+    # min(+id): from the time index's range; min(id) would walk the table up from id 1
     row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM exchanges WHERE id < ? AND finished_at >"
-        f" (SELECT finished_at FROM exchanges WHERE id IN ({_IDS}) ORDER BY finished_at LIMIT 1))",
+        "SELECT min(+id) FROM exchanges WHERE id < ? AND finished_at >"
+        f" (SELECT finished_at FROM exchanges WHERE id IN ({_IDS}) ORDER BY finished_at LIMIT 1)",
         (min(ids), json.dumps(ids)),
     ).fetchone()
-    return bool(row[0])
+    return None if row is None else row[0]
 
 
 def _newest_by_time(conn: sqlite3.Connection, matches: set[int], limit: int) -> list[int]:

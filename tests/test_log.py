@@ -263,12 +263,14 @@ def _random_log(log: ExchangeLog, order: str, count: int = 300) -> None:
         when = T0 + i // 2  # pairs at the same time: the id decides between them
         if order == "a few late" and i % 97 == 5:
             when = T0 + count  # written with a clock set ahead: newer than everything after it
+        elif order == "kernels at once" and i % 7 == 3:
+            when += 4  # logged a few exchanges before others that finished earlier
         elif order == "shuffled":
             when = T0 + rng.randrange(count)
         log.add(record(f"Q{i}: {' '.join(words[:6])}", " ".join(words), finished_at=when), notebook=None)
 
 
-@pytest.mark.parametrize("order", ["in order", "a few late", "shuffled"])
+@pytest.mark.parametrize("order", ["in order", "a few late", "kernels at once", "shuffled"])
 @pytest.mark.parametrize("limit", [1, 5, 20, 1000])
 def test_search_lists_the_newest_matches_by_time_whatever_the_order_written(
     log: ExchangeLog, order: str, limit: int
