@@ -11,11 +11,13 @@ Each query runs ``--repeat`` times through ``ExchangeLog.search`` (limit 20, as
 ``%chat log``), median and max; then the query main had (dc00e9b: sort every match by time,
 a snippet each) once, for comparison, and whether both list the same exchanges and
 snippets. Then the log is put out of order and the queries run again: one old exchange
-given the newest time (it is taken in), then 2,001 (past ``_MOST_OUT_OF_ORDER``: every
-match is sorted by time, without snippets). Last, how long rebuilding the full-text index
-from the rows takes (``'rebuild'``: what building it for an existing log would cost).
+given the newest time, then 2,001 given later times than all others, then every time
+shuffled (ids say nothing of times). Then what writing costs on that log: ``add`` of a new
+exchange, and of one that replaces another (a re-run cell), ``--writes`` times each. Last,
+how long rebuilding the full-text index from the rows takes (``'rebuild'``: what building
+it, or another index, for an existing log would cost).
 
-    .venv/bin/python bench/log_search.py [--exchanges 100000] [--repeat 5] [--no-old]
+    .venv/bin/python bench/log_search.py [--exchanges 100000] [--repeat 5] [--writes 50] [--no-old]
 """
 
 from __future__ import annotations
@@ -118,13 +120,35 @@ def table(path: Path, repeat: int, old: bool) -> None:
             print(line)
 
 
+def writes(path: Path, count: int, repeat: int) -> None:
+    """What ``ExchangeLog.add`` costs on this log: a new exchange, and one replacing another."""
+    reply = markdown_reply(800, seed=7)
+    with ExchangeLog(path) as log:
+        log.search("warm up")
+        for label, key in (("new exchange", None), ("replacing one (same key)", "cell-1")):
+            times = []
+            for i in range(repeat):
+                user = f"Question {count + i}: the filler text of a new exchange, about tables?"
+                record = {"version": 1, "conversation": "bench", "key": key or f"new-{i}", "user": user}
+                record |= {"assistant": reply, "finished_at": _T0 + 2 * count + i}
+                start = time.perf_counter()
+                log.add(record, notebook="/bench/log.ipynb")
+                times.append(time.perf_counter() - start)
+            print(
+                f"ExchangeLog.add, {label}: median {statistics.median(times) * 1000:.1f} ms,"
+                f" max {max(times) * 1000:.1f} ms ({repeat} writes)"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--exchanges", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--writes", type=int, default=50, help="How many exchanges to add, each way.")
     parser.add_argument("--no-old", dest="old", action="store_false", help="Skip the query main had.")
     args = parser.parse_args()
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"SQLite {sqlite3.sqlite_version}")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "exchanges.sqlite3"
         seconds = build(path, args.exchanges)
@@ -147,8 +171,16 @@ def main() -> None:
                 "UPDATE exchanges SET finished_at = finished_at + ? WHERE id BETWEEN 2000 AND 4000",
                 (args.exchanges,),
             )
-        print("\nFar out of order (exchanges 2000-4000 later than all others: every match sorted):")
+        print("\nFar out of order (exchanges 2000-4000 later than all others):")
         table(path, args.repeat, args.old)
+        with ExchangeLog(path) as log:
+            conn = log._connection(create=False)  # noqa: SLF001 - kernels whose clocks disagree
+            assert conn is not None
+            # 7919 is prime: id -> id * 7919 mod n is a permutation, the same every run
+            conn.execute("UPDATE exchanges SET finished_at = ? + (id * 7919) % ?", (_T0, args.exchanges))
+        print("\nShuffled (every exchange given a time at random):")
+        table(path, args.repeat, args.old)
+        writes(path, args.exchanges, args.writes)
         start = time.perf_counter()
         with ExchangeLog(path) as log:
             conn = log._connection(create=False)  # noqa: SLF001

@@ -9,8 +9,8 @@ Each row holds the record exactly as :func:`chatmagic.record.exchange_record` ma
 (JSON, the notebook's format, so :mod:`chatmagic.record` checks it like a saved one) and
 a few columns to find it by: the notebook's path, the conversation, its epoch, the
 exchange's key and place, when it finished. The prompt and the reply are indexed for
-full-text search (FTS5); :mod:`chatmagic._log_search` finds the newest matches without
-sorting every one (``bench/log_search.py``); :mod:`chatmagic._log_format` writes the
+full-text search (FTS5); :mod:`chatmagic._log_search` finds the newest matches by walking
+the time index (``bench/log_search.py``); :mod:`chatmagic._log_format` writes the
 listing ``%chat log`` prints.
 
 The log is a convenience, never a reason for chat to fail: constructing one touches no
@@ -37,7 +37,7 @@ from typing import Any
 
 # the listing (LogEntry, format_entries) is _log_format's job; the names stay here for callers
 from ._log_format import CONTROLS, LogEntry, entry, format_entries, one_line, shorten
-from ._log_search import ENTRY_COLUMNS, newest_matches
+from ._log_search import ENTRY_COLUMNS, TOKENIZE, newest_matches
 from ._text import is_text_key
 
 __all__ = ["ExchangeLog", "LogEntry", "default_log_path", "format_entries"]
@@ -65,9 +65,8 @@ _SCHEMA = (
     )""",
     "CREATE INDEX exchanges_identity ON exchanges (notebook, conversation, epoch, key)",
     "CREATE INDEX exchanges_finished ON exchanges (finished_at)",
-    """CREATE VIRTUAL TABLE exchanges_text USING fts5(
-        user, assistant, content='exchanges', content_rowid='id',
-        tokenize='unicode61 remove_diacritics 2'
+    f"""CREATE VIRTUAL TABLE exchanges_text USING fts5(
+        user, assistant, content='exchanges', content_rowid='id', tokenize='{TOKENIZE}'
     )""",
     """CREATE TRIGGER exchanges_added AFTER INSERT ON exchanges BEGIN
         INSERT INTO exchanges_text (rowid, user, assistant) VALUES (new.id, new.user, new.assistant);
