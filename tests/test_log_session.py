@@ -148,19 +148,23 @@ def test_restore_takes_the_notebooks_exchanges_and_the_logs_in_their_order(
 def test_restore_after_chatting_in_the_restarted_kernel(
     sandbox_thread: Sandbox, notebook: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # the log also holds the new kernel's exchange (its own epoch, finished last): that is
-    # not a --new, and must not push the notebook's exchanges aside
+    # after a restart, a cell and a panel are both refused until restored (the notebook
+    # holds this conversation); restored, the panel's exchange goes on from it and is
+    # logged with it, and restoring again doubles nothing
     run_and_save(sandbox_thread, notebook, monkeypatch)
     kernel = NotebookKernel(sandbox_thread, notebook)
     try:
-        # a cell is refused until restored (the notebook holds this conversation); a panel
-        # opened first chats from the kernel's empty history
         assert "%chat restore brings them back" in kernel.text("%%chat\nfifth, after the restart: egret")
-        kernel.text(
+        refused = kernel.text(
             "from chatmagic.panel import ChatPanel\npanel = ChatPanel()\n"
-            "panel.send('fifth, after the restart: egret').result(30); panel.wait(10)"
+            "print(panel.send('fifth, after the restart: egret'), panel.draft, panel.status)"
         )
-        assert "default: 4 added, 1 kept." in kernel.text("%chat restore")
+        assert (
+            refused.startswith("None fifth, after the restart: egret")
+            and "%chat restore brings them back" in refused
+        )
+        assert "default: 4 added." in kernel.text("%chat restore")
+        kernel.text("panel.send().result(30); panel.wait(10)")
         assert prompts_of(kernel) == [*PROMPTS, "fifth, after the restart: egret"]
         assert "default: 5 kept." in kernel.text("%chat restore")
     finally:
