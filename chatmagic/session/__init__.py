@@ -10,6 +10,7 @@ it, but for type names):
   :mod:`~chatmagic.session.choice` (:class:`Choice`, the choice rule),
   :mod:`~chatmagic.session.pool` (provider instances, listing models);
 - :mod:`~chatmagic.session.turn`: :class:`Turn` (state, text, wait/stop, what a turn leaves);
+  :mod:`~chatmagic.session.sent` (what a turn sends before its prompt);
 - :mod:`~chatmagic.session.conversation`: :class:`Message`, :class:`Exchange`,
   :class:`Conversation`, the history budget and fingerprints (the history rules).
 

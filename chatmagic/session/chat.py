@@ -29,9 +29,10 @@ from ..providers import get_provider
 from ..providers._lines import valid_text
 from ..runner import Runner, get_runner
 from .choice import Choice, choose, default_model_for
-from .conversation import Conversation, Exchange, new_key, scrubbed, sent_before
+from .conversation import Conversation, Exchange, scrubbed
 from .pool import LIST_MODELS_TIMEOUT, ProviderPool, list_models
 from .run import run
+from .sent import sent_before
 from .turn import Turn
 
 logger = logging.getLogger("chatmagic.session")
@@ -283,9 +284,7 @@ class ChatSession:
             conv._check_idle("sent another message")
             if turn.fresh:
                 self._reset_settings(conv)
-                conv.exchanges.clear()
-                conv.epoch = new_key()
-                conv.started_afresh = True
+                conv.start_afresh()
             saved = self._replayable(turn) if self.replay and not turn.fresh else None
             if saved is None and turn.key is not None and conv.replaced_key(turn.key) is None:
                 # the same text asked again: the older exchange is no longer "this cell"

@@ -3,9 +3,9 @@
 The data of the session core (:mod:`chatmagic.session`): a :class:`Message`, an
 :class:`Exchange` (a user message, the reply, where it came from), a named
 :class:`Conversation` of them, and the history rules a turn reads: which earlier exchanges fit
-the budget (:func:`chatmagic.trim.stable_window`, dropped in steps; before issue 19
-:func:`within_budget`), what is sent before a prompt (:func:`sent_before`, secrets
-taken out), and the digest a replay compares (:func:`fingerprint`). Nothing here imports
+the budget (:meth:`Conversation.window`: :func:`chatmagic.trim.stable_window`'s choice, kept
+between turns; before issue 19 :func:`within_budget`), and the digest a replay compares
+(:func:`fingerprint`); what is sent before a prompt is :mod:`chatmagic.session.sent`'s. Nothing here imports
 IPython or ipywidgets, nor the turn that streams into a conversation (only its type).
 
 History rules:
@@ -38,9 +38,9 @@ from .._secrets import Table, scrub
 from .._text import is_text_key
 from ..errors import ConversationBusy
 from ..toolstep import ToolStep
-from ..trim import stable_window
+from ..trim import Replay, exchange_chars
 from .toolhistory import fragment as _fragment
-from .toolhistory import sent_side, wire_side
+from .toolhistory import wire_side
 
 if TYPE_CHECKING:  # the type only: a turn imports this module, not the other way
     from .turn import Turn
@@ -162,6 +162,10 @@ class Conversation:
         self.lock = threading.RLock()
         self.active: Turn | None = None
         self._listeners: list[Listener] = []
+        #: the history budget's replay (chatmagic.trim.Replay) of the first exchanges, and those
+        #: exchanges: kept between turns, cut where the history changes (see window)
+        self._replay: Replay | None = None
+        self._held: list[Exchange] = []
 
     # -- reading -------------------------------------------------------------------
 
@@ -190,6 +194,37 @@ class Conversation:
                     break
                 out.append(ex)
             return out
+
+    def window(self, before_key: str | None, max_chars: int) -> tuple[list[Exchange], int]:
+        """The exchanges before ``before_key``'s (all of them when None) and the index of the
+        oldest of them that a history budget of ``max_chars`` sends:
+        :func:`chatmagic.trim.stable_window`'s choice, read from the replay this conversation
+        keeps, so a turn measures and steps through only the exchanges added since the last."""
+        with self.lock:
+            earlier = self.earlier(before_key)
+            replay, held = self._replay, self._held
+            if replay is None or replay.max_chars != max_chars:  # a new budget: the sizes stay
+                sizes = replay.sizes if replay is not None else []
+                replay = self._replay = Replay(max_chars)
+                for size in sizes:
+                    replay.add(size)
+            # what the replay holds is the start of the history: the methods below cut it where
+            # they change it; a list changed from outside shows here (its exchange there is another)
+            n = len(held)
+            if n > len(self.exchanges) or (n and self.exchanges[n - 1] is not held[-1]):
+                self._changed(0)
+            for ex in earlier[len(held) :]:
+                replay.add(exchange_chars(ex))
+                held.append(ex)
+            return earlier, replay.start(len(earlier))
+
+    def _changed(self, index: int) -> None:
+        """The exchanges from ``index`` on are not what the budget's replay measured (replaced,
+        gone, scrubbed again): it measures them again when it next needs them."""
+        with self.lock:
+            if self._replay is not None:
+                self._replay.cut(index)
+            del self._held[index:]
 
     def history(self) -> list[Message]:
         with self.lock:
@@ -225,10 +260,16 @@ class Conversation:
         """Forget the history (settings stay). Refused while a reply streams into it."""
         with self.lock:
             self._check_idle()
+            self.start_afresh()
+        self._emit("reset", None)
+
+    def start_afresh(self) -> None:
+        """No history, a new epoch (``reset``, a ``--new`` turn); the caller emits "reset"."""
+        with self.lock:
             self.exchanges.clear()
+            self._changed(0)
             self.epoch = new_key()
             self.started_afresh = True
-        self._emit("reset", None)
 
     def _check_idle(self, doing: str = "changed") -> None:
         active = self.active
@@ -250,6 +291,7 @@ class Conversation:
                 if exchange.key is not None and ex.key == exchange.key:
                     exchange.seq = ex.seq
                     self.exchanges[i] = exchange
+                    self._changed(i)
                     break
             else:
                 exchange.seq = self.exchanges[-1].seq + 1 if self.exchanges else 0
@@ -268,6 +310,7 @@ class Conversation:
         """Take a whole history at once (what ``%chat restore`` merged); ``None`` keeps a field."""
         with self.lock:
             self.exchanges[:] = exchanges
+            self._changed(0)
             if epoch is not None:
                 self.epoch = epoch
             if system is not None:
@@ -343,47 +386,3 @@ def scrubbed(text: str, replaced: list[str], secrets: Table | None) -> str:
     """``text`` without the values of ``secrets`` (None: redaction is off); the names of those
     found are added to ``replaced``. Every scrub of a turn goes through here."""
     return scrub(text, found=secrets.found, replaced=replaced) if secrets is not None else text
-
-
-def sent_before(
-    conv: Conversation | None,
-    before_key: str | None,
-    system: str | None,
-    replaced: list[str],
-    secrets: Table | None,
-    max_chars: int,
-) -> tuple[list[dict[str, Any]], int, int, str]:
-    """What is sent before a prompt: the system prompt and the earlier exchanges the history
-    budget ``max_chars`` keeps (whole, dropped in steps: :func:`chatmagic.trim.stable_window`),
-    secrets removed; how many of how many; and its :func:`fingerprint`. A reply that called
-    tools goes with its calls and their answers, as its turn sent them
-    (:mod:`chatmagic.session.toolhistory`; a provider that takes no tools gets them as text).
-
-    A kept message was scrubbed when it entered the history; it is scrubbed again (and
-    kept so) only when the secrets changed since: the work of a turn stays the same
-    however long the conversation is.
-    """
-    earlier = [] if conv is None else conv.earlier(before_key)
-    # dropped in steps at stable boundaries: consecutive requests share their start, so a
-    # provider's prompt cache keeps hitting (bench/prefix_stability.py)
-    sent = stable_window(earlier, max_chars)
-    messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-    fragments = [_fragment(m) for m in messages]
-    version = None if secrets is None else secrets.version
-    clean = None if secrets is None else (lambda text: scrubbed(text, replaced, secrets))
-    # hundreds of messages a turn: no method call each where an attribute will do
-    for ex in sent:
-        for m in (ex.user, ex.assistant):
-            if secrets is not None and m.scrubbed != version:
-                m.content = scrubbed(m.content, replaced, secrets)
-                m.scrubbed = version
-            if m is ex.assistant and ex.tools:  # its calls and their answers, as its turn sent them
-                side, pieces = sent_side(ex, version, clean)
-                messages += side
-                fragments += pieces
-                continue
-            content = m.content
-            messages.append({"role": m.role, "content": content})
-            cached = m._fragment
-            fragments.append(cached[1] if cached is not None and cached[0] is content else m.fragment())
-    return messages, len(sent), len(earlier), _digest("[" + ", ".join(fragments) + "]")

@@ -1,0 +1,158 @@
+"""The history budget's choice kept between turns (issue 15, "A turn that costs the same at
+exchange 1,000 as at exchange 1"): each turn steps once for its new exchange instead of
+replaying the whole conversation, and still chooses what the full replay
+(:func:`chatmagic.trim.stable_window`) chooses, after a re-run cell, a restore, a compaction,
+new secrets, ``--new`` and a new budget."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from chatmagic import compact
+from chatmagic.sandbox import Sandbox
+from chatmagic.session import ChatSession, Exchange, Message, TurnOptions
+from chatmagic.trim import Replay, stable_start, stable_window
+
+SITE = "opchatgpts"
+TOKEN_ENV = "MY_REPLAY_TOKEN"
+
+
+@pytest.fixture
+def session(sandbox_thread: Sandbox) -> Iterator[ChatSession]:
+    s = ChatSession()
+    s.retries = 0
+    s.base_urls[SITE] = sandbox_thread.base_url(SITE)
+    s.max_history_chars = 1500
+    yield s
+    s.close()
+
+
+def full_replay(session: ChatSession, key: str | None) -> list[Exchange]:
+    """What the turn with ``key`` would send, replayed from the first exchange (the rule itself)."""
+    conv = session.conversation()
+    return stable_window(conv.earlier(conv.replaced_key(key)), session.max_history_chars)
+
+
+def send(session: ChatSession, text: str, key: str) -> None:
+    """One turn, after checking that it sends what the full replay chooses."""
+    expected = full_replay(session, key)
+    turn = session.prepare(text, options=TurnOptions(provider=SITE), key=key)
+    conv = session.conversation()
+    assert turn.history_sent == len(expected), (turn.history_sent, len(expected), len(conv))
+    sent_users = [m["content"] for m in turn.messages[:-1] if m["role"] == "user"]
+    assert sent_users == [ex.user.content for ex in expected]
+    session.start(turn)
+    turn.result(30)
+
+
+def question(rng: random.Random, i: int) -> str:
+    return f"question {i} " + "words " * rng.randint(0, 60)
+
+
+def test_the_replay_kept_answers_as_the_full_replay_at_every_length() -> None:
+    rng = random.Random(3)
+    sizes = [rng.randint(50, 4000) for _ in range(300)]
+    for budget, low in ((10_000, 0.3), (10_000, 0.8), (0, 0.3), (2500, 1.0)):
+        replay = Replay(budget, low)
+        for n, size in enumerate(sizes, 1):
+            replay.add(size)
+            assert replay.start(n) == stable_start(sizes[:n], budget, low)
+        # an exchange changed: cut there, measured again, the same answers as from scratch
+        for cut in (250, 17, 0):
+            sizes[cut] = rng.randint(50, 4000)
+            replay.cut(cut)
+            for size in sizes[cut:]:
+                replay.add(size)
+            assert [replay.start(n) for n in range(len(sizes) + 1)] == [
+                stable_start(sizes[:n], budget, low) for n in range(len(sizes) + 1)
+            ]
+
+
+def test_each_turn_chooses_what_the_full_replay_does_across_reruns_restores_compactions_and_secrets(
+    session: ChatSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(11)
+    conv = session.conversation()
+    for i in range(40):
+        send(session, question(rng, i), f"cell:{i}")
+    # a re-run cell in the middle: its exchange replaced (shorter or longer), the later ones kept
+    for i in (30, 5, 38):
+        send(session, question(rng, 100 + i), f"cell:{i}")
+    send(session, "after the re-runs", "cell:40")
+    # a restore merges a history (an older one, here): adopted whole
+    conv.adopt(list(conv.exchanges[:25]))
+    send(session, "after a restore", "cell:41")
+    conv.adopt([*conv.exchanges, *[_exchange(rng, f"cell:r{i}") for i in range(15)]])
+    send(session, "after a longer restore", "cell:42")
+    # a compaction: older exchanges replaced by a summary
+    turn, plan = compact.summary_turn(session, "default", 6)
+    session.start(turn)
+    assert turn.wait(30)
+    compact.finish(turn, plan)
+    send(session, "after a compaction", "cell:43")
+    compact.undo(conv)
+    send(session, "after undoing it", "cell:44")
+    # new secrets: the kept messages that hold one are scrubbed again, shorter or longer
+    monkeypatch.setenv(TOKEN_ENV, "question 3")
+    send(session, "after a new secret", "cell:45")
+    send(session, "and the next turn", "cell:46")
+    monkeypatch.setenv(TOKEN_ENV, "words words")
+    send(session, "another secret", "cell:47")
+    # a new budget
+    session.max_history_chars = 4000
+    send(session, "a larger budget", "cell:48")
+    session.max_history_chars = 0
+    send(session, "no budget", "cell:49")
+    session.max_history_chars = 900
+    send(session, "a small budget", "cell:50")
+    # the list changed from outside the conversation's methods: noticed, not trusted
+    conv.exchanges.append(_exchange(rng, "cell:x1"))
+    send(session, "after an append", "cell:51")
+    conv.exchanges[:] = conv.exchanges[10:]
+    send(session, "after a cut", "cell:52")
+    # --new: a fresh history
+    session.start(
+        session.prepare("afresh", options=TurnOptions(provider=SITE), key="cell:53", fresh=True)
+    ).result(30)
+    for i in range(54, 70):
+        send(session, question(rng, i), f"cell:{i}")
+    assert len(conv) == 17
+
+
+def _exchange(rng: random.Random, key: str) -> Exchange:
+    return Exchange(
+        Message("user", question(rng, 0)), Message("assistant", "a" * rng.randint(0, 400)), SITE, "", key
+    )
+
+
+class _Read(Exchange):
+    """An exchange that counts how often a turn reads its messages (a class-wide tally)."""
+
+    reads = 0
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in ("user", "assistant"):
+            _Read.reads += 1
+        return super().__getattribute__(name)
+
+
+def test_a_turn_at_exchange_1000_reads_what_it_sends_not_the_whole_conversation(session: ChatSession) -> None:
+    conv = session.conversation()
+    for i in range(1000):
+        conv.record(_Read(Message("user", f"q{i}"), Message("assistant", "a" * 150), SITE, ""))
+    session.prepare("warm", options=TurnOptions(provider=SITE))  # the history is measured once
+    reads, sent = [], []
+    for i in range(3):
+        _Read.reads = 0
+        turn = session.prepare(f"and now {i}?", options=TurnOptions(provider=SITE))
+        reads.append(_Read.reads)
+        sent.append(turn.history_sent)
+        conv.record(_Read(Message("user", f"new {i}"), Message("assistant", "b" * 150), SITE, ""))
+    # the sent exchanges (a 1,500-character budget keeps under ten) and the new one, a few times
+    # each: not the 1,000 (the full replay read each one twice)
+    assert all(0 < n < 10 for n in sent), sent
+    assert all(r <= 6 * (n + 1) for r, n in zip(reads, sent, strict=True)), (reads, sent)
