@@ -1,6 +1,6 @@
 """The history budget, trimmed the cache-friendly way: drop in steps, at stable boundaries.
 
-Core layer, pure functions. Before (``session.within_budget``) a turn sent the newest whole
+Core layer, pure functions. Before (:func:`within_budget`) a turn sent the newest whole
 exchanges whose text fits ``max_history_chars``: once the budget binds, every new turn drops
 the oldest exchange or two, so each request's messages differ from the previous request's
 right after the system prompt, and a provider's prompt cache (which matches a request's
@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["DEFAULT_LOW_WATER", "Replay", "exchange_chars", "stable_start", "stable_window"]
+__all__ = ["DEFAULT_LOW_WATER", "Replay", "exchange_chars", "stable_start", "stable_window", "within_budget"]
 
 T = TypeVar("T")
 
@@ -126,4 +126,20 @@ def stable_window(
 ) -> list[T]:
     """The earlier exchanges to send under a budget of ``max_chars`` (0: all), dropped in steps."""
     start = stable_start([measure(ex) for ex in exchanges], max_chars, low_water)
+    return list(exchanges[start:])
+
+
+def within_budget(exchanges: Sequence[T], max_chars: int) -> list[T]:
+    """The newest exchanges whose text fits in ``max_chars``, whole (0: all of them): the rule
+    before issue 19, kept as the reference ``bench/prefix_stability.py`` measures against."""
+    if max_chars <= 0:
+        return list(exchanges)
+    total = 0
+    start = len(exchanges)
+    for i in range(len(exchanges) - 1, -1, -1):
+        ex: Any = exchanges[i]
+        total += len(ex.user.content) + len(ex.assistant.content)
+        if total > max_chars:
+            break
+        start = i
     return list(exchanges[start:])

@@ -4,9 +4,9 @@ The data of the session core (:mod:`chatmagic.session`): a :class:`Message`, an
 :class:`Exchange` (a user message, the reply, where it came from), a named
 :class:`Conversation` of them, and the history rules a turn reads: which earlier exchanges fit
 the budget (:meth:`Conversation.window`: :func:`chatmagic.trim.stable_window`'s choice, kept
-between turns; before issue 19 :func:`within_budget`), and the digest a replay compares
-(:func:`fingerprint`); what is sent before a prompt is :mod:`chatmagic.session.sent`'s. Nothing here imports
-IPython or ipywidgets, nor the turn that streams into a conversation (only its type).
+between turns; before issue 19 :func:`chatmagic.trim.within_budget`). What is sent before a
+prompt, and its digest, is :mod:`chatmagic.session.sent`'s. Nothing here imports IPython or
+ipywidgets, nor the turn that streams into a conversation (only its type).
 
 History rules:
 
@@ -25,8 +25,6 @@ History rules:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 import time
 import uuid
@@ -59,14 +57,14 @@ class Message:
     #: with: a message is scrubbed when it enters the history, and again only when the
     #: secrets changed (None: never, e.g. restored from a file)
     scrubbed: int | None = field(default=None, compare=False, repr=False)
-    #: (content, the message as :func:`fingerprint` writes it), while the content is that
+    #: (content, the message as :func:`chatmagic.session.sent.fingerprint` writes it), while the content is that
     _fragment: tuple[str, str] | None = field(default=None, init=False, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
 
     def fragment(self) -> str:
-        """The message as :func:`fingerprint` writes it: made once, not at every turn."""
+        """The message as a fingerprint writes it: made once, not at every turn."""
         cached = self._fragment
         if cached is None or cached[0] is not self.content:
             cached = self._fragment = (self.content, _fragment(self.as_dict()))
@@ -356,30 +354,6 @@ def is_cut(finish_reason: str | None) -> bool:
     """A finish reason that means the reply is not whole: anything but "stop" (and the ways
     servers spell it) or a tool call; None (a site that does not say) is not a cut."""
     return finish_reason is not None and finish_reason not in ("stop", "eos", "end_turn", "tool_calls")
-
-
-def within_budget(exchanges: list[Exchange], max_chars: int) -> list[Exchange]:
-    """The newest exchanges whose text fits in ``max_chars``, whole (0: all of them): the rule
-    before issue 19, kept as the reference ``bench/prefix_stability.py`` measures against."""
-    if max_chars <= 0:
-        return list(exchanges)
-    total = 0
-    start = len(exchanges)
-    for i in range(len(exchanges) - 1, -1, -1):
-        total += len(exchanges[i].user.content) + len(exchanges[i].assistant.content)
-        if total > max_chars:
-            break
-        start = i
-    return exchanges[start:]
-
-
-def fingerprint(messages: list[dict[str, Any]]) -> str:
-    """A short, stable digest of messages (what a replay must have sent before its prompt)."""
-    return _digest(json.dumps(messages, ensure_ascii=False, sort_keys=True))
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def scrubbed(text: str, replaced: list[str], secrets: Table | None) -> str:

@@ -10,14 +10,16 @@ the whole conversation.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from .._secrets import Table
-from .conversation import Conversation, _digest, scrubbed
+from .conversation import Conversation, scrubbed
 from .toolhistory import fragment as _fragment
 from .toolhistory import sent_side
 
-__all__ = ["sent_before"]
+__all__ = ["fingerprint", "sent_before"]
 
 
 def sent_before(
@@ -69,3 +71,12 @@ def sent_before(
     if conv is not None and rescrubbed is not None:  # the budget measures it again, as it now is
         conv._changed(rescrubbed)
     return messages, len(sent), len(earlier), _digest("[" + ", ".join(fragments) + "]")
+
+
+def fingerprint(messages: list[dict[str, Any]]) -> str:
+    """A short, stable digest of messages (what a replay must have sent before its prompt)."""
+    return _digest(json.dumps(messages, ensure_ascii=False, sort_keys=True))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
