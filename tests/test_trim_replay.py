@@ -83,11 +83,24 @@ def test_each_turn_chooses_what_the_full_replay_does_across_reruns_restores_comp
     for i in (30, 5, 38):
         send(session, question(rng, 100 + i), f"cell:{i}")
     send(session, "after the re-runs", "cell:40")
+    # a cell's text asked again later (no cell id): a new exchange, the older one no longer "this cell"
+    send(session, "the same text", "text:same")
+    send(session, "between", "cell:between")
+    send(session, "the same text", "text:same")
+    assert [ex.key for ex in conv.exchanges].count("text:same") == 1
+    assert conv.keyed("text:same") is conv.exchanges[-1]
     # a restore merges a history (an older one, here): adopted whole
     conv.adopt(list(conv.exchanges[:25]))
     send(session, "after a restore", "cell:41")
     conv.adopt([*conv.exchanges, *[_exchange(rng, f"cell:r{i}") for i in range(15)]])
     send(session, "after a longer restore", "cell:42")
+    # a merged history may hold a cell's text twice: the oldest ends what comes before it,
+    # a re-run finds the newest, as reading the list would
+    twice = [_exchange(rng, "text:twice"), _exchange(rng, "cell:t"), _exchange(rng, "text:twice")]
+    conv.adopt([*conv.exchanges, *twice])
+    assert conv.earlier("text:twice") == conv.exchanges[:-3]
+    assert conv.keyed("text:twice") is twice[-1] and conv.replaced_key("cell:t") == "cell:t"
+    send(session, "after a merge", "cell:t")
     # a compaction: older exchanges replaced by a summary
     turn, plan = compact.summary_turn(session, "default", 6)
     session.start(turn)
@@ -130,29 +143,34 @@ def _exchange(rng: random.Random, key: str) -> Exchange:
 
 
 class _Read(Exchange):
-    """An exchange that counts how often a turn reads its messages (a class-wide tally)."""
+    """An exchange that counts how often its messages and its key are read (a class-wide tally)."""
 
     reads = 0
 
     def __getattribute__(self, name: str) -> Any:
-        if name in ("user", "assistant"):
+        if name in ("user", "assistant", "key"):
             _Read.reads += 1
         return super().__getattribute__(name)
+
+
+def _read(i: int, text: str) -> _Read:
+    return _Read(Message("user", text), Message("assistant", "a" * 150), SITE, "", key=f"cell:{i}")
 
 
 def test_a_turn_at_exchange_1000_reads_what_it_sends_not_the_whole_conversation(session: ChatSession) -> None:
     conv = session.conversation()
     for i in range(1000):
-        conv.record(_Read(Message("user", f"q{i}"), Message("assistant", "a" * 150), SITE, ""))
-    session.prepare("warm", options=TurnOptions(provider=SITE))  # the history is measured once
+        conv.record(_read(i, f"q{i}"))
+    session.prepare("warm", options=TurnOptions(provider=SITE))  # the history is read once
     reads, sent = [], []
-    for i in range(3):
+    for i in range(1000, 1003):
         _Read.reads = 0
-        turn = session.prepare(f"and now {i}?", options=TurnOptions(provider=SITE))
+        # what a cell's turn does with the history: what it sends, and its exchange kept
+        turn = session.prepare(f"and now {i}?", options=TurnOptions(provider=SITE), key=f"cell:{i}")
+        conv.record(_read(i, f"and now {i}?"))
         reads.append(_Read.reads)
         sent.append(turn.history_sent)
-        conv.record(_Read(Message("user", f"new {i}"), Message("assistant", "b" * 150), SITE, ""))
     # the sent exchanges (a 1,500-character budget keeps under ten) and the new one, a few times
-    # each: not the 1,000 (the full replay read each one twice)
+    # each: not the 1,000 (the full replay read each one's messages, finding a key read each key)
     assert all(0 < n < 10 for n in sent), sent
     assert all(r <= 6 * (n + 1) for r, n in zip(reads, sent, strict=True)), (reads, sent)

@@ -253,7 +253,7 @@ class ChatSession:
         """
         conv, key = turn.conversation, turn.key
         with conv.lock:
-            saved = next((ex for ex in reversed(conv.exchanges) if key is not None and ex.key == key), None)
+            saved = None if key is None else conv.keyed(key)
         if saved is None or saved.stopped or saved.context_hash is None:
             return None
         if conv.replaced_key(key) is not None:
@@ -288,9 +288,7 @@ class ChatSession:
             saved = self._replayable(turn) if self.replay and not turn.fresh else None
             if saved is None and turn.key is not None and conv.replaced_key(turn.key) is None:
                 # the same text asked again: the older exchange is no longer "this cell"
-                for ex in conv.exchanges:
-                    if ex.key == turn.key:
-                        ex.key = None
+                conv.release(turn.key)
             if saved is None:
                 conv.active = turn
             else:  # a replayed turn is kept as it was

@@ -36,7 +36,7 @@ from .._secrets import Table, scrub
 from .._text import is_text_key
 from ..errors import ConversationBusy
 from ..toolstep import ToolStep
-from ..trim import Replay, exchange_chars
+from .index import HistoryIndex
 from .toolhistory import fragment as _fragment
 from .toolhistory import wire_side
 
@@ -160,10 +160,9 @@ class Conversation:
         self.lock = threading.RLock()
         self.active: Turn | None = None
         self._listeners: list[Listener] = []
-        #: the history budget's replay (chatmagic.trim.Replay) of the first exchanges, and those
-        #: exchanges: kept between turns, cut where the history changes (see window)
-        self._replay: Replay | None = None
-        self._held: list[Exchange] = []
+        #: the sizes, the budget's replay and the keys of the exchanges, kept between turns and
+        #: told where the list changes (_changed), so a turn reads only the new exchanges
+        self._index = HistoryIndex()
 
     # -- reading -------------------------------------------------------------------
 
@@ -174,9 +173,7 @@ class Conversation:
             out: list[dict[str, Any]] = []
             if self.system:
                 out.append({"role": "system", "content": self.system})
-            for ex in self.exchanges:
-                if before_key is not None and ex.key == before_key:
-                    break
+            for ex in self.earlier(before_key):
                 out.append(ex.user.as_dict())
                 out += wire_side(ex.assistant.content, ex.tools) if ex.tools else [ex.assistant.as_dict()]
             return out
@@ -184,14 +181,8 @@ class Conversation:
     def earlier(self, before_key: str | None = None) -> list[Exchange]:
         """The exchanges before ``before_key``'s (all of them when None), oldest first."""
         with self.lock:
-            if before_key is None:
-                return list(self.exchanges)
-            out = []
-            for ex in self.exchanges:
-                if before_key is not None and ex.key == before_key:
-                    break
-                out.append(ex)
-            return out
+            at = None if before_key is None else self._position(before_key)
+            return self.exchanges[:at]
 
     def window(self, before_key: str | None, max_chars: int) -> tuple[list[Exchange], int]:
         """The exchanges before ``before_key``'s (all of them when None) and the index of the
@@ -200,29 +191,26 @@ class Conversation:
         keeps, so a turn measures and steps through only the exchanges added since the last."""
         with self.lock:
             earlier = self.earlier(before_key)
-            replay, held = self._replay, self._held
-            if replay is None or replay.max_chars != max_chars:  # a new budget: the sizes stay
-                sizes = replay.sizes if replay is not None else []
-                replay = self._replay = Replay(max_chars)
-                for size in sizes:
-                    replay.add(size)
-            # what the replay holds is the start of the history: the methods below cut it where
-            # they change it; a list changed from outside shows here (its exchange there is another)
-            n = len(held)
-            if n > len(self.exchanges) or (n and self.exchanges[n - 1] is not held[-1]):
-                self._changed(0)
-            for ex in earlier[len(held) :]:
-                replay.add(exchange_chars(ex))
-                held.append(ex)
-            return earlier, replay.start(len(earlier))
+            return earlier, self._index.start(self.exchanges, len(earlier), max_chars)
+
+    def _position(self, key: str, *, newest: bool = False) -> int | None:
+        """Where the exchange with ``key`` is (the oldest, or the ``newest``, when a merged history
+        holds a cell's text twice), or None."""
+        with self.lock:
+            at = self._index.positions(self.exchanges, key)
+            return (at[-1] if newest else at[0]) if at else None
+
+    def keyed(self, key: str) -> Exchange | None:
+        """The exchange with ``key`` (the newest of them), or None."""
+        with self.lock:
+            at = self._position(key, newest=True)
+            return None if at is None else self.exchanges[at]
 
     def _changed(self, index: int) -> None:
-        """The exchanges from ``index`` on are not what the budget's replay measured (replaced,
-        gone, scrubbed again): it measures them again when it next needs them."""
+        """The exchanges from ``index`` on are not what the index read (replaced, gone, scrubbed
+        again): it reads them again when next asked."""
         with self.lock:
-            if self._replay is not None:
-                self._replay.cut(index)
-            del self._held[index:]
+            self._index.cut(index)
 
     def history(self) -> list[Message]:
         with self.lock:
@@ -247,7 +235,7 @@ class Conversation:
         with self.lock:
             if is_text_key(key):
                 return key if self.exchanges and self.exchanges[-1].key == key else None
-            return key if any(ex.key == key for ex in self.exchanges) else None
+            return key if self._position(key) is not None else None
 
     def __repr__(self) -> str:
         return f"<Conversation {self.name!r}: {len(self)} exchanges, provider={self.provider!r}>"
@@ -269,6 +257,18 @@ class Conversation:
             self.epoch = new_key()
             self.started_afresh = True
 
+    def release(self, key: str) -> None:
+        """No exchange is ``key``'s any more: the same text asked again is a new exchange, and the
+        older one is no longer "this cell"."""
+        with self.lock:
+            at = self._position(key)
+            if at is None:
+                return
+            for ex in self.exchanges[at:]:
+                if ex.key == key:
+                    ex.key = None
+            self._index.forget(key)
+
     def _check_idle(self, doing: str = "changed") -> None:
         active = self.active
         if active is not None and not active.done:
@@ -285,12 +285,11 @@ class Conversation:
         outputs of a notebook can be put back in order.
         """
         with self.lock:
-            for i, ex in enumerate(self.exchanges):
-                if exchange.key is not None and ex.key == exchange.key:
-                    exchange.seq = ex.seq
-                    self.exchanges[i] = exchange
-                    self._changed(i)
-                    break
+            at = None if exchange.key is None else self._position(exchange.key)
+            if at is not None:
+                exchange.seq = self.exchanges[at].seq
+                self.exchanges[at] = exchange
+                self._changed(at)
             else:
                 exchange.seq = self.exchanges[-1].seq + 1 if self.exchanges else 0
                 self.exchanges.append(exchange)
