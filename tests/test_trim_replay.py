@@ -14,7 +14,7 @@ import pytest
 
 from chatmagic import compact
 from chatmagic.sandbox import Sandbox
-from chatmagic.session import ChatSession, Exchange, Message, TurnOptions
+from chatmagic.session import ChatSession, Conversation, Exchange, Message, TurnOptions
 from chatmagic.trim import Replay, stable_start, stable_window
 
 SITE = "opchatgpts"
@@ -136,7 +136,7 @@ def test_each_turn_chooses_what_the_full_replay_does_across_reruns_restores_comp
     assert len(conv) == 17
 
 
-def _exchange(rng: random.Random, key: str) -> Exchange:
+def _exchange(rng: random.Random, key: str | None) -> Exchange:
     return Exchange(
         Message("user", question(rng, 0)), Message("assistant", "a" * rng.randint(0, 400)), SITE, "", key
     )
@@ -174,3 +174,44 @@ def test_a_turn_at_exchange_1000_reads_what_it_sends_not_the_whole_conversation(
     # each: not the 1,000 (the full replay read each one's messages, finding a key read each key)
     assert all(0 < n < 10 for n in sent), sent
     assert all(r <= 6 * (n + 1) for r, n in zip(reads, sent, strict=True)), (reads, sent)
+
+
+def _linear(conv: Any, key: str) -> tuple[int | None, int | None]:
+    """Where the oldest and the newest exchange with ``key`` are, reading the whole list."""
+    at = [i for i, ex in enumerate(conv.exchanges) if ex.key == key]
+    return (at[0], at[-1]) if at else (None, None)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_index_answers_as_reading_the_whole_list_whatever_changes_it(seed: int) -> None:
+    rng = random.Random(seed)
+    conv = Conversation("c")
+    keys = [None, "text:a", "text:b", "cell:1", "cell:2", "cell:3", "panel:x"]
+    for step in range(400):
+        op = rng.random()
+        key = rng.choice(keys)
+        if op < 0.5:
+            conv.record(_exchange(rng, key))  # a new exchange, or a re-run cell's in place
+        elif op < 0.6 and key:
+            conv.release(key)
+        elif op < 0.7:  # a restore: a merged history, a cell's text possibly twice
+            merged = list(conv.exchanges)
+            rng.shuffle(merged)
+            conv.adopt(
+                [*merged[: rng.randint(0, len(merged))], *[_exchange(rng, k) for k in ("text:a", "text:a")]]
+            )
+        elif op < 0.75:
+            conv.start_afresh()
+        elif op < 0.8 and conv.exchanges:  # changed from outside the conversation's methods
+            if rng.random() < 0.5:
+                conv.exchanges.append(_exchange(rng, "text:b"))
+            else:
+                del conv.exchanges[rng.randrange(len(conv.exchanges)) :]
+        for k in keys[1:]:
+            oldest, newest = _linear(conv, k)
+            assert conv.earlier(k) == conv.exchanges[:oldest], (step, k)
+            assert conv.keyed(k) is (None if newest is None else conv.exchanges[newest]), (step, k)
+        budget = rng.choice([0, 700, 2000])
+        for k in (None, rng.choice(keys[1:])):
+            earlier, start = conv.window(k, budget)
+            assert earlier[start:] == stable_window(conv.earlier(k), budget), (step, k, budget)

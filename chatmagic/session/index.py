@@ -50,21 +50,22 @@ class HistoryIndex:
     def cut(self, index: int) -> None:
         """The exchanges from ``index`` on changed: they are read again when next needed."""
         self.replay.cut(index)
-        del self.held[index:]
         if index == 0:
             self.keys.clear()
-            return
-        kept = {}
-        for key, at in self.keys.items():
-            if at[0] < index:
-                kept[key] = [i for i in at if i < index]
-        self.keys = kept
+        else:  # the keys of those read again: a cell re-run near the end touches a few, not every key
+            for ex in self.held[index:]:
+                at = None if ex.key is None else self.keys.get(ex.key)
+                if at:
+                    at[:] = [i for i in at if i < index]
+                    if not at:
+                        del self.keys[ex.key]
+        del self.held[index:]
 
     def positions(self, exchanges: Sequence[Any], key: str) -> list[int]:
         """Where the exchanges with ``key`` are, oldest first."""
         self.sync(exchanges)
         at = self.keys.get(key, [])
-        if any(exchanges[i].key != key for i in at):  # a key changed since: read them all again
+        if any(i >= len(exchanges) or exchanges[i].key != key for i in at):  # changed since: read again
             self.cut(0)
             self.sync(exchanges)
             at = self.keys.get(key, [])
