@@ -14,7 +14,7 @@ import pytest
 
 from chatmagic import compact
 from chatmagic.sandbox import Sandbox
-from chatmagic.session import ChatSession, Conversation, Exchange, Message, TurnOptions
+from chatmagic.session import ChatSession, Conversation, Exchange, Message, TurnOptions, fingerprint
 from chatmagic.trim import Replay, stable_start, stable_window
 
 SITE = "opchatgpts"
@@ -43,8 +43,11 @@ def send(session: ChatSession, text: str, key: str) -> None:
     turn = session.prepare(text, options=TurnOptions(provider=SITE), key=key)
     conv = session.conversation()
     assert turn.history_sent == len(expected), (turn.history_sent, len(expected), len(conv))
-    sent_users = [m["content"] for m in turn.messages[:-1] if m["role"] == "user"]
-    assert sent_users == [ex.user.content for ex in expected]
+    # what is sent, and its fingerprint, as made from nothing (the previous turn's is reused)
+    system = [{"role": "system", "content": conv.system}] if conv.system else []
+    history = [m.as_dict() for ex in expected for m in (ex.user, ex.assistant)]
+    assert turn.messages[:-1] == system + history
+    assert turn.context_hash == fingerprint(turn.messages[:-1])
     session.start(turn)
     turn.result(30)
 
@@ -89,6 +92,13 @@ def test_each_turn_chooses_what_the_full_replay_does_across_reruns_restores_comp
     send(session, "the same text", "text:same")
     assert [ex.key for ex in conv.exchanges].count("text:same") == 1
     assert conv.keyed("text:same") is conv.exchanges[-1]
+    # a system prompt given, then changed
+    send(session, "a system prompt", "cell:s1")
+    conv.system = "Be brief."
+    send(session, "with it", "cell:s2")
+    send(session, "and again", "cell:s3")
+    conv.system = "Be briefer."
+    send(session, "another", "cell:s4")
     # a restore merges a history (an older one, here): adopted whole
     conv.adopt(list(conv.exchanges[:25]))
     send(session, "after a restore", "cell:41")
@@ -109,12 +119,25 @@ def test_each_turn_chooses_what_the_full_replay_does_across_reruns_restores_comp
     send(session, "after a compaction", "cell:43")
     compact.undo(conv)
     send(session, "after undoing it", "cell:44")
-    # new secrets: the kept messages that hold one are scrubbed again, shorter or longer
-    monkeypatch.setenv(TOKEN_ENV, "question 3")
+    # new secrets: the kept messages that hold one are scrubbed again, shorter or longer (no
+    # budget: no step, so the message is in what the previous turn sent)
+    session.max_history_chars = 0
+    send(session, "a value that becomes a secret", "cell:44a")
+    send(session, "after it", "cell:44b")
+    monkeypatch.setenv(TOKEN_ENV, "value that becomes")
     send(session, "after a new secret", "cell:45")
+    assert "value that becomes" not in str(session.conversation().exchanges[-1].user.content)
+    assert "value that becomes" not in str(session.prepare("?", options=TurnOptions(provider=SITE)).messages)
     send(session, "and the next turn", "cell:46")
     monkeypatch.setenv(TOKEN_ENV, "words words")
     send(session, "another secret", "cell:47")
+    # a restore that brings another version of an exchange the last turn sent
+    merged = list(conv.exchanges)
+    merged[-5] = _exchange(rng, merged[-5].key)
+    conv.adopt(merged)
+    send(session, "after a newer version", "cell:47v")
+    session.max_history_chars = 1500
+    send(session, "a budget again", "cell:47a")
     # a new budget
     session.max_history_chars = 4000
     send(session, "a larger budget", "cell:48")
@@ -170,10 +193,11 @@ def test_a_turn_at_exchange_1000_reads_what_it_sends_not_the_whole_conversation(
         conv.record(_read(i, f"and now {i}?"))
         reads.append(_Read.reads)
         sent.append(turn.history_sent)
-    # the sent exchanges (a 1,500-character budget keeps under ten) and the new one, a few times
-    # each: not the 1,000 (the full replay read each one's messages, finding a key read each key)
+    # the new exchange, a few times (the whole history at a step of the budget): not the 1,000
+    # (the full replay read each one's messages, finding a key read each key)
     assert all(0 < n < 10 for n in sent), sent
     assert all(r <= 6 * (n + 1) for r, n in zip(reads, sent, strict=True)), (reads, sent)
+    assert min(reads) <= 6, reads  # between steps: what the last turn sent is not read again
 
 
 def _linear(conv: Any, key: str) -> tuple[int | None, int | None]:

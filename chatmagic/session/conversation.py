@@ -163,6 +163,8 @@ class Conversation:
         #: the sizes, the budget's replay and the keys of the exchanges, kept between turns and
         #: told where the list changes (_changed), so a turn reads only the new exchanges
         self._index = HistoryIndex()
+        #: what the last turn sent before its prompt (chatmagic.session.sent keeps it there)
+        self.last_sent: Any = None
 
     # -- reading -------------------------------------------------------------------
 
