@@ -147,23 +147,23 @@ def count_messages(
     exact = encoding is not None and (wait or encoding in _encodings)
     # a turn's request begins with the previous turn's (the history budget keeps its start
     # between steps, and the same message objects are sent again): only what follows is counted
+    # between steps (a few conversations at once: cells, a panel), so the last few are kept
     way = (encoding, exact)
-    counted = _last.get(way)
-    start = 0
-    if counted is not None:
-        before, _ = counted
+    recent = _last.setdefault(way, [])
+    start, sums = 0, [(REPLY_PRIMER, "bpe" if exact else "≈")]
+    for before, running in list(recent):
         for k in (len(before), len(before) - 1):  # the previous prompt: as history, or a new one
-            if 0 < k <= len(messages) and messages[:k] == before[:k]:  # compared in C
-                start = k
+            if start < k <= len(messages) and messages[:k] == before[:k]:  # compared in C
+                start, sums = k, running[: k + 1]
                 break
-    sums = counted[1][: start + 1] if counted is not None else [(REPLY_PRIMER, "bpe" if exact else "≈")]
     tokens, how = sums[-1]
     for message in messages[start:]:
         part = _message_tokens(message, model, encoding, exact, wait)
         tokens += part.tokens
         how = _weaker(how, part.how)
         sums.append((tokens, how))
-    _last[way] = (list(messages), sums)
+    recent.insert(0, (list(messages), sums))
+    del recent[KEPT_REQUESTS:]
     total = Count(tokens, how)
     if tools:
         total += _approx(count_text(json.dumps(list(tools), ensure_ascii=False), model, wait=wait))
@@ -193,9 +193,11 @@ def _message_tokens(
     return Count(tokens, how)
 
 
-#: the last request counted, each way of counting (encoding, exact): its messages, and the
-#: running total and weakest way after each (the first: the reply's primer alone)
-_last: dict[tuple[str | None, bool], tuple[list[Mapping[str, Any]], list[tuple[int, str]]]] = {}
+#: the last requests counted, each way of counting (encoding, exact), newest first: their
+#: messages, and the running total and weakest way after each (the first: the primer alone)
+_last: dict[tuple[str | None, bool], list[tuple[list[Mapping[str, Any]], list[tuple[int, str]]]]] = {}
+#: how many: a turn in each of a few conversations at once
+KEPT_REQUESTS = 8
 
 
 def content_tokens(content: Any, model: str, *, wait: bool = True) -> Count:

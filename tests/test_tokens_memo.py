@@ -54,11 +54,15 @@ def _from_nothing(request: list[dict[str, Any]], model: str, tools: Any) -> toke
 def test_turn_after_turn_the_totals_are_those_counted_from_nothing(model: str) -> None:
     rng = random.Random(model)
     history: list[dict[str, Any]] = [{"role": "system", "content": "Be brief."}]
+    other: list[dict[str, Any]] = []
     for turn in range(120):
         prompt = _message(rng, 2 * turn)
         request = [*history, prompt]
         tools = [{"type": "function"}] if turn % 7 == 0 else None
         assert count_messages(request, model, tools) == _from_nothing(request, model, tools), turn
+        if turn % 3 == 0:  # another conversation's turns in between
+            other += [_message(rng, turn), _message(rng, turn + 1)]
+            assert count_messages(other, model) == _from_nothing(other, model, None), turn
         history += [dict(prompt), _message(rng, 2 * turn + 1)]  # the prompt comes back as history
         if rng.random() < 0.1:  # a step of the history budget: the oldest exchanges dropped
             history = history[:1] + history[1 + 2 * rng.randint(1, 5) :]
@@ -81,4 +85,6 @@ def test_a_request_that_begins_with_the_previous_one_counts_only_what_follows() 
         history += [_Counted(role="assistant", content=f"reply {i}")]
         count_messages([*history, _Counted(role="user", content=f"next {i}")], "gpt-4o")
         reads.append(_Counted.reads)
+        # a turn of another conversation in between (a panel, a first exchange): counted apart
+        count_messages([_Counted(role="user", content=f"elsewhere {i}")], "gpt-4o")
     assert reads == [2, 2, 2], reads  # the reply and the new prompt, not the 400 before them
