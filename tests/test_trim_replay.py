@@ -237,5 +237,6 @@ def test_the_index_answers_as_reading_the_whole_list_whatever_changes_it(seed: i
             assert conv.keyed(k) is (None if newest is None else conv.exchanges[newest]), (step, k)
         budget = rng.choice([0, 700, 2000])
         for k in (None, rng.choice(keys[1:])):
-            earlier, start = conv.window(k, budget)
-            assert earlier[start:] == stable_window(conv.earlier(k), budget), (step, k, budget)
+            sent, before = conv.window(k, budget)
+            assert sent == stable_window(conv.earlier(k), budget), (step, k, budget)
+            assert before == len(conv.earlier(k)), (step, k)

@@ -187,13 +187,14 @@ class Conversation:
             return self.exchanges[:at]
 
     def window(self, before_key: str | None, max_chars: int) -> tuple[list[Exchange], int]:
-        """The exchanges before ``before_key``'s (all of them when None) and the index of the
-        oldest of them that a history budget of ``max_chars`` sends:
-        :func:`chatmagic.trim.stable_window`'s choice, read from the replay this conversation
-        keeps, so a turn measures and steps through only the exchanges added since the last."""
+        """The exchanges before ``before_key``'s (all of them when None) that a history budget
+        of ``max_chars`` sends (:func:`chatmagic.trim.stable_window`'s choice), and how many
+        exchanges are before it: read from what this conversation keeps of its history, so a
+        turn measures and steps through only the exchanges added since the last."""
         with self.lock:
-            earlier = self.earlier(before_key)
-            return earlier, self._index.start(self.exchanges, len(earlier), max_chars)
+            end = None if before_key is None else self._position(before_key)
+            end = len(self.exchanges) if end is None else end
+            return self.exchanges[self._index.start(self.exchanges, end, max_chars) : end], end
 
     def _position(self, key: str, *, newest: bool = False) -> int | None:
         """Where the exchange with ``key`` is (the oldest, or the ``newest``, when a merged history

@@ -59,8 +59,8 @@ def sent_before(
     # dropped in steps at stable boundaries: consecutive requests share their start, so a
     # provider's prompt cache keeps hitting (bench/prefix_stability.py); the conversation
     # keeps the replay that chooses the start, so it is not replayed at every turn
-    earlier, start = ([], 0) if conv is None else conv.window(before_key, max_chars)
-    sent = earlier[start:]
+    sent, total = ([], 0) if conv is None else conv.window(before_key, max_chars)
+    start = total - len(sent)
     version = None if secrets is None else secrets.version
     clean = None if secrets is None else (lambda text: scrubbed(text, replaced, secrets))
     last: _Sent | None = None if conv is None else conv.last_sent
@@ -105,7 +105,7 @@ def sent_before(
             conv._changed(rescrubbed)
         conv.last_sent = _Sent(start, system, version, sent, tuple(messages), hasher.copy(), pieces)
     hasher.update(b"]")
-    return messages, len(sent), len(earlier), hasher.hexdigest()[:32]
+    return messages, len(sent), total, hasher.hexdigest()[:32]
 
 
 def fingerprint(messages: list[dict[str, Any]]) -> str:
