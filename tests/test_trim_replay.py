@@ -160,9 +160,14 @@ def test_each_turn_chooses_what_the_full_replay_does_across_reruns_restores_comp
 
 
 def _exchange(rng: random.Random, key: str | None) -> Exchange:
-    return Exchange(
-        Message("user", question(rng, 0)), Message("assistant", "a" * rng.randint(0, 400)), SITE, "", key
+    # some with the tokens their server reported, as an OpenAI-compatible server does
+    usage = (
+        {"prompt_tokens": rng.randint(1, 900), "completion_tokens": rng.randint(1, 90)}
+        if rng.random() < 0.5
+        else None
     )
+    reply = Message("assistant", "a" * rng.randint(0, 400))
+    return Exchange(Message("user", question(rng, 0)), reply, SITE, "", key, usage=usage)
 
 
 class _Read(Exchange):
@@ -235,6 +240,12 @@ def test_the_index_answers_as_reading_the_whole_list_whatever_changes_it(seed: i
             oldest, newest = _linear(conv, k)
             assert conv.earlier(k) == conv.exchanges[:oldest], (step, k)
             assert conv.keyed(k) is (None if newest is None else conv.exchanges[newest]), (step, k)
+        used = sum(
+            (ex.usage or {}).get(k, 0)
+            for ex in conv.exchanges
+            for k in ("prompt_tokens", "completion_tokens")
+        )
+        assert conv.used_tokens() == used, step
         budget = rng.choice([0, 700, 2000])
         for k in (None, rng.choice(keys[1:])):
             sent, before = conv.window(k, budget)

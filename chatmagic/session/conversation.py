@@ -196,6 +196,12 @@ class Conversation:
             end = len(self.exchanges) if end is None else end
             return self.exchanges[self._index.start(self.exchanges, end, max_chars) : end], end
 
+    def used_tokens(self) -> int:
+        """The tokens the servers reported for its exchanges, prompts and replies (``%chat usage``)."""
+        with self.lock:
+            self._index.sync(self.exchanges)
+            return self._index.used[-1]
+
     def _position(self, key: str, *, newest: bool = False) -> int | None:
         """Where the exchange with ``key`` is (the oldest, or the ``newest``, when a merged history
         holds a cell's text twice), or None."""

@@ -33,6 +33,8 @@ class HistoryIndex:
         self.held: list[Any] = []
         self.replay = Replay(0)
         self.keys: dict[str, list[int]] = {}
+        #: the tokens the servers reported (prompt and completion) for the first k exchanges
+        self.used = [0]
 
     def sync(self, exchanges: Sequence[Any]) -> None:
         """Catch up with ``exchanges``: read those added since the last call, only them."""
@@ -43,6 +45,10 @@ class HistoryIndex:
         for i in range(len(held), len(exchanges)):
             ex = exchanges[i]
             self.replay.add(exchange_chars(ex))
+            usage = ex.usage or {}
+            self.used.append(
+                self.used[-1] + usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+            )
             if ex.key is not None:
                 self.keys.setdefault(ex.key, []).append(i)
             held.append(ex)
@@ -50,6 +56,7 @@ class HistoryIndex:
     def cut(self, index: int) -> None:
         """The exchanges from ``index`` on changed: they are read again when next needed."""
         self.replay.cut(index)
+        del self.used[index + 1 :]
         if index == 0:
             self.keys.clear()
         else:  # the keys of those read again: a cell re-run near the end touches a few, not every key
