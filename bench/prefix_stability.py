@@ -12,7 +12,7 @@ as a user and an assistant message, then the prompt), with two rules:
   newest exchanges that fit;
 - **the step rule**: :func:`chatmagic.trim.stable_window` (drop down to ``low_water`` of
   the budget when over it), at a few low-water marks;
-- **as sent**: what :func:`chatmagic.session.conversation.sent_before` keeps now (the
+- **as sent**: what :func:`chatmagic.session.sent.sent_before` keeps now (the
   function ``ChatSession.prepare`` calls, so the figure is what a turn sends).
 
 For each, over the turns after the first: the share of requests whose messages begin
@@ -50,7 +50,7 @@ from chatmagic.session import (  # noqa: E402
     Message,
     within_budget,
 )
-from chatmagic.session.conversation import sent_before  # noqa: E402
+from chatmagic.session.sent import sent_before  # noqa: E402
 from chatmagic.trim import DEFAULT_LOW_WATER, stable_window  # noqa: E402
 
 SYSTEM = "You are a careful assistant for data scientists working in Jupyter. Answer briefly, with code."

@@ -20,6 +20,9 @@ exchange 1,001, 1,002, ...) and a first exchange (``--new`` on another conversat
 one after the other so that both see the same load on a shared machine; each figure is the
 median of its 20.
 
+The goal (issue 15): "cpu ms" at 1000+ at most 2x that at 1, for each provider. Where the
+time goes, thread by thread: ``bench/turn_profile.py``.
+
     .venv/bin/python bench/turn_cost.py [--turns 1000] [--providers opchatgpts,chatgptt]
 """
 

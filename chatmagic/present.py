@@ -169,11 +169,8 @@ def tokens_note(turn: Turn) -> str:
     parts = [anatomy.context(prompt)]
     rest = usage_note({k: v for k, v in usage.items() if k != "prompt_tokens"})
     parts += [rest] if rest else []
-    exchanges = turn.conversation.exchanges
-    total = sum(
-        (ex.usage or {}).get(k, 0) for ex in exchanges for k in ("prompt_tokens", "completion_tokens")
-    )
-    if total and len(exchanges) > 1:
+    total = turn.conversation.used_tokens()  # kept as exchanges join: no sum over them all per turn
+    if total and len(turn.conversation) > 1:
         parts.append(f"conversation {total:,} tokens so far (%chat usage)")
     return " · ".join(parts)
 

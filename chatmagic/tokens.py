@@ -145,30 +145,59 @@ def count_messages(
     """A whole request's prompt tokens as the cookbook counts them: contents + per-message overhead."""
     encoding = encoding_for(model)
     exact = encoding is not None and (wait or encoding in _encodings)
-    # summed as plain numbers and the weakest way seen: a turn at exchange 1,000 counts
-    # hundreds of messages, the same as the turn before (the BPE's counts are remembered)
-    tokens = REPLY_PRIMER + TOKENS_PER_MESSAGE * len(messages)
-    hows = {"bpe" if exact else "≈"}
-    for message in messages:
-        for key, value in message.items():
-            if isinstance(value, str):  # a role, a name, a text content: the same count as count_text's
-                tokens += _bpe_len(encoding, value) if exact else estimate_tokens(value)
-                if key == "name":
-                    tokens += TOKENS_PER_NAME
-                continue
-            if key == "content":
-                part = content_tokens(value, model, wait=wait)
-            elif value is not None:  # tool calls on an assistant message: their JSON, approximately
-                part = _approx(count_text(json.dumps(value, ensure_ascii=False), model, wait=wait))
-            else:
-                continue
-            tokens += part.tokens
-            hows.add(part.how)
-    if tools:
-        part = _approx(count_text(json.dumps(list(tools), ensure_ascii=False), model, wait=wait))
+    # a turn's request begins with the previous turn's (the history budget keeps its start
+    # between steps, and the same message objects are sent again): only what follows is counted
+    # between steps (a few conversations at once: cells, a panel), so the last few are kept
+    way = (encoding, exact)
+    recent = _last.setdefault(way, [])
+    start, sums = 0, [(REPLY_PRIMER, "bpe" if exact else "≈")]
+    for before, running in list(recent):
+        for k in (len(before), len(before) - 1):  # the previous prompt: as history, or a new one
+            if start < k <= len(messages) and messages[:k] == before[:k]:  # compared in C
+                start, sums = k, running[: k + 1]
+                break
+    tokens, how = sums[-1]
+    for message in messages[start:]:
+        part = _message_tokens(message, model, encoding, exact, wait)
         tokens += part.tokens
-        hows.add(part.how)
-    return Count(tokens, max(hows, key=_ORDER.index))
+        how = _weaker(how, part.how)
+        sums.append((tokens, how))
+    recent.insert(0, (list(messages), sums))
+    del recent[KEPT_REQUESTS:]
+    total = Count(tokens, how)
+    if tools:
+        total += _approx(count_text(json.dumps(list(tools), ensure_ascii=False), model, wait=wait))
+    return total
+
+
+def _message_tokens(
+    message: Mapping[str, Any], model: str, encoding: str | None, exact: bool, wait: bool
+) -> Count:
+    """One message of a request: its texts, tool calls and images, and its framing."""
+    tokens = TOKENS_PER_MESSAGE
+    how = "bpe" if exact else "≈"
+    for key, value in message.items():
+        if isinstance(value, str):  # a role, a name, a text content: the same count as count_text's
+            tokens += _bpe_len(encoding, value) if exact and encoding else estimate_tokens(value)
+            if key == "name":
+                tokens += TOKENS_PER_NAME
+            continue
+        if key == "content":
+            part = content_tokens(value, model, wait=wait)
+        elif value is not None:  # tool calls on an assistant message: their JSON, approximately
+            part = _approx(count_text(json.dumps(value, ensure_ascii=False), model, wait=wait))
+        else:
+            continue
+        tokens += part.tokens
+        how = _weaker(how, part.how)
+    return Count(tokens, how)
+
+
+#: the last requests counted, each way of counting (encoding, exact), newest first: their
+#: messages, and the running total and weakest way after each (the first: the primer alone)
+_last: dict[tuple[str | None, bool], list[tuple[list[Mapping[str, Any]], list[tuple[int, str]]]]] = {}
+#: how many: a turn in each of a few conversations at once
+KEPT_REQUESTS = 8
 
 
 def content_tokens(content: Any, model: str, *, wait: bool = True) -> Count:
@@ -243,7 +272,7 @@ def _warm(name: str) -> None:
 
 @lru_cache(maxsize=4096)
 def _bpe_len(encoding: str, text: str) -> int:
-    # remembered: every turn recounts the same earlier exchanges, only the newest is new.
+    # remembered: a step of the history budget counts the exchanges it keeps again.
     # encode_ordinary: text that looks like a special token ("<|endoftext|>") counts as text, as the API does
     return len(_encoding(encoding).encode_ordinary(text))
 

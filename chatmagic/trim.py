@@ -1,6 +1,6 @@
 """The history budget, trimmed the cache-friendly way: drop in steps, at stable boundaries.
 
-Core layer, pure functions. Before (``session.within_budget``) a turn sent the newest whole
+Core layer, pure functions. Before (:func:`within_budget`) a turn sent the newest whole
 exchanges whose text fits ``max_history_chars``: once the budget binds, every new turn drops
 the oldest exchange or two, so each request's messages differ from the previous request's
 right after the system prompt, and a provider's prompt cache (which matches a request's
@@ -16,8 +16,9 @@ The price is that a turn sends between ``low_water`` and all of the budget, not 
 
 It takes what ``within_budget`` takes (the earlier exchanges, oldest first, and the budget
 in characters, ``<= 0`` for no limit), keeps whole exchanges, never passes the budget, and is
-a function of those alone (no state kept between turns), so a re-run cell, a restored
-notebook and a replay all choose the same start. ``measure`` is how an exchange's size is
+a function of those alone, so a re-run cell, a restored notebook and a replay all choose
+the same start. A conversation keeps its replay (:class:`Replay`, the same answers) so that
+a turn does not replay every exchange again. ``measure`` is how an exchange's size is
 read (:func:`exchange_chars`: the user's and the reply's text, and its tool calls), so this
 module needs nothing from the session.
 
@@ -33,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["DEFAULT_LOW_WATER", "exchange_chars", "stable_start", "stable_window"]
+__all__ = ["DEFAULT_LOW_WATER", "Replay", "exchange_chars", "stable_start", "stable_window", "within_budget"]
 
 T = TypeVar("T")
 
@@ -56,24 +57,64 @@ def exchange_chars(exchange: Any) -> int:
 
 def stable_start(sizes: Sequence[int], max_chars: int, low_water: float = DEFAULT_LOW_WATER) -> int:
     """The index of the oldest exchange sent, given each exchange's size (oldest first)."""
-    if max_chars <= 0:
-        return 0
-    if not 0 <= low_water <= 1:
-        raise ValueError(f"low_water is a share of the budget, from 0 to 1 (got {low_water!r})")
-    floor = max_chars * low_water
-    start, total = 0, 0
-    for end, size in enumerate(sizes):
-        total += size
-        if total > max_chars:
+    replay = Replay(max_chars, low_water)
+    for size in sizes:
+        replay.add(size)
+    return replay.start(len(sizes))
+
+
+class Replay:
+    """:func:`stable_start`'s replay, kept: each exchange's size and the window after each one.
+
+    A conversation keeps one, so that a turn at exchange 1,000 takes one step for its newest
+    exchange instead of replaying the 1,000 (each read and measured again); the start of any
+    first ``n`` exchanges (a re-run cell sends those before it) is then read, not replayed.
+    Its owner says when its exchanges changed (:meth:`cut` from the first that did: an
+    exchange replaced, the history adopted, restored, compacted or scrubbed again), so the
+    answers stay the full replay's (tests/test_trim.py compares them across those events).
+    """
+
+    def __init__(self, max_chars: int, low_water: float = DEFAULT_LOW_WATER) -> None:
+        if not 0 <= low_water <= 1:
+            raise ValueError(f"low_water is a share of the budget, from 0 to 1 (got {low_water!r})")
+        self.max_chars = max_chars
+        self.low_water = low_water
+        self.sizes: list[int] = []
+        # the replay's state after the first k exchanges: the start, and what is kept from it
+        self._starts = [0]
+        self._totals = [0]
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def add(self, size: int) -> None:
+        """One more exchange, the newest, of ``size`` characters."""
+        sizes = self.sizes
+        end = len(sizes)
+        sizes.append(size)
+        start, total = self._starts[-1], self._totals[-1] + size
+        if self.max_chars > 0 and total > self.max_chars:
             # one step: drop the oldest down to the low-water mark, so the next turns keep this
             # start; the newest exchange stays if it fits by itself (the model keeps the last word)
+            floor = self.max_chars * self.low_water
             while start < end and total > floor:
                 total -= sizes[start]
                 start += 1
-            if total > max_chars:
+            if total > self.max_chars:
                 total -= sizes[start]
                 start += 1
-    return start
+        self._starts.append(start if self.max_chars > 0 else 0)
+        self._totals.append(total)
+
+    def start(self, n: int) -> int:
+        """The index of the oldest exchange sent when the history is the first ``n`` (at most ``len``)."""
+        return self._starts[n]
+
+    def cut(self, n: int) -> None:
+        """Forget the exchanges from index ``n`` on (they changed): they are added again."""
+        del self.sizes[n:]
+        del self._starts[n + 1 :]
+        del self._totals[n + 1 :]
 
 
 def stable_window(
@@ -85,4 +126,20 @@ def stable_window(
 ) -> list[T]:
     """The earlier exchanges to send under a budget of ``max_chars`` (0: all), dropped in steps."""
     start = stable_start([measure(ex) for ex in exchanges], max_chars, low_water)
+    return list(exchanges[start:])
+
+
+def within_budget(exchanges: Sequence[T], max_chars: int) -> list[T]:
+    """The newest exchanges whose text fits in ``max_chars``, whole (0: all of them): the rule
+    before issue 19, kept as the reference ``bench/prefix_stability.py`` measures against."""
+    if max_chars <= 0:
+        return list(exchanges)
+    total = 0
+    start = len(exchanges)
+    for i in range(len(exchanges) - 1, -1, -1):
+        ex: Any = exchanges[i]
+        total += len(ex.user.content) + len(ex.assistant.content)
+        if total > max_chars:
+            break
+        start = i
     return list(exchanges[start:])

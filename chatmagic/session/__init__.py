@@ -10,8 +10,9 @@ it, but for type names):
   :mod:`~chatmagic.session.choice` (:class:`Choice`, the choice rule),
   :mod:`~chatmagic.session.pool` (provider instances, listing models);
 - :mod:`~chatmagic.session.turn`: :class:`Turn` (state, text, wait/stop, what a turn leaves);
+  :mod:`~chatmagic.session.sent` (what a turn sends before its prompt, its fingerprint);
 - :mod:`~chatmagic.session.conversation`: :class:`Message`, :class:`Exchange`,
-  :class:`Conversation`, the history budget and fingerprints (the history rules).
+  :class:`Conversation`, the history budget (the history rules).
 
 The names below are the package's API: import them from ``chatmagic.session``.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 from .._defaults import DEFAULT_CONVERSATION, DEFAULT_MAX_HISTORY_CHARS
 from .._text import TEXT_KEY_PREFIX
 from ..options import TurnOptions
+from ..trim import within_budget
 from .chat import STAND_IN_OTHERS, ChatSession
 from .choice import Choice, resolve_models
 from .conversation import (
@@ -28,12 +30,11 @@ from .conversation import (
     Exchange,
     Listener,
     Message,
-    fingerprint,
     is_cut,
     new_key,
-    within_budget,
 )
 from .pool import LIST_MODELS_TIMEOUT
+from .sent import fingerprint
 from .turn import Turn, is_retryable
 
 __all__ = [

@@ -29,9 +29,10 @@ from ..providers import get_provider
 from ..providers._lines import valid_text
 from ..runner import Runner, get_runner
 from .choice import Choice, choose, default_model_for
-from .conversation import Conversation, Exchange, new_key, scrubbed, sent_before
+from .conversation import Conversation, Exchange, scrubbed
 from .pool import LIST_MODELS_TIMEOUT, ProviderPool, list_models
 from .run import run
+from .sent import sent_before
 from .turn import Turn
 
 logger = logging.getLogger("chatmagic.session")
@@ -252,7 +253,7 @@ class ChatSession:
         """
         conv, key = turn.conversation, turn.key
         with conv.lock:
-            saved = next((ex for ex in reversed(conv.exchanges) if key is not None and ex.key == key), None)
+            saved = None if key is None else conv.keyed(key)
         if saved is None or saved.stopped or saved.context_hash is None:
             return None
         if conv.replaced_key(key) is not None:
@@ -283,15 +284,11 @@ class ChatSession:
             conv._check_idle("sent another message")
             if turn.fresh:
                 self._reset_settings(conv)
-                conv.exchanges.clear()
-                conv.epoch = new_key()
-                conv.started_afresh = True
+                conv.start_afresh()
             saved = self._replayable(turn) if self.replay and not turn.fresh else None
             if saved is None and turn.key is not None and conv.replaced_key(turn.key) is None:
                 # the same text asked again: the older exchange is no longer "this cell"
-                for ex in conv.exchanges:
-                    if ex.key == turn.key:
-                        ex.key = None
+                conv.release(turn.key)
             if saved is None:
                 conv.active = turn
             else:  # a replayed turn is kept as it was

@@ -3,10 +3,10 @@
 The data of the session core (:mod:`chatmagic.session`): a :class:`Message`, an
 :class:`Exchange` (a user message, the reply, where it came from), a named
 :class:`Conversation` of them, and the history rules a turn reads: which earlier exchanges fit
-the budget (:func:`chatmagic.trim.stable_window`, dropped in steps; before issue 19
-:func:`within_budget`), what is sent before a prompt (:func:`sent_before`, secrets
-taken out), and the digest a replay compares (:func:`fingerprint`). Nothing here imports
-IPython or ipywidgets, nor the turn that streams into a conversation (only its type).
+the budget (:meth:`Conversation.window`: :func:`chatmagic.trim.stable_window`'s choice, kept
+between turns; before issue 19 :func:`chatmagic.trim.within_budget`). What is sent before a
+prompt, and its digest, is :mod:`chatmagic.session.sent`'s. Nothing here imports IPython or
+ipywidgets, nor the turn that streams into a conversation (only its type).
 
 History rules:
 
@@ -25,8 +25,6 @@ History rules:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 import time
 import uuid
@@ -38,9 +36,9 @@ from .._secrets import Table, scrub
 from .._text import is_text_key
 from ..errors import ConversationBusy
 from ..toolstep import ToolStep
-from ..trim import stable_window
+from .index import HistoryIndex
 from .toolhistory import fragment as _fragment
-from .toolhistory import sent_side, wire_side
+from .toolhistory import wire_side
 
 if TYPE_CHECKING:  # the type only: a turn imports this module, not the other way
     from .turn import Turn
@@ -59,14 +57,14 @@ class Message:
     #: with: a message is scrubbed when it enters the history, and again only when the
     #: secrets changed (None: never, e.g. restored from a file)
     scrubbed: int | None = field(default=None, compare=False, repr=False)
-    #: (content, the message as :func:`fingerprint` writes it), while the content is that
+    #: (content, the message as :func:`chatmagic.session.sent.fingerprint` writes it), while the content is that
     _fragment: tuple[str, str] | None = field(default=None, init=False, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
 
     def fragment(self) -> str:
-        """The message as :func:`fingerprint` writes it: made once, not at every turn."""
+        """The message as a fingerprint writes it: made once, not at every turn."""
         cached = self._fragment
         if cached is None or cached[0] is not self.content:
             cached = self._fragment = (self.content, _fragment(self.as_dict()))
@@ -162,6 +160,11 @@ class Conversation:
         self.lock = threading.RLock()
         self.active: Turn | None = None
         self._listeners: list[Listener] = []
+        #: the sizes, the budget's replay and the keys of the exchanges, kept between turns and
+        #: told where the list changes (_changed), so a turn reads only the new exchanges
+        self._index = HistoryIndex()
+        #: what the last turn sent before its prompt (chatmagic.session.sent keeps it there)
+        self.last_sent: Any = None
 
     # -- reading -------------------------------------------------------------------
 
@@ -172,9 +175,7 @@ class Conversation:
             out: list[dict[str, Any]] = []
             if self.system:
                 out.append({"role": "system", "content": self.system})
-            for ex in self.exchanges:
-                if before_key is not None and ex.key == before_key:
-                    break
+            for ex in self.earlier(before_key):
                 out.append(ex.user.as_dict())
                 out += wire_side(ex.assistant.content, ex.tools) if ex.tools else [ex.assistant.as_dict()]
             return out
@@ -182,14 +183,43 @@ class Conversation:
     def earlier(self, before_key: str | None = None) -> list[Exchange]:
         """The exchanges before ``before_key``'s (all of them when None), oldest first."""
         with self.lock:
-            if before_key is None:
-                return list(self.exchanges)
-            out = []
-            for ex in self.exchanges:
-                if before_key is not None and ex.key == before_key:
-                    break
-                out.append(ex)
-            return out
+            at = None if before_key is None else self._position(before_key)
+            return self.exchanges[:at]
+
+    def window(self, before_key: str | None, max_chars: int) -> tuple[list[Exchange], int]:
+        """The exchanges before ``before_key``'s (all of them when None) that a history budget
+        of ``max_chars`` sends (:func:`chatmagic.trim.stable_window`'s choice), and how many
+        exchanges are before it: read from what this conversation keeps of its history, so a
+        turn measures and steps through only the exchanges added since the last."""
+        with self.lock:
+            end = None if before_key is None else self._position(before_key)
+            end = len(self.exchanges) if end is None else end
+            return self.exchanges[self._index.start(self.exchanges, end, max_chars) : end], end
+
+    def used_tokens(self) -> int:
+        """The tokens the servers reported for its exchanges, prompts and replies (``%chat usage``)."""
+        with self.lock:
+            self._index.sync(self.exchanges)
+            return self._index.used[-1]
+
+    def _position(self, key: str, *, newest: bool = False) -> int | None:
+        """Where the exchange with ``key`` is (the oldest, or the ``newest``, when a merged history
+        holds a cell's text twice), or None."""
+        with self.lock:
+            at = self._index.positions(self.exchanges, key)
+            return (at[-1] if newest else at[0]) if at else None
+
+    def keyed(self, key: str) -> Exchange | None:
+        """The exchange with ``key`` (the newest of them), or None."""
+        with self.lock:
+            at = self._position(key, newest=True)
+            return None if at is None else self.exchanges[at]
+
+    def _changed(self, index: int) -> None:
+        """The exchanges from ``index`` on are not what the index read (replaced, gone, scrubbed
+        again): it reads them again when next asked."""
+        with self.lock:
+            self._index.cut(index)
 
     def history(self) -> list[Message]:
         with self.lock:
@@ -214,7 +244,7 @@ class Conversation:
         with self.lock:
             if is_text_key(key):
                 return key if self.exchanges and self.exchanges[-1].key == key else None
-            return key if any(ex.key == key for ex in self.exchanges) else None
+            return key if self._position(key) is not None else None
 
     def __repr__(self) -> str:
         return f"<Conversation {self.name!r}: {len(self)} exchanges, provider={self.provider!r}>"
@@ -225,10 +255,28 @@ class Conversation:
         """Forget the history (settings stay). Refused while a reply streams into it."""
         with self.lock:
             self._check_idle()
+            self.start_afresh()
+        self._emit("reset", None)
+
+    def start_afresh(self) -> None:
+        """No history, a new epoch (``reset``, a ``--new`` turn); the caller emits "reset"."""
+        with self.lock:
             self.exchanges.clear()
+            self._changed(0)
             self.epoch = new_key()
             self.started_afresh = True
-        self._emit("reset", None)
+
+    def release(self, key: str) -> None:
+        """No exchange is ``key``'s any more: the same text asked again is a new exchange, and the
+        older one is no longer "this cell"."""
+        with self.lock:
+            at = self._position(key)
+            if at is None:
+                return
+            for ex in self.exchanges[at:]:
+                if ex.key == key:
+                    ex.key = None
+            self._index.forget(key)
 
     def _check_idle(self, doing: str = "changed") -> None:
         active = self.active
@@ -246,11 +294,11 @@ class Conversation:
         outputs of a notebook can be put back in order.
         """
         with self.lock:
-            for i, ex in enumerate(self.exchanges):
-                if exchange.key is not None and ex.key == exchange.key:
-                    exchange.seq = ex.seq
-                    self.exchanges[i] = exchange
-                    break
+            at = None if exchange.key is None else self._position(exchange.key)
+            if at is not None:
+                exchange.seq = self.exchanges[at].seq
+                self.exchanges[at] = exchange
+                self._changed(at)
             else:
                 exchange.seq = self.exchanges[-1].seq + 1 if self.exchanges else 0
                 self.exchanges.append(exchange)
@@ -268,6 +316,7 @@ class Conversation:
         """Take a whole history at once (what ``%chat restore`` merged); ``None`` keeps a field."""
         with self.lock:
             self.exchanges[:] = exchanges
+            self._changed(0)
             if epoch is not None:
                 self.epoch = epoch
             if system is not None:
@@ -315,75 +364,7 @@ def is_cut(finish_reason: str | None) -> bool:
     return finish_reason is not None and finish_reason not in ("stop", "eos", "end_turn", "tool_calls")
 
 
-def within_budget(exchanges: list[Exchange], max_chars: int) -> list[Exchange]:
-    """The newest exchanges whose text fits in ``max_chars``, whole (0: all of them): the rule
-    before issue 19, kept as the reference ``bench/prefix_stability.py`` measures against."""
-    if max_chars <= 0:
-        return list(exchanges)
-    total = 0
-    start = len(exchanges)
-    for i in range(len(exchanges) - 1, -1, -1):
-        total += len(exchanges[i].user.content) + len(exchanges[i].assistant.content)
-        if total > max_chars:
-            break
-        start = i
-    return exchanges[start:]
-
-
-def fingerprint(messages: list[dict[str, Any]]) -> str:
-    """A short, stable digest of messages (what a replay must have sent before its prompt)."""
-    return _digest(json.dumps(messages, ensure_ascii=False, sort_keys=True))
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
 def scrubbed(text: str, replaced: list[str], secrets: Table | None) -> str:
     """``text`` without the values of ``secrets`` (None: redaction is off); the names of those
     found are added to ``replaced``. Every scrub of a turn goes through here."""
     return scrub(text, found=secrets.found, replaced=replaced) if secrets is not None else text
-
-
-def sent_before(
-    conv: Conversation | None,
-    before_key: str | None,
-    system: str | None,
-    replaced: list[str],
-    secrets: Table | None,
-    max_chars: int,
-) -> tuple[list[dict[str, Any]], int, int, str]:
-    """What is sent before a prompt: the system prompt and the earlier exchanges the history
-    budget ``max_chars`` keeps (whole, dropped in steps: :func:`chatmagic.trim.stable_window`),
-    secrets removed; how many of how many; and its :func:`fingerprint`. A reply that called
-    tools goes with its calls and their answers, as its turn sent them
-    (:mod:`chatmagic.session.toolhistory`; a provider that takes no tools gets them as text).
-
-    A kept message was scrubbed when it entered the history; it is scrubbed again (and
-    kept so) only when the secrets changed since: the work of a turn stays the same
-    however long the conversation is.
-    """
-    earlier = [] if conv is None else conv.earlier(before_key)
-    # dropped in steps at stable boundaries: consecutive requests share their start, so a
-    # provider's prompt cache keeps hitting (bench/prefix_stability.py)
-    sent = stable_window(earlier, max_chars)
-    messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-    fragments = [_fragment(m) for m in messages]
-    version = None if secrets is None else secrets.version
-    clean = None if secrets is None else (lambda text: scrubbed(text, replaced, secrets))
-    # hundreds of messages a turn: no method call each where an attribute will do
-    for ex in sent:
-        for m in (ex.user, ex.assistant):
-            if secrets is not None and m.scrubbed != version:
-                m.content = scrubbed(m.content, replaced, secrets)
-                m.scrubbed = version
-            if m is ex.assistant and ex.tools:  # its calls and their answers, as its turn sent them
-                side, pieces = sent_side(ex, version, clean)
-                messages += side
-                fragments += pieces
-                continue
-            content = m.content
-            messages.append({"role": m.role, "content": content})
-            cached = m._fragment
-            fragments.append(cached[1] if cached is not None and cached[0] is content else m.fragment())
-    return messages, len(sent), len(earlier), _digest("[" + ", ".join(fragments) + "]")

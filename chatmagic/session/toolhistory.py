@@ -15,7 +15,7 @@ into its reply as one line per call, the answer's first line marked as data.
 
 What is sent holds no secret: the arguments and results were scrubbed when the turn made
 them, and are scrubbed again here whenever the secrets changed (as every kept message is,
-:func:`chatmagic.session.conversation.sent_before`), the result kept per exchange so a turn's
+:func:`chatmagic.session.sent.sent_before`), the result kept per exchange so a turn's
 work does not grow with the conversation.
 
 Core: no IPython, no widgets, no HTML.
