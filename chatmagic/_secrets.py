@@ -53,6 +53,7 @@ __all__ = [
     "scrub",
     "scrub_values",
     "secrets",
+    "shape_spans",
     "strip_userinfo",
     "table",
     "trim_cut",
@@ -247,6 +248,20 @@ def _scrub_shapes(text: str, replaced: list[str] | None) -> str:
             if count and replaced is not None:
                 replaced.append(what)
     return text
+
+
+def shape_spans(text: str) -> list[tuple[int, int]]:
+    """Where in ``text`` :func:`scrub` finds a secret by its shape (URL credentials, an
+    Authorization header, :data:`SHAPES`): ``(start, end)`` of each match, in no order."""
+    spans: list[tuple[int, int]] = []
+    if "://" in text:
+        spans += [m.span() for m in _USERINFO.finditer(text)]
+    if "uthorization" in text or "UTHORIZATION" in text:
+        spans += [m.span() for m in _AUTH_HEADER.finditer(text)]
+    for _what, pattern, hints in _SHAPES:
+        if any(hint in text for hint in hints):
+            spans += [m.span() for m in pattern.finditer(text)]
+    return spans
 
 
 def trim_cut(head: str, tail: str = "", found: Iterable[tuple[str, str]] | None = None) -> tuple[str, str]:
