@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ._secrets import MIN_SECRET_LENGTH, scrub, shape_spans
+from ._secrets import MIN_SECRET_LENGTH, SHAPES, scrub, shape_spans
 
 __all__ = ["LiveScrub"]
 
@@ -38,9 +38,10 @@ _BLOCK_LIMIT = 16_100
 _WORD = re.compile(r"[A-Za-z0-9]")
 _WORD_ = re.compile(r"[A-Za-z0-9_]")
 _WORD_DASH = re.compile(r"[A-Za-z0-9_-]")
+_AUTH = "authorization"
 
 #: each shape of ``_secrets.SHAPES`` (and a URL's userinfo, an Authorization header) as it may
-#: stand unfinished at the end of the text: the fixed starts, what may not come just before
+#: stand unfinished at the end of the text: its fixed starts, what may not come just before
 #: (None: anything may), and what the text from a start to its end matches while undecided
 _OPEN: tuple[tuple[tuple[str, ...], re.Pattern[str] | None, re.Pattern[str]], ...] = (
     (
@@ -62,10 +63,46 @@ _OPEN: tuple[tuple[tuple[str, ...], re.Pattern[str] | None, re.Pattern[str]], ..
     (("xox",), _WORD, re.compile(r"xox(?:[abposr](?:-[A-Za-z0-9-]{0,255})?)?")),
     (("sk-",), _WORD_DASH, re.compile(r"sk-[A-Za-z0-9_-]*")),
     (("://",), None, re.compile(r"://[^/\s@:]*(?::[^/\s@]*)?")),
+    (
+        (_AUTH,),
+        _WORD,
+        re.compile(
+            r"(?i)authorization[\"']?\s*(?:[:=,]\s*[\"']?(?:[a-z]{0,6}(?:\s+[A-Za-z0-9+/=._~-]*)?)?)?"
+        ),
+    ),
 )
-_AUTH = "authorization"
-_AUTH_OPEN = re.compile(
-    r"(?i)authorization[\"']?\s*(?:[:=,]\s*[\"']?(?:[a-z]{0,6}(?:\s+[A-Za-z0-9+/=._~-]*)?)?)?"
+#: any fixed start, each shape's in a group of its own (one scan of the text finds them all)
+_LEADS = re.compile(
+    "|".join(
+        f"(?P<s{i}>{'(?i:' if leads == (_AUTH,) else '(?:'}{'|'.join(map(re.escape, leads))}))"
+        for i, (leads, _before, _body) in enumerate(_OPEN)
+    )
+)
+_LONGEST_LEAD = max(len(lead) for leads, _b, _o in _OPEN for lead in leads)
+#: the text ends with a fixed start's beginning (held whatever comes before it: a character or two)
+_PARTIAL = re.compile(
+    "(?:"
+    + "|".join(
+        sorted(
+            {
+                re.escape(lead[:k])
+                for leads, _b, _o in _OPEN
+                if leads != (_AUTH,)
+                for lead in leads
+                for k in range(1, len(lead))
+            },
+            key=len,
+            reverse=True,
+        )
+    )
+    + "|(?i:"
+    + "|".join(re.escape(_AUTH[:k]) for k in range(len(_AUTH) - 1, 0, -1))
+    + "))\\Z"
+)
+#: what the scrub looks for, besides the values: text without any of it is shown as it came
+_HINTS = re.compile(
+    "|".join(re.escape(hint) for _what, _pattern, hints in SHAPES for hint in hints)
+    + "|://|(?i:uthorization)"
 )
 
 
@@ -79,6 +116,12 @@ class LiveScrub:
     def __init__(self, found: Sequence[tuple[str, str]]) -> None:
         self.found = tuple(found)
         self.replaced: list[str] = []
+        values = sorted({value for _name, value in self.found}, key=len, reverse=True)
+        # one scan each instead of one per secret: where a value may begin, and whether one is there
+        self._firsts = (
+            re.compile(f"[{''.join(sorted({re.escape(v[0]) for v in values}))}]") if values else None
+        )
+        self._values = re.compile("|".join(map(re.escape, values))) if values else None
         self._context = ""  # the last characters received and shown
         self._held = ""  # received, not shown yet
 
@@ -90,7 +133,8 @@ class LiveScrub:
         """What of the text so far can be shown now that ``piece`` came: to append to it."""
         text = self._context + self._held + piece
         base = len(self._context)
-        return self._show(text, base, _decided(text, base, self.found))
+        found = self.found if self._firsts is not None and self._firsts.search(text, base) else ()
+        return self._show(text, base, _decided(text, base, found))
 
     def end(self) -> str:
         """The text is complete (or cut for good): the rest, decided."""
@@ -113,7 +157,14 @@ class LiveScrub:
         self._context = text[max(0, cut - CONTEXT) : cut]
         if cut == base:
             return ""
-        shown = scrub(text[:cut], found=self.found, replaced=self.replaced)
+        if _HINTS.search(text, 0, cut) is None and (
+            self._values is None or not self._values.search(text, base, cut)
+        ):
+            return text[base:cut]  # nothing the scrub would change (most pieces)
+        region = text[:cut]
+        shown = scrub(region, found=self.found, replaced=self.replaced)
+        if shown == region:
+            return text[base:cut]
         before = scrub(text[:base], found=self.found) if base else ""
         if shown.startswith(before):
             return shown[len(before) :]
@@ -127,11 +178,23 @@ def _decided(text: str, base: int, found: Sequence[tuple[str, str]]) -> int:
     cut = end
     for _name, value in found:
         start = _prefix_start(text, base, value)
-        if start is not None:
-            cut = min(cut, start)
-    for leads, before, body in _OPEN:
-        cut = min(cut, _open_start(text, base, leads, before, body))
-    cut = min(cut, _auth_start(text, base))
+        if start is not None and start < cut:
+            cut = start
+    partial = _PARTIAL.search(text, max(base, end - _LONGEST_LEAD))
+    if partial is not None and partial.start() < cut:
+        cut = partial.start()
+    for m in _LEADS.finditer(text, base):
+        i = m.start()
+        if i >= cut:
+            break
+        _leads, before, body = _OPEN[int(str(m.lastgroup)[1:])]
+        if (
+            (i == 0 or before is None or not before.match(text, i - 1))
+            and end - i < _BLOCK_LIMIT
+            and body.fullmatch(text, i) is not None
+        ):
+            cut = i
+            break
     if cut == end:
         return end
     # a secret complete before the tail may still reach into it: it is shown whole or not at all
@@ -144,8 +207,7 @@ def _decided(text: str, base: int, found: Sequence[tuple[str, str]]) -> int:
 
 def _prefix_start(text: str, base: int, value: str) -> int | None:
     """The first position from ``base`` where the rest of ``text`` is a proper prefix of ``value``."""
-    end = len(text)
-    i = max(base, end - len(value) + 1)
+    i = max(base, len(text) - len(value) + 1)
     first = value[0]
     while True:
         i = text.find(first, i)
@@ -154,48 +216,6 @@ def _prefix_start(text: str, base: int, value: str) -> int | None:
         if value.startswith(text[i:]):
             return i
         i += 1
-
-
-def _open_start(
-    text: str, base: int, leads: tuple[str, ...], before: re.Pattern[str] | None, body: re.Pattern[str]
-) -> int:
-    end = len(text)
-    best = end
-
-    def may_start(i: int) -> bool:
-        return i == 0 or before is None or not before.match(text, i - 1)
-
-    for lead in leads:
-        # the text ends with the lead's beginning
-        for k in range(min(len(lead) - 1, end - base), 0, -1):
-            if text.endswith(lead[:k]) and may_start(end - k):
-                best = min(best, end - k)
-                break
-        # the lead, and from it to the end only what the shape may still take
-        i = text.find(lead, base)
-        while 0 <= i < best:
-            if may_start(i):
-                if (end - i) < _BLOCK_LIMIT and body.fullmatch(text, i) is not None:
-                    best = i
-                    break
-            i = text.find(lead, i + 1)
-    return best
-
-
-def _auth_start(text: str, base: int) -> int:
-    end = len(text)
-    lower = text.lower()
-    best = end
-    for k in range(min(len(_AUTH) - 1, end - base), 0, -1):
-        if lower.endswith(_AUTH[:k]) and (end - k == 0 or not _WORD.match(text, end - k - 1)):
-            best = end - k
-            break
-    i = lower.find(_AUTH, base)
-    while 0 <= i < best:
-        if _AUTH_OPEN.fullmatch(text, i) is not None:
-            return i
-        i = lower.find(_AUTH, i + 1)
-    return best
 
 
 def _crossing(text: str, base: int, cut: int, found: Sequence[tuple[str, str]]) -> int | None:

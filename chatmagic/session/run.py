@@ -204,7 +204,8 @@ async def _stream_from(turn: Turn, name: str) -> None:
                     loop.call_soon(publish)
         finally:
             settle()
-        return "".join(said).lstrip("\n"), calls
+        # sent back with the tool results (chatmagic.toolloop): without the secrets it echoed
+        return live.sendable("".join(said).lstrip("\n")), calls
 
     if tools is None:
         await reply(sent)
@@ -269,6 +270,10 @@ class _Shown:
     def reasoning(self, piece: str) -> str:
         scrubs = self._scrubs()
         return piece if scrubs is None else scrubs[1].feed(piece)
+
+    def sendable(self, text: str) -> str:
+        scrubs = self._scrubs() if text else None
+        return text if scrubs is None else scrub(text, found=scrubs[0].found)
 
     def end(self) -> tuple[str, str]:
         if self._text is None or self._reasoning is None:
