@@ -71,13 +71,16 @@ _OPEN: tuple[tuple[tuple[str, ...], re.Pattern[str] | None, re.Pattern[str]], ..
         ),
     ),
 )
-#: any fixed start, each shape's in a group of its own (one scan of the text finds them all)
+
+
+#: any fixed start (plain literals: the scan runs over every piece), and whose each is. An
+#: Authorization header is found as the scrub finds it ("uthorization" or "UTHORIZATION"),
+#: its start one character before
 _LEADS = re.compile(
-    "|".join(
-        f"(?P<s{i}>{'(?i:' if leads == (_AUTH,) else '(?:'}{'|'.join(map(re.escape, leads))}))"
-        for i, (leads, _before, _body) in enumerate(_OPEN)
-    )
+    "|".join(re.escape(lead) for leads, _b, _o in _OPEN if leads != (_AUTH,) for lead in leads)
+    + "|uthorization|UTHORIZATION"
 )
+_LEAD_OF = {lead: i for i, (leads, _b, _o) in enumerate(_OPEN) for lead in leads}
 _LONGEST_LEAD = max(len(lead) for leads, _b, _o in _OPEN for lead in leads)
 #: the text ends with a fixed start's beginning (held whatever comes before it: a character or two)
 _PARTIAL = re.compile(
@@ -99,10 +102,10 @@ _PARTIAL = re.compile(
     + "|".join(re.escape(_AUTH[:k]) for k in range(len(_AUTH) - 1, 0, -1))
     + "))\\Z"
 )
-#: what the scrub looks for, besides the values: text without any of it is shown as it came
+#: what the scrub looks for, besides the values (its own tests): text without any of it is shown as it came
 _HINTS = re.compile(
     "|".join(re.escape(hint) for _what, _pattern, hints in SHAPES for hint in hints)
-    + "|://|(?i:uthorization)"
+    + "|://|uthorization|UTHORIZATION"
 )
 
 
@@ -124,10 +127,6 @@ class LiveScrub:
         self._values = re.compile("|".join(map(re.escape, values))) if values else None
         self._context = ""  # the last characters received and shown
         self._held = ""  # received, not shown yet
-
-    @property
-    def holding(self) -> bool:
-        return bool(self._held)
 
     def feed(self, piece: str) -> str:
         """What of the text so far can be shown now that ``piece`` came: to append to it."""
@@ -184,10 +183,16 @@ def _decided(text: str, base: int, found: Sequence[tuple[str, str]]) -> int:
     if partial is not None and partial.start() < cut:
         cut = partial.start()
     for m in _LEADS.finditer(text, base):
-        i = m.start()
+        i, lead = m.start(), m.group()
+        if lead in _LEAD_OF:
+            _leads, before, body = _OPEN[_LEAD_OF[lead]]
+        else:  # an Authorization header: the "a" before
+            i -= 1
+            _leads, before, body = _OPEN[_LEAD_OF[_AUTH]]
+            if i < base or text[i] not in "aA":
+                continue
         if i >= cut:
             break
-        _leads, before, body = _OPEN[int(str(m.lastgroup)[1:])]
         if (
             (i == 0 or before is None or not before.match(text, i - 1))
             and end - i < _BLOCK_LIMIT

@@ -18,6 +18,10 @@ What is kept (the history, the notebook's records, the log) is what was sent: a 
 is scrubbed once, when it enters the history, and again only when the secrets changed;
 a :class:`Table` is the secrets of one turn, with a version that says whether they did.
 
+A reply is shown while it streams: :mod:`chatmagic._livescrub` applies :func:`scrub` to it
+piece by piece, holding back a tail that may still become a secret (:func:`shape_spans` says
+where the shapes match, so that no secret is cut in two).
+
 For text that is shown, ``fragments=True`` also removes any piece of such a value of
 8 characters or more: a server may echo a key back and the message may be cut in the
 middle of it.
