@@ -13,7 +13,12 @@ secrets of 12 to 130 characters (a table like a user's with a few keys), the med
 
 and checks that what was shown is the scrub of the whole text (``_secrets.scrub``).
 
-    .venv/bin/python bench/live_scrub.py [--pieces 10000] [--secrets 5] [--repeat 5]
+Then (``--turns``, default 20 each) whole turns in this process: ``[[words:10000]]`` from the
+stand-in's chatgpt4online (on a thread), through a ``ChatSession``, with
+``redact_secrets`` on and off in turn (off: the pieces go to the turn as they came), two
+unmeasured first; the median and minimum time from send to the turn's end.
+
+    .venv/bin/python bench/live_scrub.py [--pieces 10000] [--secrets 5] [--repeat 5] [--turns 20]
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import time
 
 from chatmagic._livescrub import LiveScrub
 from chatmagic._secrets import scrub
+from chatmagic.sandbox import Sandbox
+from chatmagic.session import ChatSession, TurnOptions
 
 
 def table(n: int) -> list[tuple[str, str]]:
@@ -61,11 +68,37 @@ def run(pieces: list[str], found: list[tuple[str, str]]) -> float:
     return took
 
 
+def turns(count: int) -> dict[bool, list[float]]:
+    """Seconds from send to end of ``count`` turns with redaction on and ``count`` with it off."""
+    sandbox = Sandbox().start_in_thread()
+    session = ChatSession()
+    session.retries = 0
+    session.base_urls["chatgpt4online"] = sandbox.base_url("chatgpt4online")
+    took: dict[bool, list[float]] = {True: [], False: []}
+    try:
+        for i in range(2 * count + 2):
+            on = i % 2 == 0
+            session.redact_secrets = on
+            start = time.perf_counter()
+            turn = session.send(
+                "[[words:10000]]", conversation="bench", options=TurnOptions(provider="chatgpt4online")
+            )
+            assert turn.result(60).endswith("w10000 ")
+            if i >= 2:
+                took[on].append(time.perf_counter() - start)
+            session.conversations.clear()
+    finally:
+        session.close()
+        sandbox.stop()
+    return took
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pieces", type=int, default=10_000)
     parser.add_argument("--secrets", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--turns", type=int, default=20)
     args = parser.parse_args()
     found = table(args.secrets)
     print(f"{args.secrets} secrets; median of {args.repeat} runs")
@@ -76,6 +109,13 @@ def main() -> None:
             f"  {name:10} {len(pieces):>6} pieces, {chars:>7,} chars: {took * 1e3:7.1f} ms"
             f" = {took / len(pieces) * 1e6:6.1f} us a piece"
         )
+    if args.turns:
+        print(f"[[words:10000]] turns, {args.turns} each, taking turns:")
+        for on, times in sorted(turns(args.turns).items()):
+            print(
+                f"  redact_secrets={str(on):5}  median {statistics.median(times) * 1e3:5.0f} ms"
+                f"  min {min(times) * 1e3:5.0f} ms"
+            )
 
 
 if __name__ == "__main__":
