@@ -87,7 +87,7 @@ def leaks(script: str, shown: list[str]) -> list[str]:
 
 
 class ScriptServer(ThreadedServer):
-    """Streams the script a message names, four characters a chunk, 8 ms apart."""
+    """Streams the script a message names, four characters a chunk, 8 ms apart (30: "slowly")."""
 
     def __init__(self) -> None:
         self.url = ""
@@ -104,7 +104,7 @@ class ScriptServer(ThreadedServer):
             for i in range(0, len(text), 4):
                 chunk = {"choices": [{"index": 0, "delta": {field: text[i : i + 4]}, "finish_reason": None}]}
                 await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                await asyncio.sleep(0.008)
+                await asyncio.sleep(0.03 if "slowly" in str(last) else 0.008)
         done = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         await resp.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
         return resp
@@ -170,6 +170,28 @@ def test_what_a_turn_holds_while_streaming_holds_no_secret(server: ScriptServer,
     assert leaks(script, states) == []
     assert leaks(script, sent) == []
     assert "redacted" in turn.text and "redacted from the reply" in " ".join(turn.notes)
+
+
+def test_a_reply_stopped_inside_a_secret_shows_none_of_it(server: ScriptServer) -> None:
+    """Stopped while the key streams: the piece of it that came is decided as the reply's end."""
+    session = ChatSession()
+    session.base_urls["openai"] = server.url
+    states: list[str] = []
+    session.conversation("stop").subscribe(lambda kind, conv, turn: _keep(states, turn, reasoning=True))
+    try:
+        turn = session.send(
+            "env, slowly", conversation="stop", options=TurnOptions(provider="openai", model="m")
+        )
+        deadline = time.monotonic() + 10
+        while "Your key:" not in turn.text and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.1)  # a few pieces of the key, not all of it (it takes 0.7 s)
+        turn.stop()
+        assert turn.wait(10) and turn.state == "stopped"
+    finally:
+        session.close()
+    assert turn.text.startswith("Your key: [redacted OPENAI_API_KEY]")
+    assert leaks("env", [*states, turn.text]) == []
 
 
 def test_near_misses_show_while_streaming(server: ScriptServer) -> None:
