@@ -250,8 +250,7 @@ def test_a_cell_never_shows_a_secret_while_it_streams(ip: Any, server: ScriptSer
     if script == "env":
         assert "redacted from the reply: MY_SERVICE_TOKEN, OPENAI_API_KEY" in said
     else:
-        for what in ("private key", "AWS key", "GitHub token", "password in a URL"):
-            assert what in said, what
+        assert "redacted from the reply: AWS key, GitHub token, password in a URL, private key" in said
     assert get_session().conversation(f"live-{script}").exchanges[-1].assistant.content.endswith("w39")
 
 
