@@ -1,6 +1,10 @@
 """Running a turn: the chain of providers, retries with backoff, the provider's stream, and
 publishing what streams to the turn's readers.
 
+What is published is what may be shown: every view reads the turn's text and reasoning, so
+they hold no secret, not even for a moment (:mod:`chatmagic._livescrub`: scrubbed as it comes,
+a possible secret's start held back until decided, at the latest when the model call ends).
+
 Functions that take the :class:`~chatmagic.session.turn.Turn` they run (the session hands
 :func:`run` to its loop in :meth:`chatmagic.session.ChatSession.start`); the turn ends through
 its own ``_finish``, so what a turn leaves on its conversation is decided in one place. The
