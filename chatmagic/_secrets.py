@@ -18,6 +18,10 @@ What is kept (the history, the notebook's records, the log) is what was sent: a 
 is scrubbed once, when it enters the history, and again only when the secrets changed;
 a :class:`Table` is the secrets of one turn, with a version that says whether they did.
 
+A reply is shown while it streams: :mod:`chatmagic._livescrub` applies :func:`scrub` to it
+piece by piece, holding back a tail that may still become a secret (:func:`shape_spans` says
+where the shapes match, so that no secret is cut in two).
+
 For text that is shown, ``fragments=True`` also removes any piece of such a value of
 8 characters or more: a server may echo a key back and the message may be cut in the
 middle of it.
@@ -53,6 +57,7 @@ __all__ = [
     "scrub",
     "scrub_values",
     "secrets",
+    "shape_spans",
     "strip_userinfo",
     "table",
     "trim_cut",
@@ -99,6 +104,7 @@ SHAPES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
 )
 _SHAPES = tuple((what, re.compile(pattern), hints) for what, pattern, hints in SHAPES)
+_ANY_HINT = re.compile("|".join(re.escape(hint) for _what, _pattern, hints in SHAPES for hint in hints))
 # an Authorization or Proxy-Authorization header as a repr, a log or an echo shows it:
 # its credentials go, whatever they are
 _AUTH_HEADER = re.compile(
@@ -241,12 +247,28 @@ def _scrub_shapes(text: str, replaced: list[str] | None) -> str:
         if cut != text and replaced is not None:
             replaced.append(_AUTH_LABEL)
         text = cut
+    if _ANY_HINT.search(text) is None:  # most text: one scan instead of one per hint
+        return text
     for what, pattern, hints in _SHAPES:
         if any(hint in text for hint in hints):
             text, count = pattern.subn(f"[redacted {what}]", text)
             if count and replaced is not None:
                 replaced.append(what)
     return text
+
+
+def shape_spans(text: str) -> list[tuple[int, int]]:
+    """Where in ``text`` :func:`scrub` finds a secret by its shape (URL credentials, an
+    Authorization header, :data:`SHAPES`): ``(start, end)`` of each match, in no order."""
+    spans: list[tuple[int, int]] = []
+    if "://" in text:
+        spans += [m.span() for m in _USERINFO.finditer(text)]
+    if "uthorization" in text or "UTHORIZATION" in text:
+        spans += [m.span() for m in _AUTH_HEADER.finditer(text)]
+    for _what, pattern, hints in _SHAPES:
+        if any(hint in text for hint in hints):
+            spans += [m.span() for m in pattern.finditer(text)]
+    return spans
 
 
 def trim_cut(head: str, tail: str = "", found: Iterable[tuple[str, str]] | None = None) -> tuple[str, str]:

@@ -1,6 +1,10 @@
 """Running a turn: the chain of providers, retries with backoff, the provider's stream, and
 publishing what streams to the turn's readers.
 
+What is published is what may be shown: every view reads the turn's text and reasoning, so
+they hold no secret, not even for a moment (:mod:`chatmagic._livescrub`: scrubbed as it comes,
+a possible secret's start held back until decided, at the latest when the model call ends).
+
 Functions that take the :class:`~chatmagic.session.turn.Turn` they run (the session hands
 :func:`run` to its loop in :meth:`chatmagic.session.ChatSession.start`); the turn ends through
 its own ``_finish``, so what a turn leaves on its conversation is decided in one place. The
@@ -13,7 +17,8 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from .._secrets import scrub_values
+from .._livescrub import LiveScrub
+from .._secrets import scrub, scrub_values, table
 from ..errors import (
     AllProvidersFailed,
     ChatMagicError,
@@ -46,6 +51,8 @@ async def run(turn: Turn) -> None:
         turn._finish("stopped", TurnStopped("Stopped by the user.", partial=turn.text))
     except ChatMagicError as exc:
         partial = getattr(exc, "partial", "")
+        if partial and turn.secrets is not None:  # shown like any reply text: without secrets
+            partial = scrub(partial, found=table().found)
         if partial and not turn._pieces:
             turn._pieces.append(partial)
             turn.size = len(partial)
@@ -119,33 +126,29 @@ async def _stream_from(turn: Turn, name: str) -> None:
     batch: list[str] = []
     first_at: float | None = None
     scheduled = False
+    # what the turn holds is what may be shown (every view reads it): scrubbed as it comes,
+    # a possible secret's start held back until decided (chatmagic._livescrub)
+    live = _Shown(turn)
 
     def publish() -> None:
         nonlocal scheduled
         scheduled = False
         if not batch:
             return
-        piece = "".join(batch)
+        piece = live.text("".join(batch))
         batch.clear()
-        with turn._cond:
-            if turn.first_text_at is None:
-                turn.first_text_at = first_at
-            turn._pieces.append(piece)
-            turn.size += len(piece)
-            turn.version += 1
-            if turn._change_waiters:
-                turn._cond.notify_all()
-        turn.conversation._emit("update", turn)
+        _append(turn, piece, first_at)
 
     def think(piece: str) -> None:
         # reasoning is rarer and slower than text: published as it comes
-        with turn._cond:
-            turn._thinking.append(piece)
-            turn.reasoning_size += len(piece)
-            turn.version += 1
-            if turn._change_waiters:
-                turn._cond.notify_all()
-        turn.conversation._emit("update", turn)
+        _think(turn, live.reasoning(piece))
+
+    def settle() -> None:
+        """A model call ended (done, failed, stopped): what was held back is decided."""
+        publish()
+        text, reasoning = live.end()
+        _append(turn, text, first_at)
+        _think(turn, reasoning)
 
     def end(ending: Ending) -> None:
         with turn._cond:
@@ -204,8 +207,9 @@ async def _stream_from(turn: Turn, name: str) -> None:
                     scheduled = True
                     loop.call_soon(publish)
         finally:
-            publish()
-        return "".join(said).lstrip("\n"), calls
+            settle()
+        # sent back with the tool results (chatmagic.toolloop): without the secrets it echoed
+        return live.sendable("".join(said).lstrip("\n")), calls
 
     if tools is None:
         await reply(sent)
@@ -215,6 +219,88 @@ async def _stream_from(turn: Turn, name: str) -> None:
     note = await run_loop(tools, list(sent), reply, turn.steps, turn.poke, lambda: turn.size)
     if note:
         turn.notes.append(note)
+
+
+def _append(turn: Turn, piece: str, first_at: float | None) -> None:
+    if not piece:
+        return
+    with turn._cond:
+        if turn.first_text_at is None:
+            turn.first_text_at = first_at
+        turn._pieces.append(piece)
+        turn.size += len(piece)
+        turn.version += 1
+        if turn._change_waiters:
+            turn._cond.notify_all()
+    turn.conversation._emit("update", turn)
+
+
+def _think(turn: Turn, piece: str) -> None:
+    if not piece:
+        return
+    with turn._cond:
+        turn._thinking.append(piece)
+        turn.reasoning_size += len(piece)
+        turn.version += 1
+        if turn._change_waiters:
+            turn._cond.notify_all()
+    turn.conversation._emit("update", turn)
+
+
+class _Shown:
+    """The reply's and the reasoning's shown text, made from what one stream sends.
+
+    The secrets are read at the first piece (a proxy's password is known once its connection
+    was made); what was redacted goes into the status line when the model call ends.
+    """
+
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+        self._text: LiveScrub | None = None
+        self._reasoning: LiveScrub | None = None
+
+    def _scrubs(self) -> tuple[LiveScrub, LiveScrub] | None:
+        if self.turn.secrets is None:  # redaction is off
+            return None
+        if self._text is None or self._reasoning is None:
+            found = table().found
+            self._text, self._reasoning = LiveScrub(found), LiveScrub(found)
+        return self._text, self._reasoning
+
+    def text(self, piece: str) -> str:
+        scrubs = self._scrubs()
+        return piece if scrubs is None else scrubs[0].feed(piece)
+
+    def reasoning(self, piece: str) -> str:
+        scrubs = self._scrubs()
+        return piece if scrubs is None else scrubs[1].feed(piece)
+
+    def sendable(self, text: str) -> str:
+        scrubs = self._scrubs() if text else None
+        return text if scrubs is None else scrub(text, found=scrubs[0].found)
+
+    def end(self) -> tuple[str, str]:
+        if self._text is None or self._reasoning is None:
+            return "", ""
+        text, reasoning = self._text.end(), self._reasoning.end()
+        found = {*self._text.replaced, *self._reasoning.replaced}
+        if found:
+            _note_redacted(self.turn, found)
+        return text, reasoning
+
+
+#: the status line's words for what was taken out of a reply (as Turn._scrubbed_reply says them)
+_REDACTED = "redacted from the reply: "
+
+
+def _note_redacted(turn: Turn, found: set[str]) -> None:
+    """One note for the whole turn, whatever its model calls redacted."""
+    for i, note in enumerate(turn.notes):
+        if note.startswith(_REDACTED):
+            found |= set(note[len(_REDACTED) :].split(", "))
+            turn.notes[i] = _REDACTED + ", ".join(sorted(found))
+            return
+    turn.notes.append(_REDACTED + ", ".join(sorted(found)))
 
 
 def retry_delay(turn: Turn, exc: ChatMagicError, attempt: int) -> float | None:
