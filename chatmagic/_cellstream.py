@@ -349,16 +349,18 @@ _SENTENCE_END = re.compile(r"[.!?][\"')\]]? +(?=[A-Z])")
 def _cut_open_block(tail: str, start: int, fmt: str) -> tuple[int, str, str]:
     """Where a long open block starting at ``start`` can be cut: ``(cut, closing, reopen)``.
 
-    A code fence: after its last complete line; the piece gets a closing fence and the
-    rest starts again with the opening line. A paragraph: after its last sentence whose
+    A code fence: after its last complete line that leaves no multi-line string or comment
+    open (the pieces are coloured apart); the piece gets a closing fence and the rest starts
+    again with the opening line. A paragraph: after its last sentence whose
     text leaves no code span, emphasis or link open. ``(start, "", "")`` when neither fits.
     """
     block = tail[start:]
     fence = _FENCE.match(block) if fmt == "markdown" else None
     if fence is not None and fence.group(2)[0] not in fence.group(3):
-        end = block.rfind("\n")
-        if end > fence.end():
-            return start + end + 1, fence.group(1) + fence.group(2) + "\n", fence.group(0)
+        end = len(block)
+        while (end := block.rfind("\n", 0, end)) >= fence.end():
+            if _closed(block[fence.end() : end + 1]):
+                return start + end + 1, fence.group(1) + fence.group(2) + "\n", fence.group(0)
         return start, "", ""
     if fmt != "markdown" or not block[:1].isalnum() or "\n\n" in block:
         return start, "", ""
@@ -368,3 +370,13 @@ def _cut_open_block(tail: str, start: int, fmt: str) -> tuple[int, str, str]:
             if piece.count("[") == piece.count("]"):
                 return start + m.end(), "", ""
     return start, "", ""
+
+
+def _closed(code: str) -> bool:
+    """Whether ``code`` leaves no triple-quoted string, template literal or block comment open."""
+    return (
+        code.count('"""') % 2 == 0
+        and code.count("'''") % 2 == 0
+        and code.count("`") % 2 == 0
+        and code.count("/*") <= code.count("*/")
+    )
