@@ -169,7 +169,7 @@ def cell(arr: Arrivals, widgets: bool, fmt: str = "markdown") -> tuple[float, fl
                 sizes.append(message_size(view.bundle(plain)))  # type: ignore[arg-type]
                 attached = True
             before = len(sizes)
-            view.step(text, STATUS, now, stream.frozen)
+            view.step(stream.for_view(text), STATUS, now, stream.frozen)
             if len(sizes) > before:
                 shown.append(now)
             continue

@@ -214,6 +214,14 @@ class ReplyStream:
             "text/plain": plain_with_status(text, status.text),
         }
 
+    def for_view(self, text: str) -> str:
+        """``text`` as the reply view takes it over from offset :attr:`frozen` (chatmagic._replyview).
+
+        A code fence cut open starts again with its opening line, put back before the tail:
+        else the view would draw the fence's remaining lines as a paragraph.
+        """
+        return text[: self.frozen] + self.reopen + text[self.frozen :] if self.reopen else text
+
     @property
     def showing_text(self) -> bool:
         """Whether the reply's text has been shown (until then, the first text goes at once)."""

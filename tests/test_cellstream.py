@@ -132,3 +132,15 @@ def test_ctrl_c_between_a_freeze_and_its_open_loses_nothing() -> None:
     s.sent(freeze, now)  # Ctrl-C: the open never went; the final updates the same display
     outputs[-1] = s.final(text[:size], Status("p · m · stopped", "stopped"))["text/html"]
     assert "".join(_code_inside(html) for html in outputs) == _code_inside(body_html(text[:size], "markdown"))
+
+
+def test_the_reply_view_taking_over_a_cut_fence_draws_it_as_code() -> None:
+    from chatmagic._stream import LiveReply
+
+    s, sent, _, _ = stream(CODE[:2000], 60.0)  # the fence is still open, cut a few times
+    assert s.reopen and any(op.kind == "freeze" for _, op in sent)
+    # a view that says hello now starts at the cell's frozen offset (chatmagic._cellshow)
+    _, _, tail = LiveReply("markdown", start=s.frozen).render(s.for_view(CODE[:2000]))
+    assert tail.startswith('<pre><code class="language-python">') and "\n    total +=" in tail
+    _, _, bare = LiveReply("markdown", start=s.frozen).render(CODE[:2000])
+    assert "\n    total +=" not in bare  # without the opening line: an indented block, indents lost
