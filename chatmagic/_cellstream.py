@@ -6,12 +6,17 @@ a reply streamed into a notebook cell costs what it weighs (:class:`ReplyStream`
 Markdown is made of blocks, and a block followed by another block will not change: it
 is sent once, in an output of its own that is never sent again (render.stable_prefix);
 only the open tail (the last block: a paragraph being written, an unfinished code fence
-or table) stays in the display that is updated. Every message is paid from a budget that
-grows with the text received (``per_char`` bytes a character, plus a small allowance),
-so the bytes sent while streaming stay a fixed multiple of the reply however long it
-takes; at most ten messages a second; the first text at once. The final update (the tail
-with the status line, the whole reply as plain text and the record for ``%chat
-restore``) is the one message outside the budget.
+or table) stays in the display that is updated. A long open block is cut too, so that an
+update re-sends a short tail: a code fence after a complete line (the pieces join without
+a seam), a paragraph after a sentence (it goes on at the next line). The tail is drawn
+without syntax colours; the pieces and the final carry them. Every message is paid from
+a budget that grows with the text received (``per_char`` bytes a character, plus a small
+allowance), so the bytes sent while streaming stay a fixed multiple of the reply however
+long it takes; but a reply too slow to pay for a message a second (an update costs about
+250 bytes: bench/stream_watch.py) still changes every second (the heartbeat, at most
+``heartbeat_bytes`` a message beyond the budget). At most ten messages a second; the first
+text at once. The final update (the tail with the status line, the whole reply as plain
+text and the record for ``%chat restore``) is the one message outside the budget.
 
 The stylesheet (present.STYLE, about 2.9 kB) is saved with the notebook wherever it is
 sent, so it is not sent with every reply: :data:`SHEET` sends it once per kernel session,
