@@ -126,7 +126,9 @@ class ReplyStream:
     #: seconds without a message after which the next change goes though the bytes do not
     #: cover it, if it costs at most ``heartbeat_bytes`` (the bound beyond the budget: one such
     #: message, or a freeze's pair, a second; bench/stream_watch.py prints what it costs)
-    heartbeat: float = HEARTBEAT
+    #: (half a look early: a look comes every ``min_interval``, and a message counts from when
+    #: it went, after its rendering: the look at HEARTBEAT after it goes)
+    heartbeat: float = HEARTBEAT - MIN_INTERVAL / 2
     heartbeat_bytes: int = 1536
     #: finished blocks (characters) worth an output of their own: below it, they stay in the tail
     freeze_at: int = 128
@@ -247,7 +249,7 @@ class ReplyStream:
         """
         size = len(text)
         first_text = self._shown[0] == 0 and size > 0
-        beat = self.showing_text and size > self._shown[0] and now - self._last >= self.heartbeat - 1e-6
+        beat = self.showing_text and size > self._shown[0] and now - self._last >= self.heartbeat
         if ((size, status) == self._seen and not beat) or (now < self.next_at and not first_text):
             return []
         if not self._room(1, now):
