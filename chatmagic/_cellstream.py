@@ -136,7 +136,7 @@ class ReplyStream:
     #: breaks there: not often); an open code fence longer than ``cut_code_at`` after its last
     #: complete line (the pieces join without a seam): each update then re-sends a short tail
     cut_at: int = 512
-    cut_code_at: int = 192
+    cut_code_at: int = 256
     #: text offset up to which the reply is in finished outputs
     frozen: int = 0
     #: bytes sent so far (display message contents, as in the IOPub messages); of them, paid

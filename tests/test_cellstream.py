@@ -141,6 +141,6 @@ def test_the_reply_view_taking_over_a_cut_fence_draws_it_as_code() -> None:
     assert s.reopen and any(op.kind == "freeze" for _, op in sent)
     # a view that says hello now starts at the cell's frozen offset (chatmagic._cellshow)
     _, _, tail = LiveReply("markdown", start=s.frozen).render(s.for_view(CODE[:2000]))
-    assert tail.startswith('<pre><code class="language-python">') and "\n    total +=" in tail
+    assert tail.startswith('<pre><code class="language-python">    total +=')
     _, _, bare = LiveReply("markdown", start=s.frozen).render(CODE[:2000])
-    assert "\n    total +=" not in bare  # without the opening line: an indented block, indents lost
+    assert "    total +=" not in bare  # without the opening line: an indented block, indents lost
