@@ -190,6 +190,8 @@ class ReplyStream:
         # without a style output, the first output carries the stylesheet for those below it
         style = STYLE if self.outputs <= 1 and not self.styled else ""
         body = body_html(text, self.fmt, colour=colour) if text else ""
+        if not colour:  # the language names the colours: without them, 26 bytes an update for nothing
+            body = _LANGUAGE.sub("<pre><code>", body)
         line = status_html(status) if status else ""
         return {"text/html": f"{style}{_opening(cont, more)}{body}{line}</div>"}
 
@@ -357,6 +359,7 @@ def _opening(cont: bool, more: bool) -> str:
     return f'<div class="{classes}">'
 
 
+_LANGUAGE = re.compile(r'<pre><code class="language-[^"]*">')
 _FENCE = re.compile(r"( {0,3})(`{3,}|~{3,})([^\n]*)\n")
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]? +(?=[A-Z])")
 
