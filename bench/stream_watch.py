@@ -43,7 +43,7 @@ comm envelope (66 bytes with the short comm id) and the patch's numbers (about 4
 of 18 characters a second is 54 bytes. There the budget keeps the wait
 (chatmagic._budget.HEARTBEAT) and the ratio is printed as it is. A display update (``cell,
 plain``) pays far more (its envelope with the display id, the wrapper, the block's tags, the
-status line: about 240-280 bytes), and coloured code 1.7 bytes a character: below the table,
+status line: about 240-255 bytes), and coloured code 1.7 bytes a character: below the table,
 ``plain_floor`` prints the shortest wait within 3x and the bytes a 1 s wait needs at best;
 where that wait is over 1 s the heartbeat keeps 1 s, at most ``heartbeat_bytes`` a heartbeat
 beyond the budget (bench/README.md says why).
