@@ -6,7 +6,7 @@ their own; the stylesheet joins them (chatmagic.style: ``chatmagic-more`` / ``ch
 One cell shows a reply as ReplyStream left it after a slow stream, the next the same reply
 drawn whole: the code's pieces touch, no corner or padding between them, and are as tall as
 the whole block; a cut paragraph goes on at the next line with no paragraph gap.
-Screenshots go to ``test-artifacts/browser/cut-*.png``.
+Screenshots (light, and the code's joints dark) go to ``test-artifacts/browser/cut-*.png``.
 """
 
 from __future__ import annotations
@@ -89,6 +89,18 @@ def test_cut_pieces_join_without_a_seam(page: Page) -> None:
         )
         page.wait_for_timeout(300)
         page.locator(".jp-NotebookPanel").screenshot(path=str(ARTIFACTS / f"cut-{name}-code.png"))
+    # the dark theme: the same joints on its code background
+    page.evaluate(
+        "() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})"
+    )
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+    cell(page, 1).locator(".jp-OutputArea pre").nth(2).evaluate("e => e.scrollIntoView({block: 'center'})")
+    page.wait_for_timeout(500)
+    page.locator(".jp-NotebookPanel").screenshot(path=str(ARTIFACTS / "cut-pieces-code-dark.png"))
+    page.evaluate(
+        "() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})"
+    )
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")
     pieces, whole = _boxes(page, 1, "pre"), _boxes(page, 2, "pre")
     assert len(pieces) > 2 and len(whole) == 1, (len(pieces), len(whole))
     for above, below in zip(pieces, pieces[1:], strict=False):
