@@ -41,7 +41,12 @@ wait at most 1 s). Both at once cannot hold for a reply slower than about 65 cha
 second (80 in the panel, whose messages also name their item): a message a second costs its
 comm envelope (66 bytes with the short comm id) and the patch's numbers (about 45), while 3x
 of 18 characters a second is 54 bytes. There the budget keeps the wait
-(chatmagic._budget.HEARTBEAT) and the ratio is printed as it is.
+(chatmagic._budget.HEARTBEAT) and the ratio is printed as it is. A display update (``cell,
+plain``) pays far more (its envelope with the display id, the wrapper, the block's tags, the
+status line: about 240-255 bytes), and coloured code 1.7 bytes a character: below the table,
+``plain_floor`` prints the shortest wait within 3x and the bytes a 1 s wait needs at best;
+where that wait is over 1 s the heartbeat keeps 1 s, at most ``heartbeat_bytes`` a heartbeat
+beyond the budget (bench/README.md says why).
 
     .venv/bin/python bench/stream_watch.py [--durations 10,60,300] [--real] [--real-durations 10]
 """
@@ -169,7 +174,7 @@ def cell(arr: Arrivals, widgets: bool, fmt: str = "markdown") -> tuple[float, fl
                 sizes.append(message_size(view.bundle(plain)))  # type: ignore[arg-type]
                 attached = True
             before = len(sizes)
-            view.step(text, STATUS, now, stream.frozen)
+            view.step(stream.for_view(text), STATUS, now, stream.frozen)
             if len(sizes) > before:
                 shown.append(now)
             continue
@@ -182,6 +187,37 @@ def cell(arr: Arrivals, widgets: bool, fmt: str = "markdown") -> tuple[float, fl
         if ops:
             shown.append(now)
     return longest_wait(shown, arr), sum(sizes) / len(arr.text)
+
+
+def plain_floor(text: str, seconds: float) -> tuple[float, float, int, int]:
+    """What display updates of this size allow a reply of ``text`` over ``seconds``, at best.
+
+    ``(wait at 3x, bytes for a 1 s wait, an update's fixed bytes, a piece's)``. A model, not a
+    run: the reply's main block (the code block, or the paragraph) arrives evenly, the tail is
+    updated every ``wait`` seconds and frozen (a piece and a new tail: two messages) every
+    ``k`` updates, cut anywhere. An update costs its fixed part ``u`` (the message's envelope
+    with its display id, the wrapper, the block's tags, the status line) and the open tail
+    without colours; a piece ``z`` and its text with colours. Per second:
+    ``u/wait + z/(k wait) + hu r (k-1)/2 + hf r`` bytes at r characters a second.
+    """
+    code = "```python\n" in text
+    prefix, closing = ("```python\n", "```\n") if code else ("", "")
+    body = text.split("```python\n")[1].split("```")[0] if code else text
+    stream = ReplyStream(styled=True)
+    stream.outputs = 2
+
+    def size(t: str, status: str | None, colour: bool, more: bool = False) -> int:
+        return message_size(stream._bundle(t, status, cont=True, more=more, colour=colour))
+
+    u = size(prefix + "x", STATUS, False) - 1
+    z = size(prefix + "x" + closing, None, True, more=True) - 1
+    hu = (size(prefix + body, None, False) - size(prefix, None, False)) / len(body)
+    hf = (size(prefix + body + closing, None, True) - size(prefix + closing, None, True)) / len(body)
+    r = len(text) / seconds
+    ks = [k / 4 for k in range(4, 400)]
+    floor = min((u + z / k) / (r * (3 - hf - hu * (k - 1) / 2)) for k in ks if 3 - hf - hu * (k - 1) / 2 > 0)
+    one = min((u + z / k) / r + hu * (k - 1) / 2 + hf for k in ks)
+    return floor, one, u, z
 
 
 def panel(arr: Arrivals) -> tuple[float, float]:
@@ -255,6 +291,20 @@ def main() -> None:
             print(
                 f"{name:<12}{seconds:>5.0f}  {cw:>10.2f}{cb:>7.2f}  {pw:>11.2f}{pb:>7.2f}  {nw:>11.2f}{nb:>7.2f}"
             )
+    print(
+        "\ncell, plain: what display updates allow at best (bench.stream_watch.plain_floor: a model,"
+        " pieces cut anywhere)"
+    )
+    print(f"{'reply':<12}{'s':>5}  {'wait at 3x':>11}{'bytes at 1 s':>14}{'chars/s':>9}")
+    for name, text in replies.items():
+        for seconds in (float(s) for s in args.durations.split(",")):
+            floor, one, u, z = plain_floor(text, seconds)
+            print(f"{name:<12}{seconds:>5.0f}  {floor:>11.2f}{one:>14.2f}{len(text) / seconds:>9.0f}")
+    print(
+        f"(an update's fixed part: {u} bytes for the code block's tail; a piece's: {z}.) Where the wait"
+        " at 3x is over 1 s, the\nheartbeat (0.9 s) sends what the bytes do not cover: at most"
+        f" {ReplyStream().heartbeat_bytes:,} bytes a heartbeat beyond the budget"
+    )
     print(
         f"\ncell: the kernel's first reply also sends the reply view's opening (its ES module): {opening:,} bytes"
         f" (+{opening / len(replies['paragraph']):.2f}x on the paragraph, +{opening / len(replies['code block']):.2f}x"

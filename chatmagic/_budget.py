@@ -9,7 +9,8 @@ Two allowances, and a message may go when either covers it:
   reply (a code block at 18 characters a second) earns 45 bytes a second, less than one
   message's fixed part (its comm envelope, 66 bytes); without this, such a reply would
   stand still for seconds. Its cost then is one small message a second (about 110 bytes and the
-  new text), more than 3x.
+  new text), more than 3x. A cell without widgets (chatmagic._cellstream) pays more a
+  message (a display update: about 250 bytes and its open tail) and caps what it sends so.
 
 At most PER_SECOND messages in any second and one each MIN_INTERVAL seconds; the first text at
 once. bench/stream_watch.py prints what both cost.

@@ -112,7 +112,7 @@ def stream_outputs(
             if not attached and plain is not None:
                 handles[-1].update(view.bundle(plain), raw=True)
                 attached = True
-            view.step(turn.text, status, time.monotonic(), stream.frozen)
+            view.step(stream.for_view(turn.text), status, time.monotonic(), stream.frozen)
             continue
         for op in stream.step(turn.text, status, time.monotonic()):
             keep = view is not None and op.kind != "freeze" and time.monotonic() < grace

@@ -51,6 +51,11 @@ REPLY_CSS = PALETTE_CSS + (
     ".chatmagic-status.chatmagic-error,.chatmagic-error{color:var(--cm-error)}"
     ".chatmagic-status.chatmagic-stopped,.chatmagic-stopped{color:var(--cm-warn)}"
     ".chatmagic-text{white-space:pre-wrap;margin:0}"
+    # a block cut across outputs while it streamed (chatmagic._cellstream): no seam between pieces
+    f"{_R}.chatmagic-more,{_R}.chatmagic-more>:last-child{{margin-bottom:0;padding-bottom:0;border-bottom-left-radius:0;"
+    "border-bottom-right-radius:0}"
+    f"{_R}.chatmagic-cont>:first-child{{margin-top:0;padding-top:0;border-top-left-radius:0;"
+    "border-top-right-radius:0}"
     ".chatmagic-thinking{color:var(--cm-muted);font-size:90%;margin:.2em 0 .4em}"
     ".chatmagic-thinking summary{cursor:pointer}"
     ".chatmagic-thinking-text{white-space:pre-wrap;border-left:3px solid var(--cm-rule);"

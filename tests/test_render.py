@@ -117,8 +117,12 @@ def test_streaming_costs_a_fixed_multiple_of_the_reply_however_long_it_takes() -
     text = REPLY * 20
     for seconds in (2.0, 60.0, 600.0):
         stream, sent = feed(text, seconds, pieces=2000)
-        assert stream.spent <= stream.allowance + stream.per_char * len(text)
+        # the bytes pay for every message but the heartbeat's (one a second, at most
+        # heartbeat_bytes each: a slow reply is shown every second, chatmagic._budget)
+        assert stream.spent - stream.beat_spent <= stream.allowance + stream.per_char * len(text)
+        assert stream.beat_spent <= stream.heartbeat_bytes * (seconds / stream.heartbeat + 1)
         assert stream.per_char <= 3
+    assert feed(text, 2.0, pieces=2000)[0].beat_spent == 0  # a fast reply pays its way
 
 
 def test_first_text_at_once_then_at_most_ten_messages_a_second() -> None:
