@@ -145,5 +145,6 @@ def fresh(ip: Any, sandbox_thread: Sandbox) -> Iterator[None]:
     ip.run_line_magic("config", "ChatMagics.default_model = ''")
     ip.run_line_magic("config", "ChatMagics.retries = 0")
     ip.run_line_magic("config", f"ChatMagics.max_history_chars = {DEFAULT_MAX_HISTORY_CHARS}")
+    ip.run_line_magic("config", "ChatMagics.log_path = None")  # a test that turned the log off
     sandbox_thread.clear()
     yield
