@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ._secrets import MIN_SECRET_LENGTH, SHAPES, scrub, shape_spans
+from ._secrets import AUTH_MARKS, MIN_SECRET_LENGTH, SHAPE_MARKS, scrub, shape_spans
 
 __all__ = ["LiveScrub"]
 
@@ -74,11 +74,12 @@ _OPEN: tuple[tuple[tuple[str, ...], re.Pattern[str] | None, re.Pattern[str]], ..
 
 
 #: any fixed start (plain literals: the scan runs over every piece), and whose each is. An
-#: Authorization header is found as the scrub finds it ("uthorization" or "UTHORIZATION"),
-#: its start one character before
+#: Authorization header is found as the scrub finds it (``_secrets.AUTH_MARKS``), its start
+#: one character before
 _LEADS = re.compile(
-    "|".join(re.escape(lead) for leads, _b, _o in _OPEN if leads != (_AUTH,) for lead in leads)
-    + "|uthorization|UTHORIZATION"
+    "|".join(
+        [*(re.escape(lead) for leads, _b, _o in _OPEN if leads != (_AUTH,) for lead in leads), *AUTH_MARKS]
+    )
 )
 _LEAD_OF = {lead: i for i, (leads, _b, _o) in enumerate(_OPEN) for lead in leads}
 _LONGEST_LEAD = max(len(lead) for leads, _b, _o in _OPEN for lead in leads)
@@ -101,11 +102,6 @@ _PARTIAL = re.compile(
     + "|(?i:"
     + "|".join(re.escape(_AUTH[:k]) for k in range(len(_AUTH) - 1, 0, -1))
     + "))\\Z"
-)
-#: what the scrub looks for, besides the values (its own tests): text without any of it is shown as it came
-_HINTS = re.compile(
-    "|".join(re.escape(hint) for _what, _pattern, hints in SHAPES for hint in hints)
-    + "|://|uthorization|UTHORIZATION"
 )
 
 
@@ -156,7 +152,7 @@ class LiveScrub:
         self._context = text[max(0, cut - CONTEXT) : cut]
         if cut == base:
             return ""
-        if _HINTS.search(text, 0, cut) is None and (
+        if SHAPE_MARKS.search(text, 0, cut) is None and (
             self._values is None or not self._values.search(text, base, cut)
         ):
             return text[base:cut]  # nothing the scrub would change (most pieces)

@@ -41,13 +41,15 @@ import base64
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "AUTH_MARKS",
     "MIN_SECRET_LENGTH",
     "SHAPES",
+    "SHAPE_MARKS",
     "HiddenCredentials",
     "Table",
     "key_env_names",
@@ -105,6 +107,11 @@ SHAPES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 _SHAPES = tuple((what, re.compile(pattern), hints) for what, pattern, hints in SHAPES)
 _ANY_HINT = re.compile("|".join(re.escape(hint) for _what, _pattern, hints in SHAPES for hint in hints))
+#: how an Authorization header is found before its pattern runs (any case of its first letter)
+AUTH_MARKS = ("uthorization", "UTHORIZATION")
+#: every mark a scrub by shape looks for (URL credentials, an Authorization header, the hints of
+#: :data:`SHAPES`): text holding none of them holds no secret by its shape
+SHAPE_MARKS = re.compile("|".join([_ANY_HINT.pattern, "://", *AUTH_MARKS]))
 # an Authorization or Proxy-Authorization header as a repr, a log or an echo shows it:
 # its credentials go, whatever they are
 _AUTH_HEADER = re.compile(
@@ -241,33 +248,34 @@ def _has_password(text: str) -> bool:
     return any(":" in m.group(0)[len(m.group("scheme")) :] for m in _USERINFO.finditer(text))
 
 
-def _scrub_shapes(text: str, replaced: list[str] | None) -> str:
-    if "uthorization" in text or "UTHORIZATION" in text:
-        cut = _AUTH_HEADER.sub(rf"\g<1>[redacted {_AUTH_LABEL}]", text)
-        if cut != text and replaced is not None:
-            replaced.append(_AUTH_LABEL)
-        text = cut
+def _shapes_in(text: str) -> Iterator[tuple[str, re.Pattern[str], str]]:
+    """The shapes whose hints ``text`` holds, each ``(label, pattern, replacement)``: an
+    Authorization header first, then :data:`SHAPES` in order. (A replacement brings no hint
+    with it, so what text held before one shape was replaced decides the next.)"""
+    if any(mark in text for mark in AUTH_MARKS):
+        yield _AUTH_LABEL, _AUTH_HEADER, rf"\g<1>[redacted {_AUTH_LABEL}]"
     if _ANY_HINT.search(text) is None:  # most text: one scan instead of one per hint
-        return text
+        return
     for what, pattern, hints in _SHAPES:
         if any(hint in text for hint in hints):
-            text, count = pattern.subn(f"[redacted {what}]", text)
-            if count and replaced is not None:
-                replaced.append(what)
+            yield what, pattern, f"[redacted {what}]"
+
+
+def _scrub_shapes(text: str, replaced: list[str] | None) -> str:
+    for what, pattern, replacement in _shapes_in(text):
+        cut = pattern.sub(replacement, text)
+        if cut != text and replaced is not None:
+            replaced.append(what)
+        text = cut
     return text
 
 
 def shape_spans(text: str) -> list[tuple[int, int]]:
     """Where in ``text`` :func:`scrub` finds a secret by its shape (URL credentials, an
     Authorization header, :data:`SHAPES`): ``(start, end)`` of each match, in no order."""
-    spans: list[tuple[int, int]] = []
-    if "://" in text:
-        spans += [m.span() for m in _USERINFO.finditer(text)]
-    if "uthorization" in text or "UTHORIZATION" in text:
-        spans += [m.span() for m in _AUTH_HEADER.finditer(text)]
-    for _what, pattern, hints in _SHAPES:
-        if any(hint in text for hint in hints):
-            spans += [m.span() for m in pattern.finditer(text)]
+    spans = [m.span() for m in _USERINFO.finditer(text)] if "://" in text else []
+    for _what, pattern, _replacement in _shapes_in(text):
+        spans += [m.span() for m in pattern.finditer(text)]
     return spans
 
 

@@ -285,22 +285,8 @@ class _Shown:
         text, reasoning = self._text.end(), self._reasoning.end()
         found = {*self._text.replaced, *self._reasoning.replaced}
         if found:
-            _note_redacted(self.turn, found)
+            self.turn.note_redacted(found)
         return text, reasoning
-
-
-#: the status line's words for what was taken out of a reply (as Turn._scrubbed_reply says them)
-_REDACTED = "redacted from the reply: "
-
-
-def _note_redacted(turn: Turn, found: set[str]) -> None:
-    """One note for the whole turn, whatever its model calls redacted."""
-    for i, note in enumerate(turn.notes):
-        if note.startswith(_REDACTED):
-            found |= set(note[len(_REDACTED) :].split(", "))
-            turn.notes[i] = _REDACTED + ", ".join(sorted(found))
-            return
-    turn.notes.append(_REDACTED + ", ".join(sorted(found)))
 
 
 def retry_delay(turn: Turn, exc: ChatMagicError, attempt: int) -> float | None:

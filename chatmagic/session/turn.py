@@ -37,6 +37,9 @@ from .conversation import Conversation, Exchange, Message, is_cut, scrubbed
 if TYPE_CHECKING:  # the type only: the session makes turns, a turn never imports it
     from .chat import ChatSession
 
+#: the status line's words for what was taken out of a reply (Turn.note_redacted)
+_REDACTED = "redacted from the reply: "
+
 
 class Turn:
     """One reply being streamed. Thread-safe to read from any thread.
@@ -293,8 +296,18 @@ class Turn:
                     self._thinking[:] = [clean_reasoning]
                     self.reasoning_size = len(clean_reasoning)
                 self.version += 1
-            self.notes.append(f"redacted from the reply: {', '.join(sorted(set(found)))}")
+            self.note_redacted(set(found))
         return clean, clean_reasoning
+
+    def note_redacted(self, found: set[str]) -> None:
+        """Say in the status line what was redacted from the reply: one note for the whole
+        turn, whatever its model calls (shown scrubbed as they streamed) and its end found."""
+        for i, note in enumerate(self.notes):
+            if note.startswith(_REDACTED):
+                found |= set(note[len(_REDACTED) :].split(", "))
+                self.notes[i] = _REDACTED + ", ".join(sorted(found))
+                return
+        self.notes.append(_REDACTED + ", ".join(sorted(found)))
 
     def _set_state(self, state: str) -> None:
         with self._cond:
