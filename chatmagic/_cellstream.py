@@ -275,9 +275,8 @@ class ReplyStream:
                     self._seen = (-1, "")  # a matter of time: ask again
                     return []
                 self._reopening, self._joining = reopen, joins
-                upto = (
-                    self.frozen + finished - len(self.reopen)
-                )  # in the text: the reopened line is not in it
+                # in the text: the reopened line is not in it
+                upto = self.frozen + finished - len(self.reopen)
                 return [Op("freeze", freeze, upto, cost[0], payer), Op("open", opened, size, cost[1], payer)]
         if (size, status) == self._shown:
             return []

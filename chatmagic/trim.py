@@ -71,7 +71,7 @@ class Replay:
     first ``n`` exchanges (a re-run cell sends those before it) is then read, not replayed.
     Its owner says when its exchanges changed (:meth:`cut` from the first that did: an
     exchange replaced, the history adopted, restored, compacted or scrubbed again), so the
-    answers stay the full replay's (tests/test_trim.py compares them across those events).
+    answers stay the full replay's (tests/test_trim_replay.py compares them across those events).
     """
 
     def __init__(self, max_chars: int, low_water: float = DEFAULT_LOW_WATER) -> None:
