@@ -17,7 +17,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,9 @@ from chatmagic._secrets import scrub
 from chatmagic._state import get_session
 from chatmagic.panel import ChatPanel
 from chatmagic.present import streaming
-from chatmagic.sandbox._loop import ThreadedServer
 from chatmagic.session import ChatSession, Turn, TurnOptions
+
+from ._chat_server import ChatServer
 
 pytestmark = pytest.mark.usefixtures("fresh")
 
@@ -86,41 +87,18 @@ def leaks(script: str, shown: list[str]) -> list[str]:
     return [text[:300] for text in shown if any(p in text for p in bad)]
 
 
-class ScriptServer(ThreadedServer):
+class ScriptServer(ChatServer):
     """Streams the script a message names, four characters a chunk, 8 ms apart (30: "slowly")."""
 
-    def __init__(self) -> None:
-        self.url = ""
-
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
+    async def deltas(self, request: web.Request, body: Any) -> AsyncIterator[dict[str, str]]:
         last = body["messages"][-1]["content"]
         name = next(n for n in SCRIPTS if n in (last if isinstance(last, str) else json.dumps(last)))
         key = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
         for field, text in zip(("reasoning_content", "content"), SCRIPTS[name], strict=True):
             text = text.replace("{key}", key)
             for i in range(0, len(text), 4):
-                chunk = {"choices": [{"index": 0, "delta": {field: text[i : i + 4]}, "finish_reason": None}]}
-                await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                yield {field: text[i : i + 4]}
                 await asyncio.sleep(0.03 if "slowly" in str(last) else 0.008)
-        done = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        await resp.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
-        return resp
-
-    async def start(self) -> ScriptServer:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1"  # type: ignore[union-attr]
-        return self
-
-    async def aclose(self) -> None:
-        await self._runner.cleanup()
 
 
 @pytest.fixture(scope="module")

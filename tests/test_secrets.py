@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from chatmagic.record import exchange_record
 from chatmagic.sandbox import ForwardProxy, Sandbox
 from chatmagic.sandbox._loop import ThreadedServer
 from chatmagic.session import ChatSession
+
+from ._chat_server import ChatServer
 
 pytestmark = pytest.mark.usefixtures("fresh")
 
@@ -102,35 +105,13 @@ def test_a_default_system_prompt_is_kept_scrubbed(
     assert TOKEN not in to_markdown(conv) and TOKEN not in to_json(conv)
 
 
-class EchoServer(ThreadedServer):
+class EchoServer(ChatServer):
     """An OpenAI-compatible server that puts the key it was sent into its reply and reasoning."""
 
-    def __init__(self) -> None:
-        self.url = ""
-
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
+    async def deltas(self, request: web.Request, body: Any) -> AsyncIterator[dict[str, str]]:
         auth = request.headers.get("Authorization", "")
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for delta in ({"reasoning_content": f"they sent {auth}"}, {"content": f"Your header: {auth} ok"}):
-            chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
-            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
-        done = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        await resp.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
-        return resp
-
-    async def start(self) -> EchoServer:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1"  # type: ignore[union-attr]
-        return self
-
-    async def aclose(self) -> None:
-        await self._runner.cleanup()
+        yield {"reasoning_content": f"they sent {auth}"}
+        yield {"content": f"Your header: {auth} ok"}
 
 
 def test_a_reply_echoing_the_key_is_kept_without_it(
