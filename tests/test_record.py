@@ -15,6 +15,7 @@ from chatmagic._state import get_session
 from chatmagic.errors import ConfigurationError
 from chatmagic.restore import restore
 
+from ._notebooks import save_records
 from .test_magics import reply, run
 
 pytestmark = pytest.mark.usefixtures("fresh")
@@ -129,17 +130,6 @@ def test_restore_into_the_shell_keeps_other_conversations(ip: Any, tmp_path: Pat
     assert len(session.conversation("keep")) == 1
 
 
-def _saved(records: list[dict[str, Any]], path: Path) -> None:
-    nb = nbformat.v4.new_notebook()
-    for record in records:
-        cell = nbformat.v4.new_code_cell("%%chat")
-        cell.outputs = [
-            nbformat.v4.new_output("display_data", data={"text/plain": ""}, metadata={"chatmagic": record})
-        ]
-        nb.cells.append(cell)
-    nbformat.write(nb, path)
-
-
 def _rec(user: str, *, epoch: str, seq: int, at: float, key: str | None = None) -> dict[str, Any]:
     return {
         "conversation": "default",
@@ -155,14 +145,12 @@ def _rec(user: str, *, epoch: str, seq: int, at: float, key: str | None = None) 
 
 
 def test_restore_keeps_the_newest_epoch_in_conversation_order(ip: Any, tmp_path: Path) -> None:
-    _saved(
-        [
-            _rec("before --new", epoch="old", seq=0, at=1.0, key="a"),
-            _rec("second, saved first in the notebook", epoch="new", seq=1, at=4.0, key="c"),
-            _rec("first", epoch="new", seq=0, at=3.0, key="b"),
-            _rec("first, re-run later", epoch="new", seq=0, at=5.0, key="b"),
-        ],
+    save_records(
         tmp_path / "e.ipynb",
+        _rec("before --new", epoch="old", seq=0, at=1.0, key="a"),
+        _rec("second, saved first in the notebook", epoch="new", seq=1, at=4.0, key="c"),
+        _rec("first", epoch="new", seq=0, at=3.0, key="b"),
+        _rec("first, re-run later", epoch="new", seq=0, at=5.0, key="b"),
     )
     run(ip, f"%chat restore {tmp_path / 'e.ipynb'}")
     conv = get_session().conversation()

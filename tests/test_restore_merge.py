@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
 from chatmagic._state import get_session
@@ -13,6 +12,7 @@ from chatmagic.record import exchange_record
 from chatmagic.restore import restore
 from chatmagic.session import TEXT_KEY_PREFIX, Conversation, Exchange, Message
 
+from ._notebooks import save_records
 from .test_magics import reply, run
 
 pytestmark = pytest.mark.usefixtures("fresh")
@@ -29,19 +29,6 @@ def _exchange(user: str, assistant: str, *, key: str | None, at: float) -> Excha
         total_s=0.5,
         finished_at=at,
     )
-
-
-def _save(path: Path, *records: dict[str, Any]) -> Path:
-    """A notebook with one %%chat cell per record, as a saved notebook has them."""
-    nb = nbformat.v4.new_notebook()
-    for record in records:
-        cell = nbformat.v4.new_code_cell("%%chat")
-        cell.outputs = [
-            nbformat.v4.new_output("display_data", data={"text/plain": ""}, metadata={"chatmagic": record})
-        ]
-        nb.cells.append(cell)
-    nbformat.write(nb, path)
-    return path
 
 
 def _live(name: str = "default") -> tuple[Conversation, list[Exchange]]:
@@ -68,7 +55,7 @@ def test_restore_keeps_what_the_notebook_lacks_and_takes_a_newer_version(ip: Any
     # saved before three was re-run (it finished at 12 in the kernel, at 20 in the notebook)
     rerun = _exchange("three", "third answer, re-run", key="cell:c", at=20.0)
     rerun.seq = three.seq
-    path = _save(tmp_path / "nb.ipynb", exchange_record(conv, one), exchange_record(conv, rerun))
+    path = save_records(tmp_path / "nb.ipynb", exchange_record(conv, one), exchange_record(conv, rerun))
 
     report = restore(get_session(), path)
 
@@ -99,7 +86,7 @@ def test_restore_adds_what_the_kernel_lacks_in_its_place(ip: Any, tmp_path: Path
     later = _exchange("five", "a later panel answer", key=None, at=14.0)
     later.seq = 4
     review = Conversation("review", system="Review it.", provider="opchatgpts")
-    path = _save(
+    path = save_records(
         tmp_path / "nb.ipynb",
         exchange_record(conv, stale_one),
         exchange_record(conv, lost),
@@ -141,7 +128,7 @@ def test_a_question_asked_twice_stays_twice(ip: Any, tmp_path: Path) -> None:
     second = _exchange("hi", "hello", key=None, at=2.0)
     conv.record(first)
     conv.record(second)
-    path = _save(tmp_path / "nb.ipynb", exchange_record(conv, second))
+    path = save_records(tmp_path / "nb.ipynb", exchange_record(conv, second))
 
     report = restore(get_session(), path)
 
@@ -163,7 +150,7 @@ def test_a_cells_text_asked_again_is_matched_in_both_places(ip: Any, tmp_path: P
     conv.record(second)
     rerun = _exchange("hi", "hello, re-run", key=key, at=3.0)
     rerun.seq = second.seq
-    path = _save(tmp_path / "nb.ipynb", saved_first, exchange_record(conv, rerun))
+    path = save_records(tmp_path / "nb.ipynb", saved_first, exchange_record(conv, rerun))
 
     report = restore(get_session(), path)
 
@@ -174,7 +161,7 @@ def test_a_cells_text_asked_again_is_matched_in_both_places(ip: Any, tmp_path: P
 
 def test_a_notebook_from_before_a_new_is_skipped(ip: Any, tmp_path: Path) -> None:
     conv, exchanges = _live()
-    before = _save(tmp_path / "old.ipynb", *(exchange_record(conv, ex) for ex in exchanges[:2]))
+    before = save_records(tmp_path / "old.ipynb", *(exchange_record(conv, ex) for ex in exchanges[:2]))
     conv.reset()  # what --new does
     conv.record(_exchange("afresh", "new start", key="cell:n", at=30.0))
 
@@ -189,7 +176,7 @@ def test_a_newer_notebook_of_another_epoch_follows_the_kernels_exchanges(ip: Any
     other = Conversation("default", system="Later system.")
     newer = [_exchange("n1", "a1", key="cell:n1", at=40.0), _exchange("n2", "a2", key=None, at=41.0)]
     newer[1].seq = 1
-    path = _save(tmp_path / "nb.ipynb", *(exchange_record(other, ex) for ex in newer))
+    path = save_records(tmp_path / "nb.ipynb", *(exchange_record(other, ex) for ex in newer))
 
     report = restore(get_session(), path)
 
@@ -216,7 +203,7 @@ def test_a_restarted_kernel_that_chatted_first_gets_the_notebook_before_its_own(
     saved_conv = Conversation("default")
     saved = [_exchange("old1", "a1", key="cell:o1", at=10.0), _exchange("old2", "a2", key="cell:o2", at=11.0)]
     saved[1].seq = 1
-    path = _save(tmp_path / "nb.ipynb", *(exchange_record(saved_conv, ex) for ex in saved))
+    path = save_records(tmp_path / "nb.ipynb", *(exchange_record(saved_conv, ex) for ex in saved))
     # after the restart: a fresh conversation (a new epoch, but no --new) that chatted once
     conv = get_session().conversation()
     conv.record(_exchange("after restart", "fresh", key="cell:r", at=50.0))
@@ -230,12 +217,12 @@ def test_a_restarted_kernel_that_chatted_first_gets_the_notebook_before_its_own(
 
 def test_restore_command_prints_the_summary(ip: Any, tmp_path: Path) -> None:
     conv, exchanges = _live()
-    path = _save(tmp_path / "nb.ipynb", exchange_record(conv, exchanges[0]), {"user": 5})
+    path = save_records(tmp_path / "nb.ipynb", exchange_record(conv, exchanges[0]), {"user": 5})
     result, io = run(ip, f"%chat restore {path}")
     assert io.stdout.strip() == (
         f"Restored from {path}: default: 4 kept. Skipped 1 saved record that was not valid."
     )
-    empty = _save(tmp_path / "empty.ipynb")
+    empty = save_records(tmp_path / "empty.ipynb")
     result, io = run(ip, f"%chat restore {empty}")
     assert io.stdout.strip() == (
         f"No chatmagic exchanges are saved in {empty}: run %%chat cells and save the notebook."

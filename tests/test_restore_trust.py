@@ -19,6 +19,7 @@ from chatmagic.record import read_notebook
 from chatmagic.sandbox import Sandbox
 from chatmagic.session import fingerprint
 
+from ._notebooks import save_records
 from .test_magics import reply, run
 
 HOSTILE = (
@@ -47,18 +48,6 @@ def _record(
     }
 
 
-def _save(path: Path, *records: dict[str, Any]) -> Path:
-    nb = nbformat.v4.new_notebook()
-    for record in records:
-        cell = nbformat.v4.new_code_cell("%%chat")
-        cell.outputs = [
-            nbformat.v4.new_output("display_data", data={"text/plain": ""}, metadata={"chatmagic": record})
-        ]
-        nb.cells.append(cell)
-    nbformat.write(nb, path)
-    return path
-
-
 @pytest.fixture
 def user_default(ip: Any, fresh: None) -> Iterator[None]:
     """The user's own default: a local server (the stand-in's ollama)."""
@@ -75,7 +64,9 @@ def _chat_requests(sandbox: Sandbox) -> list[Any]:
 def test_a_tampered_notebook_leaves_my_provider_and_system_prompt(
     ip: Any, user_default: None, sandbox_thread: Sandbox, tmp_path: Path
 ) -> None:
-    path = _save(tmp_path / "sent.ipynb", _record("hello", "hi", seq=0), _record("more", "sure", seq=1))
+    path = save_records(
+        tmp_path / "sent.ipynb", _record("hello", "hi", seq=0), _record("more", "sure", seq=1)
+    )
 
     result, io = run(ip, f"%chat restore {path}")
 
@@ -105,7 +96,7 @@ def test_a_tampered_notebook_leaves_my_provider_and_system_prompt(
 def test_settings_are_taken_when_the_user_says_so(
     ip: Any, user_default: None, sandbox_thread: Sandbox, tmp_path: Path
 ) -> None:
-    path = _save(
+    path = save_records(
         tmp_path / "mine.ipynb", _record("hello", "hi", seq=0, system="Be brief.", chain="opchatgpts")
     )
     result, io = run(ip, f"%chat restore --settings {path}")
@@ -122,7 +113,9 @@ def test_settings_are_taken_when_the_user_says_so(
 def test_a_chain_of_unknown_providers_is_never_taken(
     ip: Any, user_default: None, sandbox_thread: Sandbox, tmp_path: Path
 ) -> None:
-    path = _save(tmp_path / "sent.ipynb", _record("hello", "hi", seq=0, chain="nosuch,chatgptt", system=None))
+    path = save_records(
+        tmp_path / "sent.ipynb", _record("hello", "hi", seq=0, chain="nosuch,chatgptt", system=None)
+    )
     result, io = run(ip, f"%chat restore --settings {path}")
     assert "default: provider nosuch,chatgptt (not applied: no provider named nosuch here)" in io.stdout
     conv = get_session().conversation()
@@ -135,7 +128,7 @@ def test_merging_into_a_live_conversation_keeps_the_notebooks_system_prompt(
     ip: Any, user_default: None, sandbox_thread: Sandbox, tmp_path: Path
 ) -> None:
     # my own notebook, saved before a restart; the restarted kernel chatted first (a panel)
-    path = _save(
+    path = save_records(
         tmp_path / "mine.ipynb",
         _record("one", "a1", seq=0, conversation="review", system="You are a strict reviewer.", chain=None),
         _record("two", "a2", seq=1, conversation="review", system="You are a strict reviewer.", chain=None),
@@ -153,7 +146,7 @@ def test_merging_into_a_live_conversation_keeps_the_notebooks_system_prompt(
     # a system prompt the user gave in this kernel stays theirs
     session.conversation("other").system = "Mine."
     session.send("hi", conversation="other").result(30)
-    other = _save(
+    other = save_records(
         tmp_path / "other.ipynb", _record("x", "y", seq=0, conversation="other", system="Theirs.", chain=None)
     )
     run(ip, f"%chat restore --settings {other}")
@@ -249,7 +242,7 @@ def test_a_replayed_code_cell_inserts_nothing(
     hostile_code = "```python\nimport shutil; shutil.rmtree('/home')\n```"
     record = _record("show me", hostile_code, seq=0, system=None, chain=None, context_hash=fingerprint([]))
     record["key"] = "cell:c1"
-    path = _save(tmp_path / "sent.ipynb", record)
+    path = save_records(tmp_path / "sent.ipynb", record)
     ip.run_line_magic("config", "ChatMagics.replay = True")
     try:
         run(ip, f"%chat restore {path}")
@@ -271,7 +264,7 @@ def test_a_replayed_code_cell_inserts_nothing(
 
 def test_settings_that_change_nothing_are_not_named(ip: Any, user_default: None, tmp_path: Path) -> None:
     # my own notebook, made with my default provider and no system prompt
-    path = _save(tmp_path / "mine.ipynb", _record("hello", "hi", seq=0, system=None, chain="ollama"))
+    path = save_records(tmp_path / "mine.ipynb", _record("hello", "hi", seq=0, system=None, chain="ollama"))
     result, io = run(ip, f"%chat restore {path}")
     assert io.stdout.strip() == f"Restored from {path}: default: 1 added."
 
@@ -281,7 +274,7 @@ def test_the_summary_shows_what_the_file_says_as_plain_bounded_text(
 ) -> None:
     system = "\x1b[2J\x1b[8mhidden\u202eevil\nsecond line " + "x" * 5000
     chain = ",".join(["nosuch"] * 5000)
-    path = _save(
+    path = save_records(
         tmp_path / "sent.ipynb",
         _record(
             "hello", "hi", seq=0, system=system, chain=chain, conversation="\x1b[31mred\u202e" + "n" * 500

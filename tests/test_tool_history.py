@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 from IPython.utils.capture import capture_output
 
 from chatmagic._state import get_session
 from chatmagic.sandbox import Sandbox
 
+from ._notebooks import save_records
 from ._tool_schemas import KEY
 
 pytestmark = pytest.mark.usefixtures("fresh")
@@ -95,18 +95,6 @@ def test_a_later_turn_sends_the_calls_and_their_answers(ip: Any, sandbox_thread:
     assert "tool_calls" not in sent and "tool_call_id" not in sent
 
 
-def _save(path: Path, *records: dict[str, Any]) -> Path:
-    nb = nbformat.v4.new_notebook()
-    for record in records:
-        cell = nbformat.v4.new_code_cell("%%chat")
-        cell.outputs = [
-            nbformat.v4.new_output("display_data", data={"text/plain": ""}, metadata={"chatmagic": record})
-        ]
-        nb.cells.append(cell)
-    nbformat.write(nb, path)
-    return path
-
-
 def _record(seq: int, user: str, assistant: str, tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "version": 1,
@@ -141,7 +129,7 @@ def test_restored_tool_exchanges_go_as_tool_messages_without_secrets(
 ) -> None:
     # saved where the secret was not one (or by someone else): this kernel knows it is
     monkeypatch.setenv("MY_SERVICE_TOKEN", SECRET)
-    path = _save(
+    path = save_records(
         tmp_path / "saved.ipynb",
         _record(
             0,
@@ -185,7 +173,7 @@ def test_the_budget_counts_the_tool_messages_and_the_glass_box_names_each_exchan
     ip: Any, sandbox_thread: Sandbox, tmp_path: Path, budget: None
 ) -> None:
     big = "x" * 3000
-    path = _save(
+    path = save_records(
         tmp_path / "big.ipynb",
         _record(0, "Load it.", "Loaded.", [_step("call_big", '{"n": 1}', big)]),
         _record(1, "Short?", "Short."),
